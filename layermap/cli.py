@@ -1,0 +1,194 @@
+"""``layermap`` command line: baselines, distill, fitness, evolve, show, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import LayermapError
+
+
+def _cmd_baselines(args: argparse.Namespace) -> int:
+    from .mapping import baselines
+
+    table = baselines(args.student_layers, args.teacher_layers)
+    if args.json:
+        print(json.dumps({name: "-".join(map(str, g)) for name, g in table.items()}, indent=2))
+    else:
+        for name, genes in table.items():
+            print(f"{name:<8} {'-'.join(map(str, genes))}")
+    return 0
+
+
+def _add_distill(sub) -> None:
+    p = sub.add_parser("distill", help="task-agnostic distillation of one student with one mapping")
+    p.add_argument("--teacher", required=True, help="teacher: hub name or local directory")
+    p.add_argument("--student-layers", type=int, required=True)
+    p.add_argument("--hidden-size", type=int, default=0, help="student width (default: the teacher's)")
+    p.add_argument("--heads", type=int, default=0, help="student attention heads (default: the teacher's)")
+    p.add_argument("--ffn", type=int, default=0, help="student FFN size (default: 4 x hidden)")
+    p.add_argument("--mapping", required=True, help="genes like 2-4-6, or uniform/top/bottom/last, or a mapping JSON file")
+    p.add_argument("--corpus", required=True, help="text file (one paragraph per line, blank line between documents) or a datasets name")
+    p.add_argument("--max-segments", type=int, default=0, help="sample this many segments (default: all)")
+    p.add_argument("--max-documents", type=int, default=0, help="read only the first N documents of the corpus")
+    p.add_argument("--max-steps", type=int, default=0, help="optimizer steps (default: --epochs over the segments)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=("random", "teacher"), default="random")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints (0: none)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default="", help="where the tokenised corpus is cached (default ~/.cache/layermap)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--out", required=True, help="output folder (loads with AutoModel.from_pretrained)")
+    p.set_defaults(func=_cmd_distill)
+
+
+def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
+    from .mapping import LayerMapping
+
+    if text.endswith(".json") or Path(text).is_file():
+        mapping = LayerMapping.from_json(text)
+        if mapping.teacher_layers != teacher_layers or mapping.student_layers != student_layers:
+            raise LayermapError(
+                f"mapping file {text!r} is for {mapping.student_layers} student / {mapping.teacher_layers} teacher layers, "
+                f"not {student_layers} / {teacher_layers}; export a mapping for this teacher and student"
+            )
+        return mapping
+    return LayerMapping.parse(text, teacher_layers, student_layers=student_layers)
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from .config import CorpusSettings, DistillSettings, dump_toml, Config, StudentSettings, TeacherSettings
+    from .corpus import load_segments
+    from .distill import LiveTeacher, distill
+    from .models import StudentSpec, build_student, init_student_from_teacher, load_teacher, load_teacher_config, pick_device
+    from .output import save_student
+
+    out = Path(args.out)
+    if (out / "config.json").is_file() and (out / "mapping.json").is_file():
+        raise LayermapError(f"output folder {args.out!r} already holds a distilled student; choose a new --out folder")
+    teacher_cfg = load_teacher_config(args.teacher)
+    mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, args.student_layers)
+    spec = StudentSpec.resolve(teacher_cfg, args.student_layers, args.hidden_size, args.heads, args.ffn)
+    corpus = CorpusSettings(path=args.corpus, seq_len=args.seq_len, max_segments=args.max_segments,
+                            max_documents=args.max_documents, seed=args.seed)
+    settings = DistillSettings(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
+                               learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    if not Path(args.corpus).expanduser().is_file() and (args.corpus.endswith(".txt") or "/" in args.corpus):
+        raise LayermapError(f"corpus file {args.corpus!r} does not exist; give a text file with one paragraph per line")
+    device = pick_device(args.device)
+    teacher = load_teacher(args.teacher, device=device)
+    segments = load_segments(args.corpus, teacher.tokenizer, seq_len=args.seq_len, max_segments=args.max_segments,
+                             seed=args.seed, max_documents=args.max_documents, cache_dir=args.cache_dir,
+                             progress=not args.quiet)
+    student = build_student(teacher.model.config, spec, seed=args.seed)
+    if args.init == "teacher":
+        init_student_from_teacher(student, teacher.model, mapping)
+    out.mkdir(parents=True, exist_ok=True)
+    config = Config(teacher=TeacherSettings(name=args.teacher),
+                    student=StudentSettings(layers=spec.layers, hidden_size=spec.hidden_size, heads=spec.heads,
+                                            ffn=spec.ffn, init=args.init),
+                    corpus=corpus, distill=settings)
+    (out / "config.toml").write_text(dump_toml(config))
+    started = time.time()
+    _, stats = distill(student, LiveTeacher(teacher.model), mapping, segments, settings,
+                       teacher_width=teacher.hidden_size, device=device, progress=not args.quiet,
+                       checkpoint_dir=out / "checkpoints", desc=f"distilling {mapping}")
+    save_student(out, student, teacher.tokenizer, mapping, stats, teacher=args.teacher)
+    first = sum(stats.losses[:10]) / max(1, len(stats.losses[:10]))
+    print(f"distilled {spec.layers}-layer student with mapping {mapping} in {time.time() - started:.0f}s: "
+          f"{stats.steps} steps, loss {first:.4f} -> {stats.final_loss:.4f}, "
+          f"{stats.segments_per_second:.1f} segments/s (teacher {100 * stats.teacher_seconds / max(stats.seconds, 1e-9):.0f}% of step time)")
+    print(f"saved to {out} (load with transformers.AutoModel.from_pretrained)")
+    return 0
+
+
+def _add_fitness(sub) -> None:
+    from .cli_common import add_config_args
+
+    p = sub.add_parser("fitness", help="proxy fitness of one mapping (distil on a slice, fine-tune on proxy tasks)")
+    p.add_argument("--mapping", required=True, help="genes like 2-4-6, or uniform/top/bottom/last")
+    add_config_args(p)
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_fitness)
+
+
+def _cmd_fitness(args: argparse.Namespace) -> int:
+    from .cli_common import config_from_args
+    from .fitness import ProxyEvaluator
+
+    config = config_from_args(args)
+    evaluator = ProxyEvaluator(config, progress=not args.quiet and sys.stderr.isatty())
+    mapping = _parse_mapping(args.mapping, evaluator.teacher_layers, evaluator.student_layers)
+    record = evaluator.evaluate(mapping.genes)
+    if args.json:
+        d = record.to_dict()
+        d["mapping"] = d.pop("genome")
+        d["fingerprint"] = evaluator.fingerprint
+        print(json.dumps(d, indent=2))
+        return 0
+    print(f"mapping {record.genome}   fingerprint {evaluator.fingerprint}")
+    for name, task in record.tasks.items():
+        metrics = "  ".join(f"{k} {v:6.2f}" for k, v in task.metrics.items())
+        print(f"  {name:<6} score {task.score:6.2f}   {metrics}")
+    t = record.timings
+    print(f"fitness {record.fitness:.2f}   distill loss {record.distill_loss:.4f}   "
+          f"time: distill {t['distill']:.1f}s, fine-tune {t['finetune']:.1f}s, eval {t['eval']:.1f}s, total {t['total']:.1f}s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="layermap", description="Search the layer mapping for task-agnostic BERT distillation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("baselines", help="print the uniform / top / bottom / last-layer mappings")
+    p.add_argument("--teacher-layers", type=int, required=True)
+    p.add_argument("--student-layers", type=int, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_baselines)
+    _add_distill(sub)
+    _add_fitness(sub)
+    try:
+        from .search_cli import register
+    except ImportError:  # pragma: no cover - only while the search module is absent
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    from proxy_tasks import TaskError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except (LayermapError, TaskError) as exc:
+        print(f"layermap: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("layermap: interrupted; finished work is kept (rerun with --resume where the command has it)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""Settings: frozen dataclasses, TOML presets and files, ``--set`` overrides, the fingerprint.
+
+A config has sections; each is a frozen dataclass that checks its own values.  Unknown keys
+and wrong types are a :class:`ConfigError` with one sentence naming the key.  Presets ship in
+``layermap/presets/*.toml``; a user file or a preset is merged over the defaults, then
+``--set section.key=value`` overrides are applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import json
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import LayermapError
+from .mapping import CONSTRAINTS, parse_genes
+
+
+class ConfigError(LayermapError):
+    """A setting a user gave that is wrong; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    name: str = ""                 # hub name or local directory
+    revision: str = "main"         # hub revision (ignored for a local directory)
+
+
+@dataclass(frozen=True)
+class StudentSettings:
+    layers: int = 3
+    hidden_size: int = 0           # 0 = the teacher's
+    heads: int = 0                 # 0 = the teacher's
+    ffn: int = 0                   # 0 = 4 * hidden_size
+    init: str = "random"           # random | teacher
+
+    def __post_init__(self) -> None:
+        if self.layers < 1:
+            raise ConfigError(f"student.layers must be at least 1, got {self.layers}")
+        if self.init not in ("random", "teacher"):
+            raise ConfigError(f"student.init must be 'random' or 'teacher', got {self.init!r}")
+        for k in ("hidden_size", "heads", "ffn"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"student.{k} must be >= 0 (0 = derive from the teacher), got {getattr(self, k)}")
+
+
+@dataclass(frozen=True)
+class CorpusSettings:
+    path: str = ""                 # text file (one paragraph per line, blank line between documents) or a datasets name
+    seq_len: int = 128
+    max_segments: int = 0          # 0 = all
+    fraction: float = 1.0          # used when max_segments is 0
+    seed: int = 0
+    max_documents: int = 0         # 0 = read the whole file before slicing; >0 stops reading after that many documents
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 8:
+            raise ConfigError(f"corpus.seq_len must be at least 8, got {self.seq_len}")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"corpus.fraction must be in (0, 1], got {self.fraction}")
+        if self.max_segments < 0 or self.max_documents < 0:
+            raise ConfigError("corpus.max_segments and corpus.max_documents must be >= 0")
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    max_steps: int = 0             # 0 = epochs over the slice
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    attention_weight: float = 1.0
+    hidden_weight: float = 1.0
+    embedding_weight: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 0      # steps; 0 = no intermediate checkpoints
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"distill.batch_size must be at least 1, got {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"distill.learning_rate must be positive, got {self.learning_rate}")
+        if self.max_steps < 0 or self.epochs <= 0:
+            raise ConfigError("distill.max_steps must be >= 0 and distill.epochs > 0")
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    tasks: tuple[str, ...] = ("sst2", "mrpc", "rte")
+    glue_dir: str = ""             # local GLUE folder; "" = datasets hub
+    max_train: int = 2000          # 0 = all
+    max_eval: int = 0              # 0 = all
+    epochs: float = 3.0
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    seq_len: int = 128
+    seed: int = 0
+    teacher_cache: bool = True     # reuse the teacher's outputs across genomes
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError("proxy.tasks is empty; name at least one GLUE task, e.g. ['sst2', 'mrpc', 'rte']")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    constraint: str = "free"
+    population: int = 8
+    generations: int = 4
+    offspring: int = 0             # lambda; 0 = population
+    crossover: str = "two_point"   # two_point | uniform
+    cx_prob: float = 0.6
+    mut_prob: float = 0.4
+    gene_mut_prob: float = 0.0     # per-gene mutation probability; 0 = 1/M
+    tournament_size: int = 3
+    seed_baselines: bool = True
+    seed_mappings: tuple[str, ...] = ()   # extra genomes for the first population, e.g. ["3-6-9-12"]
+    hall_of_fame: int = 5          # how many best distinct genomes to keep
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.constraint not in CONSTRAINTS:
+            raise ConfigError(f"search.constraint must be one of {', '.join(CONSTRAINTS)}, got {self.constraint!r}")
+        if self.population < 2:
+            raise ConfigError(f"search.population must be at least 2, got {self.population}")
+        if self.generations < 1:
+            raise ConfigError(f"search.generations must be at least 1, got {self.generations}")
+        if self.crossover not in ("two_point", "uniform"):
+            raise ConfigError(f"search.crossover must be 'two_point' or 'uniform', got {self.crossover!r}")
+        for k in ("cx_prob", "mut_prob", "gene_mut_prob"):
+            if not 0 <= getattr(self, k) <= 1:
+                raise ConfigError(f"search.{k} must be between 0 and 1, got {getattr(self, k)}")
+        if self.cx_prob + self.mut_prob > 1:
+            raise ConfigError("search.cx_prob + search.mut_prob must be at most 1 (DEAP varOr)")
+        if self.tournament_size < 1:
+            raise ConfigError(f"search.tournament_size must be at least 1, got {self.tournament_size}")
+        if self.offspring < 0:
+            raise ConfigError(f"search.offspring must be >= 0 (0 = population), got {self.offspring}")
+        if self.hall_of_fame < 1:
+            raise ConfigError(f"search.hall_of_fame must be at least 1, got {self.hall_of_fame}")
+        for text in self.seed_mappings:
+            _check_seed_mapping(text)
+
+
+def _check_seed_mapping(text: str) -> None:
+    """A seed mapping must be genes joined by '-' (its range is checked once the teacher's depth is known)."""
+    try:
+        parse_genes(text)
+    except LayermapError as exc:
+        raise ConfigError(f"search.seed_mappings: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    executor: str = "local"        # local | process | ray
+    workers: int = 1
+    device: str = "auto"           # auto | cpu | cuda | cuda:N
+    cache_dir: str = ""            # tokenised corpus + teacher outputs; "" = ~/.cache/layermap
+    threads: int = 0               # torch threads per worker; 0 = cores / workers
+    cache_db: str = ""             # fitness store shared by several runs; "" = RUN_DIR/layermap.sqlite
+    ray_address: str = ""          # ray.init(address=...); "" = start a local Ray
+    gpus_per_eval: float = 0.0     # Ray: num_gpus per evaluation task
+    cpus_per_eval: float = 1.0     # Ray: num_cpus per evaluation task
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "process", "ray"):
+            raise ConfigError(f"run.executor must be local, process or ray, got {self.executor!r}")
+        if self.workers < 1:
+            raise ConfigError(f"run.workers must be at least 1, got {self.workers}")
+        if self.threads < 0:
+            raise ConfigError(f"run.threads must be >= 0 (0 = cores / workers), got {self.threads}")
+        if self.gpus_per_eval < 0:
+            raise ConfigError(f"run.gpus_per_eval must be >= 0, got {self.gpus_per_eval}")
+        if self.cpus_per_eval <= 0:
+            raise ConfigError(f"run.cpus_per_eval must be positive, got {self.cpus_per_eval}")
+
+
+@dataclass(frozen=True)
+class Config:
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    student: StudentSettings = field(default_factory=StudentSettings)
+    corpus: CorpusSettings = field(default_factory=CorpusSettings)
+    distill: DistillSettings = field(default_factory=DistillSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def to_dict(self) -> dict:
+        return {f.name: _section_to_dict(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **sections: Any) -> "Config":
+        return dataclasses.replace(self, **sections)
+
+
+SECTIONS = {f.name: f.type for f in fields(Config)}
+PRESETS = ("smoke", "demo", "paper")
+
+
+def _section_to_dict(section: Any) -> dict:
+    return {f.name: (list(v) if isinstance(v := getattr(section, f.name), tuple) else v) for f in fields(section)}
+
+
+def _section_class(name: str) -> type:
+    hints = typing.get_type_hints(Config)
+    if name not in hints:
+        raise ConfigError(f"unknown config section [{name}]; sections are: {', '.join(SECTIONS)}")
+    return hints[name]
+
+
+def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a field's type; ints are accepted for floats, lists for tuples."""
+    where = f"{section}.{key}"
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where} has an unsupported type {annotation!r}")  # pragma: no cover
+
+
+def _build_section(name: str, values: dict) -> Any:
+    cls = _section_class(name)
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"unknown setting {name}.{key}; known keys in [{name}] are: {', '.join(sorted(known))}")
+    kwargs = {k: _coerce(name, k, v, hints[k]) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    sections = {}
+    for name, values in data.items():
+        _section_class(name)
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section [{name}] must be a table of key = value pairs")
+        sections[name] = _build_section(name, values)
+    return Config(**sections)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = {k: dict(v) for k, v in base.items()}
+    for name, values in extra.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section [{name}] must be a table of key = value pairs")
+        out.setdefault(name, {}).update(values)
+    return out
+
+
+def read_toml(source: str) -> dict:
+    """A preset name (``smoke``, ``demo``, ``paper``) or the path of a TOML file -> its dict."""
+    if source in PRESETS:
+        text = importlib.resources.files("layermap.presets").joinpath(f"{source}.toml").read_text("utf-8")
+        origin = f"preset {source!r}"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config {source!r} is neither a preset ({', '.join(PRESETS)}) nor an existing TOML file")
+        text = path.read_text("utf-8")
+        origin = str(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {origin} is not valid TOML: {exc}") from None
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``'search.population=12'`` -> ``('search', 'population', 12)``; the value is read as TOML, else as a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"override {text!r} is malformed; write --set section.key=value, e.g. --set search.population=12")
+    lhs, raw = text.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def load_config(source: str | None = None, overrides: Sequence[str] = (), **section_values: dict) -> Config:
+    """Defaults <- preset or TOML file <- ``section_values`` (from CLI flags) <- ``--set`` overrides."""
+    data: dict = read_toml(source) if source else {}
+    data = _merge(data, {k: v for k, v in section_values.items() if v})
+    for text in overrides:
+        section, key, value = parse_override(text)
+        data = _merge(data, {section: {key: value}})
+    return config_from_dict(data)
+
+
+def dump_toml(config: Config) -> str:
+    """The resolved config as TOML (written into every run folder)."""
+    lines = []
+    for name, values in config.to_dict().items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def file_digest(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (used for teacher weights, corpus and data identities)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest(obj: Any) -> str:
+    """Stable sha256 of a JSON-able object."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

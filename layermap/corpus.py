@@ -1,0 +1,221 @@
+"""Corpus -> tokenised fixed-length segments, deterministic slices, and an on-disk cache.
+
+Input: a plain-text file with one paragraph per line and a blank line between documents (the
+usual BERT pre-training layout), or a ``datasets`` name (``name`` or ``name:config``, split
+``train``, column ``text``; an empty row separates documents).
+
+Segmentation: each document's paragraphs are tokenised (no special tokens) and concatenated;
+the token stream is cut into pieces of ``seq_len - 2`` tokens, each wrapped as
+``[CLS] piece [SEP]`` and padded to ``seq_len``.  Segments never cross a document boundary; a
+document's last piece is kept when it has at least ``seq_len // 4`` tokens.
+
+The tokenised corpus is cached under ``cache_dir`` keyed by the corpus bytes, the tokenizer
+and ``seq_len`` (and ``max_documents``), so a second run does not tokenise again.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .config import digest, file_digest
+from .errors import LayermapError
+
+_TOKENIZE_BATCH = 256
+
+
+class CorpusError(LayermapError):
+    """A corpus that cannot be read or yields no segments."""
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Token ids (S, L) int32 and true lengths (S,) of S fixed-length segments."""
+
+    input_ids: np.ndarray
+    lengths: np.ndarray
+    identity: str          # digest of (corpus, tokenizer, seq_len, slice): part of fingerprints
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    def batch(self, indices: np.ndarray, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), each (B, L) int64, for the given segment indices."""
+        ids = torch.from_numpy(self.input_ids[indices].astype(np.int64))                         # (B, L)
+        mask = (torch.arange(self.seq_len)[None, :] < torch.from_numpy(self.lengths[indices])[:, None]).long()  # (B, L)
+        return ids.to(device), mask.to(device)
+
+
+def default_cache_dir(cache_dir: str = "") -> Path:
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("LAYERMAP_CACHE", Path.home() / ".cache" / "layermap"))
+
+
+def tokenizer_identity(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return digest(backend.to_str())[:32]
+    return digest(sorted(tokenizer.get_vocab().items()))[:32]
+
+
+def corpus_identity(path: str) -> str:
+    p = Path(path).expanduser()
+    if p.is_file():
+        return "file:" + file_digest(p)
+    return "datasets:" + path
+
+
+def _iter_documents_from_file(path: Path, max_documents: int) -> Iterator[list[str]]:
+    doc: list[str] = []
+    count = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                doc.append(line)
+                continue
+            if doc:
+                yield doc
+                count += 1
+                doc = []
+                if max_documents and count >= max_documents:
+                    return
+    if doc:
+        yield doc
+
+
+def _iter_documents_from_datasets(name: str, max_documents: int) -> Iterator[list[str]]:
+    import datasets
+
+    ds_name, _, ds_config = name.partition(":")
+    try:
+        ds = datasets.load_dataset(ds_name, ds_config or None, split="train")
+    except Exception as exc:  # noqa: BLE001 - any hub/parse failure becomes one sentence
+        raise CorpusError(
+            f"corpus {name!r} is not a file and could not be loaded with datasets ({str(exc).splitlines()[0][:160]}); "
+            "give a text file with one paragraph per line"
+        ) from None
+    if "text" not in ds.column_names:
+        raise CorpusError(f"dataset {name!r} has no 'text' column (it has {', '.join(ds.column_names)}); give a text corpus")
+    doc: list[str] = []
+    count = 0
+    for row in ds:
+        line = (row["text"] or "").strip()
+        if line:
+            doc.append(line)
+        elif doc:
+            yield doc
+            count += 1
+            doc = []
+            if max_documents and count >= max_documents:
+                return
+    if doc:
+        yield doc
+
+
+def iter_documents(path: str, max_documents: int = 0) -> Iterator[list[str]]:
+    p = Path(path).expanduser()
+    if p.is_file():
+        return _iter_documents_from_file(p, max_documents)
+    if p.exists() or path.startswith((".", "/", "~")) or path.endswith((".txt", ".text")):
+        raise CorpusError(f"corpus file {path!r} does not exist (or is not a file); give a text file with one paragraph per line")
+    return _iter_documents_from_datasets(path, max_documents)
+
+
+def _segment_document(token_lists: list[list[int]], cls_id: int, sep_id: int, seq_len: int,
+                      out_ids: list[np.ndarray], out_len: list[int]) -> None:
+    stream = [t for toks in token_lists for t in toks]
+    body = seq_len - 2
+    for start in range(0, len(stream), body):
+        piece = stream[start:start + body]
+        if len(piece) < max(1, seq_len // 4):     # a short tail (or a short document) is dropped
+            break
+        row = np.zeros(seq_len, dtype=np.int32)
+        row[0], row[1:1 + len(piece)], row[1 + len(piece)] = cls_id, piece, sep_id
+        out_ids.append(row)
+        out_len.append(len(piece) + 2)
+
+
+def tokenize_corpus(path: str, tokenizer, seq_len: int = 128, *, max_documents: int = 0,
+                    cache_dir: str = "", progress: bool = True) -> Segments:
+    """All segments of a corpus, tokenised once and cached on disk (``.npz``)."""
+    key = digest({"corpus": corpus_identity(path) if Path(path).expanduser().is_file() else path,
+                  "tokenizer": tokenizer_identity(tokenizer), "seq_len": seq_len, "max_documents": max_documents})[:24]
+    cache_file = default_cache_dir(cache_dir) / "corpus" / f"{key}.npz"
+    if cache_file.is_file():
+        with np.load(cache_file) as z:
+            return Segments(input_ids=z["input_ids"], lengths=z["lengths"], identity=key)
+    docs = iter_documents(path, max_documents)
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    if cls_id is None or sep_id is None:
+        raise CorpusError("the teacher's tokenizer has no [CLS]/[SEP] tokens; only BERT-style tokenizers are supported")
+    out_ids: list[np.ndarray] = []
+    out_len: list[int] = []
+    bar = _progress(progress, f"tokenising {Path(path).name}", max_documents or None)
+    pending: list[list[str]] = []
+    for doc in docs:
+        pending.append(doc)
+        if sum(len(d) for d in pending) >= _TOKENIZE_BATCH:
+            _flush(pending, tokenizer, cls_id, sep_id, seq_len, out_ids, out_len)
+            bar.update(len(pending))
+            pending = []
+    _flush(pending, tokenizer, cls_id, sep_id, seq_len, out_ids, out_len)
+    bar.update(len(pending))
+    bar.close()
+    if not out_ids:
+        raise CorpusError(f"corpus {path!r} yielded no segments of at least {max(1, seq_len // 4)} tokens; give more text")
+    segments = Segments(input_ids=np.stack(out_ids), lengths=np.asarray(out_len, dtype=np.int32), identity=key)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, input_ids=segments.input_ids, lengths=segments.lengths)
+    os.replace(tmp, cache_file)
+    return segments
+
+
+def _flush(docs: list[list[str]], tokenizer, cls_id: int, sep_id: int, seq_len: int,
+           out_ids: list[np.ndarray], out_len: list[int]) -> None:
+    if not docs:
+        return
+    flat = [p for d in docs for p in d]
+    encoded = tokenizer(flat, add_special_tokens=False, return_attention_mask=False,
+                        return_token_type_ids=False)["input_ids"]
+    i = 0
+    for d in docs:
+        _segment_document(encoded[i:i + len(d)], cls_id, sep_id, seq_len, out_ids, out_len)
+        i += len(d)
+
+
+def _progress(enabled: bool, desc: str, total: int | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="doc", disable=not enabled, leave=False)
+
+
+def slice_segments(segments: Segments, *, count: int = 0, fraction: float = 1.0, seed: int = 0) -> Segments:
+    """A deterministic sample: ``count`` segments (or ``fraction`` of them when count is 0),
+    drawn without replacement by ``numpy.random.default_rng(seed)``, in corpus order."""
+    n = len(segments)
+    k = min(count, n) if count else max(1, int(round(n * fraction)))
+    if k >= n:
+        idx = np.arange(n)
+    else:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+    ident = digest({"base": segments.identity, "idx": [int(k), int(n), seed, count, fraction]})[:24]
+    return Segments(input_ids=segments.input_ids[idx], lengths=segments.lengths[idx], identity=ident)
+
+
+def load_segments(path: str, tokenizer, *, seq_len: int = 128, max_segments: int = 0, fraction: float = 1.0,
+                  seed: int = 0, max_documents: int = 0, cache_dir: str = "", progress: bool = True) -> Segments:
+    """Tokenise (or read from cache) and slice: the one call the rest of layermap uses."""
+    full = tokenize_corpus(path, tokenizer, seq_len, max_documents=max_documents, cache_dir=cache_dir, progress=progress)
+    return slice_segments(full, count=max_segments, fraction=fraction, seed=seed)

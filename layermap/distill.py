@@ -1,0 +1,215 @@
+"""The task-agnostic distillation loop (proxy and full), written out as a plain ``for`` loop.
+
+One step::
+
+    ids, mask    = segments.batch(order[step])                  # (B, L)
+    T            = teacher.outputs(indices, ids, mask)           # only the layers the mapping reads
+    S            = student forward with hidden states + hooked Q/K of mapped layers
+    loss, parts  = TransformerDistillationLoss(S, T, mask)
+    loss.backward(); clip; AdamW step; linear warm-up/decay step
+
+The teacher side is a :class:`TeacherSource`: :class:`LiveTeacher` runs the teacher, and
+:class:`layermap.teacher_cache.CachedTeacher` reads outputs precomputed once for a corpus
+slice (shared by every genome of a search).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from .config import DistillSettings
+from .corpus import Segments
+from .errors import LayermapError
+from .losses import LayerOutputs, LossWeights, TransformerDistillationLoss
+from .mapping import LayerMapping, MappingError
+from .models import attention_scores, capture_qk
+
+
+class DistillError(LayermapError):
+    """Distillation that cannot go on (a NaN loss, an unusable checkpoint)."""
+
+
+class TeacherSource(Protocol):
+    def outputs(self, indices: np.ndarray, ids: torch.Tensor, mask: torch.Tensor,
+                hidden_layers: tuple[int, ...], att_layers: tuple[int, ...]) -> LayerOutputs: ...
+
+
+@dataclass
+class LiveTeacher:
+    """Runs the teacher on every batch, hooking attention only for the layers asked for."""
+
+    model: PreTrainedModel
+
+    @torch.no_grad()
+    def outputs(self, indices, ids, mask, hidden_layers, att_layers) -> LayerOutputs:
+        return forward_layers(self.model, ids, mask, hidden_layers, att_layers)
+
+
+def forward_layers(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor,
+                   hidden_layers: tuple[int, ...], att_layers: tuple[int, ...]) -> LayerOutputs:
+    """One forward of an encoder -> the asked-for hidden states and pre-softmax attention scores."""
+    heads = model.config.num_attention_heads
+    with capture_qk(model, att_layers) as qk:
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    hidden = {k: out.hidden_states[k] for k in hidden_layers}                    # each (B, L, D)
+    scores = {k: attention_scores(qk[k]["q"], qk[k]["k"], heads) for k in att_layers}  # each (B, H, L, L)
+    return LayerOutputs(hidden=hidden, scores=scores)
+
+
+@dataclass
+class DistillStats:
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    teacher_seconds: float = 0.0
+    segments: int = 0
+
+    @property
+    def final_loss(self) -> float:
+        tail = self.losses[-10:]
+        return float(sum(tail) / len(tail)) if tail else float("nan")
+
+    @property
+    def segments_per_second(self) -> float:
+        return self.segments / self.seconds if self.seconds else 0.0
+
+
+def total_steps(settings: DistillSettings, num_segments: int) -> int:
+    if settings.max_steps:
+        return settings.max_steps
+    return max(1, math.ceil(settings.epochs * num_segments / settings.batch_size))
+
+
+def batch_order(num_segments: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
+    """(steps, batch) segment indices: a fresh seeded permutation per epoch, no partial batches."""
+    batch_size = min(batch_size, num_segments)
+    per_epoch = num_segments // batch_size
+    rows, epoch = [], 0
+    while len(rows) < steps:
+        perm = np.random.default_rng([seed, epoch]).permutation(num_segments)
+        rows.extend(perm[i * batch_size:(i + 1) * batch_size] for i in range(per_epoch))
+        epoch += 1
+    return np.stack(rows[:steps])
+
+
+def _optimizer(student: nn.Module, loss_fn: nn.Module, settings: DistillSettings, steps: int):
+    decay, no_decay = [], []
+    for module in (student, loss_fn):
+        for name, p in module.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate)
+    warmup = int(settings.warmup_ratio * steps)
+
+    def lr_lambda(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+
+
+def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapping, segments: Segments,
+            settings: DistillSettings, *, teacher_width: int, device: torch.device | str = "cpu",
+            progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
+            desc: str = "distilling") -> tuple[TransformerDistillationLoss, DistillStats]:
+    """Distil ``student`` in place against ``teacher`` with ``mapping``; returns the loss module
+    (it owns the learnt projection) and the statistics.  With ``checkpoint_dir`` and
+    ``settings.checkpoint_every`` the run saves ``checkpoint.pt`` periodically and a later call
+    with the same arguments resumes from it.
+    """
+    if not mapping.embedding and not mapping.teacher_layers_used():
+        raise MappingError(f"mapping {mapping} has no loss at all (every gene 0 and no embedding loss); map at least one layer")
+    if mapping.student_layers != student.config.num_hidden_layers:
+        raise MappingError(
+            f"mapping {mapping} has {mapping.student_layers} genes but the student has {student.config.num_hidden_layers} layers"
+        )
+    device = torch.device(device)
+    weights = LossWeights(settings.attention_weight, settings.hidden_weight, settings.embedding_weight)
+    loss_fn = TransformerDistillationLoss(mapping, student.config.hidden_size, teacher_width, weights).to(device)
+    t_hidden, t_att = loss_fn.teacher_layers_needed()
+    s_att = tuple(m for m, k in mapping.pairs() if m > 0)
+    s_hidden = ((0,) if mapping.embedding else ()) + s_att
+    steps = total_steps(settings, len(segments))
+    order = batch_order(len(segments), settings.batch_size, steps, settings.seed)   # (steps, B)
+    student.to(device).train()
+    torch.manual_seed(settings.seed)                    # dropout stream
+    opt, sched = _optimizer(student, loss_fn, settings, steps)
+    stats = DistillStats(steps=steps)
+    start = _maybe_resume(checkpoint_dir, student, loss_fn, opt, sched, stats)
+
+    from tqdm.auto import tqdm
+    bar = tqdm(range(start, steps), desc=desc, disable=not progress, unit="step", leave=False)
+    for step in bar:
+        t0 = time.perf_counter()
+        idx = order[step]
+        ids, mask = segments.batch(idx, device)                                        # (B, L), (B, L)
+        t_out = teacher.outputs(idx, ids, mask, t_hidden, t_att)
+        t1 = time.perf_counter()
+        s_out = forward_layers(student, ids, mask, s_hidden, s_att)
+        loss, parts = loss_fn(s_out, t_out, mask)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise DistillError(
+                f"distillation loss became {value} at step {step + 1} of {steps} (mapping {mapping}); "
+                "lower distill.learning_rate or check the teacher and corpus"
+            )
+        loss.backward()
+        if settings.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], settings.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        stats.losses.append(value)
+        stats.segments += len(idx)
+        stats.teacher_seconds += t1 - t0
+        stats.seconds += time.perf_counter() - t0
+        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        if checkpoint_dir and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(checkpoint_dir, step + 1, student, loss_fn, opt, sched, stats)
+    bar.close()
+    student.eval()
+    return loss_fn, stats
+
+
+def _save_checkpoint(folder, step, student, loss_fn, opt, sched, stats: DistillStats) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {"step": step, "student": student.state_dict(), "loss_fn": loss_fn.state_dict(),
+             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+             "losses": stats.losses, "seconds": stats.seconds, "teacher_seconds": stats.teacher_seconds,
+             "segments": stats.segments}
+    tmp = folder / f"checkpoint.pt.tmp{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / "checkpoint.pt")          # atomic: a kill never leaves half a checkpoint
+
+
+def _maybe_resume(folder, student, loss_fn, opt, sched, stats: DistillStats) -> int:
+    if not folder or not (Path(folder) / "checkpoint.pt").is_file():
+        return 0
+    try:
+        state = torch.load(Path(folder) / "checkpoint.pt", map_location="cpu", weights_only=False)
+        student.load_state_dict(state["student"])
+        loss_fn.load_state_dict(state["loss_fn"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise DistillError(
+            f"checkpoint {Path(folder) / 'checkpoint.pt'} does not match this run ({str(exc).splitlines()[0][:120]}); "
+            "delete it or use another --out folder"
+        ) from None
+    torch.set_rng_state(state["rng"])
+    stats.losses[:] = state["losses"]
+    stats.seconds, stats.teacher_seconds, stats.segments = state["seconds"], state["teacher_seconds"], state["segments"]
+    return int(state["step"])

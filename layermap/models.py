@@ -1,0 +1,250 @@
+"""Teacher loading, student construction and initialisation, and the attention-score probe.
+
+Teachers are Hugging Face encoders of the BERT family (BERT, RoBERTa, ELECTRA, ...) given as a
+hub name or a local directory.  A student is a smaller encoder of the teacher's family,
+built from the teacher's config with a :class:`StudentSpec`, sharing the teacher's tokenizer.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .config import digest, file_digest
+from .errors import LayermapError
+from .mapping import LayerMapping, baseline
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.safetensors.index.json")
+
+
+class ModelError(LayermapError):
+    """A teacher that cannot be loaded or a student spec that does not fit it."""
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """Shape of a student: ``layers`` M, ``hidden_size``, ``heads``, ``ffn`` (intermediate) size."""
+
+    layers: int
+    hidden_size: int
+    heads: int
+    ffn: int
+
+    def __post_init__(self) -> None:
+        if min(self.layers, self.hidden_size, self.heads, self.ffn) < 1:
+            raise ModelError(f"student spec {self} has a non-positive size; every size must be at least 1")
+        if self.hidden_size % self.heads:
+            raise ModelError(
+                f"student hidden size {self.hidden_size} is not divisible by its {self.heads} heads; pick sizes so that hidden/heads is whole"
+            )
+
+    @classmethod
+    def resolve(cls, teacher_config, layers: int, hidden_size: int = 0, heads: int = 0, ffn: int = 0) -> "StudentSpec":
+        """Fill sizes given as 0 from the teacher (hidden, heads) or as ``4 * hidden`` (ffn)."""
+        hidden = hidden_size or teacher_config.hidden_size
+        return cls(layers=layers, hidden_size=hidden, heads=heads or teacher_config.num_attention_heads, ffn=ffn or 4 * hidden)
+
+
+@dataclass(frozen=True)
+class Teacher:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    identity: str          # stable id for fingerprints: weight digest (local) or name@revision (hub)
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local path unless it reads as a hub id (``bert-base-uncased``, ``org/model``)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _check_teacher_source(name: str) -> None:
+    if not name:
+        raise ModelError("no teacher given; pass --teacher with a hub name (e.g. bert-base-uncased) or a local model directory")
+    path = Path(name).expanduser()
+    if not path.exists() and _looks_like_path(name):
+        raise ModelError(f"teacher path {name!r} does not exist; give a local model directory or a hub name")
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelError(f"teacher directory {name!r} has no config.json; point --teacher at a folder written by save_pretrained")
+
+
+def _hub_failure(name: str, exc: BaseException) -> ModelError:
+    return ModelError(
+        f"could not load the teacher {name!r}: it is not a local directory and the Hugging Face Hub did not serve it "
+        f"({_first_line(exc)}); offline, pass a local model directory"
+    )
+
+
+def load_teacher_config(name: str, revision: str = "main"):
+    """The teacher's config alone (cheap): layer count and widths without loading weights."""
+    _check_teacher_source(name)
+    try:
+        return AutoConfig.from_pretrained(os.path.expanduser(name), revision=revision)
+    except (OSError, ValueError) as exc:
+        raise _hub_failure(name, exc) from None
+
+
+def teacher_identity(name: str, revision: str = "main") -> str:
+    """Weights digest for a local directory; ``name@revision`` for a hub name."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        parts = {"config": file_digest(path / "config.json")}
+        for fname in WEIGHT_FILES:
+            if (path / fname).is_file():
+                parts[fname] = file_digest(path / fname)
+        return "local:" + digest(parts)[:32]
+    return f"hub:{name}@{revision}"
+
+
+def load_teacher(name: str, revision: str = "main", *, device: str | torch.device = "cpu") -> Teacher:
+    """Load a teacher encoder and its tokenizer from a hub name or a local directory."""
+    _check_teacher_source(name)
+    src = os.path.expanduser(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src, revision=revision)
+        model = AutoModel.from_pretrained(src, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise _hub_failure(name, exc) from None
+    if not hasattr(model.config, "num_hidden_layers"):
+        raise ModelError(f"teacher {name!r} is not a BERT-like encoder (its config has no num_hidden_layers)")
+    model.eval().requires_grad_(False).to(device)
+    return Teacher(model=model, tokenizer=tokenizer, name=name, identity=teacher_identity(name, revision))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def build_student(teacher_config, spec: StudentSpec, *, seed: int = 0) -> PreTrainedModel:
+    """A randomly initialised student of the teacher's family (same vocabulary and positions)."""
+    cfg = copy.deepcopy(teacher_config)
+    cfg.num_hidden_layers = spec.layers
+    cfg.hidden_size = spec.hidden_size
+    cfg.num_attention_heads = spec.heads
+    cfg.intermediate_size = spec.ffn
+    if hasattr(cfg, "embedding_size"):        # ELECTRA-style factorised embeddings
+        cfg.embedding_size = spec.hidden_size
+    for attr in ("_name_or_path", "architectures"):
+        if hasattr(cfg, attr):
+            setattr(cfg, attr, None if attr == "architectures" else "")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        student = AutoModel.from_config(cfg)
+    return student
+
+
+def init_student_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel, mapping: LayerMapping) -> None:
+    """Extract-Then-Distill style initialisation, in place.
+
+    Embeddings are copied from the teacher; student layer ``m`` starts as teacher layer
+    ``g(m)``, and a layer with gene 0 starts as the uniform baseline's layer for ``m``.
+    When widths differ every tensor is truncated to its leading slice (``W[:d_out, :d_in]``,
+    ``b[:d]``): a documented, simple extraction, not a learned one.  A student *wider* than the
+    teacher in any tensor is an error.
+    """
+    fallback = baseline("uniform", mapping.student_layers, mapping.teacher_layers)
+    sources = [g if g > 0 else u for g, u in zip(mapping.genes, fallback)]
+    t_state = teacher.state_dict()
+    s_state = student.state_dict()
+    s_layers, t_layers = _layer_prefix(student), _layer_prefix(teacher)
+    new_state = {}
+    for key, s_tensor in s_state.items():
+        t_key = key
+        if key.startswith(s_layers):
+            idx, rest = key[len(s_layers):].split(".", 1)
+            t_key = f"{t_layers}{sources[int(idx)] - 1}.{rest}"
+        if t_key not in t_state:
+            new_state[key] = s_tensor          # e.g. a pooler the teacher lacks: keep the random init
+            continue
+        new_state[key] = _truncate(t_state[t_key], s_tensor.shape, key)
+    student.load_state_dict(new_state)
+
+
+def _truncate(t: torch.Tensor, shape: torch.Size, key: str) -> torch.Tensor:
+    if t.dim() != len(shape) or any(a < b for a, b in zip(t.shape, shape)):
+        raise ModelError(
+            f"cannot initialise the student from the teacher: {key} is {tuple(shape)} in the student but {tuple(t.shape)} "
+            "in the teacher; use --init random for a student wider than its teacher"
+        )
+    return t[tuple(slice(0, n) for n in shape)].clone()
+
+
+def _layer_prefix(model: PreTrainedModel) -> str:
+    for name, _ in model.named_modules():
+        if name.endswith("encoder.layer"):
+            return name + "."
+    raise ModelError(f"{type(model).__name__} has no encoder.layer list; only BERT-like encoders are supported")
+
+
+def encoder_layers(model: PreTrainedModel) -> Sequence[nn.Module]:
+    return model.get_submodule(_layer_prefix(model)[:-1])
+
+
+def _qk_modules(layer: nn.Module) -> tuple[nn.Module, nn.Module]:
+    attn = getattr(getattr(layer, "attention", None), "self", None)
+    if attn is None or not hasattr(attn, "query") or not hasattr(attn, "key"):
+        raise ModelError(f"{type(layer).__name__} has no attention.self.query/key; only BERT-like encoders are supported")
+    return attn.query, attn.key
+
+
+@contextmanager
+def capture_qk(model: PreTrainedModel, layers: Sequence[int]) -> Iterator[dict[int, dict[str, torch.Tensor]]]:
+    """Within the block, each forward of ``model`` fills ``out[k] = {"q": Q, "k": K}`` with layer
+    ``k``'s (1-based) projected queries and keys, each (batch, seq, hidden).  Only the listed
+    layers are hooked, so attention scores are paid for the layers the mapping uses and no
+    others; :func:`attention_scores` turns a pair into pre-softmax scores.
+    """
+    blocks = encoder_layers(model)
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    handles = []
+
+    def _hook(k: int, which: str):
+        def fn(_module, _inputs, output):
+            out.setdefault(k, {})[which] = output
+        return fn
+
+    try:
+        for k in sorted(set(layers)):
+            q_mod, k_mod = _qk_modules(blocks[k - 1])
+            handles.append(q_mod.register_forward_hook(_hook(k, "q")))
+            handles.append(k_mod.register_forward_hook(_hook(k, "k")))
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def attention_scores(q: torch.Tensor, k: torch.Tensor, heads: int) -> torch.Tensor:
+    """Projected queries and keys (B, L, D) -> scores ``Q K^T / sqrt(d_head)`` (B, H, L, L),
+    before softmax and before the attention mask is added."""
+    b, l, d = q.shape
+    dh = d // heads
+    q = q.view(b, l, heads, dh).transpose(1, 2)          # (B, H, L, dh)
+    k = k.view(b, l, heads, dh).transpose(1, 2)          # (B, H, L, dh)
+    return torch.matmul(q, k.transpose(-1, -2)) / dh ** 0.5  # (B, H, L, L)
+
+
+def pick_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
+    return torch.device(device)
