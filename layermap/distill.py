@@ -137,6 +137,7 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
         )
     device = torch.device(device)
     weights = LossWeights(settings.attention_weight, settings.hidden_weight, settings.embedding_weight)
+    torch.manual_seed(settings.seed)                    # the projection's init, then the dropout stream
     loss_fn = TransformerDistillationLoss(mapping, student.config.hidden_size, teacher_width, weights).to(device)
     t_hidden, t_att = loss_fn.teacher_layers_needed()
     s_att = tuple(m for m, k in mapping.pairs() if m > 0)
@@ -144,7 +145,6 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
     steps = total_steps(settings, len(segments))
     order = batch_order(len(segments), settings.batch_size, steps, settings.seed)   # (steps, B)
     student.to(device).train()
-    torch.manual_seed(settings.seed)                    # dropout stream
     opt, sched = _optimizer(student, loss_fn, settings, steps)
     stats = DistillStats(steps=steps)
     start = _maybe_resume(checkpoint_dir, student, loss_fn, opt, sched, stats)

@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -140,17 +141,15 @@ def format_genes(genes: Sequence[int]) -> str:
 
 
 def parse_genes(text: str) -> tuple[int, ...]:
-    """``'3-6-9-12'`` -> ``(3, 6, 9, 12)``; commas and spaces are accepted as separators too."""
-    parts = [p for p in text.replace(",", "-").replace(" ", "-").split("-") if p != ""]
-    if not parts:
+    """``'3-6-9-12'`` -> ``(3, 6, 9, 12)``; commas or spaces are accepted as separators too."""
+    body = text.strip()
+    if not body:
         raise MappingError(f"mapping {text!r} is empty; write one teacher layer per student layer, e.g. 3-6-9-12")
-    try:
-        genes = tuple(int(p) for p in parts)
-    except ValueError:
+    if not re.fullmatch(r"\d+(\s*[-,\s]\s*\d+)*", body):
         raise MappingError(
             f"mapping {text!r} is malformed; write teacher layer numbers joined by '-', e.g. 3-6-9-12 (0 = no loss on that layer)"
-        ) from None
-    return genes
+        )
+    return tuple(int(p) for p in re.split(r"[-,\s]+", body))
 
 
 def check_constraint(constraint: str) -> str:

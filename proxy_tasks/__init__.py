@@ -1,0 +1,45 @@
+"""GLUE proxy tasks for scoring distilled BERT students.
+
+* :mod:`proxy_tasks.registry` - the nine GLUE tasks (:class:`TaskSpec`, :func:`get_task`).
+* :mod:`proxy_tasks.data` - load a task from a local GLUE download or the hub.
+* :mod:`proxy_tasks.metrics` - GLUE metrics in percent, numpy only.
+* :mod:`proxy_tasks.finetune` - fine-tune a copy of an encoder and score it.
+
+Every user-caused error raises :class:`TaskError` (a ``ValueError``).
+"""
+
+from .data import Example, TaskData, data_fingerprint, load_task
+from .finetune import FinetuneSettings, TaskResult, finetune_and_score, finetune_tasks
+from .metrics import (
+    accuracy,
+    compute_metrics,
+    f1,
+    matthews_corrcoef,
+    pearson,
+    spearman,
+    task_score,
+)
+from .registry import TASKS, TaskError, TaskSpec, get_task, parse_task_list
+
+__all__ = [
+    "TASKS",
+    "Example",
+    "FinetuneSettings",
+    "TaskData",
+    "TaskError",
+    "TaskResult",
+    "TaskSpec",
+    "accuracy",
+    "compute_metrics",
+    "data_fingerprint",
+    "f1",
+    "finetune_and_score",
+    "finetune_tasks",
+    "get_task",
+    "load_task",
+    "matthews_corrcoef",
+    "parse_task_list",
+    "pearson",
+    "spearman",
+    "task_score",
+]

@@ -1,0 +1,96 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from layermap.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "layermap.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def test_baselines_table_and_json(capsys):
+    assert main(["baselines", "--teacher-layers", "12", "--student-layers", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "uniform  3-6-9-12" in out and "last     0-0-0-12" in out
+    assert main(["baselines", "--teacher-layers", "6", "--student-layers", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"uniform": "2-4-6", "top": "4-5-6", "bottom": "1-2-3", "last": "0-0-6"}
+
+
+def _distill_args(teacher, corpus, out, mapping="2-4", **extra):
+    args = ["distill", "--teacher", teacher, "--student-layers", "2", "--hidden-size", "16", "--heads", "2",
+            "--mapping", mapping, "--corpus", corpus, "--max-segments", "32", "--max-steps", "4", "--batch-size", "8",
+            "--seq-len", "32", "--quiet", "--out", out]
+    for k, v in extra.items():
+        args += [f"--{k.replace('_', '-')}", v]
+    return [str(a) for a in args]
+
+
+def test_distill_writes_a_loadable_student(tiny_teacher_dir, tiny_corpus, tmp_path, capsys):
+    from transformers import AutoModel, AutoTokenizer
+
+    out = tmp_path / "student"
+    assert main(_distill_args(tiny_teacher_dir, tiny_corpus, out, cache_dir=tmp_path / "c", init="teacher")) == 0
+    model = AutoModel.from_pretrained(out)
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 16
+    assert AutoTokenizer.from_pretrained(out).cls_token == "[CLS]"
+    mapping = json.loads((out / "mapping.json").read_text())
+    assert mapping["mapping"] == "2-4" and mapping["metadata"]["teacher"] == str(tiny_teacher_dir)
+    assert len(json.loads((out / "distill_log.json").read_text())["losses"]) == 4
+    assert not (out / "checkpoints").exists()
+    assert "segments/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mapping,needle", [
+    ("2-x", "malformed"),
+    ("2-9", "teacher has layers 1..4"),
+    ("1-2-3", "has 3 genes but the student has 2 layers"),
+])
+def test_distill_bad_mapping_is_one_sentence_exit_2(tiny_teacher_dir, tiny_corpus, tmp_path, mapping, needle):
+    res = run_cli(*_distill_args(tiny_teacher_dir, tiny_corpus, tmp_path / "o", mapping=mapping))
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_distill_missing_corpus_and_teacher(tiny_teacher_dir, tmp_path):
+    res = run_cli(*_distill_args(tiny_teacher_dir, tmp_path / "missing.txt", tmp_path / "o"))
+    assert res.returncode == 2 and "does not exist" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli(*_distill_args(tmp_path / "no-teacher", tmp_path / "missing.txt", tmp_path / "o"))
+    assert res.returncode == 2 and "teacher path" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_fitness_json(tiny_config_toml, capsys):
+    assert main(["fitness", "--config", str(tiny_config_toml), "--mapping", "0-4", "--json", "--quiet"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["mapping"] == "0-4" and set(d["tasks"]) == {"sst2", "rte"}
+    assert d["fitness"] == pytest.approx(sum(t["score"] for t in d["tasks"].values()) / 2)
+
+
+def test_fitness_table_and_task_override(tiny_config_toml, capsys):
+    assert main(["fitness", "--config", str(tiny_config_toml), "--mapping", "uniform", "--tasks", "mrpc", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "mrpc" in out and "f1" in out and "fitness" in out and "sst2" not in out
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--tasks", "sst3"], "unknown GLUE task 'sst3'"),
+    (["--tasks", "cola"], "CoLA"),
+    (["--mapping", "1-2-3"], "has 3 genes"),
+    (["--set", "distill.max_step=3"], "unknown setting distill.max_step"),
+])
+def test_fitness_bad_input_exit_2(tiny_config_toml, extra, needle):
+    args = ["fitness", "--config", tiny_config_toml, "--mapping", "1-2", "--quiet"] + extra
+    if "--mapping" in extra:
+        args = ["fitness", "--config", tiny_config_toml, "--quiet"] + extra
+    res = run_cli(*args)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr

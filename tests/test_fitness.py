@@ -1,0 +1,63 @@
+import dataclasses
+import pickle
+
+import pytest
+
+from layermap.config import load_config
+from layermap.fitness import ProxyEvaluator
+
+
+@pytest.fixture
+def config(tiny_config_toml):
+    return load_config(str(tiny_config_toml))
+
+
+def test_end_to_end_fitness_on_a_tiny_teacher(config):
+    ev = ProxyEvaluator(config)
+    assert ev.teacher_layers == 4 and ev.student_layers == 2
+    record = ev.evaluate((2, 4))
+    assert record.ok and record.genome == "2-4" and set(record.tasks) == {"sst2", "rte"}
+    scores = [t.score for t in record.tasks.values()]
+    assert record.fitness == pytest.approx(sum(scores) / 2)
+    assert set(record.tasks["sst2"].metrics) == {"accuracy"}
+    assert all(0 <= s <= 100 for s in scores)
+    assert record.distill_loss > 0 and record.peak_memory_mb > 0
+    assert {"distill", "finetune", "eval", "total"} <= set(record.timings)
+    assert record.timings["total"] >= record.timings["distill"]
+
+
+def test_same_mapping_same_fitness_in_a_fresh_process_state(config):
+    a = ProxyEvaluator(config).evaluate((2, 4))
+    b = pickle.loads(pickle.dumps(ProxyEvaluator(config))).evaluate((2, 4))
+    assert a.fitness == b.fitness and a.distill_loss == b.distill_loss
+
+
+def test_every_genome_starts_from_the_same_student(config):
+    ev = ProxyEvaluator(config)
+    s1 = ev.new_student(ev_mapping(ev, (1, 2)))
+    s2 = ev.new_student(ev_mapping(ev, (0, 4)))
+    for p, q in zip(s1.parameters(), s2.parameters()):
+        assert p.data.equal(q.data)
+
+
+def ev_mapping(ev, genes):
+    from layermap.mapping import LayerMapping
+    return LayerMapping(genes, ev.teacher_layers)
+
+
+def test_fingerprint_covers_what_changes_fitness_only(config):
+    base = ProxyEvaluator(config).fingerprint
+    same = [dataclasses.replace(config, search=dataclasses.replace(config.search, population=9)),
+            dataclasses.replace(config, run=dataclasses.replace(config.run, workers=3, executor="process"))]
+    diff = [dataclasses.replace(config, distill=dataclasses.replace(config.distill, max_steps=7)),
+            dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, tasks=("sst2",))),
+            dataclasses.replace(config, corpus=dataclasses.replace(config.corpus, seed=5)),
+            dataclasses.replace(config, student=dataclasses.replace(config.student, hidden_size=8))]
+    assert all(ProxyEvaluator(c).fingerprint == base for c in same)
+    assert len({ProxyEvaluator(c).fingerprint for c in diff} | {base}) == 5
+
+
+def test_pickled_evaluator_does_not_carry_the_teacher(config):
+    ev = ProxyEvaluator(config)
+    ev.prepare()
+    assert len(pickle.dumps(ev)) < 20_000
