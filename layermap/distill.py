@@ -70,6 +70,8 @@ def forward_layers(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor
 class DistillStats:
     steps: int
     losses: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)       # wall time of each step
+    teacher_step_seconds: list[float] = field(default_factory=list)  # of which the teacher side
     seconds: float = 0.0
     teacher_seconds: float = 0.0
     segments: int = 0
@@ -173,8 +175,10 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
         opt.zero_grad(set_to_none=True)
         stats.losses.append(value)
         stats.segments += len(idx)
+        stats.step_seconds.append(time.perf_counter() - t0)
+        stats.teacher_step_seconds.append(t1 - t0)
         stats.teacher_seconds += t1 - t0
-        stats.seconds += time.perf_counter() - t0
+        stats.seconds += stats.step_seconds[-1]
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if checkpoint_dir and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(checkpoint_dir, step + 1, student, loss_fn, opt, sched, stats)

@@ -1,0 +1,366 @@
+"""The genetic search over layer mappings: DEAP toolbox, the generation loop, checkpoint / resume.
+
+``run_search`` starts a run in a folder (``config.toml``, ``run.json`` and, by default, the store
+``layermap.sqlite``); ``resume_search`` continues it from its last finished generation.  Fitness
+comes from an evaluator (``layermap.fitness.ProxyEvaluator`` for real runs) through an executor;
+every genome is looked up first in the run's memo, then in the shared cache under the evaluator's
+fingerprint, and only unknown genomes are evaluated.  All randomness comes from one private
+``random.Random(search.seed)`` whose state is checkpointed, so a resumed run follows exactly the
+trajectory of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import operator
+import random
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, Sequence
+
+from deap import base, creator, tools
+from tqdm import tqdm
+
+from .config import Config, ConfigError, dump_toml, load_config, parse_override
+from .executors import Executor, create_executor
+from .mapping import format_genes, parse_genes, repair
+from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
+                        select_survivors, select_tournament)
+from .records import EvaluationRecord, Evaluator
+from .results import GenerationStats, SearchResult, load_result
+from .store import (STORE_NAME, GenerationRow, RunInfo, RunRow, Store, StoreError, lock_run, now, open_run,
+                    write_run_info)
+
+CONFIG_NAME = "config.toml"
+WORST = -math.inf       # the selection fitness of a failed genome
+RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address", "gpus_per_eval", "cpus_per_eval", "cache_dir")
+
+
+def _ensure_creator() -> None:
+    """The one place that calls ``creator.create`` (guarded: DEAP warns when a class is created twice)."""
+    if not hasattr(creator, "LayermapFitness"):
+        creator.create("LayermapFitness", base.Fitness, weights=(1.0,))
+    if not hasattr(creator, "LayermapGenome"):
+        creator.create("LayermapGenome", list, fitness=creator.LayermapFitness)
+
+
+@dataclass
+class SearchState:
+    """What the generation loop works with; built by ``run_search`` / ``resume_search``.  ``lock`` holds
+    ``RUN_DIR/run.lock`` while the run is driven."""
+
+    config: Config
+    evaluator: Evaluator
+    store: Store
+    run_id: str
+    run_dir: Path
+    fingerprint: str
+    student_layers: int
+    teacher_layers: int
+    rng: random.Random
+    memo: dict[str, EvaluationRecord]
+    progress: bool
+    executor: Executor | None = None
+    owns_executor: bool = True
+    lock: IO | None = None
+
+
+def build_toolbox(search: SearchState) -> base.Toolbox:
+    """DEAP toolbox whose operators draw from ``search.rng`` (see :mod:`layermap.operators`)."""
+    _ensure_creator()
+    s, rng = search.config.search, search.rng
+    toolbox = base.Toolbox()
+    toolbox.register("individual", creator.LayermapGenome)
+    toolbox.register("mate", crossover_two_point if s.crossover == "two_point" else crossover_uniform, rng)
+    toolbox.register("mutate", mutate_genes, rng, teacher_layers=search.teacher_layers,
+                     prob=s.gene_mut_prob or 1.0 / search.student_layers)
+    toolbox.register("select", select_tournament, rng, tournsize=s.tournament_size)
+    toolbox.register("survive", select_survivors)
+    toolbox.register("repair", repair, teacher_layers=search.teacher_layers, constraint=s.constraint)
+    return toolbox
+
+
+def evolve(search: SearchState, start: GenerationRow | None) -> None:
+    """Run, or continue from ``start``, the (mu + lambda) loop; checkpoint every finished generation.
+
+    Pseudocode (mu = search.population, lambda = search.offspring or mu, G = search.generations)::
+
+        if start is None:                                            # generation 0
+            population <- seed mappings + baselines + random valid genomes (distinct)
+            evaluate(population); hof.update(population); checkpoint(0)
+        else:
+            population, hof, rng state <- checkpoint of generation start
+        for gen in (last finished + 1) .. G:
+            offspring <- []
+            repeat lambda times (DEAP varOr):
+                r <- rng.random()
+                if r < cx_prob:              child <- crossover(two tournament winners)[0]
+                elif r < cx_prob + mut_prob: child <- per-gene mutation(one tournament winner)
+                else:                        child <- copy(one tournament winner)
+                child <- repair(child) to the order constraint
+            evaluate(offspring)          # memo -> shared cache -> executor; a failure scores -inf
+            hof.update(offspring)
+            population <- mu best distinct genomes of population + offspring     (elitist)
+            statistics(gen); checkpoint(gen)    # population, fitnesses, hof, rng state
+    """
+    s = search.config.search
+    toolbox = build_toolbox(search)
+    hof = tools.HallOfFame(s.hall_of_fame, similar=operator.eq)
+    mu, lambda_ = s.population, s.offspring or s.population
+    if start is None:
+        clock = time.perf_counter()
+        seeds = parse_seed_mappings(s.seed_mappings, search.student_layers, search.teacher_layers, s.constraint)
+        genomes = initial_genomes(search.rng, mu, search.student_layers, search.teacher_layers, s.constraint,
+                                  seeds=seeds, seed_baselines=s.seed_baselines)
+        population = [toolbox.individual(g) for g in genomes]
+        evaluated = _evaluate(search, population, 0)
+        hof.update([ind for ind in population if math.isfinite(ind.fitness.values[0])])
+        _checkpoint(search, 0, population, hof, evaluated, clock)
+        first = 1
+    else:
+        population = _restore(search, toolbox, hof, start)
+        first = start.generation + 1
+    for gen in range(first, s.generations + 1):
+        clock = time.perf_counter()
+        offspring = []
+        for _ in range(lambda_):
+            r = search.rng.random()
+            if r < s.cx_prob:
+                child = toolbox.mate(*map(toolbox.clone, toolbox.select(population, 2)))[0]
+            elif r < s.cx_prob + s.mut_prob:
+                child = toolbox.mutate(toolbox.clone(toolbox.select(population, 1)[0]))[0]
+            else:
+                child = toolbox.clone(toolbox.select(population, 1)[0])
+            child[:] = toolbox.repair(child)
+            del child.fitness.values
+            offspring.append(child)
+        evaluated = _evaluate(search, offspring, gen)
+        hof.update([ind for ind in offspring if math.isfinite(ind.fitness.values[0])])
+        population = [toolbox.clone(ind) for ind in toolbox.survive(population + offspring, mu)]
+        _checkpoint(search, gen, population, hof, evaluated, clock)
+
+
+def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, executor: Executor | None = None,
+               progress: bool = True) -> SearchResult:
+    """Start a new search in ``run_dir`` (which must be empty or absent) and run it to the end."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise StoreError(f"run folder {run_dir} is not empty; pass --resume {run_dir} to continue it, or choose a new --out folder")
+    student_layers, teacher_layers = int(evaluator.student_layers), int(evaluator.teacher_layers)
+    parse_seed_mappings(config.search.seed_mappings, student_layers, teacher_layers, config.search.constraint)
+    fingerprint = evaluator.fingerprint
+    store_path = Path(config.run.cache_db).expanduser().resolve() if config.run.cache_db else (run_dir / STORE_NAME).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock, store = lock_run(run_dir), None
+    try:
+        store = Store(store_path)
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        (run_dir / CONFIG_NAME).write_text(dump_toml(config), encoding="utf-8")
+        store.create_run(run_id, fingerprint=fingerprint, config_toml=dump_toml(config), config=config.to_dict(),
+                         description=_describe(evaluator), teacher_layers=teacher_layers, student_layers=student_layers,
+                         run_dir=str(run_dir.resolve()))
+        stored_as = STORE_NAME if not config.run.cache_db else str(store_path)     # relative: the folder can move
+        write_run_info(run_dir, RunInfo(run_id=run_id, store=stored_as, created=now()))
+    except BaseException:
+        if store is not None:
+            store.close()
+        lock.close()
+        for name in ("run.json", CONFIG_NAME, "run.lock"):     # leave no half-made run behind
+            (run_dir / name).unlink(missing_ok=True)
+        raise
+    search = SearchState(config, evaluator, store, run_id, run_dir, fingerprint, student_layers, teacher_layers,
+                         random.Random(config.search.seed), {}, progress, executor, executor is None, lock)
+    return _drive(search, None)
+
+
+def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Evaluator] | None = None, *,
+                  executor: Executor | None = None, progress: bool = True, overrides: Sequence[str] = ()) -> SearchResult:
+    """Continue the run in ``run_dir`` from its last finished generation.
+
+    Finished evaluations are reused (none re-run); evaluations left ``running`` by a killed process
+    are run again.  ``overrides`` (``--set`` strings such as ``run.workers=4``) may change only the
+    ``run.*`` settings that do not change a fitness (``RESUMABLE_RUN_KEYS``).  A different fingerprint,
+    or a ``config.toml`` edited since the start, is a :class:`StoreError`.  ``evaluator_factory``
+    defaults to :func:`default_evaluator_factory`.
+    """
+    run_dir = Path(run_dir)
+    info, store, row = open_run(run_dir)
+    try:
+        lock = lock_run(run_dir)
+    except BaseException:
+        store.close()
+        raise
+    try:
+        config = _resumed_config(run_dir, row, overrides)
+        evaluator = (evaluator_factory or default_evaluator_factory(row))(config)
+        if evaluator.fingerprint != row.fingerprint:
+            raise StoreError(
+                f"run {row.run_id} in {run_dir} was computed under fingerprint {row.fingerprint}, but the evaluator now gives "
+                f"{evaluator.fingerprint} (teacher, data, corpus or library versions changed); start a new run with a new --out folder"
+            )
+        store.discard_unfinished(row.run_id)
+        memo = {r.genome: r.record for r in store.run_evaluations(row.run_id) if r.record is not None}
+        start = store.last_generation(row.run_id)
+    except BaseException:
+        store.close()
+        lock.close()
+        raise
+    search = SearchState(config, evaluator, store, row.run_id, run_dir, row.fingerprint, row.student_layers,
+                         row.teacher_layers, random.Random(config.search.seed), memo, progress, executor, executor is None, lock)
+    return _drive(search, start)
+
+
+def default_evaluator_factory(row: RunRow) -> Callable[[Config], Evaluator]:
+    """The evaluator a run was made with: the synthetic landscape it describes, else the proxy fitness."""
+    if row.description.get("kind") == "synthetic":
+        from .synthetic import rebuild_synthetic
+
+        return lambda config: rebuild_synthetic(row.description)
+    from .fitness import ProxyEvaluator
+
+    return lambda config: ProxyEvaluator(config)
+
+
+# -- the loop's helpers ------------------------------------------------------------------------------
+def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
+    clock = time.perf_counter()
+    search.store.set_run_status(search.run_id, "running")
+    try:
+        try:
+            evolve(search, start)
+        except BaseException:
+            search.store.set_run_status(search.run_id, "interrupted")
+            raise
+        finally:
+            if search.executor is not None and search.owns_executor:
+                search.executor.close()
+        search.store.set_run_status(search.run_id, "finished")
+        return load_result(search.store, search.store.get_run(search.run_id), search.run_dir, time.perf_counter() - clock)
+    finally:
+        search.store.close()
+        if search.lock is not None:
+            search.lock.close()
+
+
+def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
+    """Give every individual its fitness; evaluate only genomes neither the run nor the cache knows.
+
+    Returns the number of distinct genomes in ``individuals``.  Each record is written to the store
+    the moment it arrives (cache hits as ``computed = 0`` rows)."""
+    store, run_id, fp = search.store, search.run_id, search.fingerprint
+    distinct = list(dict.fromkeys(format_genes(ind) for ind in individuals))
+    todo, cached = [], 0
+    for text in distinct:
+        if text in search.memo:
+            continue
+        record = store.lookup(fp, text)
+        if record is None:
+            todo.append(text)
+            continue
+        store.record_cached(run_id, fp, generation, record)
+        search.memo[text] = record
+        cached += 1
+    if todo:
+        rows = {text: store.start_evaluation(run_id, fp, text, generation) for text in todo}
+        with tqdm(total=len(todo), desc=f"gen {generation}/{search.config.search.generations}", unit="eval",
+                  file=sys.stderr, disable=not (search.progress and sys.stderr.isatty())) as bar:
+            bar.set_postfix(cached=cached, best=_best_known(search.memo))
+            for genes, record in _executor(search).submit([parse_genes(t) for t in todo]):
+                text = format_genes(genes)
+                store.finish_evaluation(rows[text], record)
+                search.memo[text] = record
+                bar.set_postfix(cached=cached, failed=sum(not search.memo[t].ok for t in todo if t in search.memo),
+                                best=_best_known(search.memo))
+                bar.update()
+    for ind in individuals:
+        record = search.memo[format_genes(ind)]
+        ind.fitness.values = (record.fitness if record.ok else WORST,)
+    return len(distinct)
+
+
+def _executor(search: SearchState) -> Executor:
+    """The executor, created (and the evaluator prepared) only once something must be computed."""
+    if search.executor is None:
+        if hasattr(search.evaluator, "prepare"):
+            search.evaluator.prepare()
+        search.executor = create_executor(search.evaluator, search.config.run)
+    return search.executor
+
+
+def _checkpoint(search: SearchState, generation: int, population: list, hof: tools.HallOfFame, evaluated: int,
+                clock: float) -> None:
+    fitnesses = [ind.fitness.values[0] for ind in population]
+    ok = [f for f in fitnesses if math.isfinite(f)]
+    best = max(range(len(population)), key=lambda i: fitnesses[i]) if ok else None
+    counts = search.store.count_evaluations(search.run_id, generation)
+    stats = GenerationStats(
+        generation=generation, best=max(ok) if ok else None, mean=statistics.fmean(ok) if ok else None,
+        std=statistics.pstdev(ok) if ok else None, unique=len({tuple(ind) for ind in population}), evaluated=evaluated,
+        computed=counts.computed, cached=counts.cached, failed=counts.failed,
+        best_genome=format_genes(population[best]) if best is not None else None, wall_time=time.perf_counter() - clock,
+    )
+    state = search.rng.getstate()
+    checkpoint = {
+        "generation": generation,
+        "population": [list(ind) for ind in population],
+        "fitnesses": [f if math.isfinite(f) else None for f in fitnesses],
+        "hall_of_fame": [list(ind) for ind in hof],
+        "rng_state": [state[0], list(state[1]), state[2]],
+    }
+    search.store.save_generation(search.run_id, generation, population=[format_genes(ind) for ind in population],
+                                 fitnesses=checkpoint["fitnesses"], stats=dataclasses.asdict(stats), checkpoint=checkpoint)
+
+
+def _restore(search: SearchState, toolbox: base.Toolbox, hof: tools.HallOfFame, start: GenerationRow) -> list:
+    """Population, hall of fame and generator state as checkpointed after ``start.generation``."""
+    cp = start.checkpoint
+    version, internal, gauss = cp["rng_state"]
+    search.rng.setstate((version, tuple(internal), gauss))
+    population = []
+    for genes, fitness in zip(cp["population"], cp["fitnesses"]):
+        ind = toolbox.individual(genes)
+        ind.fitness.values = (WORST if fitness is None else fitness,)
+        population.append(ind)
+    for genes in reversed(cp["hall_of_fame"]):      # reversed: DEAP inserts ties in front, this restores their order
+        ind = toolbox.individual(genes)
+        ind.fitness.values = (search.memo[format_genes(genes)].fitness,)
+        hof.insert(ind)
+    return population
+
+
+def _resumed_config(run_dir: Path, row: RunRow, overrides: Sequence[str]) -> Config:
+    """``RUN_DIR/config.toml`` with the allowed ``run.*`` overrides; refused if it no longer matches the run row."""
+    for text in overrides:
+        section, key, _ = parse_override(text)
+        if section != "run" or key not in RESUMABLE_RUN_KEYS:
+            raise ConfigError(f"{section}.{key} cannot change on --resume (it would mix results); only "
+                              f"{', '.join('run.' + k for k in RESUMABLE_RUN_KEYS)} may - start a new run to change it")
+    config = load_config(str(run_dir / CONFIG_NAME), overrides)
+    now_settings = _normalised({k: v for k, v in config.to_dict().items() if k != "run"})
+    then = _normalised({k: v for k, v in row.config.items() if k != "run"})
+    if now_settings != then:
+        changed = next((f"{sec}.{key}" for sec in then for key in then[sec]
+                        if now_settings.get(sec, {}).get(key) != then[sec][key]), "a section")
+        raise StoreError(f"{run_dir / CONFIG_NAME} differs from the settings run {row.run_id} started with ({changed}); "
+                         "restore it, or start a new run with a new --out folder")
+    return config
+
+
+def _normalised(d: dict) -> dict:
+    return json.loads(json.dumps(d, sort_keys=True))
+
+
+def _describe(evaluator: Evaluator) -> dict:
+    describe = getattr(evaluator, "describe", None)
+    return dict(describe()) if callable(describe) else {"evaluator": type(evaluator).__name__}
+
+
+def _best_known(memo: dict[str, EvaluationRecord]) -> str:
+    scores = [r.fitness for r in memo.values() if r.ok]
+    return f"{max(scores):.2f}" if scores else "-"

@@ -1,0 +1,78 @@
+"""What a search produced, read back from its store: per-generation statistics and the result.
+
+Written by :mod:`layermap.evolve` (one ``generations`` row per finished generation, one
+``evaluations`` row per genome) and read here by the search itself, ``layermap show`` and
+``layermap export``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .mapping import LayerMapping, format_genes, parse_genes
+from .records import EvaluationRecord
+from .store import RunRow, Store
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """One finished generation: fitness statistics of the population after selection (over successful
+    genomes) and the evaluations the generation needed (``evaluated`` distinct genomes, of which
+    ``computed`` ran successfully, ``failed`` ran and failed, ``cached`` came from the shared store)."""
+
+    generation: int
+    best: float | None
+    mean: float | None
+    std: float | None
+    unique: int
+    evaluated: int
+    computed: int
+    cached: int
+    failed: int
+    best_genome: str | None
+    wall_time: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A run's outcome: the best genome (highest fitness, earliest on ties) and its record, the hall of
+    fame of the last finished generation, per-generation statistics and the run's evaluation counts."""
+
+    run_id: str
+    run_dir: Path
+    store_path: Path
+    teacher_layers: int
+    constraint: str
+    best_genome: tuple[int, ...] | None
+    best_record: EvaluationRecord | None
+    hall_of_fame: list[tuple[tuple[int, ...], EvaluationRecord]]
+    generations: list[GenerationStats]
+    computed: int            # over the whole run (all sessions)
+    cached: int
+    failed: int
+    wall_time: float         # this session
+
+    @property
+    def best_mapping(self) -> LayerMapping | None:
+        if self.best_genome is None:
+            return None
+        return LayerMapping(self.best_genome, teacher_layers=self.teacher_layers, constraint=self.constraint)
+
+
+def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wall_time: float = 0.0) -> SearchResult:
+    """The result of a run (finished or not) as recorded in its store.
+
+    The best genome is the highest fitness among the run's complete evaluations (the earliest on
+    ties), so it exists as soon as one evaluation has finished."""
+    gens = store.generations(row.run_id)
+    done = [r for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
+    memo = {r.genome: r.record for r in done}
+    hof_genomes = gens[-1].checkpoint["hall_of_fame"] if gens else []
+    hof = [(tuple(g), memo[format_genes(g)]) for g in hof_genomes if format_genes(g) in memo]
+    best = max(done, key=lambda r: (r.record.fitness, -r.id), default=None)
+    counts = store.count_evaluations(row.run_id)
+    return SearchResult(row.run_id, Path(run_dir or row.run_dir), store.path, row.teacher_layers,
+                        row.config.get("search", {}).get("constraint", "free"),
+                        parse_genes(best.genome) if best else None, best.record if best else None, hof,
+                        [GenerationStats(**g.stats) for g in gens], counts.computed, counts.cached, counts.failed, wall_time)

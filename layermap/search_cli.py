@@ -1,0 +1,241 @@
+"""``layermap evolve | show | export``: the search subcommands (``cli.py`` calls :func:`register`).
+
+    layermap evolve [--config PRESET_OR_FILE] [--teacher T] [--corpus FILE] [--glue-dir DIR] [--tasks ...]
+                    [--set k=v ...] [--workers N] [--executor local|process|ray] [--cache DB] [--quiet] --out RUN_DIR
+    layermap evolve --resume RUN_DIR [--workers N] [--executor ...] [--device D] [--set run.k=v ...]
+    layermap show RUN_DIR [--json] [--top K]
+    layermap export RUN_DIR [-o FILE] [--format json|textbrewer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .cli_common import add_config_args, config_from_args
+from .errors import LayermapError
+from .evolve import resume_search, run_search
+from .results import SearchResult, load_result
+from .mapping import LayerMapping
+from .records import EvaluationRecord
+from .store import RunRow, Store, open_run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``evolve``, ``show`` and ``export`` to an argparse subparsers object."""
+    p = subparsers.add_parser("evolve", help="genetic search of the layer mapping (proxy fitness, cached, resumable)")
+    add_config_args(p)
+    p.add_argument("--out", metavar="RUN_DIR", help="new (or empty) run folder")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last finished generation")
+    p.add_argument("--workers", type=int, default=None, help="parallel evaluations (run.workers)")
+    p.add_argument("--executor", choices=("local", "process", "ray"), default=None, help="where evaluations run (run.executor)")
+    p.add_argument("--cache", metavar="DB", default=None,
+                   help="fitness store shared by several runs (run.cache_db; default RUN_DIR/layermap.sqlite)")
+    p.add_argument("--synthetic", type=int, metavar="TEACHER_LAYERS", default=None,
+                   help="search the analytic SyntheticEvaluator landscape instead of the proxy fitness "
+                        "(GA studies and smoke tests; trains nothing)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=evolve_command)
+
+    p = subparsers.add_parser("show", help="per-generation table and top genomes of a run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--top", type=int, default=5, help="how many top genomes to list (default 5)")
+    p.set_defaults(func=show_command)
+
+    p = subparsers.add_parser("export", help="write the best mapping of a run (JSON or TextBrewer intermediate_matches)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", default=None,
+                   help="output file ('-' = stdout; default RUN_DIR/best_mapping.json or RUN_DIR/intermediate_matches.json)")
+    p.add_argument("--format", choices=("json", "textbrewer"), default="json")
+    p.set_defaults(func=export_command)
+
+
+def evolve_command(args: argparse.Namespace) -> int:
+    progress = not args.quiet
+    if args.resume:
+        result = resume_search(args.resume, progress=progress, overrides=_resume_overrides(args))
+    else:
+        if not args.out:
+            raise LayermapError("layermap evolve needs --out RUN_DIR for a new run, or --resume RUN_DIR to continue one")
+        out = Path(args.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise LayermapError(f"--out {args.out} already exists and is not empty; pass --resume {args.out} to continue "
+                                "that run, or give a new folder")
+        config = _with_run_flags(config_from_args(args), args)
+        result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
+    _print_summary(result)
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    _, store, row = open_run(args.run_dir)
+    with store:
+        result = load_result(store, row, args.run_dir)
+        top = _top_records(store, row, args.top)
+        running = sum(r.status == "running" for r in store.run_evaluations(row.run_id))
+    if args.json:
+        print(json.dumps({
+            "run_id": row.run_id, "run_dir": str(Path(args.run_dir).resolve()), "store": str(result.store_path),
+            "status": row.status, "fingerprint": row.fingerprint, "teacher": row.description.get("teacher"),
+            "teacher_layers": row.teacher_layers, "student_layers": row.student_layers,
+            "best": _entry(result.best_record) if result.best_record else None,
+            "generations": [dataclasses.asdict(g) for g in result.generations],
+            "evaluations": {"computed": result.computed, "cached": result.cached, "failed": result.failed, "running": running},
+            "top": [_entry(r) for r in top],
+        }, indent=2))
+        return 0
+    print(f"run {row.run_id} ({row.status})  teacher {row.description.get('teacher', '?')} "
+          f"({row.teacher_layers} layers) -> student {row.student_layers} layers  fingerprint {row.fingerprint[:12]}")
+    print(f"{'gen':>3} {'best':>8} {'mean':>8} {'std':>6} {'unique':>6} {'computed':>8} {'cached':>6} {'failed':>6}  best genome")
+    for g in result.generations:
+        print(f"{g.generation:>3} {_num(g.best, 8)} {_num(g.mean, 8)} {_num(g.std, 6)} {g.unique:>6} {g.computed:>8} "
+              f"{g.cached:>6} {g.failed:>6}  {g.best_genome or '-'}")
+    print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed"
+          + (f", {running} unfinished" if running else ""))
+    if top:
+        print("top genomes:")
+        for record in top:
+            tasks = "  ".join(f"{name} {task.score:.2f}" for name, task in record.tasks.items())
+            print(f"  {record.genome:<16} {record.fitness:8.2f}   {tasks}")
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    _, store, row = open_run(args.run_dir)
+    with store:
+        result = load_result(store, row, args.run_dir)
+    if result.best_record is None:
+        raise LayermapError(f"run folder {args.run_dir} has no successful evaluation yet ({result.failed} failed); let "
+                            f"'layermap evolve --resume {args.run_dir}' finish some, or see 'layermap show {args.run_dir}'")
+    mapping = result.best_mapping
+    metadata = _provenance(row, result)
+    if args.format == "json":
+        payload = mapping.to_dict(**metadata)
+        default = "best_mapping.json"
+    else:
+        payload = {"intermediate_matches": textbrewer_matches(mapping, *_widths(row)), "mapping": mapping.text,
+                   "metadata": {**metadata, "layer_numbering": "hidden 0 = embeddings, k = layer k; attention k = layer k "
+                                "(as in TextBrewer's examples/matches.py); an adaptor returning outputs.attentions "
+                                "as-is is 0-based, so subtract 1 from attention layer_T/layer_S there"}}
+        default = "intermediate_matches.json"
+    text = json.dumps(payload, indent=2) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.output) if args.output else Path(args.run_dir) / default
+    path.write_text(text, encoding="utf-8")
+    print(f"best mapping {mapping.text} (fitness {result.best_record.fitness:.2f}) written to {path}")
+    return 0
+
+
+def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width: int) -> list[dict]:
+    """TextBrewer ``intermediate_matches`` for a mapping: a hidden-state MSE per (student m, teacher k) pair,
+    embeddings (0, 0) included, through a linear projection when the widths differ, and an attention MSE
+    per non-embedding pair."""
+    matches = []
+    for m, k in mapping.pairs():
+        hidden = {"layer_T": k, "layer_S": m, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
+        if student_width != teacher_width:
+            hidden["proj"] = ["linear", student_width, teacher_width]
+        matches.append(hidden)
+        if m > 0:
+            matches.append({"layer_T": k, "layer_S": m, "feature": "attention", "loss": "attention_mse", "weight": 1})
+    return matches
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _resume_overrides(args: argparse.Namespace) -> list[str]:
+    fixed = {"--config": args.config, "--teacher": args.teacher, "--corpus": args.corpus, "--glue-dir": args.glue_dir,
+             "--tasks": args.tasks, "--cache": args.cache, "--synthetic": args.synthetic, "--out": args.out}
+    given = [flag for flag, value in fixed.items() if value is not None]
+    if given:
+        raise LayermapError(f"{given[0]} cannot be used with --resume: the run keeps the settings in its config.toml "
+                            "(only --workers, --executor, --device and --set run.* may change)")
+    overrides = list(args.overrides)
+    if args.workers is not None:
+        overrides.append(f"run.workers={args.workers}")
+    if args.executor is not None:
+        overrides.append(f"run.executor={json.dumps(args.executor)}")
+    if args.device is not None:
+        overrides.append(f"run.device={json.dumps(args.device)}")
+    return overrides
+
+
+def _with_run_flags(config, args: argparse.Namespace):
+    changes = {}
+    if args.workers is not None:
+        changes["workers"] = args.workers
+    if args.executor is not None:
+        changes["executor"] = args.executor
+    if args.cache is not None:
+        changes["cache_db"] = str(Path(args.cache).expanduser().resolve())
+    elif config.run.cache_db:
+        changes["cache_db"] = str(Path(config.run.cache_db).expanduser().resolve())
+    return config.replace(run=dataclasses.replace(config.run, **changes)) if changes else config
+
+
+def _new_evaluator(config, synthetic_teacher_layers: int | None):
+    if synthetic_teacher_layers is not None:
+        from .synthetic import SyntheticEvaluator
+
+        return SyntheticEvaluator(teacher_layers=synthetic_teacher_layers, student_layers=config.student.layers)
+    from .fitness import ProxyEvaluator
+
+    return ProxyEvaluator(config)
+
+
+def _print_summary(result: SearchResult) -> None:
+    if result.best_record is None:
+        print(f"no genome was evaluated successfully ({result.failed} failed); see 'layermap show {result.run_dir}'")
+    else:
+        tasks = ", ".join(f"{name} {task.score:.2f}" for name, task in result.best_record.tasks.items())
+        print(f"best mapping {result.best_record.genome}   fitness {result.best_record.fitness:.2f}" + (f"   ({tasks})" if tasks else ""))
+    print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed   "
+          f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
+    print(f"run folder: {result.run_dir}   (layermap show {result.run_dir}; layermap export {result.run_dir})")
+
+
+def _top_records(store: Store, row: RunRow, k: int) -> list[EvaluationRecord]:
+    best: dict[str, EvaluationRecord] = {}
+    for r in store.run_evaluations(row.run_id):
+        if r.record is not None and r.record.ok and r.genome not in best:
+            best[r.genome] = r.record
+    return sorted(best.values(), key=lambda rec: -rec.fitness)[:max(0, k)]
+
+
+def _entry(record: EvaluationRecord) -> dict:
+    return {"mapping": record.genome, "fitness": record.fitness,
+            "tasks": {name: {"score": t.score, "metrics": t.metrics} for name, t in record.tasks.items()}}
+
+
+def _provenance(row: RunRow, result: SearchResult) -> dict:
+    record = result.best_record
+    return {
+        "teacher": row.description.get("teacher"), "student": row.description.get("student"),
+        "fitness": record.fitness, "tasks": _entry(record)["tasks"], "fingerprint": row.fingerprint,
+        "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": "layermap evolve",
+    }
+
+
+def _widths(row: RunRow) -> tuple[int, int]:
+    """(student, teacher) hidden sizes from the evaluator's description, else from the config."""
+    d = row.description
+    teacher = int(d.get("teacher_hidden_size") or 0)
+    student = d.get("student") if isinstance(d.get("student"), dict) else {}
+    width = int(student.get("hidden_size") or d.get("student_hidden_size") or row.config.get("student", {}).get("hidden_size") or 0)
+    if teacher and not width:
+        width = teacher                   # student.hidden_size = 0 means the teacher's width
+    if not teacher and width:
+        raise LayermapError(f"run {row.run_id} does not record the teacher's hidden size, so the projection of a "
+                            f"{width}-wide student cannot be written; export --format json instead")
+    return width, teacher or width
+
+
+def _num(value: float | None, width: int) -> str:
+    return f"{value:>{width}.2f}" if value is not None else f"{'-':>{width}}"

@@ -1,0 +1,163 @@
+"""An analytic fitness landscape over genomes: a test and benchmark fixture for the GA machinery.
+
+:class:`SyntheticEvaluator` is *not* a stand-in for the proxy fitness.  It exists so that the
+search (operators, caching, executors, checkpoint / resume) can be tested and studied on a
+landscape whose optimum is known, in milliseconds instead of minutes per genome:
+
+    fitness(g) = 100 - sum_m penalty(g_m, o_m)  (+ optional deterministic noise)
+
+where ``o`` is the known optimum genome (by default the ``uniform`` baseline shifted down by one
+layer on the first student layer, so that no baseline is the optimum), ``penalty(g, o)`` is
+``|g - o|`` for a mapped layer and ``zero_penalty`` for ``g = 0`` (no loss on that layer).  The
+noise is a hash of the genome and ``seed``: the same genome always gets the same fitness, in any
+process, which is what the cache and resume tests need.
+
+Two "tasks" (``syn_a``, ``syn_b``) are reported whose mean is the fitness, so records look like
+the proxy's.  Options for failure tests: ``fail_genomes`` raise a ``RuntimeError``,
+``nan_genomes`` return a NaN fitness, ``crash_genomes`` kill the evaluating process with
+``os._exit`` (worker-death tests with the process or Ray executor; never with ``local``).
+``delay`` sleeps per evaluation (kill tests); ``log_path`` appends ``genome pid device`` per call to a
+file, so tests can count evaluator calls across processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .config import digest
+from .errors import LayermapError
+from .mapping import format_genes, parse_genes
+from .records import EvaluationRecord, TaskScore
+
+KIND = "synthetic"
+
+
+@dataclass
+class SyntheticEvaluator:
+    """Deterministic, picklable evaluator with a known optimum (see the module docstring)."""
+
+    teacher_layers: int = 12
+    student_layers: int = 4
+    optimum: tuple[int, ...] = ()
+    zero_penalty: float = 4.0
+    noise: float = 0.0
+    seed: int = 0
+    delay: float = 0.0
+    fail_genomes: tuple[str, ...] = ()
+    nan_genomes: tuple[str, ...] = ()
+    crash_genomes: tuple[str, ...] = ()
+    log_path: str = ""
+    teacher_width: int = 64        # hidden sizes reported by describe() (for exports); no effect on fitness
+    student_width: int = 32
+    device: str = field(default="cpu", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.teacher_layers < 1 or self.student_layers < 1:
+            raise LayermapError(
+                f"SyntheticEvaluator needs positive layer counts, got teacher {self.teacher_layers} and student {self.student_layers}"
+            )
+        self.optimum = tuple(int(g) for g in (self.optimum or _default_optimum(self.student_layers, self.teacher_layers)))
+        if len(self.optimum) != self.student_layers or not all(0 <= g <= self.teacher_layers for g in self.optimum):
+            raise LayermapError(
+                f"SyntheticEvaluator optimum {format_genes(self.optimum)} needs {self.student_layers} genes in 0..{self.teacher_layers}"
+            )
+        for name in ("fail_genomes", "nan_genomes", "crash_genomes"):
+            setattr(self, name, tuple(format_genes(parse_genes(t)) for t in getattr(self, name)))
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything that changes a fitness (not ``delay``, ``log_path``, widths or ``device``)."""
+        return digest({
+            "kind": KIND, "teacher_layers": self.teacher_layers, "student_layers": self.student_layers,
+            "optimum": list(self.optimum), "zero_penalty": self.zero_penalty, "noise": self.noise,
+            "seed": self.seed, "fail": sorted(self.fail_genomes), "nan": sorted(self.nan_genomes),
+            "crash": sorted(self.crash_genomes),
+        })
+
+    def describe(self) -> dict:
+        """Provenance for the run row; ``rebuild_synthetic`` turns it back into an evaluator."""
+        return {
+            "kind": KIND, "teacher": "synthetic", "teacher_layers": self.teacher_layers,
+            "teacher_hidden_size": self.teacher_width,
+            "student": {"layers": self.student_layers, "hidden_size": self.student_width},
+            "params": {
+                "teacher_layers": self.teacher_layers, "student_layers": self.student_layers,
+                "optimum": list(self.optimum), "zero_penalty": self.zero_penalty, "noise": self.noise,
+                "seed": self.seed, "delay": self.delay, "fail_genomes": list(self.fail_genomes),
+                "nan_genomes": list(self.nan_genomes), "crash_genomes": list(self.crash_genomes),
+                "teacher_width": self.teacher_width, "student_width": self.student_width,
+            },
+        }
+
+    def set_device(self, device: str) -> None:
+        self.device = device
+
+    def score(self, genes: Sequence[int]) -> float:
+        """The noiseless-plus-noise fitness of ``genes`` (no failure options, no delay)."""
+        penalty = sum(self.zero_penalty if g == 0 else abs(g - o) for g, o in zip(genes, self.optimum))
+        return 100.0 - penalty + self.noise * _unit_hash(format_genes(genes), self.seed)
+
+    def evaluate(self, genes: Sequence[int]) -> EvaluationRecord:
+        genes = tuple(int(g) for g in genes)
+        text = format_genes(genes)
+        if len(genes) != self.student_layers or not all(0 <= g <= self.teacher_layers for g in genes):
+            raise ValueError(f"genome {text} does not fit {self.student_layers} genes in 0..{self.teacher_layers}")
+        start = time.perf_counter()
+        self._log(text)
+        if self.delay > 0:
+            time.sleep(self.delay)
+        if text in self.crash_genomes:
+            os._exit(17)
+        if text in self.fail_genomes:
+            raise RuntimeError(f"synthetic failure for genome {text}")
+        fitness = math.nan if text in self.nan_genomes else self.score(genes)
+        spread = 2.0 * _unit_hash(text, self.seed + 1)
+        tasks = {
+            "syn_a": TaskScore(metrics={"accuracy": fitness + spread}, score=fitness + spread),
+            "syn_b": TaskScore(metrics={"accuracy": fitness - spread}, score=fitness - spread),
+        }
+        total = time.perf_counter() - start
+        return EvaluationRecord(genome=text, fitness=fitness, tasks=tasks, distill_loss=max(0.0, 100.0 - fitness) / 100.0,
+                                timings={"total": total})
+
+    def _log(self, text: str) -> None:
+        if self.log_path:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(f"{text} {os.getpid()} {self.device}\n")
+
+
+def rebuild_synthetic(description: dict) -> SyntheticEvaluator:
+    """The evaluator a run row's ``describe()`` came from (for resuming synthetic runs)."""
+    if description.get("kind") != KIND:
+        raise LayermapError("this run was not made with the synthetic evaluator")
+    params = dict(description["params"])
+    for name in ("optimum", "fail_genomes", "nan_genomes", "crash_genomes"):
+        params[name] = tuple(params.get(name, ()))
+    return SyntheticEvaluator(**params)
+
+
+def read_call_log(path: str | os.PathLike) -> list[str]:
+    """Genomes in the order ``log_path`` recorded their evaluations (one per call, any process)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.split()[0] for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _default_optimum(student_layers: int, teacher_layers: int) -> tuple[int, ...]:
+    """Evenly spread genes, the first one a layer lower: not one of the four baselines."""
+    genes = [max(1, min(teacher_layers, math.floor(m * teacher_layers / student_layers + 0.5))) for m in range(1, student_layers + 1)]
+    genes[0] = max(1, genes[0] - 1) if teacher_layers > 1 else genes[0]
+    return tuple(genes)
+
+
+def _unit_hash(text: str, seed: int) -> float:
+    """A deterministic number in [-1, 1) from a genome and a seed, equal in every process."""
+    h = hashlib.sha256(f"{seed}:{text}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**63 - 1.0

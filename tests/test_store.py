@@ -1,0 +1,115 @@
+"""The SQLite store: schema version, WAL, the fitness cache, immediate commits, run bookkeeping."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import pytest
+
+from layermap.records import EvaluationRecord, TaskScore
+from layermap.store import SCHEMA_VERSION, RunInfo, Store, StoreError, open_run, read_run_info, write_run_info
+
+
+def record(genome: str, fitness: float = 80.0) -> EvaluationRecord:
+    return EvaluationRecord(genome=genome, fitness=fitness,
+                            tasks={"sst2": TaskScore(metrics={"accuracy": fitness}, score=fitness)},
+                            timings={"total": 1.5}, distill_loss=0.25)
+
+
+def new_run(store: Store, run_id: str = "r1", fingerprint: str = "fp") -> None:
+    store.create_run(run_id, fingerprint=fingerprint, config_toml="", config={"search": {}}, description={"teacher": "t"},
+                     teacher_layers=6, student_layers=3, run_dir="/tmp/x")
+
+
+def test_a_new_store_is_wal_and_versioned(tmp_path):
+    with Store(tmp_path / "s.sqlite"):
+        pass
+    db = sqlite3.connect(tmp_path / "s.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    with Store(tmp_path / "s.sqlite"):            # reopening an up-to-date store is fine
+        pass
+
+
+def test_a_store_of_another_schema_version_is_refused(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=f"schema version 99.*reads version {SCHEMA_VERSION}"):
+        Store(path)
+
+
+def test_files_that_are_not_stores_are_refused(tmp_path):
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="not a layermap store"):
+        Store(tmp_path / "junk.sqlite")
+    with sqlite3.connect(tmp_path / "other.sqlite") as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="not a layermap store"):
+        Store(tmp_path / "other.sqlite")
+
+
+def test_lookup_returns_only_complete_results_under_the_same_fingerprint(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        new_run(store)
+        running = store.start_evaluation("r1", "fp", "1-2-3", 0)
+        assert store.lookup("fp", "1-2-3") is None
+        store.finish_evaluation(running, EvaluationRecord.failure("1-2-3", "RuntimeError: boom"))
+        assert store.lookup("fp", "1-2-3") is None
+        done = store.start_evaluation("r1", "fp", "2-4-6", 0)
+        store.finish_evaluation(done, record("2-4-6", 91.5))
+        assert store.lookup("fp", "2-4-6") == record("2-4-6", 91.5)
+        assert store.lookup("other-fp", "2-4-6") is None
+        counts = store.count_evaluations("r1")
+        assert (counts.computed, counts.cached, counts.failed) == (1, 0, 1)
+
+
+def test_a_finished_evaluation_is_committed_at_once(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        new_run(store)
+        row = store.start_evaluation("r1", "fp", "1-2-3", 0)
+        store.finish_evaluation(row, record("1-2-3"))
+        other = sqlite3.connect(tmp_path / "s.sqlite")          # another process's view, store still open
+        assert other.execute("SELECT status, fitness FROM evaluations").fetchall() == [("complete", 80.0)]
+
+
+def test_cached_rows_count_as_cached_and_unfinished_rows_are_discarded(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        new_run(store, "a")
+        new_run(store, "b")
+        store.finish_evaluation(store.start_evaluation("a", "fp", "1-2-3", 0), record("1-2-3"))
+        store.record_cached("b", "fp", 2, record("1-2-3"))
+        store.start_evaluation("b", "fp", "3-3-3", 2)
+        store.start_evaluation("a", "fp", "4-4-4", 1)
+        counts = store.count_evaluations("b", generation=2)
+        assert (counts.computed, counts.cached, counts.failed) == (0, 1, 0)
+        assert store.discard_unfinished("b") == 1
+        assert [r.genome for r in store.run_evaluations("b")] == ["1-2-3"]
+        assert [r.status for r in store.run_evaluations("a")] == ["complete", "running"]
+
+
+def test_non_finite_numbers_are_stored_as_readable_json(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        new_run(store)
+        row = store.start_evaluation("r1", "fp", "1-2-3", 0)
+        store.finish_evaluation(row, EvaluationRecord(genome="1-2-3", fitness=math.nan, distill_loss=math.inf))
+        (stored,) = store.run_evaluations("r1")
+        assert stored.status == "failed" and stored.record.fitness is None and stored.record.distill_loss is None
+
+
+def test_generations_and_run_info_round_trip(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        new_run(store)
+        checkpoint = {"generation": 0, "population": [[1, 2, 3]], "rng_state": [3, [1, 2], None]}
+        store.save_generation("r1", 0, population=["1-2-3"], fitnesses=[None], stats={"best": None}, checkpoint=checkpoint)
+        assert store.last_generation("r1").checkpoint == checkpoint
+        with pytest.raises(StoreError, match="no run 'nope'"):
+            store.get_run("nope")
+    with pytest.raises(StoreError, match="not a layermap run folder"):
+        read_run_info(tmp_path)
+    write_run_info(tmp_path, RunInfo(run_id="r1", store=str(tmp_path / "s.sqlite"), created="now"))
+    info, store, row = open_run(tmp_path)
+    with store:
+        assert (info.run_id, row.teacher_layers, row.description) == ("r1", 6, {"teacher": "t"})
