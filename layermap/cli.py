@@ -164,22 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     from proxy_tasks import TaskError
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    from .models import quiet_transformers
+
+    quiet_transformers()
     try:
         return int(args.func(args) or 0)
     except (LayermapError, TaskError) as exc:

@@ -167,6 +167,7 @@ class RunSettings:
     cache_dir: str = ""            # tokenised corpus + teacher outputs; "" = ~/.cache/layermap
     threads: int = 0               # torch threads per worker; 0 = cores / workers
     cache_db: str = ""             # fitness store shared by several runs; "" = RUN_DIR/layermap.sqlite
+    shared_cache: bool = True      # also look up / keep fitnesses in <cache_dir>/fitness.sqlite, across all runs
     ray_address: str = ""          # ray.init(address=...); "" = start a local Ray
     gpus_per_eval: float = 0.0     # Ray: num_gpus per evaluation task
     cpus_per_eval: float = 1.0     # Ray: num_cpus per evaluation task

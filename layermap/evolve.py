@@ -28,6 +28,7 @@ from deap import base, creator, tools
 from tqdm import tqdm
 
 from .config import Config, ConfigError, dump_toml, load_config, parse_override
+from .corpus import default_cache_dir
 from .executors import Executor, create_executor
 from .mapping import format_genes, parse_genes, repair
 from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
@@ -39,7 +40,9 @@ from .store import (STORE_NAME, GenerationRow, RunInfo, RunRow, Store, StoreErro
 
 CONFIG_NAME = "config.toml"
 WORST = -math.inf       # the selection fitness of a failed genome
-RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address", "gpus_per_eval", "cpus_per_eval", "cache_dir")
+RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address", "gpus_per_eval", "cpus_per_eval", "cache_dir",
+                      "shared_cache")
+SHARED_CACHE_NAME = "fitness.sqlite"
 
 
 def _ensure_creator() -> None:
@@ -69,6 +72,7 @@ class SearchState:
     executor: Executor | None = None
     owns_executor: bool = True
     lock: IO | None = None
+    shared: Store | None = None          # the user-wide fitness cache (run.shared_cache)
 
 
 def build_toolbox(search: SearchState) -> base.Toolbox:
@@ -228,10 +232,19 @@ def default_evaluator_factory(row: RunRow) -> Callable[[Config], Evaluator]:
 
 
 # -- the loop's helpers ------------------------------------------------------------------------------
+def _open_shared_cache(search: SearchState) -> Store | None:
+    """``<cache_dir>/fitness.sqlite``, unless disabled or it is the run's own store."""
+    if not search.config.run.shared_cache:
+        return None
+    path = (default_cache_dir(search.config.run.cache_dir) / SHARED_CACHE_NAME).resolve()
+    return None if path == search.store.path.resolve() else Store(path)
+
+
 def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
     clock = time.perf_counter()
-    search.store.set_run_status(search.run_id, "running")
     try:
+        search.shared = _open_shared_cache(search)
+        search.store.set_run_status(search.run_id, "running")
         try:
             evolve(search, start)
         except BaseException:
@@ -244,6 +257,8 @@ def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
         return load_result(search.store, search.store.get_run(search.run_id), search.run_dir, time.perf_counter() - clock)
     finally:
         search.store.close()
+        if search.shared is not None:
+            search.shared.close()
         if search.lock is not None:
             search.lock.close()
 
@@ -259,7 +274,7 @@ def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
     for text in distinct:
         if text in search.memo:
             continue
-        record = store.lookup(fp, text)
+        record = store.lookup(fp, text) or (search.shared.lookup(fp, text) if search.shared else None)
         if record is None:
             todo.append(text)
             continue
@@ -274,10 +289,17 @@ def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
             for genes, record in _executor(search).submit([parse_genes(t) for t in todo]):
                 text = format_genes(genes)
                 store.finish_evaluation(rows[text], record)
+                if search.shared is not None:
+                    search.shared.remember(fp, record)
                 search.memo[text] = record
                 bar.set_postfix(cached=cached, failed=sum(not search.memo[t].ok for t in todo if t in search.memo),
                                 best=_best_known(search.memo))
                 bar.update()
+                if search.progress and bar.disable:             # no terminal: one log line per evaluation
+                    outcome = f"fitness {record.fitness:.2f}" if record.ok else f"failed ({record.error})"
+                    print(f"gen {generation}/{search.config.search.generations}  eval {bar.n}/{len(todo)}  {text}  "
+                          f"{outcome}  {record.timings.get('total', 0.0):.0f}s  (cached {cached}, best "
+                          f"{_best_known(search.memo)})", file=sys.stderr, flush=True)
     for ind in individuals:
         record = search.memo[format_genes(ind)]
         ind.fitness.values = (record.fitness if record.ok else WORST,)

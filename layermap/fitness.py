@@ -26,7 +26,7 @@ from .corpus import Segments, corpus_identity, load_segments
 from .distill import LiveTeacher, TeacherSource, distill
 from .mapping import LayerMapping
 from .models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
-    pick_device, teacher_identity
+    pick_device, quiet_transformers, teacher_identity
 from .records import EvaluationRecord, TaskScore
 
 FITNESS_FORMAT = 1          # bump when the fitness computation changes meaning
@@ -130,6 +130,7 @@ class ProxyEvaluator:
         from proxy_tasks import load_task
 
         c = self.config
+        quiet_transformers()
         device = pick_device(self._device)
         teacher = load_teacher(c.teacher.name, c.teacher.revision, device=device)
         segments = load_segments(c.corpus.path, teacher.tokenizer, seq_len=c.corpus.seq_len,

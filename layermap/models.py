@@ -127,6 +127,15 @@ def load_teacher(name: str, revision: str = "main", *, device: str | torch.devic
     return Teacher(model=model, tokenizer=tokenizer, name=name, identity=teacher_identity(name, revision))
 
 
+def quiet_transformers() -> None:
+    """No weight-loading progress bars or load reports (the CLI and every worker call this)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

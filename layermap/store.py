@@ -9,7 +9,10 @@ One file, WAL mode, written only by the driver process (workers return records).
                    fitness, the full :class:`EvaluationRecord` JSON, wall time, error, timestamps and
                    ``computed`` (1 = evaluated by this run, 0 = copied from the cache);
 * ``generations``  one row per finished generation: population, fitnesses, statistics and the JSON
-                   checkpoint that ``resume`` continues from.
+                   checkpoint that ``resume`` continues from;
+* ``cache``        complete records by ``(fingerprint, genome)`` alone, with no run attached: the
+                   user-wide fitness cache (``<cache_dir>/fitness.sqlite``) keeps only this table
+                   filled, so every run folder stays self-contained and still reuses earlier runs.
 
 The fitness cache is keyed by ``(fingerprint, genome)``: :meth:`Store.lookup` returns a complete
 record from any run.  Each statement commits on its own (autocommit), so a ``kill -9`` right after
@@ -54,6 +57,10 @@ CREATE TABLE IF NOT EXISTS generations (
     run_id TEXT NOT NULL, generation INTEGER NOT NULL, population TEXT NOT NULL,
     fitnesses TEXT NOT NULL, stats TEXT NOT NULL, checkpoint BLOB NOT NULL, created TEXT NOT NULL,
     PRIMARY KEY (run_id, generation)
+);
+CREATE TABLE IF NOT EXISTS cache (
+    fingerprint TEXT NOT NULL, genome TEXT NOT NULL, record TEXT NOT NULL, created TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, genome)
 );
 """
 
@@ -163,12 +170,20 @@ class Store:
 
     # -- evaluations --------------------------------------------------------------------------
     def lookup(self, fingerprint: str, genome: str) -> EvaluationRecord | None:
-        """A complete record for ``genome`` under ``fingerprint`` from any run, else ``None``."""
+        """A complete record for ``genome`` under ``fingerprint`` from any run (or the cache table), else ``None``."""
         row = self._db.execute(
             "SELECT metrics FROM evaluations WHERE fingerprint = ? AND genome = ? AND status = ? ORDER BY id LIMIT 1",
             (fingerprint, genome, COMPLETE),
+        ).fetchone() or self._db.execute(
+            "SELECT record FROM cache WHERE fingerprint = ? AND genome = ?", (fingerprint, genome)
         ).fetchone()
         return EvaluationRecord.from_json(row[0]) if row else None
+
+    def remember(self, fingerprint: str, record: EvaluationRecord) -> None:
+        """Keep a complete record in the ``cache`` table (the first one for a genome wins)."""
+        if record.ok:
+            self._db.execute("INSERT OR IGNORE INTO cache (fingerprint, genome, record, created) VALUES (?, ?, ?, ?)",
+                             (fingerprint, record.genome, _record_json(record), now()))
 
     def start_evaluation(self, run_id: str, fingerprint: str, genome: str, generation: int) -> int:
         """Insert a ``running`` row (committed) and return its id."""

@@ -22,6 +22,13 @@ WORDS = (
 ).split()
 
 
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Each test has its own LAYERMAP_CACHE: none reads or fills the user's ~/.cache/layermap or
+    another test's shared fitness cache (subprocesses inherit the variable)."""
+    monkeypatch.setenv("LAYERMAP_CACHE", str(tmp_path / "layermap_cache"))
+
+
 def _write_vocab(path: Path) -> Path:
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!", "?", "'", "-"] + sorted(set(WORDS))
     path.write_text("\n".join(tokens) + "\n", encoding="utf-8")

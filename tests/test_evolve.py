@@ -170,9 +170,27 @@ def test_failures_are_recorded_scored_worst_and_the_run_goes_on(tmp_path):
     assert result.best_record.ok
 
 
-def test_progress_is_silent_when_stderr_is_not_a_tty(tmp_path, capsys):
-    run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "run", progress=True)
+def test_progress_without_a_terminal_is_one_line_per_evaluation(tmp_path, capsys):
+    result = run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "run",
+                        progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == result.computed > 0
+    assert all(line.startswith("gen ") and "fitness" in line and "best" in line for line in lines)
+    run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "quiet", progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_runs_in_separate_folders_share_the_user_wide_fitness_cache(tmp_path):
+    first = CountingEvaluator(teacher_layers=6, student_layers=3)
+    a = run_search(make_config(), first, tmp_path / "a", progress=False)
+    second = CountingEvaluator(teacher_layers=6, student_layers=3)
+    b = run_search(make_config(), second, tmp_path / "b", progress=False)
+    assert a.computed == len(first.calls) > 0
+    assert b.computed == 0 and second.calls == [] and b.cached == a.computed
+    assert b.best_genome == a.best_genome
+    third = CountingEvaluator(teacher_layers=6, student_layers=3)
+    c = run_search(make_config("run.shared_cache=false"), third, tmp_path / "c", progress=False)
+    assert c.computed == len(third.calls) == a.computed
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -224,7 +242,8 @@ def test_a_killed_search_resumes_without_rerunning_and_follows_the_same_trajecto
         final = store.run_evaluations(info.run_id)
     assert all(r.status != "running" for r in final) and len({r.genome for r in final}) == len(final)
 
-    reference = run_search(load_config(None, ["search.population=8", "search.generations=4", "search.seed=3"]),
+    reference = run_search(load_config(None, ["search.population=8", "search.generations=4", "search.seed=3",
+                                              "run.shared_cache=false"]),         # computes everything, like the first run
                            SyntheticEvaluator(teacher_layers=8, student_layers=3), tmp_path / "ref", progress=False)
     assert populations(tmp_path / "run") == populations(tmp_path / "ref")
     assert trajectory(resumed) == trajectory(reference)
