@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel evaluations (run.workers)")
     p.add_argument("--executor", choices=("local", "process", "ray"), default=None, help="where evaluations run (run.executor)")
     p.add_argument("--cache", metavar="DB", default=None,
-                   help="fitness store shared by several runs (run.cache_db; default RUN_DIR/layermap.sqlite)")
+                   help="the run's store (run.cache_db; default RUN_DIR/layermap.sqlite); fitnesses are reused across "
+                        "all runs anyway through <cache_dir>/fitness.sqlite unless run.shared_cache=false")
     p.add_argument("--synthetic", type=int, metavar="TEACHER_LAYERS", default=None,
                    help="search the analytic SyntheticEvaluator landscape instead of the proxy fitness "
                         "(GA studies and smoke tests; trains nothing)")

@@ -110,3 +110,26 @@ def test_hub_names_go_to_from_pretrained(tiny_teacher_dir, monkeypatch):
     assert teacher.identity == "hub:google/bert_uncased_L-4_H-256_A-4@v1"
     assert ("AutoModel", "google/bert_uncased_L-4_H-256_A-4", "v1") in calls
     assert ("AutoTokenizer", "google/bert_uncased_L-4_H-256_A-4", "v1") in calls
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra"])
+def test_other_bert_like_families_build_and_distil(family):
+    import numpy as np
+    from transformers import ElectraConfig, ElectraModel, RobertaConfig, RobertaModel
+
+    from layermap.config import DistillSettings
+    from layermap.corpus import Segments
+    from layermap.distill import LiveTeacher, distill
+
+    cfg_cls, model_cls = {"roberta": (RobertaConfig, RobertaModel), "electra": (ElectraConfig, ElectraModel)}[family]
+    torch.manual_seed(0)
+    teacher = model_cls(cfg_cls(vocab_size=60, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=40)).eval().requires_grad_(False)
+    student = build_student(teacher.config, StudentSpec(2, 8, 2, 16))
+    assert type(student) is model_cls and student.config.num_hidden_layers == 2
+    rng = np.random.default_rng(0)
+    segments = Segments(input_ids=rng.integers(5, 60, (16, 12)).astype(np.int32),
+                        lengths=np.full(16, 12, dtype=np.int32), identity="random")
+    _, stats = distill(student, LiveTeacher(teacher), LayerMapping((1, 3), 3), segments,
+                       DistillSettings(max_steps=3, batch_size=4), teacher_width=16)
+    assert len(stats.losses) == 3 and all(np.isfinite(stats.losses))
