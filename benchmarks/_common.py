@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+from layermap.models import quiet_transformers
+
+quiet_transformers()
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -54,6 +54,7 @@ def main() -> None:
         "live": {k: round(mean(runs["live"], k), 2) for k in ("distill", "finetune", "eval", "total")},
         "cached": {k: round(mean(runs["cached"], k), 2) for k in ("distill", "finetune", "eval", "total")},
         "fitness_live": runs["live"][0].fitness, "fitness_cached": runs["cached"][0].fitness,
+        "distill_loss_live": runs["live"][0].distill_loss, "distill_loss_cached": runs["cached"][0].distill_loss,
     }
     figures["ratio_total_live_over_cached"] = round(figures["live"]["total"] / figures["cached"]["total"], 3)
     figures["ratio_distill_live_over_cached"] = round(figures["live"]["distill"] / figures["cached"]["distill"], 3)
