@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,8 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
     opt, sched = _optimizer(student, loss_fn, settings, steps)
     stats = DistillStats(steps=steps)
     start = _maybe_resume(checkpoint_dir, student, loss_fn, opt, sched, stats)
+    if start and progress:
+        print(f"resuming {desc} from the checkpoint at step {start} of {steps}", file=sys.stderr)
 
     from tqdm.auto import tqdm
     bar = tqdm(range(start, steps), desc=desc, disable=not progress, unit="step", leave=False)

@@ -297,7 +297,8 @@ def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
                 bar.update()
                 if search.progress and bar.disable:             # no terminal: one log line per evaluation
                     outcome = f"fitness {record.fitness:.2f}" if record.ok else f"failed ({record.error})"
-                    print(f"gen {generation}/{search.config.search.generations}  eval {bar.n}/{len(todo)}  {text}  "
+                    done = sum(t in search.memo for t in todo)
+                    print(f"gen {generation}/{search.config.search.generations}  eval {done}/{len(todo)}  {text}  "
                           f"{outcome}  {record.timings.get('total', 0.0):.0f}s  (cached {cached}, best "
                           f"{_best_known(search.memo)})", file=sys.stderr, flush=True)
     for ind in individuals:

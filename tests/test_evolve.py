@@ -176,6 +176,7 @@ def test_progress_without_a_terminal_is_one_line_per_evaluation(tmp_path, capsys
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == result.computed > 0
     assert all(line.startswith("gen ") and "fitness" in line and "best" in line for line in lines)
+    assert not any(" eval 0/" in line for line in lines)              # counts what has finished
     run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "quiet", progress=False)
     assert capsys.readouterr().err == ""
 
