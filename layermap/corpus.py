@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -75,23 +75,27 @@ def corpus_identity(path: str) -> str:
     return "datasets:" + path
 
 
-def _iter_documents_from_file(path: Path, max_documents: int) -> Iterator[list[str]]:
+def _split_documents(lines: Iterable[str], max_documents: int) -> Iterator[list[str]]:
+    """Lines -> documents (lists of paragraphs); a blank line ends a document."""
     doc: list[str] = []
     count = 0
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                doc.append(line)
-                continue
-            if doc:
-                yield doc
-                count += 1
-                doc = []
-                if max_documents and count >= max_documents:
-                    return
+    for line in lines:
+        line = (line or "").strip()
+        if line:
+            doc.append(line)
+        elif doc:
+            yield doc
+            count += 1
+            doc = []
+            if max_documents and count >= max_documents:
+                return
     if doc:
         yield doc
+
+
+def _iter_documents_from_file(path: Path, max_documents: int) -> Iterator[list[str]]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        yield from _split_documents(f, max_documents)
 
 
 def _iter_documents_from_datasets(name: str, max_documents: int) -> Iterator[list[str]]:
@@ -107,20 +111,7 @@ def _iter_documents_from_datasets(name: str, max_documents: int) -> Iterator[lis
         ) from None
     if "text" not in ds.column_names:
         raise CorpusError(f"dataset {name!r} has no 'text' column (it has {', '.join(ds.column_names)}); give a text corpus")
-    doc: list[str] = []
-    count = 0
-    for row in ds:
-        line = (row["text"] or "").strip()
-        if line:
-            doc.append(line)
-        elif doc:
-            yield doc
-            count += 1
-            doc = []
-            if max_documents and count >= max_documents:
-                return
-    if doc:
-        yield doc
+    yield from _split_documents((row["text"] for row in ds), max_documents)
 
 
 def iter_documents(path: str, max_documents: int = 0) -> Iterator[list[str]]:

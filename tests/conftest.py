@@ -55,7 +55,7 @@ def _sentence(rng: random.Random, n: int) -> str:
 def tiny_teacher_dir(tmp_path_factory) -> Path:
     """A 4-layer, 32-wide, 4-head random BERT with a WordPiece tokenizer, saved with save_pretrained."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel
 
     root = tmp_path_factory.mktemp("tiny_teacher")
     vocab = _write_vocab(root / "vocab.txt")
