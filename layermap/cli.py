@@ -65,7 +65,7 @@ def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
 
 def _cmd_distill(args: argparse.Namespace) -> int:
     from .config import CorpusSettings, DistillSettings, dump_toml, Config, StudentSettings, TeacherSettings
-    from .corpus import load_segments
+    from .corpus import check_source, load_segments
     from .distill import LiveTeacher, distill
     from .models import StudentSpec, build_student, init_student_from_teacher, load_teacher, load_teacher_config, pick_device
     from .output import save_student
@@ -80,8 +80,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
                             max_documents=args.max_documents, seed=args.seed)
     settings = DistillSettings(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
                                learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    if not Path(args.corpus).expanduser().is_file() and (args.corpus.endswith(".txt") or "/" in args.corpus):
-        raise LayermapError(f"corpus file {args.corpus!r} does not exist; give a text file with one paragraph per line")
+    check_source(args.corpus)
     device = pick_device(args.device)
     teacher = load_teacher(args.teacher, device=device)
     segments = load_segments(args.corpus, teacher.tokenizer, seq_len=args.seq_len, max_segments=args.max_segments,

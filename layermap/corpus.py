@@ -114,12 +114,23 @@ def _iter_documents_from_datasets(name: str, max_documents: int) -> Iterator[lis
     yield from _split_documents((row["text"] for row in ds), max_documents)
 
 
+def check_source(path: str) -> None:
+    """Fail early, in one sentence, for a corpus that names a local file which is not there.
+
+    A path is read as a local file when it exists, starts with ``.``, ``/`` or ``~``, or ends in
+    ``.txt``; anything else is taken for a ``datasets`` name (``name`` or ``name:config``)."""
+    if not path:
+        raise CorpusError("no corpus given; pass --corpus with a text file (one paragraph per line) or a datasets name")
+    p = Path(path).expanduser()
+    if not p.is_file() and (p.exists() or path.startswith((".", "/", "~")) or path.endswith((".txt", ".text"))):
+        raise CorpusError(f"corpus file {path!r} does not exist (or is not a file); give a text file with one paragraph per line")
+
+
 def iter_documents(path: str, max_documents: int = 0) -> Iterator[list[str]]:
+    check_source(path)
     p = Path(path).expanduser()
     if p.is_file():
         return _iter_documents_from_file(p, max_documents)
-    if p.exists() or path.startswith((".", "/", "~")) or path.endswith((".txt", ".text")):
-        raise CorpusError(f"corpus file {path!r} does not exist (or is not a file); give a text file with one paragraph per line")
     return _iter_documents_from_datasets(path, max_documents)
 
 

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 
 from .config import Config, digest
-from .corpus import Segments, corpus_identity, load_segments
+from .corpus import Segments, check_source, corpus_identity, load_segments
 from .distill import LiveTeacher, TeacherSource, distill
 from .mapping import LayerMapping
 from .models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
@@ -62,6 +62,7 @@ class ProxyEvaluator:
         self._device = config.run.device
         self._fingerprint: str | None = None
         self._teacher_config = load_teacher_config(config.teacher.name, config.teacher.revision)
+        check_source(config.corpus.path)                  # a missing corpus fails now, not inside the search
         self._state: _State | None = None
 
     def __getstate__(self) -> dict:

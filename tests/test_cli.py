@@ -94,3 +94,17 @@ def test_fitness_bad_input_exit_2(tiny_config_toml, extra, needle):
     res = run_cli(*args)
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("flag,needle", [
+    ("--corpus", "corpus file"),
+    ("--glue-dir", "GLUE directory"),
+])
+def test_evolve_with_missing_inputs_fails_before_making_a_run(tiny_config_toml, tmp_path, capsys, flag, needle):
+    out = tmp_path / "run"
+    code = main(["evolve", "--config", str(tiny_config_toml), flag, str(tmp_path / "missing.txt"), "--quiet",
+                 "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
