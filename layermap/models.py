@@ -85,6 +85,9 @@ def _check_teacher_source(name: str) -> None:
 
 
 def _hub_failure(name: str, exc: BaseException) -> ModelError:
+    if Path(name).expanduser().exists():
+        return ModelError(f"teacher directory {name!r} could not be loaded ({_first_line(exc)}); it needs the files "
+                          "save_pretrained writes for the model and its tokenizer")
     return ModelError(
         f"could not load the teacher {name!r}: it is not a local directory and the Hugging Face Hub did not serve it "
         f"({_first_line(exc)}); offline, pass a local model directory"
@@ -121,6 +124,11 @@ def load_teacher(name: str, revision: str = "main", *, device: str | torch.devic
         model = AutoModel.from_pretrained(src, revision=revision)
     except (OSError, ValueError) as exc:
         raise _hub_failure(name, exc) from None
+    if len(tokenizer) < model.config.vocab_size // 2:      # transformers 5 builds an empty tokenizer silently
+        raise ModelError(
+            f"teacher {name!r} has no usable tokenizer ({len(tokenizer)} tokens for a model vocabulary of "
+            f"{model.config.vocab_size}); save the tokenizer beside the model with save_pretrained"
+        )
     if not hasattr(model.config, "num_hidden_layers"):
         raise ModelError(f"teacher {name!r} is not a BERT-like encoder (its config has no num_hidden_layers)")
     model.eval().requires_grad_(False).to(device)

@@ -133,3 +133,14 @@ def test_other_bert_like_families_build_and_distil(family):
     _, stats = distill(student, LiveTeacher(teacher), LayerMapping((1, 3), 3), segments,
                        DistillSettings(max_steps=3, batch_size=4), teacher_width=16)
     assert len(stats.losses) == 3 and all(np.isfinite(stats.losses))
+
+
+def test_local_teacher_without_tokenizer_names_the_directory(tiny_teacher_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "no_tokenizer"
+    broken.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_teacher_dir / f, broken / f)
+    with pytest.raises(ModelError, match="no usable tokenizer|could not be loaded"):
+        load_teacher(str(broken))
