@@ -73,9 +73,15 @@ class DistillStats:
     losses: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)       # wall time of each step
     teacher_step_seconds: list[float] = field(default_factory=list)  # of which the teacher side
-    seconds: float = 0.0
-    teacher_seconds: float = 0.0
     segments: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(self.step_seconds))
+
+    @property
+    def teacher_seconds(self) -> float:
+        return float(sum(self.teacher_step_seconds))
 
     @property
     def final_loss(self) -> float:
@@ -180,8 +186,6 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
         stats.segments += len(idx)
         stats.step_seconds.append(time.perf_counter() - t0)
         stats.teacher_step_seconds.append(t1 - t0)
-        stats.teacher_seconds += t1 - t0
-        stats.seconds += stats.step_seconds[-1]
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if checkpoint_dir and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(checkpoint_dir, step + 1, student, loss_fn, opt, sched, stats)
@@ -195,7 +199,8 @@ def _save_checkpoint(folder, step, student, loss_fn, opt, sched, stats: DistillS
     folder.mkdir(parents=True, exist_ok=True)
     state = {"step": step, "student": student.state_dict(), "loss_fn": loss_fn.state_dict(),
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-             "losses": stats.losses, "seconds": stats.seconds, "teacher_seconds": stats.teacher_seconds,
+             "losses": stats.losses, "step_seconds": stats.step_seconds,
+             "teacher_step_seconds": stats.teacher_step_seconds,
              "segments": stats.segments}
     tmp = folder / f"checkpoint.pt.tmp{os.getpid()}"
     torch.save(state, tmp)
@@ -218,5 +223,7 @@ def _maybe_resume(folder, student, loss_fn, opt, sched, stats: DistillStats) -> 
         ) from None
     torch.set_rng_state(state["rng"])
     stats.losses[:] = state["losses"]
-    stats.seconds, stats.teacher_seconds, stats.segments = state["seconds"], state["teacher_seconds"], state["segments"]
+    stats.step_seconds[:] = state["step_seconds"]
+    stats.teacher_step_seconds[:] = state["teacher_step_seconds"]
+    stats.segments = state["segments"]
     return int(state["step"])

@@ -67,7 +67,8 @@ def evolve_command(args: argparse.Namespace) -> int:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise LayermapError(f"--out {args.out} already exists and is not empty; pass --resume {args.out} to continue "
                                 "that run, or give a new folder")
-        config = _with_run_flags(config_from_args(args), args)
+        args.overrides = list(args.overrides) + _run_flag_overrides(args)
+        config = _with_cache_path(config_from_args(args), args)
         result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
     _print_summary(result)
     return 0
@@ -157,22 +158,25 @@ def _resume_overrides(args: argparse.Namespace) -> list[str]:
     if given:
         raise LayermapError(f"{given[0]} cannot be used with --resume: the run keeps the settings in its config.toml "
                             "(only --workers, --executor, --device and --set run.* may change)")
-    overrides = list(args.overrides)
-    if args.workers is not None:
-        overrides.append(f"run.workers={args.workers}")
-    if args.executor is not None:
-        overrides.append(f"run.executor={json.dumps(args.executor)}")
+    overrides = list(args.overrides) + _run_flag_overrides(args)
     if args.device is not None:
         overrides.append(f"run.device={json.dumps(args.device)}")
     return overrides
 
 
-def _with_run_flags(config, args: argparse.Namespace):
-    changes = {}
+def _run_flag_overrides(args: argparse.Namespace) -> list[str]:
+    """``--workers`` / ``--executor`` as ``--set run.*`` strings (the same for a new and a resumed run)."""
+    overrides = []
     if args.workers is not None:
-        changes["workers"] = args.workers
+        overrides.append(f"run.workers={args.workers}")
     if args.executor is not None:
-        changes["executor"] = args.executor
+        overrides.append(f"run.executor={json.dumps(args.executor)}")
+    return overrides
+
+
+def _with_cache_path(config, args: argparse.Namespace):
+    """``--cache`` (or run.cache_db) as an absolute path, so the run folder can be opened from anywhere."""
+    changes = {}
     if args.cache is not None:
         changes["cache_db"] = str(Path(args.cache).expanduser().resolve())
     elif config.run.cache_db:
