@@ -160,6 +160,57 @@ def _check_seed_mapping(text: str) -> None:
 
 
 @dataclass(frozen=True)
+class CompareSettings:
+    """The final stage (``layermap compare``): the same full distillation for every compared mapping,
+    then fine-tuning of each distilled student on GLUE tasks with several seeds."""
+
+    # full task-agnostic distillation: the same budget, initialisation and corpus order for every mapping
+    max_steps: int = 0             # 0 = `epochs` over the corpus slice
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    warmup_ratio: float = 0.1
+    seq_len: int = 128
+    max_segments: int = 0          # corpus segments for the full distillation; 0 = `fraction` of the corpus
+    fraction: float = 1.0
+    max_documents: int = 0         # 0 = read the whole corpus
+    init: str = ""                 # random | teacher; "" = student.init
+    distill_seeds: int = 1         # independent full distillations per mapping (seeds 0 .. D-1)
+    teacher_cache: bool = False    # share the teacher's outputs on the slice between mappings (disk: ~0.9 MB a 64-token MiniLM segment)
+    checkpoint_every: int = 200    # steps between resumable checkpoints of a full distillation
+    # fine-tuning and scoring on GLUE dev sets
+    tasks: tuple[str, ...] = ("sst2", "mrpc", "rte", "cola")
+    seeds: int = 3                 # fine-tuning seeds per (student, task)
+    max_train: int = 0             # training examples per task; 0 = all
+    max_eval: int = 0              # dev examples per task; 0 = all
+    finetune_epochs: float = 3.0
+    finetune_batch_size: int = 32
+    finetune_learning_rate: float = 5e-5
+    finetune_seq_len: int = 128
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0 or self.epochs <= 0:
+            raise ConfigError("compare.max_steps must be >= 0 and compare.epochs > 0")
+        for k in ("batch_size", "seq_len", "seeds", "distill_seeds", "finetune_batch_size", "finetune_seq_len"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"compare.{k} must be at least 1, got {getattr(self, k)}")
+        for k in ("learning_rate", "finetune_learning_rate", "finetune_epochs"):
+            if not getattr(self, k) > 0:
+                raise ConfigError(f"compare.{k} must be positive, got {getattr(self, k)}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ConfigError(f"compare.warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"compare.fraction must be in (0, 1], got {self.fraction}")
+        for k in ("max_segments", "max_documents", "max_train", "max_eval", "checkpoint_every"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"compare.{k} must be >= 0, got {getattr(self, k)}")
+        if self.init not in ("", "random", "teacher"):
+            raise ConfigError(f"compare.init must be 'random', 'teacher' or '' (= student.init), got {self.init!r}")
+        if not self.tasks:
+            raise ConfigError("compare.tasks is empty; name at least one GLUE task, e.g. ['sst2', 'cola']")
+
+
+@dataclass(frozen=True)
 class RunSettings:
     executor: str = "local"        # local | process | ray
     workers: int = 1
@@ -193,6 +244,7 @@ class Config:
     distill: DistillSettings = field(default_factory=DistillSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    compare: CompareSettings = field(default_factory=CompareSettings)
     run: RunSettings = field(default_factory=RunSettings)
 
     def to_dict(self) -> dict:

@@ -365,8 +365,10 @@ def _resumed_config(run_dir: Path, row: RunRow, overrides: Sequence[str]) -> Con
             raise ConfigError(f"{section}.{key} cannot change on --resume (it would mix results); only "
                               f"{', '.join('run.' + k for k in RESUMABLE_RUN_KEYS)} may - start a new run to change it")
     config = load_config(str(run_dir / CONFIG_NAME), overrides)
-    now_settings = _normalised({k: v for k, v in config.to_dict().items() if k != "run"})
-    then = _normalised({k: v for k, v in row.config.items() if k != "run"})
+    ignored = ("run", "compare")        # neither changes a fitness
+    now_settings = _normalised({k: v for k, v in config.to_dict().items() if k not in ignored})
+    # a setting added to layermap after the run started counts as its default value
+    then = _normalised({k: {**v, **row.config.get(k, {})} for k, v in Config().to_dict().items() if k not in ignored})
     if now_settings != then:
         changed = next((f"{sec}.{key}" for sec in then for key in then[sec]
                         if now_settings.get(sec, {}).get(key) != then[sec][key]), "a section")
