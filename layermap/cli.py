@@ -66,7 +66,7 @@ def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
 def _cmd_distill(args: argparse.Namespace) -> int:
     from .config import CorpusSettings, DistillSettings, dump_toml, Config, StudentSettings, TeacherSettings
     from .corpus import check_source, load_segments
-    from .distill import LiveTeacher, distill
+    from .distill import LiveTeacher, distill, distill_run_digest
     from .models import StudentSpec, build_student, init_student_from_teacher, load_teacher, load_teacher_config, pick_device
     from .output import save_student
 
@@ -98,7 +98,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     started = time.time()
     _, stats = distill(student, LiveTeacher(teacher.model), mapping, segments, settings,
                        teacher_width=teacher.hidden_size, device=device, progress=not args.quiet,
-                       checkpoint_dir=out / "checkpoints", desc=f"distilling {mapping}")
+                       checkpoint_dir=out / "checkpoints", desc=f"distilling {mapping}",
+                       run_digest=distill_run_digest(config, teacher.identity, segments.identity))
     save_student(out, student, teacher.tokenizer, mapping, stats, teacher=args.teacher)
     first = sum(stats.losses[:10]) / max(1, len(stats.losses[:10]))
     print(f"distilled {spec.layers}-layer student with mapping {mapping} in {time.time() - started:.0f}s: "

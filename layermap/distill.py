@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .config import DistillSettings
+from .config import DistillSettings, digest
 from .corpus import Segments
 from .errors import LayermapError
 from .losses import LayerOutputs, LossWeights, TransformerDistillationLoss
@@ -132,11 +132,17 @@ def _optimizer(student: nn.Module, loss_fn: nn.Module, settings: DistillSettings
 def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapping, segments: Segments,
             settings: DistillSettings, *, teacher_width: int, device: torch.device | str = "cpu",
             progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
-            desc: str = "distilling") -> tuple[TransformerDistillationLoss, DistillStats]:
+            desc: str = "distilling", run_digest: str = "") -> tuple[TransformerDistillationLoss, DistillStats]:
     """Distil ``student`` in place against ``teacher`` with ``mapping``; returns the loss module
     (it owns the learnt projection) and the statistics.  With ``checkpoint_dir`` and
     ``settings.checkpoint_every`` the run saves ``checkpoint.pt`` periodically and a later call
     with the same arguments resumes from it.
+
+    Every checkpoint carries a digest of what shapes the run: ``run_digest`` (from the caller: the
+    teacher's identity, the student spec and initialisation, the corpus, ...) together with what this
+    function sees itself (mapping, settings except ``checkpoint_every``, the student's config, the
+    corpus slice's identity, the teacher's width).  A checkpoint with another digest is refused
+    (:class:`DistillError`), never resumed.
     """
     if not mapping.embedding and not mapping.teacher_layers_used():
         raise MappingError(f"mapping {mapping} has no loss at all (every gene 0 and no embedding loss); map at least one layer")
@@ -156,7 +162,8 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
     student.to(device).train()
     opt, sched = _optimizer(student, loss_fn, settings, steps)
     stats = DistillStats(steps=steps)
-    start = _maybe_resume(checkpoint_dir, student, loss_fn, opt, sched, stats)
+    digest_ = _run_digest(run_digest, student, mapping, segments, settings, teacher_width)
+    start = _maybe_resume(checkpoint_dir, student, loss_fn, opt, sched, stats, digest_)
     if start and progress:
         print(f"resuming {desc} from the checkpoint at step {start} of {steps}", file=sys.stderr)
 
@@ -188,17 +195,36 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
         stats.teacher_step_seconds.append(t1 - t0)
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if checkpoint_dir and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
-            _save_checkpoint(checkpoint_dir, step + 1, student, loss_fn, opt, sched, stats)
+            _save_checkpoint(checkpoint_dir, step + 1, student, loss_fn, opt, sched, stats, digest_)
     bar.close()
     student.eval()
     return loss_fn, stats
 
 
-def _save_checkpoint(folder, step, student, loss_fn, opt, sched, stats: DistillStats) -> None:
+def distill_run_digest(config, teacher_identity: str, segments_identity: str) -> str:
+    """What a caller passes as ``distill(run_digest=...)``: the teacher, student, corpus and distillation
+    settings of a :class:`layermap.config.Config` (``distill.checkpoint_every`` excluded), the teacher's
+    identity (its weights digest) and the corpus slice's identity (its token ids)."""
+    parts = {k: v for k, v in config.to_dict().items() if k in ("teacher", "student", "corpus", "distill")}
+    parts["distill"] = {k: v for k, v in parts["distill"].items() if k != "checkpoint_every"}
+    return digest({"config": parts, "teacher": teacher_identity, "segments": segments_identity})[:32]
+
+
+def _run_digest(run_digest: str, student: PreTrainedModel, mapping: LayerMapping, segments: Segments,
+                settings: DistillSettings, teacher_width: int) -> str:
+    """The identity of one distillation: the caller's ``run_digest`` and everything this loop sees."""
+    shaping = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k != "checkpoint_every"}
+    student_config = {k: v for k, v in student.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+    return digest({"caller": run_digest, "mapping": mapping.to_dict(), "settings": shaping, "student": student_config,
+                   "segments": [segments.identity, len(segments), segments.seq_len], "teacher_width": teacher_width})[:32]
+
+
+def _save_checkpoint(folder, step, student, loss_fn, opt, sched, stats: DistillStats, run_digest: str = "") -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "student": student.state_dict(), "loss_fn": loss_fn.state_dict(),
+    state = {"step": step, "run_digest": run_digest, "student": student.state_dict(), "loss_fn": loss_fn.state_dict(),
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
              "losses": stats.losses, "step_seconds": stats.step_seconds,
              "teacher_step_seconds": stats.teacher_step_seconds,
              "segments": stats.segments}
@@ -207,11 +233,21 @@ def _save_checkpoint(folder, step, student, loss_fn, opt, sched, stats: DistillS
     os.replace(tmp, folder / "checkpoint.pt")          # atomic: a kill never leaves half a checkpoint
 
 
-def _maybe_resume(folder, student, loss_fn, opt, sched, stats: DistillStats) -> int:
+def _maybe_resume(folder, student, loss_fn, opt, sched, stats: DistillStats, run_digest: str = "") -> int:
     if not folder or not (Path(folder) / "checkpoint.pt").is_file():
         return 0
+    path = Path(folder) / "checkpoint.pt"
     try:
-        state = torch.load(Path(folder) / "checkpoint.pt", map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file, whatever torch raises
+        raise DistillError(f"checkpoint {path} cannot be read ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}); "
+                           "delete it or use another --out folder") from None
+    if not isinstance(state, dict) or state.get("run_digest") != run_digest:
+        raise DistillError(
+            f"checkpoint {path} belongs to another distillation (a different mapping, settings, student, corpus slice "
+            f"or teacher); delete {Path(folder)} to start afresh, or use another --out folder"
+        )
+    try:
         student.load_state_dict(state["student"])
         loss_fn.load_state_dict(state["loss_fn"])
         opt.load_state_dict(state["optimizer"])
@@ -222,6 +258,9 @@ def _maybe_resume(folder, student, loss_fn, opt, sched, stats: DistillStats) -> 
             "delete it or use another --out folder"
         ) from None
     torch.set_rng_state(state["rng"])
+    cuda_rng = state.get("cuda_rng")
+    if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_rng)
     stats.losses[:] = state["losses"]
     stats.step_seconds[:] = state["step_seconds"]
     stats.teacher_step_seconds[:] = state["teacher_step_seconds"]

@@ -132,3 +132,38 @@ def test_teacher_cache_is_built_once(setup, monkeypatch):
     monkeypatch.setattr(teacher.model, "forward", boom)
     second = build_teacher_cache(teacher, segments, cache_dir=cache, progress=False)
     assert second.folder == first.folder
+
+
+def test_a_foreign_checkpoint_is_refused_not_resumed(setup, tmp_path):
+    """Crash a 2-4 distillation after a checkpoint, rerun into the same folder with 1-3: refused (issue 9.1)."""
+    teacher = setup[0]
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(_Crash):
+        _run(setup, steps=10, source=_CrashingTeacher(LiveTeacher(teacher.model), 7), checkpoint_dir=ckpt,
+             settings={"checkpoint_every": 4}, run_digest="run-a")
+    with pytest.raises(DistillError, match="belongs to another distillation"):
+        _run(setup, genes=(1, 3), steps=10, checkpoint_dir=ckpt, settings={"checkpoint_every": 4}, run_digest="run-a")
+    with pytest.raises(DistillError, match="belongs to another distillation"):     # another seed
+        _run(setup, steps=10, checkpoint_dir=ckpt, settings={"checkpoint_every": 4, "seed": 1}, run_digest="run-a")
+    with pytest.raises(DistillError, match="belongs to another distillation"):     # another teacher / corpus (caller's digest)
+        _run(setup, steps=10, checkpoint_dir=ckpt, settings={"checkpoint_every": 4}, run_digest="run-b")
+    # checkpoint_every does not shape the run: the same distillation resumes
+    _, stats = _run(setup, steps=10, checkpoint_dir=ckpt, settings={"checkpoint_every": 2}, run_digest="run-a")
+    assert len(stats.losses) == 10
+
+
+def test_checkpoint_keeps_the_cuda_rng_state(setup, tmp_path, monkeypatch):
+    teacher = setup[0]
+    fake = [torch.ByteTensor([1, 2, 3])]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: fake)
+    with pytest.raises(_Crash):
+        _run(setup, steps=10, source=_CrashingTeacher(LiveTeacher(teacher.model), 7), checkpoint_dir=tmp_path,
+             settings={"checkpoint_every": 4})
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert torch.equal(state["cuda_rng"][0], fake[0])
+    restored = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    _run(setup, steps=10, checkpoint_dir=tmp_path, settings={"checkpoint_every": 4})
+    assert restored and torch.equal(restored[0][0], fake[0])
