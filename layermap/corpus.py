@@ -10,12 +10,20 @@ the token stream is cut into pieces of ``seq_len - 2`` tokens, each wrapped as
 document's last piece is kept when it has at least ``seq_len // 4`` tokens.
 
 The tokenised corpus is cached under ``cache_dir`` keyed by the corpus bytes, the tokenizer
-and ``seq_len`` (and ``max_documents``), so a second run does not tokenise again.
+and ``seq_len`` (and ``max_documents``), so a second run does not tokenise again.  A segment
+set's ``identity`` is a hash of its token ids and lengths (not of the parameters that produced
+them), so anything keyed by it (the teacher cache, distillation checkpoints) follows the data
+even if tokenisation or numpy's random stream changes.
+
+Bytes that are not UTF-8 are replaced (U+FFFD) and counted; a warning on stderr gives the count.
 """
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -39,7 +47,7 @@ class Segments:
 
     input_ids: np.ndarray
     lengths: np.ndarray
-    identity: str          # digest of (corpus, tokenizer, seq_len, slice): part of fingerprints
+    identity: str          # hash of the token ids and lengths (content_identity): keys teacher caches and checkpoints
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -53,6 +61,14 @@ class Segments:
         ids = torch.from_numpy(self.input_ids[indices].astype(np.int64))                         # (B, L)
         mask = (torch.arange(self.seq_len)[None, :] < torch.from_numpy(self.lengths[indices])[:, None]).long()  # (B, L)
         return ids.to(device), mask.to(device)
+
+
+def content_identity(input_ids: np.ndarray, lengths: np.ndarray) -> str:
+    """sha256 of the segments' token ids (as int32) and lengths, with their shape."""
+    h = hashlib.sha256(repr((tuple(input_ids.shape), "int32")).encode())
+    h.update(np.ascontiguousarray(input_ids, dtype=np.int32).tobytes())
+    h.update(np.ascontiguousarray(lengths, dtype=np.int32).tobytes())
+    return h.hexdigest()[:32]
 
 
 def default_cache_dir(cache_dir: str = "") -> Path:
@@ -93,9 +109,28 @@ def _split_documents(lines: Iterable[str], max_documents: int) -> Iterator[list[
         yield doc
 
 
+_UNDECODABLE = [0]
+
+
+def _count_and_replace(exc: UnicodeDecodeError) -> tuple[str, int]:
+    _UNDECODABLE[0] += exc.end - exc.start
+    return "\ufffd", exc.end
+
+
+codecs.register_error("layermap_count", _count_and_replace)
+
+
 def _iter_documents_from_file(path: Path, max_documents: int) -> Iterator[list[str]]:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        yield from _split_documents(f, max_documents)
+    _UNDECODABLE[0] = 0
+    try:
+        with open(path, encoding="utf-8", errors="layermap_count") as f:
+            yield from _split_documents(f, max_documents)
+    except OSError as exc:
+        raise CorpusError(f"corpus file {os.fspath(path)!r} cannot be read ({exc.strerror or exc}); "
+                          "check its permissions and the disk it is on") from None
+    if _UNDECODABLE[0]:
+        print(f"layermap: warning: corpus {os.fspath(path)!r} has {_UNDECODABLE[0]} bytes that are not UTF-8 "
+              "(replaced by U+FFFD); give a UTF-8 text file", file=sys.stderr)
 
 
 def _iter_documents_from_datasets(name: str, max_documents: int) -> Iterator[list[str]]:
@@ -124,6 +159,15 @@ def check_source(path: str) -> None:
     p = Path(path).expanduser()
     if not p.is_file() and (p.exists() or path.startswith((".", "/", "~")) or path.endswith((".txt", ".text"))):
         raise CorpusError(f"corpus file {path!r} does not exist (or is not a file); give a text file with one paragraph per line")
+    if p.is_file():
+        try:
+            with open(p, "rb") as f:
+                head = f.read(1 << 16)
+        except OSError as exc:
+            raise CorpusError(f"corpus file {path!r} cannot be read ({exc.strerror or exc}); "
+                              "check its permissions and the disk it is on") from None
+        if not head.strip():
+            raise CorpusError(f"corpus file {path!r} is empty; give a text file with one paragraph per line")
 
 
 def iter_documents(path: str, max_documents: int = 0) -> Iterator[list[str]]:
@@ -151,12 +195,14 @@ def _segment_document(token_lists: list[list[int]], cls_id: int, sep_id: int, se
 def tokenize_corpus(path: str, tokenizer, seq_len: int = 128, *, max_documents: int = 0,
                     cache_dir: str = "", progress: bool = True) -> Segments:
     """All segments of a corpus, tokenised once and cached on disk (``.npz``)."""
+    check_source(path)
     key = digest({"corpus": corpus_identity(path) if Path(path).expanduser().is_file() else path,
                   "tokenizer": tokenizer_identity(tokenizer), "seq_len": seq_len, "max_documents": max_documents})[:24]
     cache_file = default_cache_dir(cache_dir) / "corpus" / f"{key}.npz"
     if cache_file.is_file():
         with np.load(cache_file) as z:
-            return Segments(input_ids=z["input_ids"], lengths=z["lengths"], identity=key)
+            ids, lengths = z["input_ids"], z["lengths"]
+        return Segments(input_ids=ids, lengths=lengths, identity=content_identity(ids, lengths))
     docs = iter_documents(path, max_documents)
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls_id is None or sep_id is None:
@@ -176,7 +222,8 @@ def tokenize_corpus(path: str, tokenizer, seq_len: int = 128, *, max_documents: 
     bar.close()
     if not out_ids:
         raise CorpusError(f"corpus {path!r} yielded no segments of at least {max(1, seq_len // 4)} tokens; give more text")
-    segments = Segments(input_ids=np.stack(out_ids), lengths=np.asarray(out_len, dtype=np.int32), identity=key)
+    ids, lengths = np.stack(out_ids), np.asarray(out_len, dtype=np.int32)
+    segments = Segments(input_ids=ids, lengths=lengths, identity=content_identity(ids, lengths))
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, input_ids=segments.input_ids, lengths=segments.lengths)
@@ -212,8 +259,8 @@ def slice_segments(segments: Segments, *, count: int = 0, fraction: float = 1.0,
         idx = np.arange(n)
     else:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-    ident = digest({"base": segments.identity, "idx": [int(k), int(n), seed, count, fraction]})[:24]
-    return Segments(input_ids=segments.input_ids[idx], lengths=segments.lengths[idx], identity=ident)
+    ids, lengths = segments.input_ids[idx], segments.lengths[idx]
+    return Segments(input_ids=ids, lengths=lengths, identity=content_identity(ids, lengths))
 
 
 def load_segments(path: str, tokenizer, *, seq_len: int = 128, max_segments: int = 0, fraction: float = 1.0,

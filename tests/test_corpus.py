@@ -59,8 +59,12 @@ def test_missing_and_empty_corpus(tok, tmp_path):
         tokenize_corpus(str(tmp_path / "missing.txt"), tok, 32, cache_dir=str(tmp_path), progress=False)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
-    with pytest.raises(CorpusError, match="no segments"):
+    with pytest.raises(CorpusError, match="is empty"):
         tokenize_corpus(str(empty), tok, 32, cache_dir=str(tmp_path), progress=False)
+    short = tmp_path / "short.txt"
+    short.write_text("the movie .\n")
+    with pytest.raises(CorpusError, match="no segments"):
+        tokenize_corpus(str(short), tok, 32, cache_dir=str(tmp_path), progress=False)
 
 
 def test_datasets_name_is_loaded_with_datasets(tok, tmp_path, monkeypatch):
@@ -75,3 +79,45 @@ def test_datasets_name_is_loaded_with_datasets(tok, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     seg = tokenize_corpus("wikitext:wikitext-103-raw-v1", tok, 16, cache_dir=str(tmp_path), progress=False)
     assert calls == [("wikitext", "wikitext-103-raw-v1", "train")] and len(seg) >= 2
+
+
+def test_identity_is_a_hash_of_the_token_ids(tok, tiny_corpus, tmp_path, monkeypatch):
+    """Issue 9.4: the same sampling parameters over other token ids must give another identity."""
+    from layermap.corpus import content_identity
+
+    full = tokenize_corpus(str(tiny_corpus), tok, 32, cache_dir=str(tmp_path), progress=False)
+    a = slice_segments(full, count=20, seed=1)
+    assert a.identity == content_identity(a.input_ids, a.lengths)
+    changed = corpus_mod.Segments(full.input_ids.copy(), full.lengths, identity=full.identity)
+    changed.input_ids[:, 1] += 1                    # e.g. another tokenisation, same parameters
+    b = slice_segments(changed, count=20, seed=1)
+    assert b.identity != a.identity
+    # numpy's random stream changes: same parameters, other rows -> another identity
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: np.random.Generator(np.random.PCG64(seed + 99)))
+    c = slice_segments(full, count=20, seed=1)
+    assert not np.array_equal(c.input_ids, a.input_ids) and c.identity != a.identity
+
+
+def test_undecodable_bytes_are_counted_in_a_warning(tok, tmp_path, capsys):
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes(("caf\xe9 the movie was good and the film was great " * 8 + "\n\n").encode("latin-1") * 3)
+    seg = tokenize_corpus(str(latin), tok, 16, cache_dir=str(tmp_path), progress=False)
+    assert len(seg) > 0
+    err = capsys.readouterr().err
+    assert "24 bytes that are not UTF-8" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unreadable_corpus_is_one_sentence(tok, tmp_path, monkeypatch):
+    import builtins
+
+    path = tmp_path / "c.txt"
+    path.write_text("the movie was good . " * 50 + "\n")
+    real_open = builtins.open
+
+    def fake_open(file, *a, **k):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+    monkeypatch.setattr(builtins, "open", fake_open)
+    with pytest.raises(CorpusError, match="cannot be read \\(Permission denied\\)"):
+        tokenize_corpus(str(path), tok, 16, cache_dir=str(tmp_path), progress=False)
