@@ -43,6 +43,7 @@ WORST = -math.inf       # the selection fitness of a failed genome
 RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address", "gpus_per_eval", "cpus_per_eval", "cache_dir",
                       "shared_cache")
 SHARED_CACHE_NAME = "fitness.sqlite"
+NOVELTY_TRIES = 50      # breedings per offspring slot before a genome the run already knows is accepted
 
 
 def _ensure_creator() -> None:
@@ -73,6 +74,7 @@ class SearchState:
     owns_executor: bool = True
     lock: IO | None = None
     shared: Store | None = None          # the user-wide fitness cache (run.shared_cache)
+    seen: set[str] = dataclasses.field(default_factory=set)   # genomes of finished generations (novelty of offspring)
 
 
 def build_toolbox(search: SearchState) -> base.Toolbox:
@@ -102,12 +104,14 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
             population, hof, rng state <- checkpoint of generation start
         for gen in (last finished + 1) .. G:
             offspring <- []
-            repeat lambda times (DEAP varOr):
-                r <- rng.random()
-                if r < cx_prob:              child <- crossover(two tournament winners)[0]
-                elif r < cx_prob + mut_prob: child <- per-gene mutation(one tournament winner)
-                else:                        child <- copy(one tournament winner)
-                child <- repair(child) to the order constraint
+            repeat lambda times:
+                repeat up to NOVELTY_TRIES times, until child is new to the run and to this generation:
+                    r <- rng.random()                                        (DEAP varOr)
+                    if r < cx_prob:              child <- crossover(two tournament winners)[0]
+                    elif r < cx_prob + mut_prob: child <- mutation(one tournament winner)  # >= 1 gene changes
+                    else:                        child <- copy(one tournament winner)
+                    child <- repair(child) to the order constraint
+                (after NOVELTY_TRIES the last child is kept; the log says how many were not new)
             evaluate(offspring)          # memo -> shared cache -> executor; a failure scores -inf
             hof.update(offspring)
             population <- mu best distinct genomes of population + offspring     (elitist)
@@ -124,6 +128,7 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
                                   seeds=seeds, seed_baselines=s.seed_baselines)
         population = [toolbox.individual(g) for g in genomes]
         evaluated = _evaluate(search, population, 0)
+        search.seen.update(format_genes(ind) for ind in population)
         hof.update([ind for ind in population if math.isfinite(ind.fitness.values[0])])
         _checkpoint(search, 0, population, hof, evaluated, clock)
         first = 1
@@ -132,22 +137,40 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         first = start.generation + 1
     for gen in range(first, s.generations + 1):
         clock = time.perf_counter()
-        offspring = []
+        offspring, fresh, repeats = [], set(), 0
         for _ in range(lambda_):
-            r = search.rng.random()
-            if r < s.cx_prob:
-                child = toolbox.mate(*map(toolbox.clone, toolbox.select(population, 2)))[0]
-            elif r < s.cx_prob + s.mut_prob:
-                child = toolbox.mutate(toolbox.clone(toolbox.select(population, 1)[0]))[0]
+            for _ in range(NOVELTY_TRIES):
+                child = _breed(search, toolbox, population)
+                text = format_genes(child)
+                if text not in search.seen and text not in fresh:
+                    break
             else:
-                child = toolbox.clone(toolbox.select(population, 1)[0])
-            child[:] = toolbox.repair(child)
-            del child.fitness.values
+                repeats += 1
+            fresh.add(text)
             offspring.append(child)
+        if repeats and search.progress:
+            print(f"gen {gen}/{s.generations}: {repeats} of {lambda_} offspring repeat a known genome after "
+                  f"{NOVELTY_TRIES} breedings each (few new genomes are left in the search space)", file=sys.stderr, flush=True)
         evaluated = _evaluate(search, offspring, gen)
+        search.seen.update(fresh)
         hof.update([ind for ind in offspring if math.isfinite(ind.fitness.values[0])])
         population = [toolbox.clone(ind) for ind in toolbox.survive(population + offspring, mu)]
         _checkpoint(search, gen, population, hof, evaluated, clock)
+
+
+def _breed(search: SearchState, toolbox: base.Toolbox, population: list):
+    """One child by DEAP's varOr: crossover, mutation or reproduction of tournament winners, then repair."""
+    s = search.config.search
+    r = search.rng.random()
+    if r < s.cx_prob:
+        child = toolbox.mate(*map(toolbox.clone, toolbox.select(population, 2)))[0]
+    elif r < s.cx_prob + s.mut_prob:
+        child = toolbox.mutate(toolbox.clone(toolbox.select(population, 1)[0]))[0]
+    else:
+        child = toolbox.clone(toolbox.select(population, 1)[0])
+    child[:] = toolbox.repair(child)
+    del child.fitness.values
+    return child
 
 
 def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, executor: Executor | None = None,
@@ -209,14 +232,17 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
                 f"{evaluator.fingerprint} (teacher, data, corpus or library versions changed); start a new run with a new --out folder"
             )
         store.discard_unfinished(row.run_id)
-        memo = {r.genome: r.record for r in store.run_evaluations(row.run_id) if r.record is not None}
+        rows = store.run_evaluations(row.run_id)
+        memo = {r.genome: r.record for r in rows if r.record is not None}
         start = store.last_generation(row.run_id)
+        seen = {r.genome for r in rows if start is not None and r.generation <= start.generation}
     except BaseException:
         store.close()
         lock.close()
         raise
     search = SearchState(config, evaluator, store, row.run_id, run_dir, row.fingerprint, row.student_layers,
-                         row.teacher_layers, random.Random(config.search.seed), memo, progress, executor, executor is None, lock)
+                         row.teacher_layers, random.Random(config.search.seed), memo, progress, executor, executor is None, lock,
+                         seen=seen)
     return _drive(search, start)
 
 

@@ -86,7 +86,8 @@ def test_mutation_changes_genes_at_the_expected_rate_to_other_values():
             if new != old:
                 changed += 1
                 values[new] += 1
-    assert abs(changed / (4 * trials) - prob) < 0.02
+    forced = (1 - prob) ** 4 / 4                       # a mutant with no drawn gene gets one changed gene
+    assert abs(changed / (4 * trials) - (prob + forced)) < 0.02
     assert set(values) == set(range(n_layers + 1))                     # every value reachable, 0 included
     assert mutate_genes(random.Random(5), [3, 6, 9, 12], 12, 0.5) == mutate_genes(random.Random(5), [3, 6, 9, 12], 12, 0.5)
 
@@ -129,14 +130,33 @@ def test_same_seed_same_search_and_every_genome_respects_the_constraint(tmp_path
     assert all(satisfies(tuple(map(int, g.split("-"))), "non-decreasing") for g in genomes)
 
 
-def test_a_repeated_genome_is_evaluated_once(tmp_path):
-    # cx_prob 0 and mut_prob 0.3: most offspring are copies, so genomes repeat within and across generations
+def test_a_repeated_genome_is_evaluated_once(tmp_path, capsys):
+    # a space of 9 genomes searched with 8 offspring a generation: genomes must repeat once it is exhausted
     config = make_config("search.cx_prob=0.0", "search.mut_prob=0.3", "search.generations=6")
-    ev = CountingEvaluator(teacher_layers=6, student_layers=3)
-    result = run_search(config, ev, tmp_path / "run", progress=False)
-    assert len(ev.calls) == len(set(ev.calls))
+    ev = CountingEvaluator(teacher_layers=2, student_layers=2)
+    result = run_search(config, ev, tmp_path / "run", progress=True)
+    assert len(ev.calls) == len(set(ev.calls)) == 9
     assert sum(g.evaluated for g in result.generations) > len(ev.calls)          # repeats happened and were not re-run
     assert result.computed == len(ev.calls) and result.cached == 0
+    assert "offspring repeat a known genome after 50 breedings" in capsys.readouterr().err
+
+
+def test_mutants_always_differ_from_their_parent():
+    rng = random.Random(0)
+    for _ in range(500):
+        parent = [rng.randint(0, 6) for _ in range(3)]
+        (child,) = mutate_genes(rng, list(parent), 6, 1 / 3)
+        assert child != parent
+
+
+@pytest.mark.parametrize("constraint", ["free", "non-decreasing"])
+def test_every_generation_breeds_lambda_new_genomes_while_any_remain(tmp_path, constraint):
+    """Issue 9.5: two identical tournament winners, unchanged mutants and copies no longer waste offspring."""
+    config = make_config(f"search.constraint={constraint!r}", "search.generations=6")
+    ev = CountingEvaluator(teacher_layers=6, student_layers=3)
+    result = run_search(config, ev, tmp_path / "run", progress=False)
+    assert len(ev.calls) == len(set(ev.calls)) == 8 + 6 * 8                      # gen 0 + lambda new per generation
+    assert all(g.evaluated == 8 and g.computed == 8 for g in result.generations)
 
 
 def test_a_second_run_on_a_shared_store_computes_nothing_it_knows(tmp_path):
