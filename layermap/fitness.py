@@ -8,11 +8,18 @@ Everything but the mapping is fixed by the settings: every genome starts from th
 student initialisation (``distill.seed``), sees the same corpus slice in the same order, and
 is fine-tuned on the same task subsamples with the same seed.  The teacher's outputs on the
 slice are computed once and reused by every genome (:mod:`layermap.teacher_cache`).
+
+Noise: ``proxy.repeats = R`` fine-tunes each task with seeds ``proxy.seed + r`` (r < R); the
+fitness is the mean of the R replicate fitnesses and the record keeps every replicate and the
+standard error.  ``proxy.head = "probe"`` replaces fine-tuning by a linear probe on the frozen
+student's features (:mod:`proxy_tasks.probe`): no fine-tuning seed, a fraction of the cost.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import platform
 import resource
 import time
@@ -27,9 +34,10 @@ from .distill import LiveTeacher, TeacherSource, distill
 from .mapping import LayerMapping
 from .models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
     pick_device, quiet_transformers, teacher_identity
-from .records import EvaluationRecord, TaskScore
+from .records import EvaluationRecord, TaskScore, mean_and_stderr, sample_var
 
-FITNESS_FORMAT = 1          # bump when the fitness computation changes meaning
+FITNESS_FORMAT = 1          # bump when the fitness computation changes meaning (head/repeats enter the
+                            # fingerprint only when not finetune/1, so records from before them keep their key)
 
 
 @dataclass
@@ -107,7 +115,7 @@ class ProxyEvaluator:
                 "corpus": corpus_identity(c.corpus.path),
                 "slice": {k: getattr(c.corpus, k) for k in c.corpus.__dataclass_fields__ if k != "path"},
                 "distill": {k: getattr(c.distill, k) for k in c.distill.__dataclass_fields__ if k != "checkpoint_every"},
-                "proxy": {k: getattr(c.proxy, k) for k in c.proxy.__dataclass_fields__ if k != "glue_dir"},
+                "proxy": _proxy_identity(c.proxy),
                 "data": {t: data_fingerprint(t, c.proxy.glue_dir or None) for t in c.proxy.tasks},
                 "versions": {"torch": ".".join(torch.__version__.split(".")[:2]),
                              "transformers": _major_minor("transformers")},
@@ -162,8 +170,6 @@ class ProxyEvaluator:
         return student
 
     def evaluate(self, genes: Sequence[int]) -> EvaluationRecord:
-        from proxy_tasks import finetune_and_score
-
         t_start = time.perf_counter()
         st = self._load()
         mapping = LayerMapping(tuple(genes), self.teacher_layers)
@@ -175,22 +181,81 @@ class ProxyEvaluator:
                            teacher_width=st.teacher.hidden_size, device=st.device, progress=self.progress,
                            desc=f"distilling {mapping}")
         t_distill = time.perf_counter() - t0
-        settings = finetune_settings(self.config)
-        tasks: dict[str, TaskScore] = {}
-        t_train = t_eval = 0.0
-        for data in st.tasks:
-            result = finetune_and_score(student, st.teacher.tokenizer, data, settings, device=st.device,
-                                        progress=self.progress)
-            tasks[result.task] = TaskScore(metrics=dict(result.metrics), score=float(result.score))
-            t_train += result.train_seconds
-            t_eval += result.eval_seconds
-        fitness = sum(t.score for t in tasks.values()) / len(tasks)
+        timings = {"setup": t0 - t_start, "distill": t_distill, "distill_teacher": stats.teacher_seconds,
+                   "distill_student": stats.seconds - stats.teacher_seconds}
+        tasks, fitness_replicates = self.score_student(student, timings)
+        fitness, stderr = mean_and_stderr(fitness_replicates)
+        timings["total"] = time.perf_counter() - t_start
         return EvaluationRecord(
             genome=mapping.text, fitness=float(fitness), tasks=tasks, distill_loss=stats.final_loss,
-            timings={"distill": t_distill, "finetune": t_train, "eval": t_eval,
-                     "total": time.perf_counter() - t_start},
-            peak_memory_mb=_peak_memory_mb(st.device),
+            timings=timings, peak_memory_mb=_peak_memory_mb(st.device),
+            fitness_replicates=fitness_replicates, fitness_stderr=stderr,
         )
+
+    def score_student(self, student, timings: dict[str, float] | None = None,
+                      head: str | None = None) -> tuple[dict[str, TaskScore], list[float]]:
+        """Score a distilled student on the proxy tasks with ``head`` (default ``proxy.head``).
+
+        Returns the task scores and the fitness of each replicate (fine-tuning seed
+        ``proxy.seed + r`` for r < ``proxy.repeats``; one replicate for the probe).  Adds the wall
+        seconds of each kind of work to ``timings``: ``finetune`` and ``eval`` always, and for the
+        probe ``tokenize``, ``extract`` and ``fit`` as well.
+        """
+        st = self._load()
+        head = head or self.config.proxy.head
+        timings = timings if timings is not None else {}
+        for key in ("finetune", "eval"):
+            timings.setdefault(key, 0.0)
+        if head == "probe":
+            from proxy_tasks.probe import ProbeSettings, probe_and_score
+
+            settings = ProbeSettings(max_seq_len=self.config.proxy.seq_len)
+            tasks: dict[str, TaskScore] = {}
+            for data in st.tasks:
+                r = probe_and_score(student, st.teacher.tokenizer, data, settings, device=st.device)
+                tasks[r.task] = TaskScore(metrics=dict(r.metrics), score=float(r.score), replicates=[float(r.score)])
+                timings["finetune"] += r.train_seconds
+                timings["eval"] += r.eval_seconds
+                for key, value in (("tokenize", r.tokenize_seconds), ("extract", r.extract_seconds), ("fit", r.fit_seconds)):
+                    timings[key] = timings.get(key, 0.0) + value
+            return tasks, [sum(t.score for t in tasks.values()) / len(tasks)]
+
+        from proxy_tasks import finetune_and_score
+
+        repeats = self.config.proxy.repeats if head == self.config.proxy.head else 1
+        base = finetune_settings(self.config)
+        runs: dict[str, list] = {data.task.name: [] for data in st.tasks}
+        for r in range(repeats):
+            settings = dataclasses.replace(base, seed=base.seed + r)
+            for data in st.tasks:
+                result = finetune_and_score(student, st.teacher.tokenizer, data, settings, device=st.device,
+                                            progress=self.progress)
+                runs[result.task].append(result)
+                timings["finetune"] += result.train_seconds
+                timings["eval"] += result.eval_seconds
+        tasks = {}
+        for name, results in runs.items():
+            scores = [float(res.score) for res in results]
+            score, _ = mean_and_stderr(scores)
+            metrics = {k: sum(res.metrics[k] for res in results) / len(results) for k in results[0].metrics}
+            std = math.sqrt(sample_var(scores)) if len(scores) > 1 else None
+            tasks[name] = TaskScore(metrics=metrics, score=float(score), replicates=scores, std=std)
+        fitness_replicates = [sum(runs[name][r].score for name in runs) / len(runs) for r in range(repeats)]
+        return tasks, [float(f) for f in fitness_replicates]
+
+
+def _proxy_identity(proxy) -> dict:
+    """The proxy settings that change a fitness.  ``head`` and ``repeats`` enter only when they differ
+    from the single fine-tuning run every record before them had, so those records keep their key."""
+    d = {k: getattr(proxy, k) for k in proxy.__dataclass_fields__ if k != "glue_dir"}
+    if d.get("head") == "finetune":
+        del d["head"]
+    if d.get("repeats") == 1:
+        del d["repeats"]
+    if d.get("head") == "probe":                 # the probe does not fine-tune: its settings do not matter
+        for k in ("epochs", "batch_size", "learning_rate"):    # (seed stays: it draws the task subsamples)
+            d.pop(k, None)
+    return d
 
 
 def _major_minor(package: str) -> str:

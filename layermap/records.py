@@ -14,10 +14,18 @@ RUNNING = "running"
 
 @dataclass(frozen=True)
 class TaskScore:
-    """One proxy task's result: GLUE metrics in percent and their mean (the task score)."""
+    """One proxy task's result: GLUE metrics in percent and their mean (the task score).
+
+    With ``proxy.repeats = R > 1`` the task is fine-tuned with R seeds: ``replicates`` holds the R
+    task scores (in seed order), ``metrics`` and ``score`` are their means and ``std`` their sample
+    standard deviation.  A single run (R = 1, the probe head, records written before repeats
+    existed) has ``replicates`` of length 0 or 1 and ``std`` ``None``.
+    """
 
     metrics: dict[str, float]
     score: float
+    replicates: list[float] = field(default_factory=list)
+    std: float | None = None
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,12 @@ class EvaluationRecord:
 
     ``fitness`` is the mean of the task scores (percent) for a complete evaluation, ``None``
     for a failed one (the search gives a failed genome the worst fitness).
-    ``timings`` holds wall seconds per stage: ``distill``, ``finetune``, ``eval``, ``total``.
+    ``timings`` holds wall seconds per stage: ``distill``, ``finetune``, ``eval``, ``total`` (and,
+    for the cost benchmark, finer parts such as ``distill_teacher``).
+    ``fitness_replicates`` holds the fitness of each fine-tuning seed (mean over the tasks of that
+    seed's scores) and ``fitness_stderr`` the standard error of their mean, ``fitness``; both are
+    empty / ``None`` for a single replicate.  The standard error covers fine-tuning seeds only: the
+    distillation seed is fixed inside a fitness (measure its effect with ``benchmarks/bench_noise.py``).
     """
 
     genome: str
@@ -37,6 +50,8 @@ class EvaluationRecord:
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: float | None = None
     error: str | None = None
+    fitness_replicates: list[float] = field(default_factory=list)
+    fitness_stderr: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,9 +73,32 @@ class EvaluationRecord:
     def from_json(cls, text: str) -> "EvaluationRecord":
         return cls.from_dict(json.loads(text))
 
+    @property
+    def replicates(self) -> int:
+        """How many fine-tuning seeds the fitness averages (1 for an old or single-seed record)."""
+        return max(1, len(self.fitness_replicates))
+
     @classmethod
     def failure(cls, genome: str, error: str, timings: dict[str, float] | None = None) -> "EvaluationRecord":
         return cls(genome=genome, status=FAILED, fitness=None, error=error, timings=dict(timings or {}))
+
+
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
+    """The mean of ``values`` and its standard error (sample std / sqrt(n)); ``None`` for n < 2."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_and_stderr needs at least one value")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(sample_var(values) / n)
+
+
+def sample_var(values: Sequence[float]) -> float:
+    """Sample variance (n - 1 in the denominator)."""
+    n = len(values)
+    mean = sum(values) / n
+    return sum((v - mean) ** 2 for v in values) / (n - 1)
 
 
 class Evaluator(Protocol):

@@ -46,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--top", type=int, default=5, help="how many top genomes to list (default 5)")
+    p.add_argument("--noise-std", type=float, default=None, metavar="SE",
+                   help="standard error of one fitness to use for every genome (e.g. the seed std that "
+                        "benchmarks/bench_noise.py measured at this budget) instead of the records' own "
+                        "fitness_stderr (fine-tuning seeds only, proxy.repeats > 1)")
     p.set_defaults(func=show_command)
 
     p = subparsers.add_parser("export", help="write the best mapping of a run (JSON or TextBrewer intermediate_matches)")
@@ -80,6 +84,10 @@ def show_command(args: argparse.Namespace) -> int:
         result = load_result(store, row, args.run_dir)
         top = _top_records(store, row, args.top)
         running = sum(r.status == "running" for r in store.run_evaluations(row.run_id))
+    noise_std = getattr(args, "noise_std", None)
+    if noise_std is not None and not noise_std >= 0:
+        raise LayermapError(f"--noise-std must be a standard error >= 0, got {noise_std}")
+    ties = within_noise_of_best(top, noise_std)
     if args.json:
         print(json.dumps({
             "run_id": row.run_id, "run_dir": str(Path(args.run_dir).resolve()), "store": str(result.store_path),
@@ -88,7 +96,8 @@ def show_command(args: argparse.Namespace) -> int:
             "best": _entry(result.best_record) if result.best_record else None,
             "generations": [dataclasses.asdict(g) for g in result.generations],
             "evaluations": {"computed": result.computed, "cached": result.cached, "failed": result.failed, "running": running},
-            "top": [_entry(r) for r in top],
+            "top": [{**_entry(r), "within_noise_of_best": tie} for r, tie in zip(top, ties)],
+            "tie_rule": TIE_RULE, "noise_std": noise_std,
         }, indent=2))
         return 0
     print(f"run {row.run_id} ({row.status})  teacher {row.description.get('teacher', '?')} "
@@ -100,11 +109,56 @@ def show_command(args: argparse.Namespace) -> int:
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed"
           + (f", {running} unfinished" if running else ""))
     if top:
-        print("top genomes:")
-        for record in top:
-            tasks = "  ".join(f"{name} {task.score:.2f}" for name, task in record.tasks.items())
-            print(f"  {record.genome:<16} {record.fitness:8.2f}   {tasks}")
+        print("top genomes (fitness ± standard error):")
+        for record, tie in zip(top, ties):
+            se = _stderr(record, noise_std)
+            mark = "=" if tie else " "
+            fit = f"{record.fitness:6.2f} ± {se:4.2f}" if se is not None else f"{record.fitness:6.2f}   ?   "
+            tasks = "  ".join(f"{name} {task.score:.2f}" + (f"±{task.std:.1f}" if task.std is not None else "")
+                              for name, task in record.tasks.items())
+            print(f"{mark} {record.genome:<16} {fit}   {tasks}")
+        print(_noise_note(top, ties, noise_std))
     return 0
+
+
+TIE_RULE = "best - fitness < 2 * sqrt(se_best^2 + se^2)"
+
+
+def _stderr(record: EvaluationRecord, noise_std: float | None) -> float | None:
+    """The standard error of a record's fitness: ``--noise-std`` if given, else the record's own."""
+    return noise_std if noise_std is not None else record.fitness_stderr
+
+
+def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | None = None) -> list[bool | None]:
+    """For records sorted best first: is each one's fitness within noise of the best's?
+
+    Rule (:data:`TIE_RULE`): ``best - fitness < 2 * sqrt(se_best**2 + se**2)``, i.e. the difference
+    is under two standard errors of a difference.  ``None`` where a standard error is unknown.
+    """
+    if not records:
+        return []
+    best = records[0]
+    se_best = _stderr(best, noise_std)
+    out: list[bool | None] = []
+    for record in records:
+        se = _stderr(record, noise_std)
+        if se is None or se_best is None:
+            out.append(None)
+        else:
+            out.append(best.fitness - record.fitness < 2.0 * (se_best ** 2 + se ** 2) ** 0.5)
+    return out
+
+
+def _noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: float | None) -> str:
+    if any(t is None for t in ties):
+        return ("no standard error for some genomes ('?'): rerun with proxy.repeats >= 2, or pass --noise-std SE "
+                "(the seed std of one fitness that benchmarks/bench_noise.py measures at this budget)")
+    source = (f"se = --noise-std {noise_std:g} for every genome" if noise_std is not None
+              else "se from each record's fine-tuning seeds (proxy.repeats; distillation-seed noise not included)")
+    n = sum(bool(t) for t in ties)
+    verdict = (f"the best is ahead of every other listed genome beyond noise" if n == 1
+               else f"{n} genomes are tied with the best within noise")
+    return f"= within noise of the best: {TIE_RULE}; {source}; {verdict}"
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -214,8 +268,10 @@ def _top_records(store: Store, row: RunRow, k: int) -> list[EvaluationRecord]:
 
 
 def _entry(record: EvaluationRecord) -> dict:
-    return {"mapping": record.genome, "fitness": record.fitness,
-            "tasks": {name: {"score": t.score, "metrics": t.metrics} for name, t in record.tasks.items()}}
+    return {"mapping": record.genome, "fitness": record.fitness, "fitness_stderr": record.fitness_stderr,
+            "fitness_replicates": record.fitness_replicates,
+            "tasks": {name: {"score": t.score, "metrics": t.metrics, "replicates": t.replicates, "std": t.std}
+                      for name, t in record.tasks.items()}}
 
 
 def _provenance(row: RunRow, result: SearchResult) -> dict:

@@ -1,0 +1,165 @@
+"""Test–retest reliability of the proxy fitness, both heads side by side.
+
+K genomes (the 4 baselines + seeded random ones) are each distilled under S independent seed sets
+(seed set s sets ``distill.seed = s`` and ``proxy.seed = s``: another student initialisation and
+corpus order, other task subsamples, other fine-tuning seeds).  Every distilled student is scored by
+each head (``finetune`` and ``probe``) — the same student, so the heads are compared on the same
+genomes and seeds.  Reported per head, for each task and for the fitness (``layermap.noise``):
+Kendall τ and Spearman ρ between seed sets across genomes, the seed std (pooled within-genome
+std), the spread across genomes (std of genome means), their ratio (SNR); and the wall time per
+evaluation and the τ between the heads (on the seed-set means).  Run:
+
+    python benchmarks/bench_noise.py --config smoke --out results/benchmarks/noise_smoke.json
+    python benchmarks/bench_noise.py --config demo  --out results/benchmarks/noise_demo.json
+
+Every (genome, seed set) is appended to ``--log`` (JSON lines) as it finishes; running the same
+command again skips what the log holds, so a killed run resumes and ``--report-only`` writes the
+figures from whatever finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from _common import add_common_args, machine, write
+from layermap.config import load_config
+from layermap.fitness import ProxyEvaluator
+from layermap.mapping import LayerMapping, baselines, enumerate_space, format_genes
+from layermap.noise import kendall_tau, reliability, spearman_rho
+
+HEADS = ("finetune", "probe")
+
+
+def pick_genomes(student_layers: int, teacher_layers: int, k: int, seed: int = 0) -> list[str]:
+    """The baselines, then random distinct genomes of the free space (seeded), ``k`` in all."""
+    chosen = [format_genes(g) for g in baselines(student_layers, teacher_layers).values()]
+    rest = [format_genes(g) for g in enumerate_space(student_layers, teacher_layers, "free")
+            if format_genes(g) not in chosen and any(g)]
+    random.Random(seed).shuffle(rest)
+    return list(dict.fromkeys(chosen + rest))[:k]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    parser.add_argument("--config", default="smoke")
+    parser.add_argument("--genomes", type=int, default=12, help="K genomes: the 4 baselines + random ones")
+    parser.add_argument("--seed-sets", type=int, default=2, help="S independent seed sets (0 .. S-1)")
+    parser.add_argument("--heads", default="finetune,probe")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--log", default=None, help="JSON-lines log of finished evaluations (default: beside --out)")
+    parser.add_argument("--report-only", action="store_true", help="write the figures from the log, compute nothing")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    heads = tuple(h.strip() for h in args.heads.split(",") if h.strip())
+    log = Path(args.log or (Path(args.out).with_suffix(".jsonl") if args.out else "bench_noise.jsonl"))
+    base = dict(teacher={"name": args.teacher}, corpus={"path": args.corpus}, proxy={"glue_dir": args.glue_dir},
+                run={"cache_dir": args.cache_dir, "device": "cpu"})
+    evaluators = [ProxyEvaluator(load_config(args.config, [*args.overrides, f"distill.seed={s}", f"proxy.seed={s}"], **base))
+                  for s in range(args.seed_sets)]
+    genomes = pick_genomes(evaluators[0].student_layers, evaluators[0].teacher_layers, args.genomes)
+    done = _read_log(log)
+    if not args.report_only:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        for ev in evaluators:
+            ev.prepare()                         # teacher, slice, teacher cache, task data: not timed
+        for genome in genomes:                   # genome-major: every finished genome has all its seed sets
+            for s, ev in enumerate(evaluators):
+                if (genome, s) in done:
+                    continue
+                row = _evaluate(ev, genome, heads)
+                row.update(genome=genome, seed_set=s)
+                with log.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                done[(genome, s)] = row
+                print(f"{genome} seed set {s}: " + "  ".join(f"{h} {row['heads'][h]['fitness']:.2f} "
+                                                             f"({row['heads'][h]['seconds']:.0f}s)" for h in heads), flush=True)
+    figures = report(done, genomes, args.seed_sets, heads)
+    c = evaluators[0].config
+    figures.update(config=args.config, overrides=args.overrides, teacher=args.teacher,
+                   budget={"distill_steps": c.distill.max_steps, "distill_batch": c.distill.batch_size,
+                           "segments": c.corpus.max_segments, "tasks": list(c.proxy.tasks),
+                           "max_train": c.proxy.max_train, "max_eval": c.proxy.max_eval, "finetune_epochs": c.proxy.epochs},
+                   seed_sets_meaning="seed set s: distill.seed = s and proxy.seed = s", machine=machine())
+    write(args.out, figures)
+
+
+def _evaluate(ev: ProxyEvaluator, genome: str, heads: tuple[str, ...]) -> dict:
+    """Distil once, then score the same student with every head; per-head wall time includes the distillation."""
+    from layermap.distill import distill
+
+    t_start = time.perf_counter()
+    st = ev._load()
+    mapping = LayerMapping.parse(genome, ev.teacher_layers)
+    student = ev.new_student(mapping)
+    t0 = time.perf_counter()
+    _, stats = distill(student, st.source, mapping, st.segments, ev.config.distill,
+                       teacher_width=st.teacher.hidden_size, device=st.device)
+    common = time.perf_counter() - t_start
+    out = {"distill_seconds": time.perf_counter() - t0, "distill_loss": stats.final_loss, "heads": {}}
+    for head in heads:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        tasks, replicates = ev.score_student(student, timings, head=head)
+        out["heads"][head] = {"fitness": replicates[0], "tasks": {k: t.score for k, t in tasks.items()},
+                              "seconds": common + time.perf_counter() - t0, "head_seconds": time.perf_counter() - t0}
+    return out
+
+
+def _read_log(path: Path) -> dict:
+    done = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[(row["genome"], row["seed_set"])] = row
+    return done
+
+
+def report(done: dict, genomes: list[str], seed_sets: int, heads: tuple[str, ...]) -> dict:
+    """Statistics over the genomes whose every seed set finished."""
+    full = [g for g in genomes if all((g, s) in done for s in range(seed_sets))]
+    out: dict = {"benchmark": "proxy noise (test-retest)", "genomes_planned": genomes, "genomes_done": full,
+                 "heads": {}, "scores": {}}
+    if len(full) < 3:
+        out["note"] = f"only {len(full)} genomes finished; statistics need at least 3"
+        return out
+    for head in heads:
+        table = {g: [done[(g, s)]["heads"][head] for s in range(seed_sets)] for g in full}
+        tasks = list(table[full[0]][0]["tasks"])
+        h = {"fitness": _rounded(reliability([[r["fitness"] for r in table[g]] for g in full]))}
+        for t in tasks:
+            h[t] = _rounded(reliability([[r["tasks"][t] for r in table[g]] for g in full]))
+        secs = [r["seconds"] for g in full for r in table[g]]
+        h["seconds_per_evaluation"] = round(sum(secs) / len(secs), 2)
+        h["head_seconds_per_evaluation"] = round(sum(r["head_seconds"] for g in full for r in table[g]) / len(secs), 2)
+        out["heads"][head] = h
+        out["scores"][head] = {g: [round(r["fitness"], 3) for r in table[g]] for g in full}
+    if len(heads) >= 2:
+        a, b = heads[0], heads[1]
+        mean_a = [sum(out["scores"][a][g]) / seed_sets for g in full]
+        mean_b = [sum(out["scores"][b][g]) / seed_sets for g in full]
+        per_set = [kendall_tau([done[(g, s)]["heads"][a]["fitness"] for g in full],
+                               [done[(g, s)]["heads"][b]["fitness"] for g in full]) for s in range(seed_sets)]
+        out["between_heads"] = {"heads": [a, b], "kendall_tau_of_means": round(kendall_tau(mean_a, mean_b), 3),
+                                "spearman_rho_of_means": round(spearman_rho(mean_a, mean_b), 3),
+                                "kendall_tau_per_seed_set": [round(t, 3) for t in per_set],
+                                "speedup": round(out["heads"][a]["seconds_per_evaluation"]
+                                                 / out["heads"][b]["seconds_per_evaluation"], 2)}
+    return out
+
+
+def _rounded(d: dict) -> dict:
+    return {k: (round(v, 3) if isinstance(v, float) else [round(x, 3) for x in v] if isinstance(v, list) else v)
+            for k, v in d.items()}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Test–retest statistics of a fitness: rank agreement between seed sets, seed noise, signal-to-noise.
+
+The input is a table ``scores[g][s]``: the score of genome ``g`` under seed set ``s`` (a seed set
+changes every seed of an evaluation: ``distill.seed`` and ``proxy.seed``).  Across genomes:
+
+* **Kendall τ** (τ-b, ties handled) and **Spearman ρ** (Pearson of average ranks) between two seed
+  sets — the test–retest reliability of the ranking a search relies on (mean over pairs of seed
+  sets when there are more than two);
+* **seed std** — the pooled within-genome standard deviation, ``sqrt(mean_g var_s(scores[g]))``
+  (sample variance over seed sets): how far one evaluation moves when only the seeds change;
+* **spread** — the standard deviation across genomes of their seed-set means;
+* **SNR** — spread / seed std.  The spread of means still holds ``seed_std² / S`` of noise, so
+  ``signal_std = sqrt(max(0, spread² − seed_std² / S))`` estimates the spread of the true
+  (noise-free) fitnesses as well.
+
+Pure Python on lists of floats, so it is tested on numbers worked out by hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+
+def average_ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks; tied values share their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation; NaN when either side is constant."""
+    _check_pair(x, y)
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman ρ: Pearson correlation of the average ranks."""
+    return pearson(average_ranks(x), average_ranks(y))
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall τ-b: (concordant − discordant) / sqrt((n0 − ties_x)(n0 − ties_y)); NaN if a side is constant."""
+    _check_pair(x, y)
+    concordant = discordant = ties_x = ties_y = 0
+    for i, j in itertools.combinations(range(len(x)), 2):
+        dx, dy = x[i] - x[j], y[i] - y[j]
+        if dx == 0 and dy == 0:
+            ties_x += 1
+            ties_y += 1
+        elif dx == 0:
+            ties_x += 1
+        elif dy == 0:
+            ties_y += 1
+        elif (dx > 0) == (dy > 0):
+            concordant += 1
+        else:
+            discordant += 1
+    n0 = len(x) * (len(x) - 1) // 2
+    denominator = math.sqrt((n0 - ties_x) * (n0 - ties_y))
+    return (concordant - discordant) / denominator if denominator > 0 else float("nan")
+
+
+def reliability(scores: Sequence[Sequence[float]]) -> dict:
+    """Test–retest statistics of ``scores[g][s]`` (genomes × seed sets, at least 3 × 2, no gaps)."""
+    k = len(scores)
+    s = len(scores[0]) if k else 0
+    if k < 3 or s < 2 or any(len(row) != s for row in scores):
+        raise ValueError(f"reliability needs a full table of at least 3 genomes x 2 seed sets, got {k} x {s}")
+    columns = [[row[j] for row in scores] for j in range(s)]
+    pairs = list(itertools.combinations(range(s), 2))
+    taus = [kendall_tau(columns[a], columns[b]) for a, b in pairs]
+    rhos = [spearman_rho(columns[a], columns[b]) for a, b in pairs]
+    means = [sum(row) / s for row in scores]
+    within = [sum((v - m) ** 2 for v in row) / (s - 1) for row, m in zip(scores, means)]
+    seed_std = math.sqrt(sum(within) / k)
+    grand = sum(means) / k
+    spread = math.sqrt(sum((m - grand) ** 2 for m in means) / (k - 1))
+    signal = math.sqrt(max(0.0, spread ** 2 - seed_std ** 2 / s))
+    return {
+        "genomes": k, "seed_sets": s,
+        "kendall_tau": _mean(taus), "spearman_rho": _mean(rhos),
+        "kendall_tau_pairs": taus, "spearman_rho_pairs": rhos,
+        "seed_std": seed_std, "spread": spread,
+        "snr": spread / seed_std if seed_std > 0 else float("inf"),
+        "signal_std": signal,
+        "range_of_means": max(means) - min(means),
+    }
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _check_pair(x: Sequence[float], y: Sequence[float]) -> None:
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"need two equally long sequences of at least 2 values, got {len(x)} and {len(y)}")

@@ -1,0 +1,243 @@
+"""Noise of the proxy fitness: replicates and standard errors, the probe head, ties in `show`,
+and the test-retest statistics of benchmarks/bench_noise.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+
+from layermap.config import ConfigError, load_config
+from layermap.fitness import ProxyEvaluator
+from layermap.noise import average_ranks, kendall_tau, reliability, spearman_rho
+from layermap.records import EvaluationRecord, TaskScore
+
+
+@pytest.fixture
+def config(tiny_config_toml):
+    return load_config(str(tiny_config_toml))
+
+
+# -- repeats -----------------------------------------------------------------------------------
+def test_repeats_store_every_replicate_and_a_standard_error(tiny_config_toml):
+    config = load_config(str(tiny_config_toml), ["proxy.repeats=3", "proxy.learning_rate=5e-3"])
+    record = ProxyEvaluator(config).evaluate((2, 4))
+    assert record.ok and record.replicates == 3
+    assert len(record.fitness_replicates) == 3
+    for task in record.tasks.values():
+        assert len(task.replicates) == 3
+        assert task.score == pytest.approx(sum(task.replicates) / 3)
+        assert task.std == pytest.approx(_sample_std(task.replicates))
+    assert record.fitness == pytest.approx(sum(record.fitness_replicates) / 3)
+    # each replicate fitness is the mean over tasks of that seed's scores
+    for r, value in enumerate(record.fitness_replicates):
+        assert value == pytest.approx(sum(t.replicates[r] for t in record.tasks.values()) / len(record.tasks))
+    assert record.fitness_stderr == pytest.approx(_sample_std(record.fitness_replicates) / math.sqrt(3))
+    # the first replicate is the single-seed fitness: seed proxy.seed + 0
+    single = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.learning_rate=5e-3"])).evaluate((2, 4))
+    assert single.fitness_stderr is None and single.fitness_replicates == [pytest.approx(single.fitness)]
+    assert record.fitness_replicates[0] == pytest.approx(single.fitness)
+    # the record survives the store's JSON round trip
+    again = EvaluationRecord.from_json(record.to_json())
+    assert again.fitness_stderr == record.fitness_stderr and again.tasks["sst2"].replicates == record.tasks["sst2"].replicates
+
+
+def test_old_records_without_the_new_fields_still_load():
+    old = {"genome": "1-2-3", "status": "complete", "fitness": 61.0, "distill_loss": 1.0, "timings": {"total": 1.0},
+           "peak_memory_mb": 10.0, "error": None, "tasks": {"sst2": {"metrics": {"accuracy": 61.0}, "score": 61.0}}}
+    record = EvaluationRecord.from_json(json.dumps(old))
+    assert record.ok and record.fitness_stderr is None and record.fitness_replicates == [] and record.replicates == 1
+    assert record.tasks["sst2"] == TaskScore(metrics={"accuracy": 61.0}, score=61.0, replicates=[], std=None)
+
+
+def test_committed_demo_store_still_loads():
+    from pathlib import Path
+
+    from layermap.store import open_run
+
+    run = Path(__file__).resolve().parents[1] / "results" / "demo-run"
+    if not (run / "run.json").is_file():
+        pytest.skip("no committed demo run")
+    _, store, row = open_run(run)
+    with store:
+        records = [r.record for r in store.run_evaluations(row.run_id) if r.record is not None]
+    assert records and all(r.ok for r in records)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("proxy.repeats=0", "proxy.repeats must be at least 1"),
+    ("proxy.head='linear'", "proxy.head must be 'finetune' or 'probe'"),
+])
+def test_bad_head_and_repeats_are_config_errors(tiny_config_toml, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(tiny_config_toml), [setting])
+    with pytest.raises(ConfigError, match="needs proxy.head = 'finetune'"):
+        load_config(str(tiny_config_toml), ["proxy.head='probe'", "proxy.repeats=2"])
+
+
+def test_fingerprint_keeps_old_key_for_defaults_and_changes_with_head_and_repeats(config, tiny_config_toml):
+    import dataclasses
+
+    from layermap.config import digest
+    from layermap.fitness import _proxy_identity
+
+    legacy = {k: getattr(config.proxy, k) for k in config.proxy.__dataclass_fields__
+              if k not in ("glue_dir", "head", "repeats")}
+    assert _proxy_identity(config.proxy) == legacy           # records made before head/repeats keep their key
+    base = ProxyEvaluator(config).fingerprint
+    probe = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.head='probe'"])).fingerprint
+    rep = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.repeats=2"])).fingerprint
+    assert len({base, probe, rep}) == 3
+    # the probe ignores fine-tuning epochs, but not the seed that draws the task subsamples
+    probe_lr = load_config(str(tiny_config_toml), ["proxy.head='probe'", "proxy.learning_rate=1.0"])
+    probe_seed = load_config(str(tiny_config_toml), ["proxy.head='probe'", "proxy.seed=4"])
+    assert ProxyEvaluator(probe_lr).fingerprint == probe != ProxyEvaluator(probe_seed).fingerprint
+    assert digest(legacy)  # sanity: JSON-able
+
+
+# -- probe head --------------------------------------------------------------------------------
+def test_probe_head_scores_deterministically_and_leaves_the_student_alone(tiny_config_toml):
+    config = load_config(str(tiny_config_toml), ["proxy.head='probe'"])
+    ev = ProxyEvaluator(config)
+    a = ev.evaluate((2, 4))
+    b = ProxyEvaluator(config).evaluate((2, 4))
+    assert a.ok and set(a.tasks) == {"sst2", "rte"}
+    assert a.fitness == b.fitness and a.tasks == b.tasks
+    assert all(0 <= t.score <= 100 for t in a.tasks.values())
+    assert a.fitness_stderr is None and a.fitness_replicates == [pytest.approx(a.fitness)]
+    assert {"extract", "fit", "tokenize"} <= set(a.timings) and a.timings["extract"] > 0
+    # a different genome is a different student: some score moves
+    c = ev.evaluate((0, 1))
+    assert c.tasks != a.tasks or c.distill_loss != a.distill_loss
+
+
+def test_probe_learns_a_separable_task(tiny_teacher_dir, tiny_glue_dir):
+    """The tiny SST-2's label is cued by words: even a random encoder's mean-pooled features separate it."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from proxy_tasks import load_task
+    from proxy_tasks.probe import ProbeSettings, extract_features, probe_and_score
+    from proxy_tasks.batching import encode_examples
+
+    model = AutoModel.from_pretrained(tiny_teacher_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    data = load_task("sst2", str(tiny_glue_dir))
+    before = [p.detach().clone() for p in model.parameters()]
+    result = probe_and_score(model, tok, data, ProbeSettings(max_seq_len=32))
+    assert result.score > 75 and set(result.metrics) == {"accuracy"}
+    assert all(p.equal(q) for p, q in zip(before, model.parameters()))
+    enc = encode_examples(tok, data.dev["dev"], data.task, 32)
+    x = extract_features(model, enc, batch_size=7)
+    assert x.shape == (len(data.dev["dev"]), 2 * model.config.hidden_size)
+    assert (x == extract_features(model, enc, batch_size=64)).all() or abs(x - extract_features(model, enc)).max() < 1e-5
+
+
+# -- show marks ties ---------------------------------------------------------------------------
+def _record(genome: str, fitness: float, se: float | None) -> EvaluationRecord:
+    return EvaluationRecord(genome=genome, fitness=fitness, fitness_stderr=se,
+                            fitness_replicates=[fitness - 1, fitness + 1] if se else [fitness])
+
+
+def test_within_noise_of_best_applies_the_stated_rule():
+    from layermap.search_cli import within_noise_of_best
+
+    recs = [_record("1-2-3", 64.0, 0.5), _record("0-0-6", 62.7, 0.5), _record("2-4-6", 62.5, 0.5)]
+    # 2 * sqrt(0.5^2 + 0.5^2) = 1.414: 1.3 behind ties, 1.5 behind does not
+    assert within_noise_of_best(recs) == [True, True, False]
+    assert within_noise_of_best(recs, noise_std=0.1) == [True, False, False]
+    assert within_noise_of_best([_record("1-2-3", 64.0, None), _record("0-0-6", 63.9, 0.5)]) == [None, None]
+
+
+def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_toml):
+    from layermap.search_cli import register
+    from layermap.store import Store
+
+    class Ev:                                  # a fixed landscape with standard errors
+        fingerprint = "f" * 32
+        teacher_layers, student_layers = 4, 2
+
+        def describe(self):
+            return {"teacher": "tiny", "teacher_layers": 4, "student": {"layers": 2}}
+
+        def evaluate(self, genes):
+            f = {(2, 4): 70.0, (1, 2): 69.5}.get(tuple(genes), 50.0 + sum(genes))
+            return EvaluationRecord(genome="-".join(map(str, genes)), fitness=f, fitness_stderr=0.4,
+                                    fitness_replicates=[f - 0.4, f + 0.4],
+                                    tasks={"sst2": TaskScore({"accuracy": f}, f, [f - 0.4, f + 0.4], 0.57)})
+
+    from layermap.evolve import run_search
+
+    config = load_config(str(tiny_config_toml), ["search.seed_mappings=['2-4', '1-2']", "search.population=4",
+                                                 "search.generations=1", "run.shared_cache=false"])
+    run_search(config, Ev(), tmp_path / "run", progress=False)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["show", str(tmp_path / "run")])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("= 2-4") and "70.00 ± 0.40" in line for line in out.splitlines())
+    assert any(line.startswith("= 1-2") for line in out.splitlines())          # 0.5 behind < 2*sqrt(0.32) = 1.13
+    assert "best - fitness < 2 * sqrt(se_best^2 + se^2)" in out and "2 genomes are tied" in out
+    args = parser.parse_args(["show", str(tmp_path / "run"), "--json"])
+    args.func(args)
+    data = json.loads(capsys.readouterr().out)
+    assert data["top"][0]["fitness_stderr"] == 0.4 and data["top"][1]["within_noise_of_best"] is True
+    assert data["top"][-1]["within_noise_of_best"] is False
+
+
+# -- test-retest statistics ----------------------------------------------------------------------
+def test_rank_correlations_on_known_numbers():
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # one discordant pair out of 6: (5 - 1) / 6
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    # tau-b with a tie in y: pairs 6, ties_y 1, C = 5, D = 0 -> 5 / sqrt(6 * 5)
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 2, 4]) == pytest.approx(5 / math.sqrt(30))
+    assert average_ranks([10, 20, 20, 5]) == [2.0, 3.5, 3.5, 1.0]
+    # rho = 1 - 6 * sum d^2 / (n (n^2 - 1)) with d = (0, 1, -1, 0): 1 - 12 / 60 = 0.8
+    assert spearman_rho([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
+
+
+def test_rank_correlations_match_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    import random
+
+    rng = random.Random(3)
+    x = [rng.choice(range(6)) for _ in range(15)]
+    y = [rng.choice(range(6)) for _ in range(15)]
+    assert kendall_tau(x, y) == pytest.approx(scipy_stats.kendalltau(x, y).statistic)
+    assert spearman_rho(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic)
+
+
+def test_reliability_on_known_numbers():
+    # 3 genomes x 2 seed sets; genome means 1, 2, 6; every within-genome pair differs by 2 -> var 2
+    scores = [[0.0, 2.0], [3.0, 1.0], [5.0, 7.0]]
+    r = reliability(scores)
+    assert r["seed_std"] == pytest.approx(math.sqrt(2.0))
+    assert r["spread"] == pytest.approx(math.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + (6 - 3) ** 2) / 2))   # sqrt(7)
+    assert r["snr"] == pytest.approx(math.sqrt(7) / math.sqrt(2))
+    assert r["signal_std"] == pytest.approx(math.sqrt(7 - 2 / 2))
+    # columns (0, 3, 5) and (2, 1, 7): pairs (1,2) discordant, (1,3) and (2,3) concordant -> 1/3
+    assert r["kendall_tau"] == pytest.approx(1 / 3)
+    assert r["spearman_rho"] == pytest.approx(0.5)
+    assert r["range_of_means"] == pytest.approx(5.0)
+    with pytest.raises(ValueError):
+        reliability([[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_pure_noise_has_low_snr_and_pure_signal_high():
+    import random
+
+    rng = random.Random(0)
+    noise = [[rng.gauss(60, 2), rng.gauss(60, 2)] for _ in range(40)]
+    signal = [[60 + g, 60 + g + rng.gauss(0, 0.1)] for g in range(40)]
+    assert reliability(noise)["snr"] < 1.5 and abs(reliability(noise)["kendall_tau"]) < 0.3
+    assert reliability(signal)["snr"] > 50 and reliability(signal)["kendall_tau"] > 0.95
+
+
+def _sample_std(values):
+    m = sum(values) / len(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
