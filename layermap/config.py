@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
+import math
 import os
 import tomllib
 import typing
@@ -89,8 +90,21 @@ class DistillSettings:
             raise ConfigError(f"distill.batch_size must be at least 1, got {self.batch_size}")
         if self.learning_rate <= 0:
             raise ConfigError(f"distill.learning_rate must be positive, got {self.learning_rate}")
-        if self.max_steps < 0 or self.epochs <= 0:
-            raise ConfigError("distill.max_steps must be >= 0 and distill.epochs > 0")
+        if self.max_steps < 0 or not 0 < self.epochs < math.inf:
+            raise ConfigError(f"distill.max_steps must be >= 0 and distill.epochs a positive number, got "
+                              f"{self.max_steps} and {self.epochs}")
+        if not 0 < self.learning_rate < math.inf:
+            raise ConfigError(f"distill.learning_rate must be a positive number, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ConfigError(f"distill.warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
+        for k in ("weight_decay", "max_grad_norm", "attention_weight", "hidden_weight", "embedding_weight"):
+            if not 0 <= getattr(self, k) < math.inf:
+                raise ConfigError(f"distill.{k} must be a number >= 0, got {getattr(self, k)}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"distill.checkpoint_every must be >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
+
+
+PROXY_HEADS = ("finetune", "probe")
 
 
 @dataclass(frozen=True)
@@ -105,10 +119,28 @@ class ProxySettings:
     seq_len: int = 128
     seed: int = 0
     teacher_cache: bool = True     # reuse the teacher's outputs across genomes
+    head: str = "finetune"         # finetune (a copy of the student is fine-tuned per task) | probe (frozen student, linear probe)
+    repeats: int = 1               # fine-tuning seeds per task (proxy.seed + r); fitness = their mean, with its standard error
 
     def __post_init__(self) -> None:
         if not self.tasks:
             raise ConfigError("proxy.tasks is empty; name at least one GLUE task, e.g. ['sst2', 'mrpc', 'rte']")
+        for k in ("batch_size", "seq_len"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"proxy.{k} must be at least 1, got {getattr(self, k)}")
+        for k in ("epochs", "learning_rate"):
+            if not 0 < getattr(self, k) < math.inf:
+                raise ConfigError(f"proxy.{k} must be a positive number, got {getattr(self, k)}")
+        for k in ("max_train", "max_eval"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"proxy.{k} must be >= 0 (0 = all), got {getattr(self, k)}")
+        if self.head not in PROXY_HEADS:
+            raise ConfigError(f"proxy.head must be 'finetune' or 'probe', got {self.head!r}")
+        if isinstance(self.repeats, bool) or self.repeats < 1:
+            raise ConfigError(f"proxy.repeats must be at least 1, got {self.repeats}")
+        if self.head == "probe" and self.repeats > 1:
+            raise ConfigError("proxy.repeats > 1 needs proxy.head = 'finetune': the probe head has no seed and gives "
+                              "the same score every time; set proxy.repeats = 1")
 
 
 @dataclass(frozen=True)
@@ -222,6 +254,7 @@ class RunSettings:
     ray_address: str = ""          # ray.init(address=...); "" = start a local Ray
     gpus_per_eval: float = 0.0     # Ray: num_gpus per evaluation task
     cpus_per_eval: float = 1.0     # Ray: num_cpus per evaluation task
+    retry_failed: bool = False     # on --resume: evaluate the run's failed genomes again (each attempt keeps its error)
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "process", "ray"):
@@ -230,9 +263,9 @@ class RunSettings:
             raise ConfigError(f"run.workers must be at least 1, got {self.workers}")
         if self.threads < 0:
             raise ConfigError(f"run.threads must be >= 0 (0 = cores / workers), got {self.threads}")
-        if self.gpus_per_eval < 0:
+        if not 0 <= self.gpus_per_eval < math.inf:
             raise ConfigError(f"run.gpus_per_eval must be >= 0, got {self.gpus_per_eval}")
-        if self.cpus_per_eval <= 0:
+        if not 0 < self.cpus_per_eval < math.inf:
             raise ConfigError(f"run.cpus_per_eval must be positive, got {self.cpus_per_eval}")
 
 
@@ -312,6 +345,8 @@ def _build_section(name: str, values: dict) -> Any:
 def config_from_dict(data: dict) -> Config:
     sections = {}
     for name, values in data.items():
+        if not isinstance(values, dict) and name not in SECTIONS:
+            raise ConfigError(_outside_section(name))
         _section_class(name)
         if not isinstance(values, dict):
             raise ConfigError(f"config section [{name}] must be a table of key = value pairs")
@@ -328,6 +363,12 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def _outside_section(key: str, origin: str = "the settings") -> str:
+    owners = [name for name, cls in typing.get_type_hints(Config).items() if key in {f.name for f in fields(cls)}]
+    where = f"under [{owners[0]}]" if len(owners) == 1 else (f"under one of [{'], ['.join(owners)}]" if owners else "under its [section]")
+    return f"setting {key!r} in {origin} is outside any [section]; put it {where}"
+
+
 def read_toml(source: str) -> dict:
     """A preset name (``smoke``, ``demo``, ``paper``) or the path of a TOML file -> its dict."""
     if source in PRESETS:
@@ -337,12 +378,22 @@ def read_toml(source: str) -> dict:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"config {source!r} is neither a preset ({', '.join(PRESETS)}) nor an existing TOML file")
-        text = path.read_text("utf-8")
+        try:
+            text = path.read_text("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config {source!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                              f"{exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"config {source!r} cannot be read ({exc.strerror or exc})") from None
         origin = str(path)
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {origin} is not valid TOML: {exc}") from None
+        raise ConfigError(f"config {origin} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            raise ConfigError(_outside_section(key, origin))
+    return data
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
