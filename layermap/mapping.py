@@ -87,17 +87,23 @@ class LayerMapping:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LayerMapping":
+        if not isinstance(d, dict):
+            raise MappingError(f"a mapping JSON must be an object with 'genes' and 'teacher_layers', not a {type(d).__name__}; "
+                               "write it with 'layermap export'")
         try:
-            genes = d["genes"] if "genes" in d else parse_genes(d["mapping"])
+            genes = d["genes"] if "genes" in d else parse_genes(_text(d["mapping"], "mapping"))
+            if not isinstance(genes, list) or not genes or not all(_is_int(g) for g in genes):
+                raise MappingError(f"mapping JSON 'genes' must be a list of teacher layer numbers such as [3, 6, 9, 12], "
+                                   f"got {genes!r}")
             mapping = cls(
                 genes=tuple(genes),
-                teacher_layers=int(d["teacher_layers"]),
-                embedding=bool(d.get("embedding", True)),
-                constraint=str(d.get("constraint", "free")),
+                teacher_layers=_int(d["teacher_layers"], "teacher_layers"),
+                embedding=_bool(d.get("embedding", True), "embedding"),
+                constraint=_text(d.get("constraint", "free"), "constraint"),
             )
         except KeyError as exc:
             raise MappingError(f"mapping JSON lacks the key {exc.args[0]!r}; write it with LayerMapping.to_json") from None
-        if "student_layers" in d and int(d["student_layers"]) != mapping.student_layers:
+        if "student_layers" in d and _int(d["student_layers"], "student_layers") != mapping.student_layers:
             raise MappingError(
                 f"mapping JSON says student_layers={d['student_layers']} but has {mapping.student_layers} genes; fix one of them"
             )
@@ -117,6 +123,13 @@ class LayerMapping:
             raise MappingError(f"mapping file {os.fspath(path)!r} does not exist; give the path of a JSON written by 'layermap export'") from None
         except json.JSONDecodeError as exc:
             raise MappingError(f"mapping file {os.fspath(path)!r} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except UnicodeDecodeError:
+            raise MappingError(f"mapping file {os.fspath(path)!r} is not UTF-8 text; give a JSON written by 'layermap export'") from None
+        except OSError as exc:
+            raise MappingError(f"mapping file {os.fspath(path)!r} cannot be read ({exc.strerror or exc}); "
+                               "give the path of a JSON file written by 'layermap export'") from None
+        except MappingError as exc:
+            raise MappingError(f"mapping file {os.fspath(path)!r}: {exc}") from None
 
     @classmethod
     def parse(cls, text: str, teacher_layers: int, *, student_layers: int | None = None,
@@ -134,6 +147,28 @@ class LayerMapping:
                 f"mapping {text!r} has {len(genes)} genes but the student has {student_layers} layers; give one gene per student layer"
             )
         return cls(genes=genes, teacher_layers=teacher_layers, embedding=embedding, constraint=constraint)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(value: object, key: str) -> int:
+    if not _is_int(value):
+        raise MappingError(f"mapping JSON {key!r} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _bool(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise MappingError(f"mapping JSON {key!r} must be true or false, got {value!r}")
+    return value
+
+
+def _text(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise MappingError(f"mapping JSON {key!r} must be a string, got {value!r}")
+    return value
 
 
 def format_genes(genes: Sequence[int]) -> str:
@@ -193,7 +228,9 @@ def baseline(name: str, student_layers: int, teacher_layers: int) -> tuple[int, 
     * ``uniform`` ``g(m) = round_half_up(m * N / M)``.  When ``M`` divides ``N`` this is exactly
       ``m * N / M`` (12/4: 3-6-9-12).  Otherwise it is the nearest teacher layer, halves rounded up,
       so the last student layer always maps to layer ``N`` and genes stay strictly increasing
-      (12/5: 2.4, 4.8, 7.2, 9.6, 12 -> 2-5-7-10-12; 6/4: 1.5, 3, 4.5, 6 -> 2-3-5-6).
+      (12/5: 2.4, 4.8, 7.2, 9.6, 12 -> 2-5-7-10-12; 6/4: 1.5, 3, 4.5, 6 -> 2-3-5-6).  This rounding
+      is layermap's own choice: TinyBERT's code floors the stride (``g(m) = m * (N // M)``, so 12/5
+      gives 2-4-6-8-10 and never reaches layer N) and the paper only defines the divisible case.
     * ``top``     ``g(m) = N - M + m``            (12/4: 9-10-11-12)
     * ``bottom``  ``g(m) = m``                    (12/4: 1-2-3-4)
     * ``last``    ``(0, ..., 0, N)``              (12/4: 0-0-0-12)
@@ -246,24 +283,40 @@ def enumerate_space(student_layers: int, teacher_layers: int, constraint: str = 
 
 
 def repair(genes: Sequence[int], teacher_layers: int, constraint: str) -> tuple[int, ...]:
-    """Smallest-change repair of a genome to the order constraint.
+    """Fewest-genes repair of a genome to the order constraint (layermap's own rule).
 
-    Genes are first clipped to ``0..N``.  Then the non-zero genes are sorted (``non-decreasing``);
-    for ``increasing`` duplicates after sorting become 0 (no loss) so that every remaining gene
-    is strictly larger than the one before.  ``free`` only clips.
+    Genes are first clipped to ``0..N`` (``free`` does only this).  Then a longest run of non-zero
+    genes that already respects the constraint (a longest non-decreasing / increasing subsequence,
+    the earliest-ending one on ties) is kept as it is, and every other non-zero gene is changed once:
+    to the value nearest its own that fits between its repaired left neighbour and the next kept gene,
+    or to ``0`` (no loss on that layer) when no value fits.  Zeros are never changed.  So the number
+    of changed genes is the smallest possible: ``12-1-2-3`` becomes ``1-1-2-3`` under
+    ``non-decreasing`` (one gene) and ``0-1-2-3`` under ``increasing``.
     """
     check_constraint(constraint)
     genes = [min(max(int(g), 0), teacher_layers) for g in genes]
     if constraint == "free":
         return tuple(genes)
-    positions = [i for i, g in enumerate(genes) if g > 0]
-    values = sorted(genes[i] for i in positions)
-    out = list(genes)
-    last = 0
-    for i, v in zip(positions, values):
-        if constraint == "increasing" and v <= last:
-            out[i] = 0
-        else:
-            out[i] = v
-            last = v
+    strict = constraint == "increasing"
+    fits = (lambda a, b: a < b) if strict else (lambda a, b: a <= b)
+    pos = [i for i, g in enumerate(genes) if g > 0]
+    length, prev = [1] * len(pos), [-1] * len(pos)        # longest valid subsequence ending at pos[j]
+    for j in range(len(pos)):
+        for i in range(j):
+            if fits(genes[pos[i]], genes[pos[j]]) and length[i] + 1 > length[j]:
+                length[j], prev[j] = length[i] + 1, i
+    keep: set[int] = set()
+    j = max(range(len(pos)), key=lambda t: (length[t], -t)) if pos else -1
+    while j >= 0:
+        keep.add(pos[j])
+        j = prev[j]
+    out, last = list(genes), 0
+    for idx in pos:
+        if idx in keep:
+            last = out[idx]
+            continue
+        nxt = min((out[k] for k in keep if k > idx), default=teacher_layers + (1 if strict else 0))
+        lo, hi = (last + 1, nxt - 1) if strict else (max(last, 1), nxt)
+        out[idx] = min(max(out[idx], lo), hi) if lo <= hi else 0
+        last = out[idx] or last
     return tuple(out)

@@ -124,6 +124,9 @@ def load_teacher(name: str, revision: str = "main", *, device: str | torch.devic
         model = AutoModel.from_pretrained(src, revision=revision)
     except (OSError, ValueError) as exc:
         raise _hub_failure(name, exc) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. SafetensorError for damaged weights: one sentence, not a traceback
+        raise ModelError(f"the weights of teacher {name!r} could not be read ({type(exc).__name__}: {_first_line(exc)}); "
+                         "the files are damaged or incomplete - save or download the model again") from None
     if len(tokenizer) < model.config.vocab_size // 2:      # transformers 5 builds an empty tokenizer silently
         raise ModelError(
             f"teacher {name!r} has no usable tokenizer ({len(tokenizer)} tokens for a model vocabulary of "
@@ -131,6 +134,11 @@ def load_teacher(name: str, revision: str = "main", *, device: str | torch.devic
         )
     if not hasattr(model.config, "num_hidden_layers"):
         raise ModelError(f"teacher {name!r} is not a BERT-like encoder (its config has no num_hidden_layers)")
+    try:
+        _qk_modules(encoder_layers(model)[0])
+    except (ModelError, AttributeError, IndexError, TypeError):
+        raise ModelError(f"teacher {name!r} ({type(model).__name__}) is not a BERT-like encoder with encoder.layer[i]."
+                         "attention.self.query/key; give a BERT, RoBERTa or ELECTRA-style model") from None
     model.eval().requires_grad_(False).to(device)
     return Teacher(model=model, tokenizer=tokenizer, name=name, identity=teacher_identity(name, revision))
 
@@ -258,10 +266,30 @@ def attention_scores(q: torch.Tensor, k: torch.Tensor, heads: int) -> torch.Tens
     return torch.matmul(q, k.transpose(-1, -2)) / dh ** 0.5  # (B, H, L, L)
 
 
+def check_seq_len(teacher_config, seq_len: int, setting: str) -> None:
+    """A sequence length the teacher's position embeddings cannot hold is an error before any work."""
+    max_positions = getattr(teacher_config, "max_position_embeddings", None)
+    if max_positions is None:
+        return
+    offset = 2 if getattr(teacher_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+    if seq_len > max_positions - offset:
+        raise ModelError(f"{setting} = {seq_len} is longer than the teacher's {max_positions - offset} positions "
+                         f"(max_position_embeddings); lower {setting}")
+
+
 def pick_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
+    """``auto`` -> cuda when available, else cpu; anything else must be a device torch knows."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ModelError(f"device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
-    return torch.device(device)
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelError(f"device {device!r} does not exist ({torch.cuda.device_count()} GPUs); use cuda:0 .. "
+                         f"cuda:{torch.cuda.device_count() - 1}")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ModelError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return dev

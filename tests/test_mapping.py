@@ -104,8 +104,10 @@ def test_space_sizes_known_values():
 
 
 def test_repair():
-    assert repair((5, 3, 0, 3), 6, "non-decreasing") == (3, 3, 0, 5)
-    assert repair((5, 3, 0, 3), 6, "increasing") == (3, 0, 0, 5)
+    assert repair((5, 3, 0, 3), 6, "non-decreasing") == (3, 3, 0, 3)
+    assert repair((5, 3, 0, 3), 6, "increasing") == (5, 6, 0, 0)
+    assert repair((12, 1, 2, 3), 12, "non-decreasing") == (1, 1, 2, 3)        # one gene, not four (issue 9.9)
+    assert repair((12, 1, 2, 3), 12, "increasing") == (0, 1, 2, 3)
     assert repair((9, -1), 6, "free") == (6, 0)
     for genes in [(6, 5, 4, 3), (2, 2, 2, 2), (0, 0, 1, 0)]:
         assert satisfies(repair(genes, 6, "increasing"), "increasing")
@@ -113,3 +115,19 @@ def test_repair():
 
 def test_parse_genes_separators():
     assert parse_genes("3, 6, 9") == (3, 6, 9)
+
+
+@pytest.mark.parametrize("constraint", ["non-decreasing", "increasing"])
+def test_repair_changes_the_fewest_genes(constraint):
+    """Against brute force: the repaired genome is valid and as close (in changed genes) as any valid genome."""
+    import itertools
+
+    n, m = 4, 4
+    valid = [g for g in itertools.product(range(n + 1), repeat=m) if satisfies(g, constraint)]
+    for genes in itertools.product(range(n + 1), repeat=m):
+        fixed = repair(genes, n, constraint)
+        assert satisfies(fixed, constraint)
+        changed = sum(a != b for a, b in zip(genes, fixed))
+        assert changed == min(sum(a != b for a, b in zip(genes, v)) for v in valid)
+        if satisfies(genes, constraint):
+            assert fixed == genes
