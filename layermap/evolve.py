@@ -41,7 +41,7 @@ from .store import (STORE_NAME, GenerationRow, RunInfo, RunRow, Store, StoreErro
 CONFIG_NAME = "config.toml"
 WORST = -math.inf       # the selection fitness of a failed genome
 RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address", "gpus_per_eval", "cpus_per_eval", "cache_dir",
-                      "shared_cache")
+                      "shared_cache", "retry_failed")
 SHARED_CACHE_NAME = "fitness.sqlite"
 NOVELTY_TRIES = 50      # breedings per offspring slot before a genome the run already knows is accepted
 
@@ -75,6 +75,7 @@ class SearchState:
     lock: IO | None = None
     shared: Store | None = None          # the user-wide fitness cache (run.shared_cache)
     seen: set[str] = dataclasses.field(default_factory=set)   # genomes of finished generations (novelty of offspring)
+    retry: list[str] = dataclasses.field(default_factory=list)  # failed genomes to evaluate again first (--retry-failed)
 
 
 def build_toolbox(search: SearchState) -> base.Toolbox:
@@ -135,6 +136,8 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
     else:
         population = _restore(search, toolbox, hof, start)
         first = start.generation + 1
+        if search.retry:
+            _retry_failed(search, population, hof, first)
     for gen in range(first, s.generations + 1):
         clock = time.perf_counter()
         offspring, fresh, repeats = [], set(), 0
@@ -234,6 +237,9 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
         store.discard_unfinished(row.run_id)
         rows = store.run_evaluations(row.run_id)
         memo = {r.genome: r.record for r in rows if r.record is not None}
+        retry = [g for g, rec in memo.items() if not rec.ok] if config.run.retry_failed else []
+        for genome in retry:
+            del memo[genome]
         start = store.last_generation(row.run_id)
         seen = {r.genome for r in rows if start is not None and r.generation <= start.generation}
     except BaseException:
@@ -242,7 +248,7 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
         raise
     search = SearchState(config, evaluator, store, row.run_id, run_dir, row.fingerprint, row.student_layers,
                          row.teacher_layers, random.Random(config.search.seed), memo, progress, executor, executor is None, lock,
-                         seen=seen)
+                         seen=seen, retry=retry)
     return _drive(search, start)
 
 
@@ -331,6 +337,26 @@ def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
         record = search.memo[format_genes(ind)]
         ind.fitness.values = (record.fitness if record.ok else WORST,)
     return len(distinct)
+
+
+def _retry_failed(search: SearchState, population: list, hof: tools.HallOfFame, generation: int) -> None:
+    """Evaluate the run's failed genomes again (``run.retry_failed`` on resume), before ``generation`` breeds.
+
+    Each attempt is a new row of the store under ``generation``; the failed rows stay, with their errors.
+    The restored population takes the new fitnesses, and a success may enter the hall of fame."""
+    _ensure_creator()
+    retried = [creator.LayermapGenome(parse_genes(text)) for text in search.retry]
+    _evaluate(search, retried, generation)
+    ok = sum(math.isfinite(ind.fitness.values[0]) for ind in retried)
+    if search.progress:
+        print(f"retried {len(retried)} failed genome(s): {ok} succeeded, {len(retried) - ok} failed again",
+              file=sys.stderr, flush=True)
+    for ind in population:
+        record = search.memo.get(format_genes(ind))
+        if record is not None:
+            ind.fitness.values = (record.fitness if record.ok else WORST,)
+    hof.update([ind for ind in retried if math.isfinite(ind.fitness.values[0])])
+    search.retry = []
 
 
 def _executor(search: SearchState) -> Executor:

@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic", type=int, metavar="TEACHER_LAYERS", default=None,
                    help="search the analytic SyntheticEvaluator landscape instead of the proxy fitness "
                         "(GA studies and smoke tests; trains nothing)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: evaluate the run's failed genomes again (run.retry_failed; every attempt keeps its error)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=evolve_command)
 
@@ -65,6 +67,8 @@ def evolve_command(args: argparse.Namespace) -> int:
     if args.resume:
         result = resume_search(args.resume, progress=progress, overrides=_resume_overrides(args))
     else:
+        if getattr(args, "retry_failed", False):
+            raise LayermapError("--retry-failed only works with --resume RUN_DIR (a new run has no failed genomes)")
         if not args.out:
             raise LayermapError("layermap evolve needs --out RUN_DIR for a new run, or --resume RUN_DIR to continue one")
         out = Path(args.out)
@@ -215,6 +219,8 @@ def _resume_overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides) + _run_flag_overrides(args)
     if args.device is not None:
         overrides.append(f"run.device={json.dumps(args.device)}")
+    if getattr(args, "retry_failed", False):
+        overrides.append("run.retry_failed=true")
     return overrides
 
 

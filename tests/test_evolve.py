@@ -315,3 +315,51 @@ def test_bad_settings_are_clear_errors(tmp_path):
     (tmp_path / "full" / "x").write_text("")
     with pytest.raises(StoreError, match="--resume"):
         run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "full")
+
+
+class FlakyEvaluator(CountingEvaluator):
+    """Fails the genomes in ``flaky`` (as an out-of-memory would), with the fingerprint of a clean evaluator."""
+
+    flaky: tuple = ()
+
+    def evaluate(self, genes):
+        text = "-".join(map(str, genes))
+        if text in self.flaky:
+            self.calls.append(text)
+            from layermap.records import EvaluationRecord
+
+            return EvaluationRecord.failure(text, f"RuntimeError: CUDA out of memory ({text})", {"total": 0.0})
+        return super().evaluate(genes)
+
+
+def test_resume_with_retry_failed_evaluates_failed_genomes_again_and_keeps_each_error(tmp_path):
+    uniform = "-".join(map(str, baselines(3, 6)["uniform"]))
+    first = FlakyEvaluator(teacher_layers=6, student_layers=3)
+    first.flaky = (uniform, "1-2-3")
+    result = run_search(make_config(), first, tmp_path / "run", progress=False)
+    assert result.failed == 2
+    plain = CountingEvaluator(teacher_layers=6, student_layers=3)
+    again = resume_search(tmp_path / "run", lambda c: plain, progress=False)           # no retry: nothing recomputed
+    assert plain.calls == [] and again.failed == 2
+    second = FlakyEvaluator(teacher_layers=6, student_layers=3)
+    second.flaky = ("1-2-3",)                                                           # fails again
+    resumed = resume_search(tmp_path / "run", lambda c: second, progress=False, overrides=["run.retry_failed=true"])
+    assert sorted(second.calls) == sorted([uniform, "1-2-3"])
+    info = read_run_info(tmp_path / "run")
+    with Store(info.store_path(tmp_path / "run")) as store:
+        rows = [r for r in store.run_evaluations(info.run_id) if r.genome in (uniform, "1-2-3")]
+    assert [(r.genome, r.status) for r in rows if r.genome == uniform] == [(uniform, "failed"), (uniform, "complete")]
+    errors = [r.error for r in rows if r.genome == "1-2-3"]
+    assert len(errors) == 2 and all("out of memory" in e for e in errors)               # every attempt keeps its error
+    assert uniform in {g for g, _ in resumed.hall_of_fame} or resumed.best_record.fitness >= plain.score(
+        tuple(map(int, uniform.split("-"))))
+
+
+def test_retry_failed_flag_on_the_command_line(tmp_path, capsys):
+    from layermap.cli import main
+
+    assert main(["evolve", "--synthetic", "6", "--set", "search.generations=1", "--set", "search.population=4",
+                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert main(["evolve", "--resume", str(tmp_path / "run"), "--retry-failed", "--quiet"]) == 0
+    assert main(["evolve", "--retry-failed", "--synthetic", "6", "--out", str(tmp_path / "new")]) == 2
+    assert "--retry-failed" in capsys.readouterr().err
