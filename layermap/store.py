@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -128,7 +129,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self.journal_mode = self._use_wal_or_fall_back()
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._check_schema()
         except sqlite3.DatabaseError as exc:
@@ -137,6 +138,22 @@ class Store:
         except StoreError:
             self._db.close()
             raise
+
+    def _use_wal_or_fall_back(self) -> str:
+        """WAL where the file system supports it; else (NFS and other network file systems, where WAL's shared
+        memory does not work) the rollback journal, with a one-line warning."""
+        try:
+            mode = str(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            why = f"SQLite kept journal_mode={mode}"
+        except sqlite3.OperationalError as exc:
+            mode, why = "", str(exc)
+        if mode == "wal":
+            return mode
+        self._db.execute("PRAGMA journal_mode=DELETE")
+        print(f"layermap: warning: {self.path} cannot use SQLite's WAL mode ({why}; a network file system?), so it uses "
+              "journal_mode=DELETE; this works, but put LAYERMAP_CACHE and run folders on a local disk where you can",
+              file=sys.stderr)
+        return "delete"
 
     def close(self) -> None:
         self._db.close()
@@ -334,6 +351,9 @@ def open_run(run_dir: str | os.PathLike) -> tuple[RunInfo, Store, RunRow]:
     path = info.store_path(run_dir)
     if not path.is_file():
         raise StoreError(f"the store {path} of run folder {os.fspath(run_dir)!r} is missing; restore it or start a new run")
+    if path.stat().st_size == 0:        # opening would write a new, empty schema into it: reading must not write
+        raise StoreError(f"the store {path} of run folder {os.fspath(run_dir)!r} is empty (0 bytes); restore it from a "
+                         "backup or start a new run")
     store = Store(path)
     try:
         return info, store, store.get_run(info.run_id)

@@ -113,3 +113,38 @@ def test_generations_and_run_info_round_trip(tmp_path):
     info, store, row = open_run(tmp_path)
     with store:
         assert (info.run_id, row.teacher_layers, row.description) == ("r1", 6, {"teacher": "t"})
+
+
+def test_wal_failure_on_a_network_file_system_falls_back_to_a_rollback_journal(tmp_path, monkeypatch, capsys):
+    """Issue 9.10: PRAGMA journal_mode=WAL fails over NFS; the store falls back with one warning line."""
+    import sqlite3 as sqlite3_mod
+
+    from layermap import store as store_mod
+
+    real_connect = sqlite3_mod.connect
+
+    class NoWal:
+        def __init__(self, *a, **k):
+            self._db = real_connect(*a, **k)
+
+        def execute(self, sql, *args):
+            if sql.strip().upper() == "PRAGMA JOURNAL_MODE=WAL":
+                raise sqlite3_mod.OperationalError("disk I/O error")
+            return self._db.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._db, name)
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", NoWal)
+    with store_mod.Store(tmp_path / "nfs.sqlite") as store:
+        assert store.journal_mode == "delete"
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        store.create_run("r", fingerprint="f", config_toml="", config={}, description={}, teacher_layers=6,
+                         student_layers=3, run_dir=str(tmp_path))
+        assert store.get_run("r").run_id == "r"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "journal_mode=DELETE" in err[0] and "disk I/O error" in err[0]
+    monkeypatch.undo()
+    with store_mod.Store(tmp_path / "local.sqlite") as store:
+        assert store.journal_mode == "wal"
+    assert capsys.readouterr().err == ""
