@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -67,13 +69,18 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from .config import CorpusSettings, DistillSettings, dump_toml, Config, StudentSettings, TeacherSettings
     from .corpus import check_source, load_segments
     from .distill import LiveTeacher, distill, distill_run_digest
-    from .models import StudentSpec, build_student, init_student_from_teacher, load_teacher, load_teacher_config, pick_device
+    from .models import (StudentSpec, build_student, check_seq_len, init_student_from_teacher, load_teacher,
+                         load_teacher_config, pick_device)
     from .output import save_student
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise LayermapError(f"--out {args.out!r} is a file, not a folder; give the path of a new folder")
     if (out / "config.json").is_file() and (out / "mapping.json").is_file():
         raise LayermapError(f"output folder {args.out!r} already holds a distilled student; choose a new --out folder")
+    device = pick_device(args.device)
     teacher_cfg = load_teacher_config(args.teacher)
+    check_seq_len(teacher_cfg, args.seq_len, "--seq-len")
     mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, args.student_layers)
     spec = StudentSpec.resolve(teacher_cfg, args.student_layers, args.hidden_size, args.heads, args.ffn)
     corpus = CorpusSettings(path=args.corpus, seq_len=args.seq_len, max_segments=args.max_segments,
@@ -81,7 +88,6 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     settings = DistillSettings(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
                                learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
     check_source(args.corpus)
-    device = pick_device(args.device)
     teacher = load_teacher(args.teacher, device=device)
     segments = load_segments(args.corpus, teacher.tokenizer, seq_len=args.seq_len, max_segments=args.max_segments,
                              seed=args.seed, max_documents=args.max_documents, cache_dir=args.cache_dir,
@@ -124,7 +130,10 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
     from .cli_common import config_from_args
     from .fitness import ProxyEvaluator
 
+    from .evolve import check_proxy_inputs
+
     config = config_from_args(args)
+    check_proxy_inputs(config)
     evaluator = ProxyEvaluator(config, progress=not args.quiet and sys.stderr.isatty())
     mapping = _parse_mapping(args.mapping, evaluator.teacher_layers, evaluator.student_layers)
     record = evaluator.evaluate(mapping.genes)
@@ -144,8 +153,15 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the message and where to find help), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="layermap", description="Search the layer mapping for task-agnostic BERT distillation.")
+    parser = _Parser(prog="layermap", description="Search the layer mapping for task-agnostic BERT distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("baselines", help="print the uniform / top / bottom / last-layer mappings")
     p.add_argument("--teacher-layers", type=int, required=True)
@@ -174,11 +190,43 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (LayermapError, TaskError) as exc:
-        print(f"layermap: error: {exc}", file=sys.stderr)
+        print(f"layermap: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:              # e.g. `layermap show --json | head -1`
+        _silence_stdout()
+        print("layermap: error: the output pipe was closed before everything was written", file=sys.stderr)
+        return 2
+    except OSError as exc:               # permission, missing folder, a folder where a file should be, disk full
+        print(f"layermap: error: {_one_line(_os_error(exc))}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # disk full or a damaged store while a run writes
+        print(f"layermap: error: the SQLite store failed ({_one_line(str(exc))}); every finished evaluation is kept - "
+              "free disk space or move the run folder, then rerun with --resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("layermap: interrupted; finished work is kept (rerun with --resume where the command has it)", file=sys.stderr)
         return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def _os_error(exc: OSError) -> str:
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return (f"cannot use {os.fspath(exc.filename)!r}: {what}; check the path, its permissions and the free space "
+                "on its disk")
+    return f"{what}; check the paths given, their permissions and the free space on their disks"
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so that Python's exit-time flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

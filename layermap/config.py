@@ -14,6 +14,7 @@ import importlib.resources
 import json
 import math
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
@@ -259,6 +260,8 @@ class RunSettings:
     def __post_init__(self) -> None:
         if self.executor not in ("local", "process", "ray"):
             raise ConfigError(f"run.executor must be local, process or ray, got {self.executor!r}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.workers < 1:
             raise ConfigError(f"run.workers must be at least 1, got {self.workers}")
         if self.threads < 0:

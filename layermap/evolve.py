@@ -16,6 +16,7 @@ import json
 import math
 import operator
 import random
+import sqlite3
 import statistics
 import sys
 import time
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from .config import Config, ConfigError, dump_toml, load_config, parse_override
 from .corpus import default_cache_dir
+from .errors import LayermapError
 from .executors import Executor, create_executor
 from .mapping import format_genes, parse_genes, repair
 from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
@@ -186,6 +188,7 @@ def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, exe
     parse_seed_mappings(config.search.seed_mappings, student_layers, teacher_layers, config.search.constraint)
     fingerprint = evaluator.fingerprint
     store_path = Path(config.run.cache_db).expanduser().resolve() if config.run.cache_db else (run_dir / STORE_NAME).resolve()
+    made_here = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock, store = lock_run(run_dir), None
     try:
@@ -206,7 +209,69 @@ def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, exe
         raise
     search = SearchState(config, evaluator, store, run_id, run_dir, fingerprint, student_layers, teacher_layers,
                          random.Random(config.search.seed), {}, progress, executor, executor is None, lock)
-    return _drive(search, None)
+    try:
+        return _drive(search, None)
+    except Exception:
+        _remove_if_nothing_finished(run_dir, store_path, run_id, made_here)
+        raise
+
+
+def _remove_if_nothing_finished(run_dir: Path, store_path: Path, run_id: str, made_here: bool) -> None:
+    """A new run that failed before any evaluation finished (bad GLUE data, a teacher without weights, ...)
+    leaves no folder behind, so that the same command works once the input is fixed."""
+    try:
+        with Store(store_path) as store:
+            finished = [r for r in store.run_evaluations(run_id) if r.status != "running"]
+            if finished or store.generations(run_id):
+                return
+    except (LayermapError, OSError, sqlite3.Error):
+        return
+    own_store = store_path == (run_dir / STORE_NAME).resolve()
+    names = ["run.json", CONFIG_NAME, "run.lock"] + ([STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm",
+                                                       STORE_NAME + "-journal"] if own_store else [])
+    for name in names:
+        (run_dir / name).unlink(missing_ok=True)
+    if made_here:
+        try:
+            run_dir.rmdir()
+        except OSError:
+            pass
+
+
+def run_status(run_dir: str | Path, row: RunRow) -> str:
+    """The run's status as ``show`` should say it: a ``running`` run whose driver is gone (killed) is ``interrupted``."""
+    if row.status != "running":
+        return row.status
+    lock = Path(run_dir) / "run.lock"
+    try:
+        import fcntl
+
+        with open(lock, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)       # fails while a driver holds the lock
+    except ImportError:  # pragma: no cover - not POSIX
+        return row.status
+    except OSError:
+        return row.status if lock.exists() else "interrupted"
+    return "interrupted"
+
+
+def check_proxy_inputs(config: Config) -> None:
+    """What can be checked of the teacher, corpus and device before a run folder is made or a genome is
+    computed: each failure is one sentence (ModelError, CorpusError)."""
+    from .corpus import check_source
+    from .models import check_seq_len, load_teacher_config, pick_device, WEIGHT_FILES
+
+    pick_device(config.run.device)
+    teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
+    check_seq_len(teacher_cfg, config.corpus.seq_len, "corpus.seq_len")
+    check_seq_len(teacher_cfg, config.proxy.seq_len, "proxy.seq_len")
+    local = Path(config.teacher.name).expanduser()
+    if local.is_dir() and not any((local / f).is_file() for f in WEIGHT_FILES):
+        from .models import ModelError
+
+        raise ModelError(f"teacher directory {config.teacher.name!r} has no weights ({', '.join(WEIGHT_FILES[:2])}); "
+                         "point --teacher at a folder written by save_pretrained")
+    check_source(config.corpus.path)
 
 
 def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Evaluator] | None = None, *,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .cli_common import add_config_args, config_from_args
 from .errors import LayermapError
-from .evolve import resume_search, run_search
+from .evolve import check_proxy_inputs, resume_search, run_search, run_status
 from .results import SearchResult, load_result
 from .mapping import LayerMapping
 from .records import EvaluationRecord
@@ -72,11 +72,16 @@ def evolve_command(args: argparse.Namespace) -> int:
         if not args.out:
             raise LayermapError("layermap evolve needs --out RUN_DIR for a new run, or --resume RUN_DIR to continue one")
         out = Path(args.out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise LayermapError(f"--out {args.out} already exists and is not empty; pass --resume {args.out} to continue "
-                                "that run, or give a new folder")
+        if out.exists() and not out.is_dir():
+            raise LayermapError(f"--out {args.out} is a file, not a folder; give the path of a new run folder")
+        if out.exists() and any(out.iterdir()):
+            hint = (f"pass --resume {args.out} to continue that run, or give a new folder" if (out / "run.json").is_file()
+                    else "give a new or empty folder")
+            raise LayermapError(f"--out {args.out} already exists and is not empty; {hint}")
         args.overrides = list(args.overrides) + _run_flag_overrides(args)
         config = _with_cache_path(config_from_args(args), args)
+        if args.synthetic is None:
+            check_proxy_inputs(config)          # before the run folder exists
         result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
     _print_summary(result)
     return 0
@@ -95,7 +100,7 @@ def show_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "run_id": row.run_id, "run_dir": str(Path(args.run_dir).resolve()), "store": str(result.store_path),
-            "status": row.status, "fingerprint": row.fingerprint, "teacher": row.description.get("teacher"),
+            "status": run_status(args.run_dir, row), "fingerprint": row.fingerprint, "teacher": row.description.get("teacher"),
             "teacher_layers": row.teacher_layers, "student_layers": row.student_layers,
             "best": _entry(result.best_record) if result.best_record else None,
             "generations": [dataclasses.asdict(g) for g in result.generations],
@@ -104,7 +109,7 @@ def show_command(args: argparse.Namespace) -> int:
             "tie_rule": TIE_RULE, "noise_std": noise_std,
         }, indent=2))
         return 0
-    print(f"run {row.run_id} ({row.status})  teacher {row.description.get('teacher', '?')} "
+    print(f"run {row.run_id} ({run_status(args.run_dir, row)})  teacher {row.description.get('teacher', '?')} "
           f"({row.teacher_layers} layers) -> student {row.student_layers} layers  fingerprint {row.fingerprint[:12]}")
     print(f"{'gen':>3} {'best':>8} {'mean':>8} {'std':>6} {'unique':>6} {'computed':>8} {'cached':>6} {'failed':>6}  best genome")
     for g in result.generations:
@@ -188,7 +193,15 @@ def export_command(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     path = Path(args.output) if args.output else Path(args.run_dir) / default
-    path.write_text(text, encoding="utf-8")
+    if path.is_dir():
+        raise LayermapError(f"-o {path} is a folder; give a file name, e.g. -o {path / default}")
+    if not path.parent.is_dir():
+        raise LayermapError(f"-o {path}: the folder {path.parent} does not exist; create it first or write elsewhere")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LayermapError(f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and free "
+                            "disk space") from None
     print(f"best mapping {mapping.text} (fitness {result.best_record.fitness:.2f}) written to {path}")
     return 0
 
