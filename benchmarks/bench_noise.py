@@ -53,6 +53,12 @@ def main() -> None:
     parser.add_argument("--seed-sets", type=int, default=2, help="S independent seed sets (0 .. S-1)")
     parser.add_argument("--heads", default="finetune,probe")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--probe-extra-tasks", default="",
+                        help="tasks the probe head also scores (reported per task, not in the fitness), e.g. cola")
+    parser.add_argument("--phased", action="store_true",
+                        help="one head at a time over all genomes (the first head's figures are complete early); "
+                             "distilled students are kept in --students-dir for the later heads")
+    parser.add_argument("--students-dir", default="", help="where --phased keeps the distilled students")
     parser.add_argument("--log", default=None, help="JSON-lines log of finished evaluations (default: beside --out)")
     parser.add_argument("--report-only", action="store_true", help="write the figures from the log, compute nothing")
     args = parser.parse_args()
@@ -70,47 +76,86 @@ def main() -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         for ev in evaluators:
             ev.prepare()                         # teacher, slice, teacher cache, task data: not timed
-        for genome in genomes:                   # genome-major: every finished genome has all its seed sets
-            for s, ev in enumerate(evaluators):
-                if (genome, s) in done:
-                    continue
-                row = _evaluate(ev, genome, heads)
-                row.update(genome=genome, seed_set=s)
-                with log.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                done[(genome, s)] = row
-                print(f"{genome} seed set {s}: " + "  ".join(f"{h} {row['heads'][h]['fitness']:.2f} "
-                                                             f"({row['heads'][h]['seconds']:.0f}s)" for h in heads), flush=True)
+        extra = [_extra_tasks(ev, args.probe_extra_tasks) for ev in evaluators]
+        groups = [(h,) for h in heads] if args.phased else [heads]
+        for group in groups:                     # genome-major: every finished genome has all its seed sets
+            for genome in genomes:
+                for s, ev in enumerate(evaluators):
+                    todo = tuple(h for h in group if h not in done.get((genome, s), {}).get("heads", {}))
+                    if not todo:
+                        continue
+                    row = _evaluate(ev, genome, todo, extra[s], done.get((genome, s)), args.students_dir and
+                                    Path(args.students_dir) / f"{genome}_s{s}.pt")
+                    row.update(genome=genome, seed_set=s)
+                    with log.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    _merge(done, row)
+                    print(f"{genome} seed set {s}: " + "  ".join(f"{h} {row['heads'][h]['fitness']:.2f} "
+                                                                 f"({row['heads'][h]['seconds']:.0f}s)" for h in todo), flush=True)
     figures = report(done, genomes, args.seed_sets, heads)
     c = evaluators[0].config
     figures.update(config=args.config, overrides=args.overrides, teacher=args.teacher,
                    budget={"distill_steps": c.distill.max_steps, "distill_batch": c.distill.batch_size,
                            "segments": c.corpus.max_segments, "tasks": list(c.proxy.tasks),
                            "max_train": c.proxy.max_train, "max_eval": c.proxy.max_eval, "finetune_epochs": c.proxy.epochs},
-                   seed_sets_meaning="seed set s: distill.seed = s and proxy.seed = s", machine=machine())
+                   seed_sets_meaning="seed set s: distill.seed = s and proxy.seed = s", threads=args.threads,
+                   machine=machine())
     write(args.out, figures)
 
 
-def _evaluate(ev: ProxyEvaluator, genome: str, heads: tuple[str, ...]) -> dict:
-    """Distil once, then score the same student with every head; per-head wall time includes the distillation."""
+def _extra_tasks(ev: ProxyEvaluator, names: str) -> tuple:
+    from proxy_tasks import load_task
+
+    p = ev.config.proxy
+    return tuple(load_task(t.strip(), p.glue_dir or None, max_train=p.max_train or None, max_eval=p.max_eval or None,
+                           seed=p.seed) for t in names.split(",") if t.strip())
+
+
+def _evaluate(ev: ProxyEvaluator, genome: str, heads: tuple[str, ...], extra: tuple = (), before: dict | None = None,
+              saved: Path | None = None) -> dict:
+    """Distil once (or load the student an earlier phase distilled), then score the same student with every
+    head; a head's wall time per evaluation is setup + distillation + that head."""
     from layermap.distill import distill
 
     t_start = time.perf_counter()
     st = ev._load()
     mapping = LayerMapping.parse(genome, ev.teacher_layers)
     student = ev.new_student(mapping)
-    t0 = time.perf_counter()
-    _, stats = distill(student, st.source, mapping, st.segments, ev.config.distill,
-                       teacher_width=st.teacher.hidden_size, device=st.device)
-    common = time.perf_counter() - t_start
-    out = {"distill_seconds": time.perf_counter() - t0, "distill_loss": stats.final_loss, "heads": {}}
+    if saved and saved.is_file() and before:
+        student.load_state_dict(torch.load(saved, map_location="cpu"))
+        student.eval()
+        out = {k: before[k] for k in ("distill_seconds", "distill_loss", "setup_seconds")}
+    else:
+        t0 = time.perf_counter()
+        _, stats = distill(student, st.source, mapping, st.segments, ev.config.distill,
+                           teacher_width=st.teacher.hidden_size, device=st.device)
+        out = {"distill_seconds": time.perf_counter() - t0, "distill_loss": stats.final_loss, "setup_seconds": t0 - t_start}
+        if saved:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(student.state_dict(), saved)
+    common = out["setup_seconds"] + out["distill_seconds"]
+    out["heads"] = {}
     for head in heads:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         tasks, replicates = ev.score_student(student, timings, head=head)
         out["heads"][head] = {"fitness": replicates[0], "tasks": {k: t.score for k, t in tasks.items()},
                               "seconds": common + time.perf_counter() - t0, "head_seconds": time.perf_counter() - t0}
+    if extra and "probe" in heads:
+        from proxy_tasks.probe import ProbeSettings, probe_and_score
+
+        settings = ProbeSettings(max_seq_len=ev.config.proxy.seq_len)
+        out["probe_extra"] = {d.task.name: probe_and_score(student, st.teacher.tokenizer, d, settings).score for d in extra}
     return out
+
+
+def _merge(done: dict, row: dict) -> None:
+    key = (row["genome"], row["seed_set"])
+    if key in done:
+        heads = {**done[key].get("heads", {}), **row.get("heads", {})}
+        done[key] = {**done[key], **row, "heads": heads}
+    else:
+        done[key] = row
 
 
 def _read_log(path: Path) -> dict:
@@ -118,23 +163,25 @@ def _read_log(path: Path) -> dict:
     if path.is_file():
         for line in path.read_text().splitlines():
             if line.strip():
-                row = json.loads(line)
-                done[(row["genome"], row["seed_set"])] = row
+                _merge(done, json.loads(line))
     return done
 
 
 def report(done: dict, genomes: list[str], seed_sets: int, heads: tuple[str, ...]) -> dict:
-    """Statistics over the genomes whose every seed set finished."""
-    full = [g for g in genomes if all((g, s) in done for s in range(seed_sets))]
-    out: dict = {"benchmark": "proxy noise (test-retest)", "genomes_planned": genomes, "genomes_done": full,
-                 "heads": {}, "scores": {}}
-    if len(full) < 3:
-        out["note"] = f"only {len(full)} genomes finished; statistics need at least 3"
-        return out
+    """Statistics per head over the genomes whose every seed set finished with that head."""
+    def finished(head: str) -> list[str]:
+        return [g for g in genomes if all(head in done.get((g, s), {}).get("heads", {}) for s in range(seed_sets))]
+
+    out: dict = {"benchmark": "proxy noise (test-retest)", "genomes_planned": genomes,
+                 "genomes_done": {h: finished(h) for h in heads}, "heads": {}, "scores": {}}
     for head in heads:
+        full = finished(head)
+        if len(full) < 3:
+            out["heads"][head] = {"note": f"only {len(full)} genomes finished; statistics need at least 3"}
+            continue
         table = {g: [done[(g, s)]["heads"][head] for s in range(seed_sets)] for g in full}
         tasks = list(table[full[0]][0]["tasks"])
-        h = {"fitness": _rounded(reliability([[r["fitness"] for r in table[g]] for g in full]))}
+        h = {"genomes": len(full), "fitness": _rounded(reliability([[r["fitness"] for r in table[g]] for g in full]))}
         for t in tasks:
             h[t] = _rounded(reliability([[r["tasks"][t] for r in table[g]] for g in full]))
         secs = [r["seconds"] for g in full for r in table[g]]
@@ -142,13 +189,21 @@ def report(done: dict, genomes: list[str], seed_sets: int, heads: tuple[str, ...
         h["head_seconds_per_evaluation"] = round(sum(r["head_seconds"] for g in full for r in table[g]) / len(secs), 2)
         out["heads"][head] = h
         out["scores"][head] = {g: [round(r["fitness"], 3) for r in table[g]] for g in full}
-    if len(heads) >= 2:
+        if head == "probe":
+            extra_full = [g for g in full if all("probe_extra" in done[(g, s)] for s in range(seed_sets))]
+            extra = sorted(done[(extra_full[0], 0)]["probe_extra"]) if len(extra_full) >= 3 else []
+            for t in extra:
+                h.setdefault("extra_tasks", {})[t] = _rounded(reliability(
+                    [[done[(g, s)]["probe_extra"][t] for s in range(seed_sets)] for g in extra_full]))
+    both = [g for g in genomes if all(g in out["scores"].get(h, {}) for h in heads[:2])]
+    if len(heads) >= 2 and len(both) >= 3:
         a, b = heads[0], heads[1]
-        mean_a = [sum(out["scores"][a][g]) / seed_sets for g in full]
-        mean_b = [sum(out["scores"][b][g]) / seed_sets for g in full]
-        per_set = [kendall_tau([done[(g, s)]["heads"][a]["fitness"] for g in full],
-                               [done[(g, s)]["heads"][b]["fitness"] for g in full]) for s in range(seed_sets)]
-        out["between_heads"] = {"heads": [a, b], "kendall_tau_of_means": round(kendall_tau(mean_a, mean_b), 3),
+        mean_a = [sum(out["scores"][a][g]) / seed_sets for g in both]
+        mean_b = [sum(out["scores"][b][g]) / seed_sets for g in both]
+        per_set = [kendall_tau([done[(g, s)]["heads"][a]["fitness"] for g in both],
+                               [done[(g, s)]["heads"][b]["fitness"] for g in both]) for s in range(seed_sets)]
+        out["between_heads"] = {"heads": [a, b], "genomes": len(both),
+                                "kendall_tau_of_means": round(kendall_tau(mean_a, mean_b), 3),
                                 "spearman_rho_of_means": round(spearman_rho(mean_a, mean_b), 3),
                                 "kendall_tau_per_seed_set": [round(t, 3) for t in per_set],
                                 "speedup": round(out["heads"][a]["seconds_per_evaluation"]

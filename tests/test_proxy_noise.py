@@ -241,3 +241,13 @@ def test_pure_noise_has_low_snr_and_pure_signal_high():
 def _sample_std(values):
     m = sum(values) / len(values)
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def test_fitness_json_prints_the_standard_error(tiny_config_toml, capsys):
+    from layermap.cli import main
+
+    assert main(["fitness", "--mapping", "2-4", "--config", str(tiny_config_toml), "--set", "proxy.repeats=2",
+                 "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fitness_stderr"] is not None and out["fitness_stderr"] >= 0
+    assert len(out["fitness_replicates"]) == 2 and len(out["tasks"]["sst2"]["replicates"]) == 2
