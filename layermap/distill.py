@@ -245,7 +245,7 @@ def _maybe_resume(folder, student, loss_fn, opt, sched, stats: DistillStats, run
     if not isinstance(state, dict) or state.get("run_digest") != run_digest:
         raise DistillError(
             f"checkpoint {path} belongs to another distillation (a different mapping, settings, student, corpus slice "
-            f"or teacher); delete {Path(folder)} to start afresh, or use another --out folder"
+            f"or teacher, or an older layermap); delete {Path(folder)} to start afresh, or use another --out folder"
         )
     try:
         student.load_state_dict(state["student"])
