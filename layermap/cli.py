@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sub)
+    from .compare_cli import register as register_compare
+
+    register_compare(sub)
     return parser
 
 

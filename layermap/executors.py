@@ -1,7 +1,9 @@
 """Where fitness evaluations run: in-process, a local process pool, or Ray.
 
 Every executor has one interface: ``submit(genomes)`` yields ``(genes, EvaluationRecord)`` pairs
-as evaluations finish (any order), and ``close()``.  Executors never touch the store: the
+as evaluations finish (any order), and ``close()``.  An evaluator with a ``run_job`` method (the
+final stage, :mod:`layermap.compare`) gets its own job tuples instead of genomes and returns its
+own records (:func:`run_job`).  Executors never touch the store: the
 driver writes each record as it arrives.  Any exception inside ``evaluator.evaluate`` (NaN
 fitness, CUDA out of memory, a bug) becomes a failed record carrying the error text, and a
 worker that dies (segfault, ``os._exit``, host OOM) fails only its own genome:
@@ -74,6 +76,18 @@ def evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
     return record
 
 
+def run_job(evaluator: Any, job: Sequence) -> Any:
+    """One unit of work: ``evaluator.run_job(job)`` for an evaluator that has jobs of its own (the final
+    stage's distillation and fine-tuning cells), else :func:`evaluate_safely` of a genome."""
+    run = getattr(evaluator, "run_job", None)
+    return run(tuple(job)) if run is not None else evaluate_safely(evaluator, job)
+
+
+def _label(job: Sequence) -> str:
+    """A genome's text, or a job tuple's parts joined by '-' (for failure records)."""
+    return "-".join(str(part) for part in job)
+
+
 def describe_exception(exc: BaseException) -> str:
     """``Type: message (at file.py:123 in function)`` - the type, message and last traceback line."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -92,7 +106,7 @@ class LocalExecutor:
 
     def submit(self, genomes: Sequence[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
         for genes in genomes:
-            yield tuple(genes), evaluate_safely(self.evaluator, genes)
+            yield tuple(genes), run_job(self.evaluator, genes)
 
     def close(self) -> None:
         pass
@@ -160,10 +174,10 @@ class ProcessExecutor:
             pool, self._slots[slot] = self._slots[slot], None   # rebuilt on its next genome
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-            return EvaluationRecord.failure(format_genes(genes), f"WorkerDied: the worker process evaluating this genome died "
+            return EvaluationRecord.failure(_label(genes), f"WorkerDied: the worker process evaluating this genome died "
                                             f"(crash outside Python, e.g. segfault or host out of memory): {exc}")
         except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable record
-            return EvaluationRecord.failure(format_genes(genes), describe_exception(exc))
+            return EvaluationRecord.failure(_label(genes), describe_exception(exc))
 
 
 class RayExecutor:
@@ -200,7 +214,7 @@ class RayExecutor:
                     record = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - worker died twice, or the task could not run
                     message = (str(exc).strip().splitlines() or [""])[0][:300]
-                    record = EvaluationRecord.failure(format_genes(genes), f"{type(exc).__name__}: {message}")
+                    record = EvaluationRecord.failure(_label(genes), f"{type(exc).__name__}: {message}")
                 yield genes, record
 
     def close(self) -> None:
@@ -233,7 +247,7 @@ def _init_worker(evaluator: Any, key: str, slot: int, threads: int, device: str)
 
 
 def _evaluate_in_worker(key: str, genes: Genes) -> EvaluationRecord:
-    return evaluate_safely(_WORKER[key], genes)
+    return run_job(_WORKER[key], genes)
 
 
 def _evaluate_in_ray(key: str, evaluator: Any, genes: Genes, threads: int, device: str) -> EvaluationRecord:
@@ -243,7 +257,7 @@ def _evaluate_in_ray(key: str, evaluator: Any, genes: Genes, threads: int, devic
         if hasattr(evaluator, "set_device"):
             evaluator.set_device(device)
         _WORKER[key] = evaluator
-    return evaluate_safely(_WORKER[key], genes)
+    return run_job(_WORKER[key], genes)
 
 
 def _configure_torch(threads: int) -> None:

@@ -12,7 +12,10 @@ One file, WAL mode, written only by the driver process (workers return records).
                    checkpoint that ``resume`` continues from;
 * ``cache``        complete records by ``(fingerprint, genome)`` alone, with no run attached: the
                    user-wide fitness cache (``<cache_dir>/fitness.sqlite``) keeps only this table
-                   filled, so every run folder stays self-contained and still reuses earlier runs.
+                   filled, so every run folder stays self-contained and still reuses earlier runs;
+* ``cells``        the final stage (``layermap compare``): one row per finished (kind, mapping,
+                   distillation seed, task, fine-tuning seed) under a compare fingerprint; a
+                   ``complete`` row is never computed again, a ``failed`` one is retried.
 
 The fitness cache is keyed by ``(fingerprint, genome)``: :meth:`Store.lookup` returns a complete
 record from any run.  Each statement commits on its own (autocommit), so a ``kill -9`` right after
@@ -62,6 +65,12 @@ CREATE TABLE IF NOT EXISTS generations (
 CREATE TABLE IF NOT EXISTS cache (
     fingerprint TEXT NOT NULL, genome TEXT NOT NULL, record TEXT NOT NULL, created TEXT NOT NULL,
     PRIMARY KEY (fingerprint, genome)
+);
+CREATE TABLE IF NOT EXISTS cells (
+    fingerprint TEXT NOT NULL, kind TEXT NOT NULL, mapping TEXT NOT NULL, distill_seed INTEGER NOT NULL,
+    task TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, score REAL, record TEXT NOT NULL,
+    wall_time REAL, error TEXT, created TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, kind, mapping, distill_seed, task, seed)
 );
 """
 
@@ -249,6 +258,27 @@ class Store:
             f"SELECT computed, status, COUNT(*) FROM evaluations WHERE {where} GROUP BY computed, status", args)}
         return EvaluationCounts(computed=rows.get((1, COMPLETE), 0), cached=rows.get((0, COMPLETE), 0),
                                 failed=rows.get((1, FAILED), 0))
+
+    # -- final-stage cells (layermap compare) -------------------------------------------------
+    def ensure_cells(self) -> None:
+        """Add the ``cells`` table to a store made before it existed."""
+        self._db.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS cells"):].split(";")[0])
+
+    def lookup_cell(self, fingerprint: str, key: tuple) -> dict | None:
+        """The record of a complete cell ``key = (kind, mapping, distill_seed, task, seed)``, else ``None``."""
+        row = self._db.execute(
+            "SELECT record FROM cells WHERE fingerprint = ? AND kind = ? AND mapping = ? AND distill_seed = ? AND task = ?"
+            " AND seed = ? AND status = ?", (fingerprint, *key, COMPLETE)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_cell(self, fingerprint: str, key: tuple, record: dict) -> None:
+        """Write a finished cell (committed at once); a later result for the same key replaces a failed one."""
+        status = record.get("status", COMPLETE)
+        self._db.execute(
+            "INSERT OR REPLACE INTO cells (fingerprint, kind, mapping, distill_seed, task, seed, status, score, record,"
+            " wall_time, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (fingerprint, *key, status, record.get("score"), json.dumps(_finite(record), sort_keys=True),
+             record.get("timings", {}).get("total"), record.get("error"), now()))
 
     # -- generations ----------------------------------------------------------------------------
     def save_generation(self, run_id: str, generation: int, *, population: list[str], fitnesses: list[float | None],

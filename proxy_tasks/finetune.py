@@ -112,6 +112,9 @@ class TaskResult:
         eval_seconds: wall time of tokenizing and evaluating the dev splits.
         num_train: training examples used.
         num_eval: dev examples evaluated, summed over the dev splits.
+        outputs: with ``keep_outputs``, dev split -> the model's outputs on it, in example
+            order: class probabilities ``(N, C)`` for classification, scores ``(N,)`` for
+            regression (what loyalty to a teacher is measured on); else None.
     """
 
     task: str
@@ -121,6 +124,7 @@ class TaskResult:
     eval_seconds: float
     num_train: int
     num_eval: int
+    outputs: dict[str, np.ndarray] | None = None
 
 
 class _SequenceModel(nn.Module):
@@ -151,6 +155,7 @@ def finetune_and_score(
     *,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    keep_outputs: bool = False,
 ) -> TaskResult:
     """Fine-tune a deep copy of ``encoder`` on ``data.train`` and score it on ``data.dev``.
 
@@ -163,6 +168,7 @@ def finetune_and_score(
         settings: hyper-parameters.
         device: where to train, e.g. ``'cpu'`` or ``'cuda'``.
         progress: show a tqdm bar with the training loss.
+        keep_outputs: also return the dev outputs (probabilities or scores) in ``outputs``.
 
     Raises:
         TaskError: empty train or dev split, bad settings, a tokenizer/encoder mismatch.
@@ -186,10 +192,16 @@ def finetune_and_score(
         train_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        predictions, labels = {}, {}
+        predictions, labels, outputs = {}, {}, {}
         for split, examples in data.dev.items():
             encoded = encode_examples(tokenizer, examples, task, settings.max_seq_len, encoder.config.vocab_size)
-            predictions[split] = _predict(model, encoded, task.is_regression, settings, device, accepted)
+            raw = _predict_outputs(model, encoded, settings, device, accepted)  # (N, num_outputs)
+            if task.is_regression:
+                predictions[split] = raw[:, 0]
+                outputs[split] = raw[:, 0]
+            else:
+                predictions[split] = raw.argmax(axis=1)
+                outputs[split] = _softmax(raw)
             labels[split] = encoded.labels
         metrics = compute_metrics(task, predictions, labels)
         eval_seconds = time.perf_counter() - started
@@ -201,6 +213,7 @@ def finetune_and_score(
         eval_seconds=eval_seconds,
         num_train=len(data.train),
         num_eval=data.num_eval,
+        outputs=outputs if keep_outputs else None,
     )
 
 
@@ -271,26 +284,29 @@ def _train(
 
 
 @torch.inference_mode()
-def _predict(
+def _predict_outputs(
     model: _SequenceModel,
     split: EncodedSplit,
-    is_regression: bool,
     settings: FinetuneSettings,
     device: torch.device,
     accepted: set[str],
 ) -> np.ndarray:
-    """Return class ids (classification) or scores (regression) for every example, in order."""
+    """Return the head's outputs ``(N, num_outputs)`` (logits, or the score) for every example, in order."""
     model.eval()
     lengths = np.array([len(ids) for ids in split.input_ids])
     by_length = np.argsort(-lengths, kind="stable")  # longest first: little padding per batch
-    outputs = np.empty(len(lengths), dtype=np.float64 if is_regression else np.int64)
+    outputs = np.empty((len(lengths), model.head.out_features), dtype=np.float64)
     for start in range(0, len(by_length), settings.eval_batch_size):
         batch_indices = by_length[start : start + settings.eval_batch_size].tolist()
         inputs = collate_batch(split, batch_indices, device, accepted)  # each (B, T)
-        logits = model(inputs).float()  # (B, num_outputs)
-        values = logits[:, 0] if is_regression else logits.argmax(dim=-1)  # (B,)
-        outputs[batch_indices] = values.cpu().numpy()
+        outputs[batch_indices] = model(inputs).float().cpu().numpy()  # (B, num_outputs)
     return outputs
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(N, C)`` logits."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -1,0 +1,509 @@
+"""The final stage: full task-agnostic distillation of each mapping, GLUE fine-tuning with seeds, a paired table.
+
+::
+
+    for each mapping m and distillation seed d:            # phase 1 (+ the teacher's fine-tuning, with loyalty)
+        student(m, d) = distil(init(d), m, [compare] budget)     -> DIR/students/<m>/  (resumable checkpoints)
+    for each student (m, d), task t, fine-tuning seed s:   # phase 2
+        cell(m, d, t, s) = fine-tune student(m, d) on t with seed s, score on t's dev set
+    table: per (m, t) mean ± std over the seed units (d, s); paired differences against the best baseline
+
+Every mapping gets the same budget, the same initialisation (``random`` with seed d, or ``teacher``
+extraction) and the same corpus order (seed d); every student sees the same task subsamples and the
+same fine-tuning seeds, so differences are paired by seed.
+
+Every finished job is a row of the ``cells`` table of ``DIR/layermap.sqlite`` under the compare
+fingerprint (everything that shapes a result: teacher, student spec, corpus slice, distillation
+budget, fine-tuning settings, and per task its data); a complete row is never computed again, so a
+second identical ``compare`` computes nothing and a killed one resumes (a distillation from its last
+checkpoint).  Jobs run through the search's executors (local, process pool, Ray); only this driver
+writes the store.  Each cell's dev outputs are kept under ``DIR/outputs/`` so that loyalty to a
+fine-tuned teacher (``--teacher-finetune``) is measured without fine-tuning a student again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, write_table
+from .config import Config, DistillSettings, digest, dump_toml
+from .errors import LayermapError
+from .executors import Executor, create_executor, describe_exception
+from .mapping import LayerMapping, baselines
+from .records import COMPLETE, FAILED, EvaluationRecord
+from .store import STORE_NAME, Store, lock_run, now
+
+COMPARE_FORMAT = 1
+DISTILL, FINETUNE, TEACHER = "distill", "finetune", "teacher"
+TEACHER_MAPPING = "teacher"
+INFO_NAME = "compare.json"
+
+Job = tuple  # (kind, mapping, distill_seed, task, seed)
+
+
+class CompareError(LayermapError):
+    """A compare that cannot run as asked (a folder made with other settings, no mapping)."""
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    out: Path
+    table: dict
+    computed: int            # fine-tuning cells computed by this invocation
+    cached: int              # fine-tuning cells found in the store
+    failed: int              # fine-tuning cells that failed (or whose student failed) in this invocation
+    distilled: int           # full distillations run by this invocation
+    wall_time: float
+
+
+def student_dir(out: str | Path, mapping: str, distill_seed: int) -> Path:
+    """``DIR/students/<genome>/`` (distillation seed 0) or ``DIR/students/<genome>_seed<d>/``."""
+    return Path(out) / "students" / (mapping if distill_seed == 0 else f"{mapping}_seed{distill_seed}")
+
+
+def _outputs_path(out: Path, job: Job) -> Path:
+    kind, mapping, d, task, seed = job
+    name = f"{task}.npz" if kind == TEACHER else f"{task}_d{d}_s{seed}.npz"
+    return out / "outputs" / mapping / name
+
+
+def compare_fingerprint(config: Config) -> str:
+    """Hash of everything that shapes a distilled student and its fine-tuning (not the task list, seeds,
+    mappings, executors or paths)."""
+    from .corpus import corpus_identity
+    from .fitness import _major_minor
+    from .models import teacher_identity
+
+    c = config
+    skip = {"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache"}
+    parts = {
+        "format": COMPARE_FORMAT,
+        "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
+        "student": {k: getattr(c.student, k) for k in c.student.__dataclass_fields__},
+        "corpus": corpus_identity(c.corpus.path), "corpus_seed": c.corpus.seed,
+        "compare": {k: getattr(c.compare, k) for k in c.compare.__dataclass_fields__ if k not in skip},
+        "losses": {k: getattr(c.distill, k) for k in ("weight_decay", "max_grad_norm", "attention_weight",
+                                                       "hidden_weight", "embedding_weight")},
+        "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
+    }
+    return digest(parts)[:32]
+
+
+def distill_settings(config: Config, seed: int) -> DistillSettings:
+    """The full distillation's settings for distillation seed ``seed``."""
+    c, d = config.compare, config.distill
+    return DistillSettings(max_steps=c.max_steps, epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
+                           warmup_ratio=c.warmup_ratio, weight_decay=d.weight_decay, max_grad_norm=d.max_grad_norm,
+                           attention_weight=d.attention_weight, hidden_weight=d.hidden_weight,
+                           embedding_weight=d.embedding_weight, seed=seed, checkpoint_every=c.checkpoint_every)
+
+
+class CompareWorker:
+    """Picklable runner of compare jobs; heavy state (teacher, corpus slice, task data) loads lazily per process."""
+
+    def __init__(self, config: Config, out: str | Path, fingerprint: str, *, progress: bool = False) -> None:
+        self.config = config
+        self.out = Path(out).resolve()
+        self.fingerprint = fingerprint
+        self.progress = progress
+        self._device = config.run.device
+        self._teacher = None
+        self._source = None
+        self._segments = None
+        self._tasks: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d.update(_teacher=None, _source=None, _segments=None, _tasks={})
+        return d
+
+    def set_device(self, device: str) -> None:
+        self._device = device
+        self._teacher = self._source = None
+
+    @property
+    def init(self) -> str:
+        return self.config.compare.init or self.config.student.init
+
+    def prepare(self, distill: bool = True) -> None:
+        """Load the teacher and, for distillations, tokenise the slice and fill the teacher cache (the driver
+        calls this before any worker starts, so workers find everything on disk)."""
+        self._load_teacher()
+        if distill:
+            self._load_corpus()
+
+    def _load_teacher(self):
+        if self._teacher is None:
+            from .models import load_teacher, pick_device, quiet_transformers
+
+            quiet_transformers()
+            self._teacher = load_teacher(self.config.teacher.name, self.config.teacher.revision,
+                                         device=pick_device(self._device))
+        return self._teacher
+
+    def _load_corpus(self):
+        if self._source is None:
+            from .corpus import load_segments
+            from .distill import LiveTeacher
+
+            c, teacher = self.config, self._load_teacher()
+            self._segments = load_segments(c.corpus.path, teacher.tokenizer, seq_len=c.compare.seq_len,
+                                           max_segments=c.compare.max_segments, fraction=c.compare.fraction,
+                                           seed=c.corpus.seed, max_documents=c.compare.max_documents,
+                                           cache_dir=c.run.cache_dir, progress=self.progress)
+            if c.compare.teacher_cache:
+                from .teacher_cache import build_teacher_cache
+
+                self._source = build_teacher_cache(teacher, self._segments, cache_dir=c.run.cache_dir,
+                                                   device=self._device_obj(), progress=self.progress)
+            else:
+                self._source = LiveTeacher(teacher.model)
+        return self._segments, self._source
+
+    def _device_obj(self):
+        from .models import pick_device
+
+        return pick_device(self._device)
+
+    def _task(self, name: str):
+        if name not in self._tasks:
+            from proxy_tasks import load_task
+
+            c = self.config
+            self._tasks[name] = load_task(name, c.proxy.glue_dir or None, max_train=c.compare.max_train or None,
+                                          max_eval=c.compare.max_eval or None, seed=0)
+        return self._tasks[name]
+
+    def _finetune_settings(self, seed: int):
+        from proxy_tasks import FinetuneSettings
+
+        c = self.config.compare
+        return FinetuneSettings(epochs=c.finetune_epochs, batch_size=c.finetune_batch_size,
+                                learning_rate=c.finetune_learning_rate, max_seq_len=c.finetune_seq_len, seed=seed)
+
+    # -- jobs -------------------------------------------------------------------------------------------
+    def run_job(self, job: Job) -> dict:
+        """Run one job; every exception becomes a failed record with its error (the compare goes on)."""
+        kind, mapping, d, task, seed = job
+        start = time.perf_counter()
+        try:
+            if kind == DISTILL:
+                record = self._distill(mapping, d)
+            elif kind == TEACHER:
+                record = self._finetune(job, self._load_teacher().model)
+            else:
+                record = self._finetune_student(job)
+            record["status"] = COMPLETE
+        except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the comparison
+            record = {"status": FAILED, "error": describe_exception(exc)}
+        record.setdefault("timings", {})["total"] = time.perf_counter() - start
+        record.update(kind=kind, mapping=mapping, distill_seed=d, task=task, seed=seed)
+        return record
+
+    def _distill(self, text: str, seed: int) -> dict:
+        from .distill import distill
+        from .models import build_student, init_student_from_teacher
+        from .output import save_student
+
+        folder = student_dir(self.out, text, seed)
+        if (folder / "distill_log.json").is_file():          # finished before its row was written (killed in between)
+            log = json.loads((folder / "distill_log.json").read_text("utf-8"))
+            return {"distill_loss": log["final_loss"], "steps": log["steps"], "timings": {"distill": log["seconds"]}}
+        teacher = self._load_teacher()
+        segments, source = self._load_corpus()
+        mapping = LayerMapping.parse(text, teacher.num_layers, student_layers=self.config.student.layers)
+        from .models import StudentSpec
+
+        s = self.config.student
+        spec = StudentSpec.resolve(teacher.model.config, s.layers, s.hidden_size, s.heads, s.ffn)
+        student = build_student(teacher.model.config, spec, seed=seed)
+        if self.init == "teacher":
+            init_student_from_teacher(student, teacher.model, mapping)
+        _, stats = distill(student, source, mapping, segments, distill_settings(self.config, seed),
+                           teacher_width=teacher.hidden_size, device=self._device_obj(), progress=self.progress,
+                           checkpoint_dir=folder / "checkpoints", desc=f"distilling {text} (full)")
+        save_student(folder, student.cpu(), teacher.tokenizer, mapping, stats, teacher=self.config.teacher.name)
+        first = float(np.mean(stats.losses[:10])) if stats.losses else float("nan")
+        return {"distill_loss": stats.final_loss, "first_loss": first, "steps": stats.steps,
+                "timings": {"distill": stats.seconds, "teacher": stats.teacher_seconds}}
+
+    def _finetune_student(self, job: Job) -> dict:
+        from transformers import AutoModel
+
+        _, mapping, d, _, _ = job
+        folder = student_dir(self.out, mapping, d)
+        if not (folder / "config.json").is_file():
+            raise CompareError(f"the distilled student {folder} is missing; its distillation did not finish")
+        student = AutoModel.from_pretrained(folder)
+        return self._finetune(job, student)
+
+    def _finetune(self, job: Job, encoder) -> dict:
+        from proxy_tasks import finetune_and_score
+
+        _, _, _, task, seed = job
+        result = finetune_and_score(encoder, self._load_teacher().tokenizer, self._task(task), self._finetune_settings(seed),
+                                    device=self._device_obj(), progress=self.progress, keep_outputs=True)
+        path = _outputs_path(self.out, job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+        np.savez(tmp, **{split: arr.astype(np.float32) for split, arr in (result.outputs or {}).items()})
+        os.replace(tmp, path)
+        return {"score": float(result.score), "metrics": dict(result.metrics), "num_train": result.num_train,
+                "num_eval": result.num_eval, "timings": {"finetune": result.train_seconds, "eval": result.eval_seconds}}
+
+
+# -- the driver -------------------------------------------------------------------------------------------
+def resolve_mappings(texts: Sequence[str], student_layers: int, teacher_layers: int) -> list[str]:
+    """Genome texts or baseline names -> canonical genome texts (duplicates dropped, order kept)."""
+    out: list[str] = []
+    for text in texts:
+        genome = LayerMapping.parse(text.strip(), teacher_layers, student_layers=student_layers).text
+        if genome not in out:
+            out.append(genome)
+    if not out:
+        raise CompareError("no mapping to compare; give --mappings 2-4-6,1-2-3 or a run folder")
+    return out
+
+
+def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, proxy_fitness: Mapping[str, float] | None = None,
+                source: Mapping[str, Any] | None = None, teacher_finetune: bool = False, progress: bool = True,
+                executor: Executor | None = None) -> CompareResult:
+    """Compare ``mappings`` (genome texts or baseline names) at the ``[compare]`` budget in folder ``out``."""
+    from proxy_tasks import data_fingerprint, get_task
+
+    from .corpus import check_source
+    from .models import load_teacher_config
+
+    clock = time.perf_counter()
+    teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
+    n_layers, m_layers = int(teacher_cfg.num_hidden_layers), config.student.layers
+    genomes = resolve_mappings(mappings, m_layers, n_layers)
+    tasks = [get_task(t).name for t in config.compare.tasks]
+    max_pos = getattr(teacher_cfg, "max_position_embeddings", None)
+    for key in ("seq_len", "finetune_seq_len"):
+        if max_pos is not None and getattr(config.compare, key) > max_pos:
+            raise CompareError(f"compare.{key} = {getattr(config.compare, key)} exceeds the teacher's "
+                               f"max_position_embeddings ({max_pos}); lower it")
+    check_source(config.corpus.path)
+    data_fp = {t: data_fingerprint(t, config.proxy.glue_dir or None) for t in tasks}
+    fingerprint = compare_fingerprint(config)
+    out = Path(out)
+    _claim_folder(out, config, fingerprint)
+    lock = lock_run(out)
+    store = Store(out / STORE_NAME)
+    try:
+        store.ensure_cells()
+        kinds = kinds_of(genomes, {k: "-".join(map(str, g)) for k, g in baselines(m_layers, n_layers).items()})
+        units = [(d, s) for d in range(config.compare.distill_seeds) for s in range(config.compare.seeds)]
+        cell_fp = {t: digest([fingerprint, t, data_fp[t]])[:32] for t in tasks}
+
+        def fp_of(job: Job) -> str:
+            return fingerprint if job[0] == DISTILL else cell_fp[job[3]]
+
+        wanted = [(FINETUNE, m, d, t, s) for m in genomes for t in tasks for d, s in units]
+        teacher_jobs = [(TEACHER, TEACHER_MAPPING, 0, t, 0) for t in tasks] if teacher_finetune else []
+        done = {job: store.lookup_cell(fp_of(job), job) for job in wanted + teacher_jobs}
+        missing = [job for job in wanted if done[job] is None]
+        students = list(dict.fromkeys((job[1], job[2]) for job in missing))
+        distill_jobs = [(DISTILL, m, d, "", -1) for m, d in students
+                        if not ((student_dir(out, m, d) / "config.json").is_file()
+                                and store.lookup_cell(fingerprint, (DISTILL, m, d, "", -1)))]
+        phase1 = distill_jobs + [job for job in teacher_jobs if done[job] is None]
+        worker = CompareWorker(config, out, fingerprint)
+        runner = _Runner(store, fp_of, worker, config, executor, progress, total=len(phase1) + len(missing))
+        failed_students = set()
+        try:
+            for job, record in runner.run(phase1, prepare_corpus=bool(distill_jobs)):
+                done[job] = record if record["status"] == COMPLETE else None
+                if job[0] == DISTILL and record["status"] != COMPLETE:
+                    failed_students.add((job[1], job[2]))
+            phase2 = [job for job in missing if (job[1], job[2]) not in failed_students]
+            for job, record in runner.run(phase2, prepare_corpus=False):
+                done[job] = record if record["status"] == COMPLETE else None
+        finally:
+            runner.close()
+        cells = _cells(out, wanted, done, teacher_finetune)
+        table = build_table(cells, genomes, tasks, units, kinds=kinds, proxy_fitness=proxy_fitness)
+        computed = sum(1 for job in missing if done[job] is not None)
+        table.update(
+            fingerprint=fingerprint, created=now(), source=dict(source or {}),
+            teacher={"name": config.teacher.name, "layers": n_layers},
+            student={"layers": m_layers, "hidden_size": config.student.hidden_size or int(teacher_cfg.hidden_size),
+                     "init": worker.init},
+            budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
+            teacher_scores={job[3]: done[job]["score"] for job in teacher_jobs if done[job] is not None},
+            cells={"computed": computed, "cached": len(wanted) - len(missing), "failed": len(missing) - computed,
+                   "total": len(wanted), "distillations": sum(1 for j in runner.finished if j[0] == DISTILL)},
+            wall_time=time.perf_counter() - clock,
+        )
+        write_table(out, table, header=_header(table))
+        return CompareResult(out, table, computed, len(wanted) - len(missing), len(missing) - computed,
+                             table["cells"]["distillations"], table["wall_time"])
+    finally:
+        store.close()
+        lock.close()
+
+
+class _Runner:
+    """Runs job lists through one executor (created on first need) and writes each record as it arrives."""
+
+    def __init__(self, store: Store, fp_of, worker: CompareWorker, config: Config, executor: Executor | None,
+                 progress: bool, total: int) -> None:
+        self.store, self.fp_of, self.worker, self.config = store, fp_of, worker, config
+        self.executor, self.owns = executor, executor is None
+        self.progress, self.total, self.count = progress, total, 0
+        self.finished: list[Job] = []
+        self._prepared: set[bool] = set()
+
+    def run(self, jobs: Sequence[Job], *, prepare_corpus: bool):
+        if not jobs:
+            return
+        if prepare_corpus not in self._prepared and (prepare_corpus or not self._prepared):
+            self.worker.progress = self.progress and sys.stderr.isatty()
+            self.worker.prepare(distill=prepare_corpus)
+            self.worker.progress = False
+            self._prepared.add(prepare_corpus)
+        if self.executor is None:
+            self.executor = create_executor(self.worker, self.config.run)
+        from tqdm.auto import tqdm
+
+        tty = sys.stderr.isatty()
+        with tqdm(total=len(jobs), desc="compare", unit="job", file=sys.stderr,
+                  disable=not (self.progress and tty)) as bar:
+            for job, record in self.executor.submit(jobs):
+                job = tuple(job)
+                if isinstance(record, EvaluationRecord):        # the worker process died
+                    record = {"status": FAILED, "error": record.error, "kind": job[0], "timings": record.timings}
+                self.store.save_cell(self.fp_of(job), job, record)
+                self.finished.append(job)
+                self.count += 1
+                bar.update()
+                if self.progress and not tty:
+                    print(f"compare {self.count}/{self.total}  {_describe_job(job)}  {_outcome(record)}  "
+                          f"{record.get('timings', {}).get('total', 0.0):.0f}s", file=sys.stderr, flush=True)
+                yield job, record
+
+    def close(self) -> None:
+        if self.executor is not None and self.owns:
+            self.executor.close()
+
+
+def _describe_job(job: Job) -> str:
+    kind, mapping, d, task, seed = job
+    if kind == DISTILL:
+        return f"distill {mapping} (seed {d})"
+    if kind == TEACHER:
+        return f"teacher fine-tune {task}"
+    return f"{mapping} {task} seed {seed}" + (f" (distillation seed {d})" if d else "")
+
+
+def _outcome(record: dict) -> str:
+    if record["status"] != COMPLETE:
+        return f"failed ({record.get('error')})"
+    if record.get("score") is not None:
+        return f"score {record['score']:.2f}"
+    return f"loss {record.get('distill_loss', float('nan')):.4f}"
+
+
+def _cells(out: Path, wanted: Sequence[Job], done: Mapping[Job, dict | None], teacher_finetune: bool) -> list[Cell]:
+    """Finished cells, with loyalty to the teacher's dev outputs where those were saved."""
+    cells = []
+    for job in wanted:
+        record = done.get(job)
+        if record is None:
+            continue
+        loy: dict[str, float] = {}
+        if teacher_finetune:
+            loy = _loyalty(out, job)
+        cells.append(Cell(mapping=job[1], distill_seed=job[2], task=job[3], seed=job[4], score=float(record["score"]),
+                          metrics=dict(record.get("metrics", {})), loyalty=loy))
+    return cells
+
+
+def _loyalty(out: Path, job: Job) -> dict[str, float]:
+    teacher_path = _outputs_path(out, (TEACHER, TEACHER_MAPPING, 0, job[3], 0))
+    student_path = _outputs_path(out, job)
+    if not (teacher_path.is_file() and student_path.is_file()):
+        return {}
+    with np.load(teacher_path) as t, np.load(student_path) as s:
+        splits = [k for k in t.files if k in s.files]
+        if not splits:
+            return {}
+        return loyalty(np.concatenate([s[k] for k in splits]), np.concatenate([t[k] for k in splits]))
+
+
+def _budget(config: Config) -> dict:
+    c = config.compare
+    return {"max_steps": c.max_steps, "epochs": c.epochs, "batch_size": c.batch_size, "seq_len": c.seq_len,
+            "learning_rate": c.learning_rate, "max_segments": c.max_segments, "fraction": c.fraction,
+            "finetune": {"max_train": c.max_train, "max_eval": c.max_eval, "epochs": c.finetune_epochs,
+                         "batch_size": c.finetune_batch_size, "learning_rate": c.finetune_learning_rate,
+                         "seq_len": c.finetune_seq_len}}
+
+
+def _header(table: dict) -> list[str]:
+    b, s = table["budget"], table["student"]
+    steps = f"{b['max_steps']} steps" if b["max_steps"] else f"{b['epochs']:g} epochs"
+    ft = b["finetune"]
+    avg = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
+    noise = (f"Seed noise: the standard deviation of a mapping's average over seeds is {min(avg):.2f}–{max(avg):.2f} points."
+             if avg else "Seed noise: not measured (one seed).")
+    n_units = len(table["units"])
+    lines = [
+        f"# Final-stage comparison ({len(table['mappings'])} mappings, {len(table['tasks'])} tasks, {n_units} seed units)",
+        "",
+        f"Teacher `{table['teacher']['name']}` ({table['teacher']['layers']} layers) → {s['layers']}-layer, "
+        f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. Full distillation: {steps} of "
+        f"{b['batch_size']} × {b['seq_len']} tokens, learning rate {b['learning_rate']:g}. Fine-tuning: "
+        f"{ft['max_train'] or 'all'} training examples per task, {ft['epochs']:g} epochs, learning rate "
+        f"{ft['learning_rate']:g}, {table['seeds']} seeds × {table['distill_seeds']} distillation seed(s). "
+        "Scores: GLUE dev metrics in percent (two-metric tasks: their mean), mean ± std over seed units.",
+        "",
+        f"{noise} Each mapping is compared with the reference ({table['reference_kind']}: {table['reference']}) "
+        "by the paired difference over the shared seed units, with a 95 % Student-t interval; "
+        "'better'/'worse' only when the interval excludes 0.",
+    ]
+    if table.get("teacher_scores"):
+        lines += ["", "Fine-tuned teacher (seed 0): " + ", ".join(f"{t} {v:.2f}" for t, v in table["teacher_scores"].items())]
+    return lines
+
+
+def _claim_folder(out: Path, config: Config, fingerprint: str) -> None:
+    """A new compare folder records its fingerprint; an existing one must have been made with the same settings."""
+    info = out / INFO_NAME
+    if info.is_file():
+        try:
+            recorded = json.loads(info.read_text("utf-8"))
+        except ValueError:
+            raise CompareError(f"{info} is damaged; remove the folder {out} or choose another --out") from None
+        if recorded.get("fingerprint") != fingerprint:
+            then = recorded.get("settings", {})
+            now_s = _folder_settings(config)
+            changed = next((k for k in sorted(set(then) | set(now_s)) if then.get(k) != now_s.get(k)), "the teacher or data")
+            raise CompareError(f"compare folder {out} was made with other settings ({changed} differs); use the same "
+                               "settings to extend it, or choose a new --out folder")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CompareError(f"--out {out} exists and is not a compare folder; choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"fingerprint": fingerprint, "created": now(), "settings": _folder_settings(config)}
+    info.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (out / "config.toml").write_text(dump_toml(config), encoding="utf-8")
+
+
+def _folder_settings(config: Config) -> dict:
+    """The settings a compare folder is bound to, flattened (``section.key``) for naming what changed."""
+    d = config.to_dict()
+    flat = {f"{sec}.{k}": v for sec in ("teacher", "student") for k, v in d[sec].items()}
+    flat.update({"corpus.path": config.corpus.path, "corpus.seed": config.corpus.seed})
+    skip = {"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache"}
+    flat.update({f"compare.{k}": v for k, v in d["compare"].items() if k not in skip})
+    return json.loads(json.dumps(flat))

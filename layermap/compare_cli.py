@@ -1,0 +1,185 @@
+"""``layermap compare`` and ``layermap plot``: the final stage's subcommands (``cli.py`` calls :func:`register`).
+
+    layermap compare RUN_DIR --out DIR [--top K] [--seeds S] [--tasks ...] [--config PRESET_OR_FILE] [--set ...]
+    layermap compare --mappings 2-4-6,1-2-3,... --teacher T --corpus C --glue-dir G --out DIR [...]
+    layermap plot RUN_DIR_OR_COMPARE_DIR [-o FOLDER]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import LayermapError
+
+_EXAMPLE_COMPARE = """examples:
+  layermap compare runs/demo --config demo --out runs/demo-compare
+  layermap compare --mappings 2-4-6,1-2-3,4-5-6,0-0-6 --config demo --teacher $TEACHER \\
+      --corpus corpus.txt --glue-dir glue --out cmp --teacher-finetune"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "compare", help="final stage: full distillation of mappings, GLUE fine-tuning over seeds, a paired table",
+        description="Distil a student with each mapping at the [compare] budget, fine-tune each on GLUE tasks with "
+                    "several seeds, and write comparison.md/csv/json with paired differences against the best baseline.",
+        epilog=_EXAMPLE_COMPARE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                   help="a search's run folder: compare its best genome(s) with the uniform, top, bottom and last baselines")
+    p.add_argument("--mappings", default=None,
+                   help="comma-separated mappings to compare without a run (genes like 2-4-6 or uniform/top/bottom/last)")
+    p.add_argument("--out", required=True, metavar="DIR", help="compare folder (new, or one made with the same settings)")
+    p.add_argument("--top", type=int, default=1, help="with RUN_DIR: how many of the run's best genomes to include (default 1)")
+    p.add_argument("--no-baselines", action="store_true", help="with RUN_DIR: do not add the four baselines")
+    p.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds per student and task (compare.seeds, default 3)")
+    p.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (compare.tasks), e.g. sst2,mrpc,rte,cola")
+    p.add_argument("--config", default=None, help="preset (smoke, demo, paper) or TOML file; with RUN_DIR only its "
+                                                  "[compare] section is used, the rest comes from the run")
+    p.add_argument("--teacher", default=None, help="teacher: hub name or local directory")
+    p.add_argument("--corpus", default=None, help="corpus text file or a datasets name")
+    p.add_argument("--glue-dir", default=None, help="local GLUE folder in the standard layout (default: the hub)")
+    p.add_argument("--teacher-finetune", action="store_true",
+                   help="also fine-tune the teacher once per task and report each student's loyalty to it")
+    p.add_argument("--workers", type=int, default=None, help="parallel jobs (run.workers)")
+    p.add_argument("--executor", choices=("local", "process", "ray"), default=None, help="where jobs run (run.executor)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting, e.g. --set compare.max_steps=2000 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=compare_command)
+
+    p = subparsers.add_parser(
+        "plot", help="figures of a run (evolution, mapping diagram, gene heatmap) or of a compare folder (bars)",
+        epilog="examples:\n  layermap plot runs/demo -o figures\n  layermap plot runs/demo-compare",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", metavar="RUN_DIR_OR_COMPARE_DIR")
+    p.add_argument("-o", "--output", default=None, help="folder for the PNG and SVG files (default: FOLDER/plots)")
+    p.set_defaults(func=plot_command)
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from .compare import run_compare
+
+    if args.seeds is not None and args.seeds < 1:
+        raise LayermapError(f"--seeds must be at least 1, got {args.seeds}")
+    if bool(args.run_dir) == bool(args.mappings):
+        raise LayermapError("give either a run folder (layermap compare RUN_DIR --out DIR) or --mappings 2-4-6,1-2-3 "
+                            "(with --teacher, --corpus and --config), not both and not neither")
+    if args.top < 1:
+        raise LayermapError(f"--top must be at least 1, got {args.top}")
+    if args.run_dir:
+        config, mappings, proxy, source = _from_run(args)
+    else:
+        config = _config(args, base=None)
+        mappings = [m for m in args.mappings.split(",") if m.strip()]
+        proxy, source = _shared_proxy_fitness(config, mappings), {"mappings": args.mappings}
+    if not config.teacher.name:
+        raise LayermapError("no teacher given; pass --teacher (a hub name or a local model folder)")
+    if not config.corpus.path:
+        raise LayermapError("no corpus given; pass --corpus (a text file or a datasets name)")
+    result = run_compare(config, mappings, args.out, proxy_fitness=proxy, source=source,
+                         teacher_finetune=args.teacher_finetune, progress=not args.quiet)
+    _print_result(result)
+    return 0
+
+
+def _config(args: argparse.Namespace, base: dict | None):
+    """Settings: the run's (or defaults) <- the [compare] section of --config (or the whole preset without a run)
+    <- flags <- --set."""
+    from .config import _merge, config_from_dict, parse_override, read_toml
+
+    if base is None:
+        data = read_toml(args.config) if args.config else {}
+    else:
+        data = {k: dict(v) for k, v in base.items()}
+        if args.config:
+            data["compare"] = dict(read_toml(args.config).get("compare", {}))
+    flags: dict = {"teacher": {}, "corpus": {}, "proxy": {}, "compare": {}, "run": {}}
+    if args.teacher:
+        flags["teacher"]["name"] = args.teacher
+    if args.corpus:
+        flags["corpus"]["path"] = args.corpus
+    if args.glue_dir is not None:
+        flags["proxy"]["glue_dir"] = args.glue_dir
+    if args.tasks is not None:
+        flags["compare"]["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.seeds is not None:
+        flags["compare"]["seeds"] = args.seeds
+    for key in ("workers", "executor", "device"):
+        if getattr(args, key) is not None:
+            flags["run"][key] = getattr(args, key)
+    data = _merge(data, {k: v for k, v in flags.items() if v})
+    for text in args.overrides:
+        section, key, value = parse_override(text)
+        data = _merge(data, {section: {key: value}})
+    return config_from_dict(data)
+
+
+def _from_run(args: argparse.Namespace):
+    """Settings, mappings (the run's best genomes + the baselines), proxy fitnesses and provenance of a run."""
+    from .mapping import baselines
+    from .results import load_result
+    from .store import open_run
+
+    if not Path(args.run_dir).is_dir():
+        raise LayermapError(f"run folder {args.run_dir!r} does not exist; give the --out folder of 'layermap evolve'")
+    _, store, row = open_run(args.run_dir)
+    with store:
+        result = load_result(store, row, args.run_dir)
+        fitness: dict[str, float] = {}
+        for r in store.run_evaluations(row.run_id):
+            if r.record is not None and r.record.ok:
+                fitness.setdefault(r.genome, r.record.fitness)
+    if result.best_record is None:
+        raise LayermapError(f"run folder {args.run_dir} has no finished evaluation to compare; let "
+                            f"'layermap evolve --resume {args.run_dir}' finish some first")
+    config = _config(args, row.config)         # the run's settings, its [compare] section included
+    top = sorted(fitness, key=lambda g: -fitness[g])[:args.top]
+    mappings = list(top)
+    if not args.no_baselines:
+        mappings += ["-".join(map(str, g)) for g in baselines(row.student_layers, row.teacher_layers).values()]
+    source = {"run_dir": str(Path(args.run_dir).resolve()), "run_id": row.run_id, "best": result.best_record.genome,
+              "best_fitness": result.best_record.fitness, "top": top}
+    return config, mappings, fitness, source
+
+
+def _shared_proxy_fitness(config, mappings) -> dict[str, float]:
+    """Proxy fitnesses of the mappings known to the user-wide fitness cache under these proxy settings (if any)."""
+    from .corpus import default_cache_dir
+    from .evolve import SHARED_CACHE_NAME
+
+    path = default_cache_dir(config.run.cache_dir) / SHARED_CACHE_NAME
+    if not path.is_file() or not config.teacher.name or not config.corpus.path:
+        return {}
+    try:
+        from .compare import resolve_mappings
+        from .fitness import ProxyEvaluator
+        from .store import Store
+
+        evaluator = ProxyEvaluator(config)
+        genomes = resolve_mappings(mappings, evaluator.student_layers, evaluator.teacher_layers)
+        with Store(path) as store:
+            found = {g: store.lookup(evaluator.fingerprint, g) for g in genomes}
+    except Exception:  # noqa: BLE001 - a proxy fitness is only an annotation here; bad input is reported later
+        return {}
+    return {g: r.fitness for g, r in found.items() if r is not None and r.ok}
+
+
+def _print_result(result) -> None:
+    t = result.table
+    print((Path(result.out) / "comparison.md").read_text("utf-8"))
+    print(f"cells: {result.computed} computed, {result.cached} cached, {result.failed} failed; "
+          f"{result.distilled} distillations run; wall time {result.wall_time:.0f}s")
+    print(f"written: {result.out}/comparison.md, comparison.csv, comparison.json   (layermap plot {result.out})")
+    if t["reference"] is None:
+        print("no mapping has a complete set of scores yet; rerun the same command to retry the failed cells")
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    from .plots import plot_folder
+
+    files = plot_folder(args.folder, args.output)
+    for path in files:
+        print(path)
+    return 0
+

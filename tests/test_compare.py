@@ -1,0 +1,207 @@
+"""``layermap compare`` and ``layermap plot`` on tiny random models: table shape, reuse, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from layermap import compare as compare_mod
+from layermap.cli import main
+from layermap.compare import CompareError, run_compare, student_dir
+from layermap.config import load_config
+
+COMPARE = """
+[compare]
+max_steps = 4
+batch_size = 8
+seq_len = 32
+max_segments = 48
+checkpoint_every = 2
+teacher_cache = true
+tasks = ["sst2", "rte"]
+seeds = 2
+max_train = 32
+max_eval = 16
+finetune_epochs = 1.0
+finetune_batch_size = 16
+finetune_learning_rate = 1e-3
+finetune_seq_len = 32
+"""
+
+
+@pytest.fixture
+def compare_toml(tiny_config_toml: Path) -> Path:
+    tiny_config_toml.write_text(tiny_config_toml.read_text() + COMPARE, encoding="utf-8")
+    return tiny_config_toml
+
+
+def _config(path: Path, *overrides: str):
+    return load_config(str(path), overrides)
+
+
+def test_compare_writes_the_table_and_loadable_students(compare_toml, tmp_path):
+    from transformers import AutoModel
+
+    out = tmp_path / "cmp"
+    result = run_compare(_config(compare_toml), ["uniform", "1-2", "0-4"], out, progress=False,
+                         proxy_fitness={"1-2": 55.0})
+    table = json.loads((out / "comparison.json").read_text())
+    assert (out / "comparison.md").read_text().count("\n| ") >= 3 and (out / "comparison.csv").is_file()
+    assert table["mappings"] == ["2-4", "1-2", "0-4"]
+    assert len(table["rows"]) == 3 * 3                           # mappings x (2 tasks + average)
+    assert all(len(r["scores"]) == 2 and r["n"] == 2 for r in table["rows"])
+    assert table["cells"]["computed"] == 12 and table["cells"]["cached"] == 0 and table["cells"]["distillations"] == 3
+    assert result.computed == 12 and result.failed == 0
+    assert table["reference"] in {"2-4", "1-2", "0-4"} and table["reference_kind"] == "best baseline"
+    rows = {(r["mapping"], r["task"]): r for r in table["rows"]}
+    assert rows[("1-2", "average")]["proxy_fitness"] == 55.0
+    assert rows[("2-4", "average")]["kind"] == ["uniform"] and rows[("1-2", "sst2")]["kind"] == ["bottom"]
+    assert all("accuracy" in m for m in rows[("2-4", "sst2")]["metrics"])
+    model = AutoModel.from_pretrained(student_dir(out, "1-2", 0))
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 16
+    assert json.loads((student_dir(out, "1-2", 0) / "mapping.json").read_text())["genes"] == [1, 2]
+
+
+def test_a_second_identical_compare_computes_nothing_and_more_seeds_compute_only_new_cells(compare_toml, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(_config(compare_toml), ["2-4", "1-2"], out, progress=False)
+    again = run_compare(_config(compare_toml), ["2-4", "1-2"], out, progress=False)
+    assert (again.computed, again.cached, again.distilled) == (0, 8, 0)
+    first = json.loads((out / "comparison.json").read_text())
+    assert first["cells"] == {"computed": 0, "cached": 8, "failed": 0, "total": 8, "distillations": 0}
+    more = run_compare(_config(compare_toml, "compare.seeds=3"), ["2-4", "1-2"], out, progress=False)
+    assert (more.computed, more.cached, more.distilled) == (4, 8, 0)
+
+
+def test_a_killed_compare_resumes_without_recomputing_finished_work(compare_toml, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    real = compare_mod.CompareWorker._finetune_student
+    calls = {"n": 0}
+
+    def dies_on_the_third_cell(self, job):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt       # like Ctrl-C or a kill between two cells
+        return real(self, job)
+
+    monkeypatch.setattr(compare_mod.CompareWorker, "_finetune_student", dies_on_the_third_cell)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(_config(compare_toml), ["2-4", "1-2"], out, progress=False)
+    monkeypatch.setattr(compare_mod.CompareWorker, "_finetune_student", real)
+    resumed = run_compare(_config(compare_toml), ["2-4", "1-2"], out, progress=False)
+    assert resumed.distilled == 0                     # both students were saved before the kill
+    assert (resumed.cached, resumed.computed) == (2, 6)
+
+
+def test_a_killed_distillation_resumes_from_its_checkpoint(compare_toml, tmp_path, monkeypatch):
+    """Stopped at step 3 of 4 (checkpoint at step 2), the rerun continues from step 2 and ends where an
+    uninterrupted distillation ends."""
+    import layermap.distill as distill_mod
+
+    straight = tmp_path / "straight"
+    run_compare(_config(compare_toml, "compare.tasks=['sst2']", "compare.seeds=1"), ["1-2"], straight, progress=False)
+    out = tmp_path / "cmp"
+    real = distill_mod.forward_layers
+    calls = {"n": 0}
+
+    def dies(model, *args, **kwargs):
+        if model.config.num_hidden_layers == 2:     # the student's forward
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(distill_mod, "forward_layers", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(_config(compare_toml, "compare.tasks=['sst2']", "compare.seeds=1"), ["1-2"], out, progress=False)
+    assert (student_dir(out, "1-2", 0) / "checkpoints" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(distill_mod, "forward_layers", real)
+    run_compare(_config(compare_toml, "compare.tasks=['sst2']", "compare.seeds=1"), ["1-2"], out, progress=False)
+    log = json.loads((student_dir(out, "1-2", 0) / "distill_log.json").read_text())
+    ref = json.loads((student_dir(straight, "1-2", 0) / "distill_log.json").read_text())
+    assert log["steps"] == 4 and log["losses"] == pytest.approx(ref["losses"], rel=1e-5)
+    assert not (student_dir(out, "1-2", 0) / "checkpoints").exists()
+
+
+def test_compare_with_teacher_finetune_reports_loyalty(compare_toml, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(_config(compare_toml, "compare.seeds=1"), ["2-4"], out, teacher_finetune=True, progress=False)
+    table = json.loads((out / "comparison.json").read_text())
+    row = next(r for r in table["rows"] if r["task"] == "sst2")
+    assert set(row["loyalty"]) == {"label", "probability"}
+    assert 0 <= row["loyalty"]["label"] <= 100 and 0 <= row["loyalty"]["probability"] <= 100
+    assert set(table["teacher_scores"]) == {"sst2", "rte"}
+    assert "Loyalty" in (out / "comparison.md").read_text()
+
+
+def test_a_compare_folder_made_with_other_settings_is_refused(compare_toml, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(_config(compare_toml, "compare.seeds=1", "compare.tasks=['sst2']"), ["2-4"], out, progress=False)
+    with pytest.raises(CompareError, match="compare.max_steps"):
+        run_compare(_config(compare_toml, "compare.max_steps=5"), ["2-4"], out, progress=False)
+
+
+def test_the_process_executor_runs_compare_cells(compare_toml, tmp_path):
+    out = tmp_path / "cmp"
+    result = run_compare(_config(compare_toml, "run.executor='process'", "run.workers=2", "compare.seeds=1"),
+                         ["2-4", "1-2"], out, progress=False)
+    assert (result.computed, result.failed, result.distilled) == (4, 0, 2)
+
+
+# -- the command line ----------------------------------------------------------------------------------------
+def test_cli_compare_from_a_run_folder_and_from_mappings_then_plot(compare_toml, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["evolve", "--config", str(compare_toml), "--set", "search.generations=1", "--set", "search.offspring=2",
+                 "--quiet", "--out", str(run)]) == 0
+    cmp = tmp_path / "cmp"
+    assert main(["compare", str(run), "--seeds", "1", "--quiet", "--out", str(cmp)]) == 0
+    table = json.loads((cmp / "comparison.json").read_text())
+    assert {"2-4", "3-4", "1-2", "0-4"} <= set(table["mappings"])
+    assert table["source"]["run_dir"] == str(run.resolve())
+    best = table["source"]["best"]
+    assert next(r for r in table["rows"] if r["mapping"] == best)["proxy_fitness"] == pytest.approx(table["source"]["best_fitness"])
+    assert main(["compare", str(run), "--seeds", "1", "--quiet", "--out", str(cmp)]) == 0
+    assert "0 computed" in capsys.readouterr().out
+    listed = tmp_path / "listed"
+    assert main(["compare", "--mappings", "2-4,top", "--config", str(compare_toml), "--seeds", "1", "--tasks", "sst2",
+                 "--quiet", "--out", str(listed)]) == 0
+    assert json.loads((listed / "comparison.json").read_text())["mappings"] == ["2-4", "3-4"]
+    for folder, names in ((run, {"evolution", "mappings", "gene_frequency"}), (cmp, {"comparison", "mappings"})):
+        plots = tmp_path / f"plots-{folder.name}"
+        assert main(["plot", str(folder), "-o", str(plots)]) == 0
+        files = sorted(plots.iterdir())
+        assert {f.stem for f in files} == names and {f.suffix for f in files} == {".png", ".svg"}
+        assert all(f.stat().st_size > 1000 for f in files)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mappings", "2-9"], "teacher"),                       # layer 9 of a 4-layer teacher
+    (["--mappings", "2-x"], "malformed"),
+    (["--mappings", "2-4", "--tasks", "nosuchtask"], "nosuchtask"),
+    (["--mappings", "2-4", "--seeds", "0"], "--seeds"),
+    (["--mappings", "2-4", "--set", "compare.seeds=0"], "compare.seeds"),
+])
+def test_cli_compare_bad_input_is_one_sentence_and_exit_2(compare_toml, tmp_path, capsys, argv, message):
+    code = main(["compare", *argv, "--config", str(compare_toml), "--quiet", "--out", str(tmp_path / "cmp")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_compare_refuses_a_run_folder_without_a_finished_evaluation(tmp_path, capsys):
+    from layermap.store import RunInfo, Store, write_run_info
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with Store(run / "layermap.sqlite") as store:
+        store.create_run("r1", fingerprint="f", config_toml="", config={}, description={}, teacher_layers=4,
+                         student_layers=2, run_dir=str(run))
+    write_run_info(run, RunInfo(run_id="r1", store="layermap.sqlite", created="now"))
+    assert main(["compare", str(run), "--quiet", "--out", str(tmp_path / "cmp")]) == 2
+    assert "no finished evaluation" in capsys.readouterr().err
+
+
+def test_plot_refuses_a_folder_that_is_neither(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "neither a run folder" in capsys.readouterr().err
