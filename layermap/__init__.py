@@ -1,0 +1,59 @@
+"""layermap: search the teacher-to-student layer mapping for task-agnostic BERT distillation.
+
+The public API (imported lazily, so ``import layermap`` and ``layermap --help`` stay fast)::
+
+    layermap.LayerMapping, layermap.baselines         genomes and the heuristic mappings
+    layermap.load_config(preset_or_toml, overrides)   settings
+    layermap.search(config, out, **sections)          a new search -> SearchResult
+    layermap.resume(run_dir)                          continue one -> SearchResult
+    layermap.load_result(run_dir)                     read one -> SearchResult
+    layermap.fitness(mapping, config)                 one proxy fitness -> EvaluationRecord
+    layermap.compare(run_dir_or_mappings, out, ...)   the final stage -> CompareResult
+    layermap.plot(folder, out=None)                   figures of a run or a compare folder
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "LayerMapping": "layermap.mapping", "baselines": "layermap.mapping",
+    "Config": "layermap.config", "load_config": "layermap.config",
+    "search": "layermap.api", "resume": "layermap.api", "load_result": "layermap.api", "fitness": "layermap.api",
+    "compare": "layermap.api", "plot": "layermap.api",
+    "SearchResult": "layermap.results", "EvaluationRecord": "layermap.records", "CompareResult": "layermap.compare",
+    "LayermapError": "layermap.errors",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+class _Package(types.ModuleType):
+    """``layermap.fitness`` and ``layermap.compare`` name API functions and submodules alike: importing the
+    submodule must not replace the function (the submodules stay importable as ``layermap.fitness`` etc.
+    through ``from layermap.fitness import ...`` and ``importlib.import_module``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_SHADOWED = ("fitness", "compare")
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'layermap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

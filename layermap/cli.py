@@ -162,6 +162,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="layermap", description="Search the layer mapping for task-agnostic BERT distillation.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"layermap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("baselines", help="print the uniform / top / bottom / last-layer mappings")
     p.add_argument("--teacher-layers", type=int, required=True)

@@ -229,7 +229,8 @@ class CompareWorker:
             init_student_from_teacher(student, teacher.model, mapping)
         _, stats = distill(student, source, mapping, segments, distill_settings(self.config, seed),
                            teacher_width=teacher.hidden_size, device=self._device_obj(), progress=self.progress,
-                           checkpoint_dir=folder / "checkpoints", desc=f"distilling {text} (full)")
+                           checkpoint_dir=folder / "checkpoints", desc=f"distilling {text} (full)",
+                           run_digest=digest([self.fingerprint, segments.identity]))
         save_student(folder, student.cpu(), teacher.tokenizer, mapping, stats, teacher=self.config.teacher.name)
         first = float(np.mean(stats.losses[:10])) if stats.losses else float("nan")
         return {"distill_loss": stats.final_loss, "first_loss": first, "steps": stats.steps,
@@ -271,6 +272,42 @@ def resolve_mappings(texts: Sequence[str], student_layers: int, teacher_layers: 
     if not out:
         raise CompareError("no mapping to compare; give --mappings 2-4-6,1-2-3 or a run folder")
     return out
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a compare takes from a search's run folder."""
+
+    config: dict                 # the run's resolved settings (its [compare] section included)
+    mappings: list[str]          # the run's ``top`` best genomes, then the baselines
+    proxy_fitness: dict[str, float]
+    source: dict
+
+
+def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = True) -> RunPlan:
+    """The run's best ``top`` genomes (+ the four baselines), their proxy fitnesses and its settings."""
+    from .results import load_result
+    from .store import open_run
+
+    if not Path(run_dir).is_dir():
+        raise CompareError(f"run folder {os.fspath(run_dir)!r} does not exist; give the --out folder of 'layermap evolve'")
+    _, store, row = open_run(run_dir)
+    with store:
+        result = load_result(store, row, run_dir)
+        fitness: dict[str, float] = {}
+        for r in store.run_evaluations(row.run_id):
+            if r.record is not None and r.record.ok:
+                fitness.setdefault(r.genome, r.record.fitness)
+    if result.best_record is None:
+        raise CompareError(f"run folder {os.fspath(run_dir)} has no finished evaluation to compare; let "
+                           f"'layermap evolve --resume {os.fspath(run_dir)}' finish some first")
+    best = sorted(fitness, key=lambda g: -fitness[g])[:top]
+    mappings = list(best)
+    if with_baselines:
+        mappings += ["-".join(map(str, g)) for g in baselines(row.student_layers, row.teacher_layers).values()]
+    source = {"run_dir": str(Path(run_dir).resolve()), "run_id": row.run_id, "best": result.best_record.genome,
+              "best_fitness": result.best_record.fitness, "top": best}
+    return RunPlan(dict(row.config), mappings, fitness, source)
 
 
 def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, proxy_fitness: Mapping[str, float] | None = None,

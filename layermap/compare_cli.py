@@ -117,30 +117,10 @@ def _config(args: argparse.Namespace, base: dict | None):
 
 def _from_run(args: argparse.Namespace):
     """Settings, mappings (the run's best genomes + the baselines), proxy fitnesses and provenance of a run."""
-    from .mapping import baselines
-    from .results import load_result
-    from .store import open_run
+    from .compare import plan_from_run
 
-    if not Path(args.run_dir).is_dir():
-        raise LayermapError(f"run folder {args.run_dir!r} does not exist; give the --out folder of 'layermap evolve'")
-    _, store, row = open_run(args.run_dir)
-    with store:
-        result = load_result(store, row, args.run_dir)
-        fitness: dict[str, float] = {}
-        for r in store.run_evaluations(row.run_id):
-            if r.record is not None and r.record.ok:
-                fitness.setdefault(r.genome, r.record.fitness)
-    if result.best_record is None:
-        raise LayermapError(f"run folder {args.run_dir} has no finished evaluation to compare; let "
-                            f"'layermap evolve --resume {args.run_dir}' finish some first")
-    config = _config(args, row.config)         # the run's settings, its [compare] section included
-    top = sorted(fitness, key=lambda g: -fitness[g])[:args.top]
-    mappings = list(top)
-    if not args.no_baselines:
-        mappings += ["-".join(map(str, g)) for g in baselines(row.student_layers, row.teacher_layers).values()]
-    source = {"run_dir": str(Path(args.run_dir).resolve()), "run_id": row.run_id, "best": result.best_record.genome,
-              "best_fitness": result.best_record.fitness, "top": top}
-    return config, mappings, fitness, source
+    plan = plan_from_run(args.run_dir, top=args.top, with_baselines=not args.no_baselines)
+    return _config(args, plan.config), plan.mappings, plan.proxy_fitness, plan.source
 
 
 def _shared_proxy_fitness(config, mappings) -> dict[str, float]:

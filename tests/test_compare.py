@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import pytest
 
-from layermap import compare as compare_mod
 from layermap.cli import main
 from layermap.compare import CompareError, run_compare, student_dir
 from layermap.config import load_config
+
+compare_mod = importlib.import_module("layermap.compare")
 
 COMPARE = """
 [compare]

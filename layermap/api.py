@@ -1,0 +1,116 @@
+"""The Python API: what a notebook needs, without the command line.
+
+::
+
+    import layermap
+
+    result = layermap.search("smoke", "runs/nb", teacher={"name": TEACHER}, corpus={"path": CORPUS},
+                             proxy={"glue_dir": GLUE})
+    print(result.best_mapping, result.best_record.fitness)
+    layermap.load_result("runs/nb").best_mapping.to_json("best_mapping.json")
+    table = layermap.compare("runs/nb", "runs/nb-compare", config="smoke").table
+    layermap.plot("runs/nb-compare")
+
+Settings are given as a preset name, a TOML path or a :class:`Config`, then section dicts
+(``teacher={"name": ...}``) and ``--set``-style strings (``overrides=["search.population=12"]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .config import Config, load_config
+
+
+def resolve_config(config_or_preset: Config | str | None = None, overrides: Sequence[str] = (), **sections: dict) -> Config:
+    """A :class:`Config` from a Config, a preset name or a TOML path, then section dicts and overrides."""
+    if isinstance(config_or_preset, Config):
+        if not sections and not overrides:
+            return config_or_preset
+        from .config import config_from_dict
+
+        base = config_or_preset.to_dict()
+        for name, values in sections.items():
+            base.setdefault(name, {}).update(values or {})
+        config = config_from_dict(base)
+        return load_config(None, overrides, **config.to_dict()) if overrides else config
+    return load_config(config_or_preset, overrides, **sections)
+
+
+def search(config_or_preset: Config | str, out: str | Path, *, overrides: Sequence[str] = (), progress: bool = True,
+           **sections: dict):
+    """Run a new layer-mapping search into ``out`` and return its :class:`SearchResult`."""
+    from .evolve import run_search
+    from .fitness import ProxyEvaluator
+
+    config = resolve_config(config_or_preset, overrides, **sections)
+    return run_search(config, ProxyEvaluator(config), out, progress=progress)
+
+
+def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool = True):
+    """Continue a killed or unfinished search; returns its :class:`SearchResult`."""
+    from .evolve import resume_search
+
+    return resume_search(run_dir, progress=progress, overrides=overrides)
+
+
+def load_result(run_dir: str | Path):
+    """The :class:`SearchResult` a run folder holds (finished or not)."""
+    from .results import load_result as _load
+    from .store import open_run
+
+    _, store, row = open_run(run_dir)
+    with store:
+        return _load(store, row, run_dir)
+
+
+def fitness(mapping, config: Config | str, *, overrides: Sequence[str] = (), **sections: dict):
+    """The proxy fitness of one mapping (a :class:`LayerMapping`, genes, or text such as ``"2-4-6"``)
+    -> an :class:`EvaluationRecord`."""
+    from .fitness import ProxyEvaluator
+    from .mapping import LayerMapping
+
+    evaluator = ProxyEvaluator(resolve_config(config, overrides, **sections))
+    if isinstance(mapping, LayerMapping):
+        genes = mapping.genes
+    elif isinstance(mapping, str):
+        genes = LayerMapping.parse(mapping, evaluator.teacher_layers, student_layers=evaluator.student_layers).genes
+    else:
+        genes = tuple(int(g) for g in mapping)
+    return evaluator.evaluate(genes)
+
+
+def compare(run_dir_or_mappings, out: str | Path, *, config: Config | str | None = None, top: int = 1,
+            teacher_finetune: bool = False, overrides: Sequence[str] = (), progress: bool = True, **sections: dict):
+    """The final stage -> a :class:`CompareResult` (``.table`` is the ``comparison.json`` object).
+
+    ``run_dir_or_mappings``: a run folder (its ``top`` best genomes and the four baselines, with the
+    run's settings; ``config`` then supplies only its ``[compare]`` section) or a list of mappings
+    (``["2-4-6", "uniform"]``, with ``config`` giving every setting)."""
+    from .compare import run_compare
+
+    if isinstance(run_dir_or_mappings, (str, Path)):
+        from .compare import plan_from_run
+        from .config import config_from_dict, read_toml
+
+        plan = plan_from_run(run_dir_or_mappings, top=top)
+        data = dict(plan.config)
+        if isinstance(config, str):
+            data["compare"] = dict(read_toml(config).get("compare", {}))
+        elif isinstance(config, Config):
+            data["compare"] = config.to_dict()["compare"]
+        settings = resolve_config(config_from_dict(data), overrides, **sections)
+        return run_compare(settings, plan.mappings, out, proxy_fitness=plan.proxy_fitness, source=plan.source,
+                           teacher_finetune=teacher_finetune, progress=progress)
+    settings = resolve_config(config, overrides, **sections)
+    mappings = [str(m) if not hasattr(m, "text") else m.text for m in run_dir_or_mappings]
+    return run_compare(settings, mappings, out, source={"mappings": ",".join(mappings)},
+                       teacher_finetune=teacher_finetune, progress=progress)
+
+
+def plot(folder: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Write the figures of a run folder or a compare folder (PNG and SVG); returns their paths."""
+    from .plots import plot_folder
+
+    return plot_folder(folder, out)
