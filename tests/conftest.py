@@ -195,3 +195,29 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("offline data folder absent: set LAYERMAP_DATA to a folder with glue/ and corpus/")
     return path
+
+
+COMPARE_SECTION = """
+[compare]
+max_steps = 4
+batch_size = 8
+seq_len = 32
+max_segments = 48
+checkpoint_every = 2
+teacher_cache = true
+tasks = ["sst2", "rte"]
+seeds = 2
+max_train = 32
+max_eval = 16
+finetune_epochs = 1.0
+finetune_batch_size = 16
+finetune_learning_rate = 1e-3
+finetune_seq_len = 32
+"""
+
+
+@pytest.fixture
+def compare_toml(tiny_config_toml: Path) -> Path:
+    """The tiny config with a [compare] section: a full compare of a few mappings takes seconds."""
+    tiny_config_toml.write_text(tiny_config_toml.read_text() + COMPARE_SECTION, encoding="utf-8")
+    return tiny_config_toml

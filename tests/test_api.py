@@ -9,31 +9,14 @@ import layermap
 from layermap.compare import CompareResult  # noqa: F401  (importing the submodule must not shadow the function)
 from layermap.fitness import ProxyEvaluator  # noqa: F401
 
-COMPARE = """
-[compare]
-max_steps = 3
-batch_size = 8
-seq_len = 32
-max_segments = 32
-tasks = ["sst2"]
-seeds = 2
-max_train = 32
-max_eval = 16
-finetune_epochs = 1.0
-finetune_batch_size = 16
-finetune_learning_rate = 1e-3
-finetune_seq_len = 32
-"""
-
-
 def test_the_api_names_survive_importing_their_submodules():
     assert callable(layermap.fitness) and callable(layermap.compare)
     assert importlib.import_module("layermap.compare").run_compare
     assert layermap.__version__ and "search" in layermap.__all__ and "compare" in dir(layermap)
 
 
-def test_a_notebook_runs_a_search_reads_it_exports_compares_and_plots(tiny_config_toml, tmp_path):
-    tiny_config_toml.write_text(tiny_config_toml.read_text() + COMPARE, encoding="utf-8")
+def test_a_notebook_runs_a_search_reads_it_exports_compares_and_plots(compare_toml, tmp_path):
+    tiny_config_toml = compare_toml
     run = tmp_path / "run"
     result = layermap.search(str(tiny_config_toml), run, search={"generations": 1, "offspring": 2}, progress=False)
     assert result.best_record is not None and result.best_record.ok
@@ -43,7 +26,8 @@ def test_a_notebook_runs_a_search_reads_it_exports_compares_and_plots(tiny_confi
     assert layermap.LayerMapping.from_json(tmp_path / "best.json").genes == result.best_genome
     record = layermap.fitness("1-2", str(tiny_config_toml))
     assert record.ok and set(record.tasks) == {"sst2", "rte"}
-    cmp = layermap.compare(run, tmp_path / "cmp", progress=False)
+    cmp = layermap.compare(run, tmp_path / "cmp", overrides=["compare.tasks=['sst2']", "compare.max_steps=3"],
+                           progress=False)
     assert isinstance(cmp, layermap.CompareResult) and cmp.computed == 2 * len(cmp.table["mappings"])
     assert result.best_record.genome in cmp.table["mappings"]
     assert {"2-4", "3-4", "1-2", "0-4"} <= set(cmp.table["mappings"])

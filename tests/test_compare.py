@@ -14,31 +14,6 @@ from layermap.config import load_config
 
 compare_mod = importlib.import_module("layermap.compare")
 
-COMPARE = """
-[compare]
-max_steps = 4
-batch_size = 8
-seq_len = 32
-max_segments = 48
-checkpoint_every = 2
-teacher_cache = true
-tasks = ["sst2", "rte"]
-seeds = 2
-max_train = 32
-max_eval = 16
-finetune_epochs = 1.0
-finetune_batch_size = 16
-finetune_learning_rate = 1e-3
-finetune_seq_len = 32
-"""
-
-
-@pytest.fixture
-def compare_toml(tiny_config_toml: Path) -> Path:
-    tiny_config_toml.write_text(tiny_config_toml.read_text() + COMPARE, encoding="utf-8")
-    return tiny_config_toml
-
-
 def _config(path: Path, *overrides: str):
     return load_config(str(path), overrides)
 
