@@ -100,7 +100,20 @@ def main() -> None:
                            "max_train": c.proxy.max_train, "max_eval": c.proxy.max_eval, "finetune_epochs": c.proxy.epochs},
                    seed_sets_meaning="seed set s: distill.seed = s and proxy.seed = s", threads=args.threads,
                    machine=machine())
-    write(args.out, figures)
+    write(args.out, _finite(figures))
+
+
+def _finite(obj):
+    """NaN / inf (a constant column has no rank correlation) as null, so the JSON is strict."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _extra_tasks(ev: ProxyEvaluator, names: str) -> tuple:
