@@ -183,10 +183,11 @@ def export_command(args: argparse.Namespace) -> int:
         payload = mapping.to_dict(**metadata)
         default = "best_mapping.json"
     else:
-        payload = {"intermediate_matches": textbrewer_matches(mapping, *_widths(row)), "mapping": mapping.text,
-                   "metadata": {**metadata, "layer_numbering": "hidden 0 = embeddings, k = layer k; attention k = layer k "
-                                "(as in TextBrewer's examples/matches.py); an adaptor returning outputs.attentions "
-                                "as-is is 0-based, so subtract 1 from attention layer_T/layer_S there"}}
+        # exactly DistillationConfig's keys, so that DistillationConfig.from_json_file(path) loads it; the
+        # general stage has no prediction-layer loss (kd_loss_weight 0); provenance goes to a sibling file
+        payload = {"intermediate_matches": textbrewer_matches(mapping, *_widths(row)), "kd_loss_weight": 0,
+                   "hard_label_weight": 0}
+        provenance = {"mapping": mapping.text, **metadata, "layer_numbering": TEXTBREWER_NUMBERING}
         default = "intermediate_matches.json"
     text = json.dumps(payload, indent=2) + "\n"
     if args.output == "-":
@@ -202,8 +203,18 @@ def export_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise LayermapError(f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and free "
                             "disk space") from None
+    if args.format == "textbrewer":
+        sibling = path.with_name(f"{path.stem}.provenance.json")
+        sibling.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+        print(f"provenance (teacher, fitness, layer numbering) written to {sibling}")
     print(f"best mapping {mapping.text} (fitness {result.best_record.fitness:.2f}) written to {path}")
     return 0
+
+
+TEXTBREWER_NUMBERING = ("hidden 0 = embeddings, k = layer k; attention k = layer k (as in TextBrewer's "
+                        "examples/matches.py); an adaptor returning outputs.attentions as-is is 0-based, so subtract 1 "
+                        "from attention layer_T/layer_S there. TextBrewer builds one projection per hidden match; "
+                        "layermap shares one projection across all layers.")
 
 
 def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width: int) -> list[dict]:

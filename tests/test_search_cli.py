@@ -122,7 +122,10 @@ def test_export_json_round_trips_with_provenance(run_dir, tmp_path, capsys):
 def test_export_textbrewer_has_one_hidden_match_per_mapped_pair(run_dir, capsys):
     assert cli("export", str(run_dir), "--format", "textbrewer") == 0
     data = json.loads((run_dir / "intermediate_matches.json").read_text())
-    mapping = LayerMapping.parse(data["mapping"], 8)
+    provenance = json.loads((run_dir / "intermediate_matches.provenance.json").read_text())
+    assert set(data) == {"intermediate_matches", "kd_loss_weight", "hard_label_weight"}
+    assert {"teacher", "fitness", "layer_numbering", "fingerprint"} <= set(provenance)
+    mapping = LayerMapping.parse(provenance["mapping"], 8)
     hidden = [m for m in data["intermediate_matches"] if m["feature"] == "hidden"]
     attention = [m for m in data["intermediate_matches"] if m["feature"] == "attention"]
     assert [(m["layer_S"], m["layer_T"]) for m in hidden] == mapping.pairs()
@@ -172,3 +175,32 @@ def test_evolve_with_the_proxy_fitness_on_a_tiny_teacher(tiny_config_toml, tmp_p
     hidden = [m for m in json.loads((out / "intermediate_matches.json").read_text())["intermediate_matches"]
               if m["feature"] == "hidden"]
     assert all(m["proj"] == ["linear", 16, 32] for m in hidden)      # tiny student 16 wide, tiny teacher 32
+
+
+def _textbrewer_distillation_config():
+    """TextBrewer's own DistillationConfig; TextBrewer imports a TensorBoard writer at import time, which is
+    stubbed when neither tensorboard nor tensorboardX is installed (only the config class is used)."""
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("textbrewer") is None:
+        pytest.skip("TextBrewer is not installed (pip install --no-deps textbrewer)")
+    if importlib.util.find_spec("tensorboardX") is None and importlib.util.find_spec("tensorboard") is None:
+        stub = types.ModuleType("tensorboardX")
+        stub.SummaryWriter = object
+        sys.modules.setdefault("tensorboardX", stub)
+    from textbrewer import DistillationConfig
+
+    return DistillationConfig
+
+
+def test_export_textbrewer_loads_with_textbrewers_own_distillation_config(run_dir, tmp_path):
+    config_cls = _textbrewer_distillation_config()
+    path = tmp_path / "matches.json"
+    assert cli("export", str(run_dir), "--format", "textbrewer", "-o", str(path)) == 0
+    config = config_cls.from_json_file(str(path))
+    written = json.loads(path.read_text())["intermediate_matches"]
+    assert [(m.layer_T, m.layer_S, m.feature, m.loss) for m in config.intermediate_matches] == [
+        (m["layer_T"], m["layer_S"], m["feature"], m["loss"]) for m in written]
+    assert config.kd_loss_weight == 0 and (tmp_path / "matches.provenance.json").is_file()
