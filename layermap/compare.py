@@ -337,7 +337,6 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
     lock = lock_run(out)
     store = Store(out / STORE_NAME)
     try:
-        store.ensure_cells()
         kinds = kinds_of(genomes, {k: "-".join(map(str, g)) for k, g in baselines(m_layers, n_layers).items()})
         units = [(d, s) for d in range(config.compare.distill_seeds) for s in range(config.compare.seeds)]
         cell_fp = {t: digest([fingerprint, t, data_fp[t]])[:32] for t in tasks}

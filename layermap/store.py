@@ -38,7 +38,10 @@ from typing import IO, Any
 from .errors import LayermapError
 from .records import COMPLETE, FAILED, RUNNING, EvaluationRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# 1: runs, evaluations, generations (layermap 0.1 later added the cache table without a bump);
+# 2: the cache and cells tables are guaranteed.  Older versions listed here are upgraded in place.
+UPGRADABLE_VERSIONS = ("1",)
 STORE_NAME = "layermap.sqlite"
 
 _SCHEMA = """
@@ -260,10 +263,6 @@ class Store:
                                 failed=rows.get((1, FAILED), 0))
 
     # -- final-stage cells (layermap compare) -------------------------------------------------
-    def ensure_cells(self) -> None:
-        """Add the ``cells`` table to a store made before it existed."""
-        self._db.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS cells"):].split(";")[0])
-
     def lookup_cell(self, fingerprint: str, key: tuple) -> dict | None:
         """The record of a complete cell ``key = (kind, mapping, distill_seed, task, seed)``, else ``None``."""
         row = self._db.execute(
@@ -308,7 +307,9 @@ class Store:
             if "meta" in tables:
                 row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 found = row[0] if row else "none"
-                if found != str(SCHEMA_VERSION):
+                if found in UPGRADABLE_VERSIONS:
+                    self._upgrade(found)
+                elif found != str(SCHEMA_VERSION):
                     raise StoreError(
                         f"store {self.path} has schema version {found}, but this layermap reads version {SCHEMA_VERSION}; "
                         "use the layermap version that wrote it, or start a new store (a new --out or --cache path)"
@@ -323,6 +324,14 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+
+    def _upgrade(self, found: str) -> None:
+        """Bring an older store to this schema in place (inside the caller's transaction): every table and
+        index is created if missing, then the version is bumped; no row is touched."""
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            self._db.execute(statement)
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 def open_store(path: str | os.PathLike) -> Store:

@@ -148,3 +148,26 @@ def test_wal_failure_on_a_network_file_system_falls_back_to_a_rollback_journal(t
     with store_mod.Store(tmp_path / "local.sqlite") as store:
         assert store.journal_mode == "wal"
     assert capsys.readouterr().err == ""
+
+
+def test_the_previous_demo_runs_store_is_upgraded_in_place_and_keeps_every_row(tmp_path):
+    """tests/data/store_v1_demo_run.sqlite is results/demo-run/layermap.sqlite as committed by layermap 0.1:
+    schema version 1 without the cache table (``--cache`` on it used to end in 'no such table: cache')."""
+    import shutil
+    import sqlite3
+    from pathlib import Path
+
+    path = tmp_path / "old.sqlite"
+    shutil.copy(Path(__file__).parent / "data" / "store_v1_demo_run.sqlite", path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+        assert "cache" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        before = db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+    with Store(path) as store:
+        run = store.get_run("20261122-154753-d71055")
+        assert store.lookup(run.fingerprint, "1-2-3").fitness == pytest.approx(63.51, abs=0.01)
+        store.remember("f" * 32, store.lookup(run.fingerprint, "1-2-3"))        # the cache table exists now
+        assert store.lookup_cell("x", ("finetune", "1-2-3", 0, "sst2", 0)) is None
+        assert len(store.run_evaluations(run.run_id)) == before
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
