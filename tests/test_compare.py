@@ -182,3 +182,27 @@ def test_cli_compare_refuses_a_run_folder_without_a_finished_evaluation(tmp_path
 def test_plot_refuses_a_folder_that_is_neither(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     assert "neither a run folder" in capsys.readouterr().err
+
+
+def test_the_ray_executor_runs_compare_cells_and_matches_local(compare_toml, tmp_path, monkeypatch):
+    try:
+        import ray
+    except ImportError:
+        pytest.skip("ray not installed (pip install layermap[ray])")
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    settings = ("compare.seeds=1", "compare.tasks=['sst2']", "run.cache_dir=" + repr(str(tmp_path / "cache")))
+    local = run_compare(_config(compare_toml, *settings), ["2-4", "1-2"], tmp_path / "local", progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_compare(_config(compare_toml, *settings, "run.executor='ray'", "run.workers=2"), ["2-4", "1-2"],
+                             tmp_path / "ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert (remote.computed, remote.failed, remote.distilled) == (2, 0, 2) and local.computed == 2
+    rows = {(r["mapping"], r["task"]): r for r in remote.table["rows"]}
+    assert set(rows) == {(r["mapping"], r["task"]) for r in local.table["rows"]}
+    assert all(r["n"] == 1 and 0 <= r["mean"] <= 100 for r in rows.values())
