@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .compare_cli import register as register_compare
 
     register_compare(sub)
+    from .bench_cli import register as register_bench
+
+    register_bench(sub)
     return parser
 
 

@@ -144,6 +144,9 @@ class ProxySettings:
                               "the same score every time; set proxy.repeats = 1")
 
 
+SEARCH_STRATEGIES = ("ga", "enumerate", "enumerate-mapped")
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     constraint: str = "free"
@@ -159,8 +162,11 @@ class SearchSettings:
     seed_mappings: tuple[str, ...] = ()   # extra genomes for the first population, e.g. ["3-6-9-12"]
     hall_of_fame: int = 5          # how many best distinct genomes to keep
     seed: int = 0
+    strategy: str = "ga"           # ga | enumerate (every genome of the space, as generation 0) | enumerate-mapped (no zero gene)
 
     def __post_init__(self) -> None:
+        if self.strategy not in SEARCH_STRATEGIES:
+            raise ConfigError(f"search.strategy must be one of {', '.join(SEARCH_STRATEGIES)}, got {self.strategy!r}")
         if self.constraint not in CONSTRAINTS:
             raise ConfigError(f"search.constraint must be one of {', '.join(CONSTRAINTS)}, got {self.constraint!r}")
         if self.population < 2:

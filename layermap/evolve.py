@@ -32,7 +32,7 @@ from .config import Config, ConfigError, dump_toml, load_config, parse_override
 from .corpus import default_cache_dir
 from .errors import LayermapError
 from .executors import Executor, create_executor
-from .mapping import format_genes, parse_genes, repair
+from .mapping import enumerate_space, format_genes, parse_genes, repair
 from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
                         select_survivors, select_tournament)
 from .records import EvaluationRecord, Evaluator
@@ -105,6 +105,7 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
             evaluate(population); hof.update(population); checkpoint(0)
         else:
             population, hof, rng state <- checkpoint of generation start
+        (search.strategy = "enumerate[-mapped]": generation 0 is the whole space and G counts as 0)
         for gen in (last finished + 1) .. G:
             offspring <- []
             repeat lambda times:
@@ -127,8 +128,9 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
     if start is None:
         clock = time.perf_counter()
         seeds = parse_seed_mappings(s.seed_mappings, search.student_layers, search.teacher_layers, s.constraint)
-        genomes = initial_genomes(search.rng, mu, search.student_layers, search.teacher_layers, s.constraint,
-                                  seeds=seeds, seed_baselines=s.seed_baselines)
+        genomes = (initial_genomes(search.rng, mu, search.student_layers, search.teacher_layers, s.constraint,
+                                   seeds=seeds, seed_baselines=s.seed_baselines) if s.strategy == "ga"
+                   else _enumerated(search))
         population = [toolbox.individual(g) for g in genomes]
         evaluated = _evaluate(search, population, 0)
         search.seen.update(format_genes(ind) for ind in population)
@@ -140,7 +142,7 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         first = start.generation + 1
         if search.retry:
             _retry_failed(search, population, hof, first)
-    for gen in range(first, s.generations + 1):
+    for gen in range(first, (s.generations if s.strategy == "ga" else 0) + 1):
         clock = time.perf_counter()
         offspring, fresh, repeats = [], set(), 0
         for _ in range(lambda_):
@@ -161,6 +163,17 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         hof.update([ind for ind in offspring if math.isfinite(ind.fitness.values[0])])
         population = [toolbox.clone(ind) for ind in toolbox.survive(population + offspring, mu)]
         _checkpoint(search, gen, population, hof, evaluated, clock)
+
+
+def _enumerated(search: SearchState) -> list[tuple[int, ...]]:
+    """``search.strategy = "enumerate"``: every genome of the space under the order constraint
+    (``"enumerate-mapped"``: only those without a zero gene), shuffled by the search's generator so that a
+    partly finished table is a uniform sample; they are evaluated as generation 0 and nothing is bred."""
+    s = search.config.search
+    genomes = [g for g in enumerate_space(search.student_layers, search.teacher_layers, s.constraint)
+               if s.strategy == "enumerate" or 0 not in g]
+    search.rng.shuffle(genomes)
+    return genomes
 
 
 def _breed(search: SearchState, toolbox: base.Toolbox, population: list):

@@ -1,0 +1,74 @@
+"""``layermap bench``: benchmarks of the search itself (``cli.py`` calls :func:`register`).
+
+    layermap bench search TABLE [--seeds 20] [--budget N] [--methods ga,random,local,aging] [--set search.k=v ...]
+                                [--json] [-o FILE.json] [--plot FILE.png]
+    layermap bench landscape STORE -o landscape.csv
+
+``TABLE`` is a landscape CSV (``genome, seed_set, fitness, <task>...``) or a layermap store holding an
+enumerated space (``--set search.strategy='"enumerate-mapped"'``); see :mod:`layermap.replay`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .replay import METHODS, draw_regret, format_report, load_table, read_store_rows, replay, write_csv
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    bench = subparsers.add_parser("bench", help="benchmarks of the search (replays against an exhaustive landscape)")
+    sub = bench.add_subparsers(dest="bench_command", required=True)
+    p = sub.add_parser("search", help="replay the GA, random, local and aging-evolution searches against a landscape table")
+    p.add_argument("table", metavar="TABLE", help="landscape CSV or layermap store file")
+    p.add_argument("--seeds", type=int, default=20, help="replays per method (default 20)")
+    p.add_argument("--budget", type=int, default=None, help="distinct genomes each replay may evaluate (default: the table size)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="search.KEY=VALUE",
+                   help="change a GA setting from the shipped default (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("-o", "--output", default=None, help="also write the JSON to this file")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="write the regret plot (PNG, and SVG beside it)")
+    p.set_defaults(func=search_command)
+    p = sub.add_parser("landscape", help="export a layermap store's evaluations as a landscape CSV")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("-o", "--output", required=True, help="CSV file to write")
+    p.set_defaults(func=landscape_command)
+
+
+def search_command(args: argparse.Namespace) -> int:
+    table = load_table(args.table)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    result = replay(table, seeds=args.seeds, budget=args.budget, methods=methods, ga_overrides=args.overrides).to_json()
+    result["command"] = "layermap bench search " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "search"] else None
+    text = json.dumps(_strict(result), indent=1)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    if args.plot:
+        fig = draw_regret(result)
+        fig.savefig(args.plot, dpi=300)
+        fig.savefig(str(Path(args.plot).with_suffix(".svg")))
+    print(text if args.json else format_report(result))
+    return 0
+
+
+def landscape_command(args: argparse.Namespace) -> int:
+    rows, _ = read_store_rows(args.store)
+    write_csv(rows, args.output)
+    print(f"wrote {len(rows)} rows ({len({r.genome for r in rows})} genomes, {len({r.seed_set for r in rows})} seed sets) "
+          f"to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _strict(obj):
+    """JSON without NaN / Infinity (``null`` instead)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
