@@ -159,3 +159,16 @@ def test_enumerate_strategy_builds_a_resumable_table(tmp_path, capsys):
 def test_draw_regret_returns_a_figure(table):
     fig = draw_regret(replay(table, seeds=2, budget=5, methods=("random",)).to_json())
     assert fig.axes and fig.axes[0].get_lines()
+
+
+def test_landscape_stats_and_ga_overrides(table):
+    from layermap.replay import landscape_stats
+
+    stats = landscape_stats(table)
+    assert stats["seed_set_spearman"] == pytest.approx(1.0)       # the seed sets differ by a constant
+    assert stats["seed_noise_std"] == pytest.approx(0.25 / 2 ** 0.5)
+    assert set(stats["tasks"]) == {"syn_a", "syn_b"}
+    result = replay(table, seeds=1, budget=10, methods=("ga",), ga_overrides=["search.population=4"])
+    assert result.ga_settings["population"] == 4
+    with pytest.raises(ConfigError):
+        replay(table, seeds=1, budget=10, methods=("ga",), ga_overrides=["proxy.seed=3"])
