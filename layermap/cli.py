@@ -189,10 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)       # --help and --version end here, before torch is imported
     from proxy_tasks import TaskError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     from .models import quiet_transformers
 
     quiet_transformers()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from .cli_common import add_config_args, config_from_args
 from .errors import LayermapError
-from .evolve import check_proxy_inputs, resume_search, run_search, run_status
 from .results import SearchResult, load_result
 from .mapping import LayerMapping
 from .records import EvaluationRecord
@@ -65,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def evolve_command(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.resume:
+        from .evolve import resume_search
+
         result = resume_search(args.resume, progress=progress, overrides=_resume_overrides(args))
     else:
         if getattr(args, "retry_failed", False):
@@ -81,13 +82,19 @@ def evolve_command(args: argparse.Namespace) -> int:
         args.overrides = list(args.overrides) + _run_flag_overrides(args)
         config = _with_cache_path(config_from_args(args), args)
         if args.synthetic is None:
+            from .evolve import check_proxy_inputs
+
             check_proxy_inputs(config)          # before the run folder exists
+        from .evolve import run_search
+
         result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
     _print_summary(result)
     return 0
 
 
 def show_command(args: argparse.Namespace) -> int:
+    from .evolve import run_status
+
     _, store, row = open_run(args.run_dir)
     with store:
         result = load_result(store, row, args.run_dir)

@@ -35,3 +35,14 @@ def test_a_notebook_runs_a_search_reads_it_exports_compares_and_plots(compare_to
     assert table["cells"]["computed"] == cmp.computed
     files = layermap.plot(tmp_path / "cmp")
     assert files and all(p.stat().st_size > 0 for p in files)
+
+
+def test_help_and_version_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom layermap.cli import main\nfor argv in (['--help'], ['--version'], ['compare', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+    assert "layermap compare" in out and layermap.__version__ in out
