@@ -490,6 +490,8 @@ class ReplayResult:
             ok = [v for v in measured if v is not None]
             expectation[name] = {"k": k, "analytic": (n + 1) / (k + 1),
                                  "measured_mean": statistics.fmean(ok) if ok and len(ok) == len(measured) else None,
+                                 "measured_se": (statistics.stdev(ok) / math.sqrt(len(ok))
+                                                 if len(ok) > 1 and len(ok) == len(measured) else None),
                                  "measured_median": censored_quantile(measured, 0.5) if measured else None}
         ranked = table.ranked()
         speedup = {}
@@ -602,7 +604,8 @@ def format_report(result: dict) -> str:
             cells.append(f"{med:>6s} [{iqr:>9s}] {100 * s['success_rate']:5.0f}%")
         lines.append(f"{method:8s} " + "  ".join(f"{c:>26s}" for c in cells))
     lines.append("random search, analytic (N+1)/(k+1) vs measured mean: " + "; ".join(
-        f"{name} k={e['k']}: {e['analytic']:.2f} vs " + ("-" if e["measured_mean"] is None else f"{e['measured_mean']:.2f}")
+        f"{name} k={e['k']}: {e['analytic']:.2f} vs " + ("-" if e["measured_mean"] is None else
+                                                        f"{e['measured_mean']:.2f} ± {e['measured_se'] or 0:.2f}")
         for name, e in result["random_expectation"].items()))
     lines.append("GA speed-up over random (median evaluations): " + ", ".join(
         f"{name} {'-' if v is None else f'{v:.2f}x'}".replace("_at_least ", " >= ")
