@@ -212,27 +212,32 @@ def draw_comparison(data: ComparisonData):
 
     k, t = data.means.shape
     with matplotlib.rc_context(PAPER_RC):
-        fig = _figure(WIDTH, 2.6)
+        fig = _figure(WIDTH, 2.4 + 0.16 * math.ceil(k / 2))
         ax = fig.add_subplot()
         width = 0.8 / max(k, 1)
         x = np.arange(t)
         for i in range(k):
             is_ref = data.mappings[i] == data.reference
             ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(data.means[i]), width, yerr=data.stds[i],
-                   label=data.labels[i] + (" = reference" if is_ref else f": {data.verdicts[i]}"),
+                   label=data.labels[i] + (" — reference" if is_ref else f" — {_short_verdict(data.verdicts[i])}"),
                    color=f"C{i}", edgecolor="black" if is_ref else "none", linewidth=0.8,
                    hatch="//" if is_ref else None, capsize=2, error_kw={"lw": 0.7})
         ax.set_xticks(x)
         ax.set_xticklabels(data.tasks)
-        ax.set_ylabel("dev score (%), mean ± std over seeds")
+        ax.set_ylabel("dev score (%)")
         ax.axvline(t - 1.5, color="0.6", lw=0.6, ls="--")
         top = np.nanmax(data.means + data.stds) if np.isfinite(data.means).any() else 1.0
         low = np.nanmin(data.means - data.stds) if np.isfinite(data.means).any() else 0.0
         ax.set_ylim(min(0.0, low * 1.12), top * 1.12 + 1)
         ax.axhline(0, color="0.3", lw=0.6)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, k), frameon=False)
-        ax.set_title("Final stage: fine-tuned students per task (verdict on the average, paired 95 % interval)")
+        fig.legend(loc="outside lower center", ncol=min(2, k), frameon=False)
+        ax.set_title("Fine-tuned students per task, mean ± std over seeds (verdict: paired 95 % interval on the average)")
     return fig
+
+
+def _short_verdict(verdict: str) -> str:
+    return {"no significant difference": "no sig. difference vs reference", "better": "better than reference",
+            "worse": "worse than reference"}.get(verdict, verdict)
 
 
 def _nan(values: Sequence[float | None]) -> list[float]:
