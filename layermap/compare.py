@@ -192,6 +192,9 @@ class CompareWorker:
     # -- jobs -------------------------------------------------------------------------------------------
     def run_job(self, job: Job) -> dict:
         """Run one job; every exception becomes a failed record with its error (the compare goes on)."""
+        from .models import quiet_transformers
+
+        quiet_transformers()                                  # no weight-loading bars from worker processes
         kind, mapping, d, task, seed = job
         start = time.perf_counter()
         try:
