@@ -9,6 +9,11 @@ changes every seed of an evaluation: ``distill.seed`` and ``proxy.seed``).  Acro
 * **seed std** — the pooled within-genome standard deviation, ``sqrt(mean_g var_s(scores[g]))``
   (sample variance over seed sets): how far one evaluation moves when only the seeds change;
 * **spread** — the standard deviation across genomes of their seed-set means;
+* **interaction std** — the seed noise left after removing each seed set's common shift (the
+  residual std of a two-way genomes × seed sets table).  A shift shared by every genome (all
+  fine-tuning runs of one seed set worse) moves every fitness of a search alike and cannot reorder
+  it, so this is the noise that matters when genomes of one search are compared;
+  ``seed_set_means`` shows the shifts;
 * **SNR** — spread / seed std.  The spread of means still holds ``seed_std² / S`` of noise, so
   ``signal_std = sqrt(max(0, spread² − seed_std² / S))`` estimates the spread of the true
   (noise-free) fitnesses as well.
@@ -91,6 +96,9 @@ def reliability(scores: Sequence[Sequence[float]]) -> dict:
     grand = sum(means) / k
     spread = math.sqrt(sum((m - grand) ** 2 for m in means) / (k - 1))
     signal = math.sqrt(max(0.0, spread ** 2 - seed_std ** 2 / s))
+    set_means = [sum(col) / k for col in columns]
+    residual = sum((scores[i][j] - means[i] - set_means[j] + grand) ** 2 for i in range(k) for j in range(s))
+    interaction = math.sqrt(residual / ((k - 1) * (s - 1)))
     return {
         "genomes": k, "seed_sets": s,
         "kendall_tau": _mean(taus), "spearman_rho": _mean(rhos),
@@ -98,6 +106,7 @@ def reliability(scores: Sequence[Sequence[float]]) -> dict:
         "seed_std": seed_std, "spread": spread,
         "snr": spread / seed_std if seed_std > 0 else float("inf"),
         "signal_std": signal,
+        "interaction_std": interaction, "seed_set_means": set_means,
         "range_of_means": max(means) - min(means),
     }
 

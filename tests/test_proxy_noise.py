@@ -224,6 +224,15 @@ def test_reliability_on_known_numbers():
     assert r["kendall_tau"] == pytest.approx(1 / 3)
     assert r["spearman_rho"] == pytest.approx(0.5)
     assert r["range_of_means"] == pytest.approx(5.0)
+    # seed-set means 8/3 and 10/3, grand 3; residuals x - g_mean - s_mean + 3:
+    # (0-1-8/3+3, 2-1-10/3+3) = (-2/3, 2/3); (3-2-8/3+3, 1-2-10/3+3) = (4/3, -4/3); (5-6-8/3+3, 7-6-10/3+3) = (-2/3, 2/3)
+    # sum of squares = 2 * (4/9 + 16/9 + 4/9) = 48/9 over (3-1)(2-1) = 2 degrees of freedom
+    assert r["seed_set_means"] == pytest.approx([8 / 3, 10 / 3])
+    assert r["interaction_std"] == pytest.approx(math.sqrt(48 / 9 / 2))
+    # a shift common to all genomes raises the seed std but not the interaction std or the ranks
+    shifted = reliability([[a, b + 10.0] for a, b in scores])
+    assert shifted["seed_std"] > 5 and shifted["interaction_std"] == pytest.approx(r["interaction_std"])
+    assert shifted["kendall_tau"] == pytest.approx(r["kendall_tau"])
     with pytest.raises(ValueError):
         reliability([[1.0, 2.0], [3.0, 4.0]])
 
