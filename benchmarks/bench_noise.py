@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--phased", action="store_true",
                         help="one head at a time over all genomes (the first head's figures are complete early); "
                              "distilled students are kept in --students-dir for the later heads")
+    parser.add_argument("--only-seed-set", type=int, default=None,
+                        help="compute only this seed set (run one process per seed set in parallel on one --log)")
     parser.add_argument("--students-dir", default="", help="where --phased keeps the distilled students")
     parser.add_argument("--log", default=None, help="JSON-lines log of finished evaluations (default: beside --out)")
     parser.add_argument("--report-only", action="store_true", help="write the figures from the log, compute nothing")
@@ -81,6 +83,8 @@ def main() -> None:
         for group in groups:                     # genome-major: every finished genome has all its seed sets
             for genome in genomes:
                 for s, ev in enumerate(evaluators):
+                    if args.only_seed_set is not None and s != args.only_seed_set:
+                        continue
                     todo = tuple(h for h in group if h not in done.get((genome, s), {}).get("heads", {}))
                     if not todo:
                         continue
