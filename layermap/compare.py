@@ -38,7 +38,7 @@ from .config import Config, DistillSettings, digest, dump_toml
 from .errors import LayermapError
 from .executors import Executor, create_executor, describe_exception
 from .mapping import LayerMapping, baselines
-from .records import COMPLETE, FAILED, EvaluationRecord
+from .records import COMPLETE, FAILED, EvaluationRecord, environment
 from .store import STORE_NAME, Store, lock_run, now
 
 COMPARE_FORMAT = 1
@@ -208,6 +208,7 @@ class CompareWorker:
         except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the comparison
             record = {"status": FAILED, "error": describe_exception(exc)}
         record.setdefault("timings", {})["total"] = time.perf_counter() - start
+        record["environment"] = environment(self._device_obj())
         record.update(kind=kind, mapping=mapping, distill_seed=d, task=task, seed=seed)
         return record
 

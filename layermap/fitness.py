@@ -34,7 +34,7 @@ from .distill import LiveTeacher, TeacherSource, distill
 from .mapping import LayerMapping
 from .models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
     pick_device, quiet_transformers, teacher_identity
-from .records import EvaluationRecord, TaskScore, mean_and_stderr, sample_var
+from .records import EvaluationRecord, TaskScore, environment, mean_and_stderr, sample_var
 
 FITNESS_FORMAT = 1          # bump when the fitness computation changes meaning (head/repeats enter the
                             # fingerprint only when not finetune/1, so records from before them keep their key)
@@ -189,7 +189,7 @@ class ProxyEvaluator:
         return EvaluationRecord(
             genome=mapping.text, fitness=float(fitness), tasks=tasks, distill_loss=stats.final_loss,
             timings=timings, peak_memory_mb=_peak_memory_mb(st.device),
-            fitness_replicates=fitness_replicates, fitness_stderr=stderr,
+            fitness_replicates=fitness_replicates, fitness_stderr=stderr, environment=environment(st.device),
         )
 
     def score_student(self, student, timings: dict[str, float] | None = None,

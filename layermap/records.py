@@ -40,6 +40,8 @@ class EvaluationRecord:
     seed's scores) and ``fitness_stderr`` the standard error of their mean, ``fitness``; both are
     empty / ``None`` for a single replicate.  The standard error covers fine-tuning seeds only: the
     distillation seed is fixed inside a fitness (measure its effect with ``benchmarks/bench_noise.py``).
+    ``environment`` says where the record was computed (:func:`environment`): device, GPU name, torch
+    threads, library versions.  It is recorded, not part of the fingerprint (see the README).
     """
 
     genome: str
@@ -52,6 +54,7 @@ class EvaluationRecord:
     error: str | None = None
     fitness_replicates: list[float] = field(default_factory=list)
     fitness_stderr: float | None = None
+    environment: dict[str, str | int] = field(default_factory=dict)   # where it was computed (see environment())
 
     @property
     def ok(self) -> bool:
@@ -114,3 +117,22 @@ class Evaluator(Protocol):
     def fingerprint(self) -> str: ...
 
     def evaluate(self, genes: Sequence[int]) -> EvaluationRecord: ...
+
+
+def environment(device) -> dict[str, str | int]:
+    """Where a result is computed: device type and GPU name, torch threads, Python and library versions."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    env: dict[str, str | int] = {"device": str(getattr(device, "type", device)), "threads": torch.get_num_threads(),
+                                 "python": platform.python_version(), "host": platform.node()}
+    if env["device"] == "cuda" and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(device)
+    for package in ("torch", "transformers", "numpy", "scikit-learn", "layermap"):
+        try:
+            env[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return env

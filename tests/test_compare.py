@@ -36,6 +36,11 @@ def test_compare_writes_the_table_and_loadable_students(compare_toml, tmp_path):
     assert rows[("1-2", "average")]["proxy_fitness"] == 55.0
     assert rows[("2-4", "average")]["kind"] == ["uniform"] and rows[("1-2", "sst2")]["kind"] == ["bottom"]
     assert all("accuracy" in m for m in rows[("2-4", "sst2")]["metrics"])
+    from layermap.store import Store
+
+    with Store(out / "layermap.sqlite") as store:       # every cell records where it was computed
+        cell = store.lookup_cell(compare_mod.compare_fingerprint(_config(compare_toml)), ("distill", "1-2", 0, "", -1))
+    assert cell["environment"]["device"] == "cpu" and cell["environment"]["threads"] >= 1
     model = AutoModel.from_pretrained(student_dir(out, "1-2", 0))
     assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 16
     assert json.loads((student_dir(out, "1-2", 0) / "mapping.json").read_text())["genes"] == [1, 2]

@@ -24,6 +24,9 @@ def test_end_to_end_fitness_on_a_tiny_teacher(config):
     assert record.distill_loss > 0 and record.peak_memory_mb > 0
     assert {"distill", "finetune", "eval", "total"} <= set(record.timings)
     assert record.timings["total"] >= record.timings["distill"]
+    env = record.environment                   # where it was computed: recorded, not fingerprinted
+    assert env["device"] == "cpu" and env["threads"] >= 1 and env["torch"] and env["transformers"]
+    assert type(record).from_json(record.to_json()).environment == env
 
 
 def test_same_mapping_same_fitness_in_a_fresh_process_state(config):
