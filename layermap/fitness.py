@@ -22,8 +22,10 @@ import dataclasses
 import math
 import platform
 import resource
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -177,20 +179,30 @@ class ProxyEvaluator:
         if st.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(st.device)
         t0 = time.perf_counter()
+        checkpoints = self.checkpoint_dir(mapping) if self.config.distill.checkpoint_every else None
         _, stats = distill(student, st.source, mapping, st.segments, self.config.distill,
                            teacher_width=st.teacher.hidden_size, device=st.device, progress=self.progress,
-                           desc=f"distilling {mapping}")
+                           desc=f"distilling {mapping}", checkpoint_dir=checkpoints, run_digest=self.fingerprint)
         t_distill = time.perf_counter() - t0
         timings = {"setup": t0 - t_start, "distill": t_distill, "distill_teacher": stats.teacher_seconds,
                    "distill_student": stats.seconds - stats.teacher_seconds}
         tasks, fitness_replicates = self.score_student(student, timings)
         fitness, stderr = mean_and_stderr(fitness_replicates)
         timings["total"] = time.perf_counter() - t_start
+        if checkpoints is not None:
+            shutil.rmtree(checkpoints, ignore_errors=True)
         return EvaluationRecord(
             genome=mapping.text, fitness=float(fitness), tasks=tasks, distill_loss=stats.final_loss,
             timings=timings, peak_memory_mb=_peak_memory_mb(st.device),
             fitness_replicates=fitness_replicates, fitness_stderr=stderr, environment=environment(st.device),
         )
+
+    def checkpoint_dir(self, mapping: LayerMapping) -> Path:
+        """Where an evaluation's distillation checkpoints (``distill.checkpoint_every`` > 0) live until it
+        finishes: a killed evaluation resumes from there in the next run or ``--resume``."""
+        from .corpus import default_cache_dir
+
+        return default_cache_dir(self.config.run.cache_dir) / "checkpoints" / self.fingerprint / mapping.text
 
     def score_student(self, student, timings: dict[str, float] | None = None,
                       head: str | None = None) -> tuple[dict[str, TaskScore], list[float]]:

@@ -64,3 +64,34 @@ def test_pickled_evaluator_does_not_carry_the_teacher(config):
     ev = ProxyEvaluator(config)
     ev.prepare()
     assert len(pickle.dumps(ev)) < 20_000
+
+
+def test_a_killed_evaluation_resumes_its_distillation_from_a_checkpoint(tiny_config_toml, monkeypatch):
+    """distill.checkpoint_every inside a search: an evaluation killed at step 5 of 6 (checkpoint at 4)
+    continues from step 4 when the genome is evaluated again, ends with the uninterrupted fitness, and
+    leaves no checkpoint behind."""
+    import layermap.distill as distill_mod
+
+    config = load_config(str(tiny_config_toml), ["distill.checkpoint_every=2"])
+    straight = ProxyEvaluator(config).evaluate((2, 4))
+    real = distill_mod.forward_layers
+    calls = {"n": 0}
+
+    def dies(model, *args, **kwargs):
+        if model.config.num_hidden_layers == 2:
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise KeyboardInterrupt
+        return real(model, *args, **kwargs)
+
+    ev = ProxyEvaluator(config)
+    monkeypatch.setattr(distill_mod, "forward_layers", dies)
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate((2, 4))
+    folder = ev.checkpoint_dir(ev_mapping(ev, (2, 4)))
+    assert (folder / "checkpoint.pt").is_file()
+    calls["n"] = -100                                   # no more kills; count the steps the resume runs
+    resumed = ProxyEvaluator(config).evaluate((2, 4))
+    assert calls["n"] == -100 + 2                       # steps 5 and 6 only
+    assert resumed.fitness == pytest.approx(straight.fitness) and resumed.distill_loss == pytest.approx(straight.distill_loss)
+    assert not folder.exists()
