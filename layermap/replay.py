@@ -421,6 +421,10 @@ def landscape_stats(table: Table) -> dict:
                   for k in keys if all(task in per[(k, s)].tasks for s in table.seed_sets)]
         if scores:
             out["tasks"][task] = {"min": min(scores), "mean": statistics.fmean(scores), "max": max(scores)}
+    pairs = [(table.fitness[g], table.fitness[n]) for g in table.genomes for n in neighbours(table, g) if g < n]
+    if len(pairs) > 2:           # fitness-distance structure: how alike one-gene neighbours are (0 = no structure)
+        out["neighbour_correlation"] = _pearson([p[0] for p in pairs] + [p[1] for p in pairs],
+                                                [p[1] for p in pairs] + [p[0] for p in pairs])
     if len(table.seed_sets) >= 2:
         a, b = table.seed_sets[:2]
         xs = [per[(k, a)].fitness for k in keys]
@@ -432,6 +436,13 @@ def landscape_stats(table: Table) -> dict:
         best_b = max(keys, key=lambda k: per[(k, b)].fitness)
         out["best_per_seed_set"] = {a: best_a, b: best_b}
     return out
+
+
+def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    cov = sum((a - mx) * (b - my) for a, b in zip(xs, ys))
+    den = math.sqrt(sum((a - mx) ** 2 for a in xs) * sum((b - my) ** 2 for b in ys))
+    return cov / den if den else math.nan
 
 
 def _spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -618,6 +629,8 @@ def format_report(result: dict) -> str:
     if "seed_noise_std" in land:
         extra = (f"; seed noise std {land['seed_noise_std']:.2f}, seed-set Spearman {land['seed_set_spearman']:.2f}, "
                  f"best per seed set {land['best_per_seed_set']}")
+    if "neighbour_correlation" in land:
+        extra += f"; one-gene neighbour correlation {land['neighbour_correlation']:.2f}"
     lines.append(f"landscape: fitness {land['fitness_min']:.2f}..{land['fitness_max']:.2f}, std of means "
                  f"{land['fitness_std_of_means']:.2f}{extra}")
     return "\n".join(lines)

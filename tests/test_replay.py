@@ -168,6 +168,7 @@ def test_landscape_stats_and_ga_overrides(table):
     assert stats["seed_set_spearman"] == pytest.approx(1.0)       # the seed sets differ by a constant
     assert stats["seed_noise_std"] == pytest.approx(0.25 / 2 ** 0.5)
     assert set(stats["tasks"]) == {"syn_a", "syn_b"}
+    assert stats["neighbour_correlation"] > 0.3                     # the synthetic landscape is smooth
     result = replay(table, seeds=1, budget=10, methods=("ga",), ga_overrides=["search.population=4"])
     assert result.ga_settings["population"] == 4
     with pytest.raises(ConfigError):
