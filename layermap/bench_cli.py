@@ -20,9 +20,14 @@ from .replay import METHODS, draw_regret, format_report, load_table, read_store_
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    bench = subparsers.add_parser("bench", help="benchmarks of the search (replays against an exhaustive landscape)")
+    bench = subparsers.add_parser("bench", help="benchmarks of the search (replays against an exhaustive landscape)",
+                                  epilog="example:\n  layermap bench search results/benchmarks/landscape.csv --seeds 20 --json",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = bench.add_subparsers(dest="bench_command", required=True)
-    p = sub.add_parser("search", help="replay the GA, random, local and aging-evolution searches against a landscape table")
+    p = sub.add_parser("search", help="replay the GA, random, local and aging-evolution searches against a landscape table",
+                       epilog="examples:\n  layermap bench search results/benchmarks/landscape.csv --seeds 20 --budget 56 --json\n"
+                              "  layermap bench search landscape.csv --set search.population=16 --plot regret.png",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("table", metavar="TABLE", help="landscape CSV or layermap store file")
     p.add_argument("--seeds", type=int, default=20, help="replays per method (default 20)")
     p.add_argument("--budget", type=int, default=None, help="distinct genomes each replay may evaluate (default: the table size)")
@@ -33,8 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default=None, help="also write the JSON to this file")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write the regret plot (PNG, and SVG beside it)")
     p.set_defaults(func=search_command)
-    p = sub.add_parser("landscape", help="export a layermap store's evaluations as a landscape CSV")
-    p.add_argument("store", metavar="STORE")
+    p = sub.add_parser("landscape", help="export a layermap store's evaluations as a landscape CSV",
+                       epilog="example:\n  layermap bench landscape runs/landscape/layermap.sqlite -o landscape.csv",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("store", metavar="STORE", help="a layermap store (layermap.sqlite) holding an enumerated space")
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
     p.set_defaults(func=landscape_command)
 

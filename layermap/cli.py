@@ -26,9 +26,12 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
 
 
 def _add_distill(sub) -> None:
-    p = sub.add_parser("distill", help="task-agnostic distillation of one student with one mapping")
+    p = sub.add_parser("distill", help="task-agnostic distillation of one student with one mapping",
+                       epilog="example:\n  layermap distill --teacher $TEACHER --student-layers 3 --hidden-size 192 --heads 12 "
+                              "--mapping 2-4-6 --corpus corpus.txt --max-steps 1000 --out student-246",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", required=True, help="teacher: hub name or local directory")
-    p.add_argument("--student-layers", type=int, required=True)
+    p.add_argument("--student-layers", type=int, required=True, help="student depth M")
     p.add_argument("--hidden-size", type=int, default=0, help="student width (default: the teacher's)")
     p.add_argument("--heads", type=int, default=0, help="student attention heads (default: the teacher's)")
     p.add_argument("--ffn", type=int, default=0, help="student FFN size (default: 4 x hidden)")
@@ -37,14 +40,15 @@ def _add_distill(sub) -> None:
     p.add_argument("--max-segments", type=int, default=0, help="sample this many segments (default: all)")
     p.add_argument("--max-documents", type=int, default=0, help="read only the first N documents of the corpus")
     p.add_argument("--max-steps", type=int, default=0, help="optimizer steps (default: --epochs over the segments)")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", choices=("random", "teacher"), default="random")
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the segments when --max-steps is 0")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per corpus segment")
+    p.add_argument("--batch-size", type=int, default=32, help="segments per optimizer step")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate (linear warm-up and decay)")
+    p.add_argument("--seed", type=int, default=0, help="student initialisation, corpus slice and batch order")
+    p.add_argument("--init", choices=("random", "teacher"), default="random",
+                   help="random initialisation, or teacher-layer extraction g(m) (ETD)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints (0: none)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--cache-dir", default="", help="where the tokenised corpus is cached (default ~/.cache/layermap)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder (loads with AutoModel.from_pretrained)")
@@ -118,7 +122,10 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 def _add_fitness(sub) -> None:
     from .cli_common import add_config_args
 
-    p = sub.add_parser("fitness", help="proxy fitness of one mapping (distil on a slice, fine-tune on proxy tasks)")
+    p = sub.add_parser("fitness", help="proxy fitness of one mapping (distil on a slice, fine-tune on proxy tasks)",
+                       epilog="example:\n  layermap fitness --mapping 2-4-6 --config smoke --teacher $TEACHER "
+                              "--corpus corpus.txt --glue-dir glue --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mapping", required=True, help="genes like 2-4-6, or uniform/top/bottom/last")
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
@@ -161,15 +168,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="layermap", description="Search the layer mapping for task-agnostic BERT distillation.")
+    parser = _Parser(prog="layermap", description="Search the layer mapping for task-agnostic BERT distillation.",
+                     epilog="example (a search, its summary, the final stage and its figures):\n"
+                            "  layermap evolve --config demo --teacher $TEACHER --corpus corpus.txt --glue-dir glue "
+                            "--out runs/demo\n  layermap show runs/demo\n"
+                            "  layermap compare runs/demo --config demo --out runs/demo-compare\n"
+                            "  layermap plot runs/demo-compare",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"layermap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("baselines", help="print the uniform / top / bottom / last-layer mappings")
-    p.add_argument("--teacher-layers", type=int, required=True)
-    p.add_argument("--student-layers", type=int, required=True)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("baselines", help="print the uniform / top / bottom / last-layer mappings",
+                       epilog="example:\n  layermap baselines --teacher-layers 12 --student-layers 4", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher-layers", type=int, required=True, help="teacher depth N")
+    p.add_argument("--student-layers", type=int, required=True, help="student depth M (at most N)")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=_cmd_baselines)
     _add_distill(sub)
     _add_fitness(sub)

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "plot", help="figures of a run (evolution, mapping diagram, gene heatmap) or of a compare folder (bars)",
         epilog="examples:\n  layermap plot runs/demo -o figures\n  layermap plot runs/demo-compare",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", metavar="RUN_DIR_OR_COMPARE_DIR")
+    p.add_argument("folder", metavar="RUN_DIR_OR_COMPARE_DIR", help="a layermap evolve or layermap compare folder")
     p.add_argument("-o", "--output", default=None, help="folder for the PNG and SVG files (default: FOLDER/plots)")
     p.set_defaults(func=plot_command)
 

@@ -26,7 +26,10 @@ from .store import RunRow, Store, open_run
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``evolve``, ``show`` and ``export`` to an argparse subparsers object."""
-    p = subparsers.add_parser("evolve", help="genetic search of the layer mapping (proxy fitness, cached, resumable)")
+    p = subparsers.add_parser("evolve", help="genetic search of the layer mapping (proxy fitness, cached, resumable)",
+                              epilog="examples:\n  layermap evolve --config demo --teacher $TEACHER --corpus corpus.txt "
+                                     "--glue-dir glue --out runs/demo\n  layermap evolve --resume runs/demo --retry-failed",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--out", metavar="RUN_DIR", help="new (or empty) run folder")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last finished generation")
@@ -43,8 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=evolve_command)
 
-    p = subparsers.add_parser("show", help="per-generation table and top genomes of a run")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = subparsers.add_parser("show", help="per-generation table and top genomes of a run",
+                              epilog="examples:\n  layermap show runs/demo\n  layermap show runs/demo --json --noise-std 1.42",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of layermap evolve")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--top", type=int, default=5, help="how many top genomes to list (default 5)")
     p.add_argument("--noise-std", type=float, default=None, metavar="SE",
@@ -53,11 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "fitness_stderr (fine-tuning seeds only, proxy.repeats > 1)")
     p.set_defaults(func=show_command)
 
-    p = subparsers.add_parser("export", help="write the best mapping of a run (JSON or TextBrewer intermediate_matches)")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = subparsers.add_parser("export", help="write the best mapping of a run (JSON or TextBrewer intermediate_matches)",
+                              epilog="examples:\n  layermap export runs/demo -o best_mapping.json\n"
+                                     "  layermap export runs/demo --format textbrewer -o matches.json",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of layermap evolve")
     p.add_argument("-o", "--output", default=None,
                    help="output file ('-' = stdout; default RUN_DIR/best_mapping.json or RUN_DIR/intermediate_matches.json)")
-    p.add_argument("--format", choices=("json", "textbrewer"), default="json")
+    p.add_argument("--format", choices=("json", "textbrewer"), default="json",
+                   help="json: the mapping with its provenance; textbrewer: a DistillationConfig file")
     p.set_defaults(func=export_command)
 
 

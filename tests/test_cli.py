@@ -108,3 +108,24 @@ def test_evolve_with_missing_inputs_fails_before_making_a_run(tiny_config_toml, 
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_every_option_has_help_and_every_command_ends_its_help_with_an_example():
+    import argparse
+
+    from layermap.cli import build_parser
+
+    def walk(parser, name):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from walk(sub, f"{name} {sub_name}")
+
+    for name, parser in walk(build_parser(), "layermap"):
+        missing = [a.dest for a in parser._actions
+                   if not a.help and a.dest != "help" and not isinstance(a, argparse._SubParsersAction)]
+        assert not missing, f"{name}: options without help: {missing}"
+        assert parser.epilog and "example" in parser.epilog and "layermap" in parser.epilog, name
+        help_text = parser.format_help()
+        assert "layermap" in help_text[help_text.rindex("example"):], name      # the help ends with an example
