@@ -194,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         register(sub)
     from .compare_cli import register as register_compare
+    from .validate_cli import register as register_validate
 
     register_compare(sub)
+    register_validate(sub)
     from .bench_cli import register as register_bench
 
     register_bench(sub)

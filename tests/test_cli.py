@@ -129,3 +129,14 @@ def test_every_option_has_help_and_every_command_ends_its_help_with_an_example()
         assert parser.epilog and "example" in parser.epilog and "layermap" in parser.epilog, name
         help_text = parser.format_help()
         assert "layermap" in help_text[help_text.rindex("example"):], name      # the help ends with an example
+
+
+def test_validate_checks_everything_and_sizes_the_work_without_training(tiny_config_toml, tmp_path, capsys):
+    assert main(["validate", "--config", str(tiny_config_toml)]) == 0
+    out = capsys.readouterr().out
+    assert "search space: 25 genomes (free)" in out                   # (4 + 1)^2 for a 4-layer teacher, 2-layer student
+    assert "at most 10 distinct genomes" in out and "final stage (compare)" in out and "sst2 ok" in out
+    assert "warning: the final stage's tasks" in out and "CoLA" in out      # the tiny GLUE folder has no CoLA
+    assert not (tmp_path / "cache").exists()                         # nothing was tokenised, cached or trained
+    assert main(["validate", "--config", str(tiny_config_toml), "--glue-dir", str(tmp_path)]) == 2
+    assert "SST-2/train.tsv" in capsys.readouterr().err
