@@ -46,6 +46,7 @@ from typing import Iterable, Mapping, Sequence
 from .config import Config, ConfigError, digest, parse_override
 from .errors import LayermapError
 from .mapping import baselines, format_genes, parse_genes, satisfies
+from .noise import pearson, spearman_rho
 from .records import EvaluationRecord
 
 Genes = tuple[int, ...]
@@ -423,7 +424,7 @@ def landscape_stats(table: Table) -> dict:
             out["tasks"][task] = {"min": min(scores), "mean": statistics.fmean(scores), "max": max(scores)}
     pairs = [(table.fitness[g], table.fitness[n]) for g in table.genomes for n in neighbours(table, g) if g < n]
     if len(pairs) > 2:           # fitness-distance structure: how alike one-gene neighbours are (0 = no structure)
-        out["neighbour_correlation"] = _pearson([p[0] for p in pairs] + [p[1] for p in pairs],
+        out["neighbour_correlation"] = pearson([p[0] for p in pairs] + [p[1] for p in pairs],
                                                 [p[1] for p in pairs] + [p[0] for p in pairs])
     if len(table.seed_sets) >= 2:
         a, b = table.seed_sets[:2]
@@ -431,39 +432,11 @@ def landscape_stats(table: Table) -> dict:
         ys = [per[(k, b)].fitness for k in keys]
         diffs = [x - y for x, y in zip(xs, ys)]
         out["seed_noise_std"] = math.sqrt(statistics.fmean(d * d for d in diffs) / 2)   # one fitness's std
-        out["seed_set_spearman"] = _spearman(xs, ys)
+        out["seed_set_spearman"] = spearman_rho(xs, ys) if len(keys) >= 2 else math.nan
         best_a = max(keys, key=lambda k: per[(k, a)].fitness)
         best_b = max(keys, key=lambda k: per[(k, b)].fitness)
         out["best_per_seed_set"] = {a: best_a, b: best_b}
     return out
-
-
-def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    cov = sum((a - mx) * (b - my) for a, b in zip(xs, ys))
-    den = math.sqrt(sum((a - mx) ** 2 for a in xs) * sum((b - my) ** 2 for b in ys))
-    return cov / den if den else math.nan
-
-
-def _spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
-    def ranks(v: Sequence[float]) -> list[float]:
-        order = sorted(range(len(v)), key=lambda i: v[i])
-        r = [0.0] * len(v)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
-                j += 1
-            for t in range(i, j + 1):
-                r[order[t]] = (i + j) / 2 + 1
-            i = j + 1
-        return r
-
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = statistics.fmean(rx), statistics.fmean(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    den = math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
-    return cov / den if den else math.nan
 
 
 # -- the replay -----------------------------------------------------------------------------------------
