@@ -92,15 +92,10 @@ def compare(run_dir_or_mappings, out: str | Path, *, config: Config | str | None
 
     if isinstance(run_dir_or_mappings, (str, Path)):
         from .compare import plan_from_run
-        from .config import config_from_dict, read_toml
+        from .config import config_from_dict
 
         plan = plan_from_run(run_dir_or_mappings, top=top)
-        data = dict(plan.config)
-        if isinstance(config, str):
-            data["compare"] = dict(read_toml(config).get("compare", {}))
-        elif isinstance(config, Config):
-            data["compare"] = config.to_dict()["compare"]
-        settings = resolve_config(config_from_dict(data), overrides, **sections)
+        settings = resolve_config(config_from_dict(plan.settings(config)), overrides, **sections)
         return run_compare(settings, plan.mappings, out, proxy_fitness=plan.proxy_fitness, source=plan.source,
                            teacher_finetune=teacher_finetune, progress=progress)
     settings = resolve_config(config, overrides, **sections)

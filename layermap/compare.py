@@ -75,6 +75,10 @@ def _outputs_path(out: Path, job: Job) -> Path:
     return out / "outputs" / mapping / name
 
 
+# [compare] keys that do not shape a cell: a folder grows with more tasks and seeds under one fingerprint
+_NOT_SHAPING = frozenset({"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache"})
+
+
 def compare_fingerprint(config: Config) -> str:
     """Hash of everything that shapes a distilled student and its fine-tuning (not the task list, seeds,
     mappings, executors or paths)."""
@@ -83,13 +87,12 @@ def compare_fingerprint(config: Config) -> str:
     from .models import teacher_identity
 
     c = config
-    skip = {"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache"}
     parts = {
         "format": COMPARE_FORMAT,
         "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
         "student": {k: getattr(c.student, k) for k in c.student.__dataclass_fields__},
         "corpus": corpus_identity(c.corpus.path), "corpus_seed": c.corpus.seed,
-        "compare": {k: getattr(c.compare, k) for k in c.compare.__dataclass_fields__ if k not in skip},
+        "compare": {k: getattr(c.compare, k) for k in c.compare.__dataclass_fields__ if k not in _NOT_SHAPING},
         "losses": {k: getattr(c.distill, k) for k in ("weight_decay", "max_grad_norm", "attention_weight",
                                                        "hidden_weight", "embedding_weight")},
         "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
@@ -287,6 +290,18 @@ class RunPlan:
     proxy_fitness: dict[str, float]
     source: dict
 
+    def settings(self, compare_from: Config | str | None = None) -> dict:
+        """The run's settings as a dict, with the ``[compare]`` section of ``compare_from`` (a preset name,
+        a TOML path or a Config) in place of the run's own when given."""
+        from .config import read_toml
+
+        data = {k: dict(v) for k, v in self.config.items()}
+        if isinstance(compare_from, Config):
+            data["compare"] = compare_from.to_dict()["compare"]
+        elif compare_from:
+            data["compare"] = dict(read_toml(compare_from).get("compare", {}))
+        return data
+
 
 def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = True) -> RunPlan:
     """The run's best ``top`` genomes (+ the four baselines), their proxy fitnesses and its settings."""
@@ -401,16 +416,17 @@ class _Runner:
         self.executor, self.owns = executor, executor is None
         self.progress, self.total, self.count = progress, total, 0
         self.finished: list[Job] = []
-        self._prepared: set[bool] = set()
+        self._prepared = 0             # 0 nothing, 1 the teacher, 2 the teacher and the corpus slice (+ its cache)
 
     def run(self, jobs: Sequence[Job], *, prepare_corpus: bool):
         if not jobs:
             return
-        if prepare_corpus not in self._prepared and (prepare_corpus or not self._prepared):
+        level = 2 if prepare_corpus else 1
+        if level > self._prepared:
             self.worker.progress = self.progress and sys.stderr.isatty()
             self.worker.prepare(distill=prepare_corpus)
             self.worker.progress = False
-            self._prepared.add(prepare_corpus)
+            self._prepared = level
         if self.executor is None:
             self.executor = create_executor(self.worker, self.config.run)
         from tqdm.auto import tqdm
@@ -544,6 +560,5 @@ def _folder_settings(config: Config) -> dict:
     d = config.to_dict()
     flat = {f"{sec}.{k}": v for sec in ("teacher", "student") for k, v in d[sec].items()}
     flat.update({"corpus.path": config.corpus.path, "corpus.seed": config.corpus.seed})
-    skip = {"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache"}
-    flat.update({f"compare.{k}": v for k, v in d["compare"].items() if k not in skip})
+    flat.update({f"compare.{k}": v for k, v in d["compare"].items() if k not in _NOT_SHAPING})
     return json.loads(json.dumps(flat))

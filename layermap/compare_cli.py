@@ -84,16 +84,14 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace, base: dict | None):
-    """Settings: the run's (or defaults) <- the [compare] section of --config (or the whole preset without a run)
+    """Settings: ``base`` (a run's, its [compare] section already from --config) or the --config preset/file
     <- flags <- --set."""
     from .config import _merge, config_from_dict, parse_override, read_toml
 
     if base is None:
         data = read_toml(args.config) if args.config else {}
     else:
-        data = {k: dict(v) for k, v in base.items()}
-        if args.config:
-            data["compare"] = dict(read_toml(args.config).get("compare", {}))
+        data = base
     flags: dict = {"teacher": {}, "corpus": {}, "proxy": {}, "compare": {}, "run": {}}
     if args.teacher:
         flags["teacher"]["name"] = args.teacher
@@ -120,7 +118,7 @@ def _from_run(args: argparse.Namespace):
     from .compare import plan_from_run
 
     plan = plan_from_run(args.run_dir, top=args.top, with_baselines=not args.no_baselines)
-    return _config(args, plan.config), plan.mappings, plan.proxy_fitness, plan.source
+    return _config(args, plan.settings(args.config)), plan.mappings, plan.proxy_fitness, plan.source
 
 
 def _shared_proxy_fitness(config, mappings) -> dict[str, float]:
