@@ -3,6 +3,7 @@
     layermap bench search TABLE [--seeds 20] [--budget N] [--methods ga,random,local,aging] [--set search.k=v ...]
                                 [--json] [-o FILE.json] [--plot FILE.png]
     layermap bench landscape STORE -o landscape.csv
+    layermap bench fidelity COMPARE_DIR --proxy SOURCE [--proxy SOURCE ...] [--json] [-o FILE.json] [--plot FILE.png]
 
 ``TABLE`` is a landscape CSV (``genome, seed_set, fitness, <task>...``) or a layermap store holding an
 enumerated space (``--set search.strategy='"enumerate-mapped"'``); see :mod:`layermap.replay`.
@@ -44,6 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("store", metavar="STORE", help="a layermap store (layermap.sqlite) holding an enumerated space")
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
     p.set_defaults(func=landscape_command)
+    p = sub.add_parser("fidelity", help="rank agreement between the proxy fitness and the final compare score",
+                       description="Kendall tau, Spearman rho and Pearson r between each mapping's proxy fitness and its "
+                                   "GLUE average in a compare folder, with a permutation p-value, a bootstrap interval "
+                                   "and each side's own test-retest noise.",
+                       epilog="examples:\n  layermap bench fidelity results/compare-demo --proxy results/benchmarks/landscape.csv\n"
+                              "  layermap bench fidelity cmp --proxy runs/demo --proxy compare --json -o fidelity.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("compare_dir", metavar="COMPARE_DIR", help="a folder made by `layermap compare` (its comparison.json)")
+    p.add_argument("--proxy", action="append", required=True, metavar="SOURCE",
+                   help="proxy fitnesses: a landscape CSV, a layermap store, a run folder, or `compare` for the "
+                        "comparison's own proxy column (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("-o", "--output", default=None, help="also write the JSON to this file")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="write the scatter plot (PNG, and SVG beside it)")
+    p.set_defaults(func=fidelity_command)
 
 
 def search_command(args: argparse.Namespace) -> int:
@@ -67,6 +83,25 @@ def landscape_command(args: argparse.Namespace) -> int:
     write_csv(rows, args.output)
     print(f"wrote {len(rows)} rows ({len({r.genome for r in rows})} genomes, {len({r.seed_set for r in rows})} seed sets) "
           f"to {args.output}", file=sys.stderr)
+    return 0
+
+
+def fidelity_command(args: argparse.Namespace) -> int:
+    from .fidelity import draw_fidelity, fidelity, final_scores, format_report, proxy_scores, read_comparison
+
+    comparison = read_comparison(args.compare_dir)
+    final = final_scores(comparison)
+    results = {source: fidelity(proxy_scores(source, comparison), final) for source in args.proxy}
+    payload = {"compare_dir": str(args.compare_dir), "tasks": comparison.get("tasks"), "budget": comparison.get("budget"),
+               "sources": results}
+    text = json.dumps(_strict(payload), indent=1, ensure_ascii=False)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    if args.plot:
+        fig = draw_fidelity(results)
+        fig.savefig(args.plot, dpi=300)
+        fig.savefig(str(Path(args.plot).with_suffix(".svg")))
+    print(text if args.json else format_report(results))
     return 0
 
 
