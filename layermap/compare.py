@@ -41,7 +41,7 @@ from .mapping import LayerMapping, baselines
 from .records import COMPLETE, FAILED, EvaluationRecord, environment
 from .store import STORE_NAME, Store, lock_run, now
 
-COMPARE_FORMAT = 1
+COMPARE_FORMAT = 2          # 2: the teacher's identity covers its tokenizer; hub names carry their resolved commit
 DISTILL, FINETUNE, TEACHER = "distill", "finetune", "teacher"
 TEACHER_MAPPING = "teacher"
 INFO_NAME = "compare.json"
@@ -543,7 +543,8 @@ def _claim_folder(out: Path, config: Config, fingerprint: str) -> None:
         if recorded.get("fingerprint") != fingerprint:
             then = recorded.get("settings", {})
             now_s = _folder_settings(config)
-            changed = next((k for k in sorted(set(then) | set(now_s)) if then.get(k) != now_s.get(k)), "the teacher or data")
+            changed = next((k for k in sorted(set(then) | set(now_s)) if then.get(k) != now_s.get(k)),
+                           "the teacher, its tokenizer, the data, a library version or layermap's fingerprint format")
             raise CompareError(f"compare folder {out} was made with other settings ({changed} differs); use the same "
                                "settings to extend it, or choose a new --out folder")
         return

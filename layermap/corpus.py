@@ -31,8 +31,9 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .config import digest, file_digest
+from .config import digest
 from .errors import LayermapError
+from .identity import file_digest, hub_identity
 
 _TOKENIZE_BATCH = 256
 
@@ -85,10 +86,15 @@ def tokenizer_identity(tokenizer) -> str:
 
 
 def corpus_identity(path: str) -> str:
+    """What a fingerprint knows of the corpus: ``file:<sha256>`` of a local file (hashed once per process), or
+    ``datasets:<name>[:config]@<commit>`` for a ``datasets`` name, with the commit its ``main`` revision
+    resolves to (by name only, with a warning, when it cannot be resolved; see :mod:`layermap.identity`)."""
     p = Path(path).expanduser()
     if p.is_file():
         return "file:" + file_digest(p)
-    return "datasets:" + path
+    ds_name, _, ds_config = path.partition(":")
+    commit = hub_identity(ds_name, "main", "dataset", config=ds_config or None, what="corpus").rpartition("@")[2]
+    return f"datasets:{path}@{commit}"
 
 
 def _split_documents(lines: Iterable[str], max_documents: int) -> Iterator[list[str]]:
@@ -196,7 +202,7 @@ def tokenize_corpus(path: str, tokenizer, seq_len: int = 128, *, max_documents: 
                     cache_dir: str = "", progress: bool = True) -> Segments:
     """All segments of a corpus, tokenised once and cached on disk (``.npz``)."""
     check_source(path)
-    key = digest({"corpus": corpus_identity(path) if Path(path).expanduser().is_file() else path,
+    key = digest({"corpus": corpus_identity(path),
                   "tokenizer": tokenizer_identity(tokenizer), "seq_len": seq_len, "max_documents": max_documents})[:24]
     cache_file = default_cache_dir(cache_dir) / "corpus" / f"{key}.npz"
     if cache_file.is_file():

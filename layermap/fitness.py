@@ -38,8 +38,10 @@ from .models import StudentSpec, Teacher, build_student, init_student_from_teach
     pick_device, quiet_transformers, teacher_identity
 from .records import EvaluationRecord, TaskScore, environment, mean_and_stderr, sample_var
 
-FITNESS_FORMAT = 1          # bump when the fitness computation changes meaning (head/repeats enter the
-                            # fingerprint only when not finetune/1, so records from before them keep their key)
+FITNESS_FORMAT = 2          # bump when the fitness computation or its fingerprint changes meaning (head/repeats
+                            # enter the fingerprint only when not finetune/1, so records from before them keep their key).
+                            # 2: the teacher's identity covers its tokenizer files, and hub names (teacher, datasets
+                            # corpus, hub GLUE tasks) carry the commit their revision resolves to
 
 
 @dataclass

@@ -18,11 +18,15 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from .config import digest, file_digest
+from .config import digest
 from .errors import LayermapError
+from .identity import file_digest, hub_identity
 from .mapping import LayerMapping, baseline
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.safetensors.index.json")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+                   "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
 
 
 class ModelError(LayermapError):
@@ -58,7 +62,7 @@ class Teacher:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
-    identity: str          # stable id for fingerprints: weight digest (local) or name@revision (hub)
+    identity: str          # stable id for fingerprints (teacher_identity): weights + tokenizer digest, or hub name@commit
 
     @property
     def num_layers(self) -> int:
@@ -104,15 +108,35 @@ def load_teacher_config(name: str, revision: str = "main"):
 
 
 def teacher_identity(name: str, revision: str = "main") -> str:
-    """Weights digest for a local directory; ``name@revision`` for a hub name."""
+    """What a fingerprint knows of the teacher.
+
+    A local directory: a digest of its config, every weight file (shards included) and every tokenizer
+    file beside them (:data:`TOKENIZER_FILES` and any ``*.model`` sentencepiece file), so new tokenizer files
+    beside the same weights make a new identity.  A hub name: ``hub:name@<commit>`` with the commit the
+    revision resolves to (:func:`layermap.identity.hub_identity`; by name only, with a warning, when it
+    cannot be resolved).  Files are hashed once per process."""
     path = Path(name).expanduser()
     if path.is_dir():
-        parts = {"config": file_digest(path / "config.json")}
-        for fname in WEIGHT_FILES:
-            if (path / fname).is_file():
-                parts[fname] = file_digest(path / fname)
+        parts: dict = {"config": file_digest(path / "config.json")}
+        for file in _weight_files(path):
+            parts[file.name] = file_digest(file)
+        parts["tokenizer"] = {file.name: file_digest(file) for file in tokenizer_files(path)}
         return "local:" + digest(parts)[:32]
-    return f"hub:{name}@{revision}"
+    return "hub:" + hub_identity(name, revision, "model", what="teacher")
+
+
+def _weight_files(path: Path) -> list[Path]:
+    """The weight files of a saved model: single files and the shards an index names (``model-00001-of-00002...``)."""
+    files = [path / f for f in WEIGHT_FILES if (path / f).is_file()]
+    shards = [p for pattern in ("model-*-of-*.safetensors", "pytorch_model-*-of-*.bin", "tf_model-*-of-*.h5")
+              for p in path.glob(pattern) if p.is_file()]
+    return files + sorted(shards)
+
+
+def tokenizer_files(path: str | os.PathLike) -> list[Path]:
+    """The tokenizer files present in a model directory, sorted by name."""
+    folder = Path(path)
+    return sorted(p for p in folder.iterdir() if p.is_file() and (p.name in TOKENIZER_FILES or p.suffix == ".model"))
 
 
 def load_teacher(name: str, revision: str = "main", *, device: str | torch.device = "cpu") -> Teacher:

@@ -119,8 +119,11 @@ def data_fingerprint(task: str | TaskSpec, glue_dir: str | os.PathLike | None) -
     """Return a string that changes whenever the data a task would load changes.
 
     For a local GLUE folder: the sha256 hex digest over the files used (train, then the
-    dev splits in order), each framed by its split name and byte length. For the hub
-    (``glue_dir`` None): the hub path string such as ``'nyu-mll/glue/sst2'``.
+    dev splits in order), each framed by its split name and byte length; the files are read once
+    per process for each version of them (keyed by their inode, size and times). For the hub
+    (``glue_dir`` None): the hub path and the commit its ``main`` revision resolves to, such as
+    ``'nyu-mll/glue/sst2@<sha>'`` (``...@main`` with one warning line when no commit can be found;
+    see :mod:`layermap.identity`).
     Subsampling settings (``max_train`` ...) are *not* included; add them to a cache
     key yourself.
 
@@ -129,9 +132,33 @@ def data_fingerprint(task: str | TaskSpec, glue_dir: str | os.PathLike | None) -
     """
     spec = get_task(task)
     if glue_dir is None:
-        return _hub_source(spec)
+        from layermap.identity import hub_identity  # the hub's commit; imported lazily like datasets
+
+        repo, config = spec.hub_path[0], (spec.hub_path[1] if len(spec.hub_path) > 1 else None)
+        commit = hub_identity(repo, "main", "dataset", config=config, what=f"GLUE task {spec.name}").rpartition("@")[2]
+        return f"{_hub_source(spec)}@{commit}"
+    paths = resolve_split_paths(spec, glue_dir)
+    try:
+        key = (spec.name, tuple((str(path.resolve()), *_stat_key(path)) for path in paths.values()))
+    except OSError as err:
+        raise TaskError(f"cannot read the GLUE files of {spec.name} in {glue_dir} ({err}); check the path and its "
+                        "permissions") from err
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _hash_splits(spec, paths)
+    return _FINGERPRINTS[key]
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _stat_key(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _hash_splits(spec: TaskSpec, paths: dict[str, Path]) -> str:
     digest = hashlib.sha256()
-    for split, path in resolve_split_paths(spec, glue_dir).items():
+    for split, path in paths.items():
         try:
             payload = path.read_bytes()
         except OSError as err:

@@ -190,13 +190,17 @@ def test_subsampling_is_seeded_sorted_and_sized(tmp_path):
     assert len(limited_dev) == 1
 
 
-def test_fingerprint_tracks_file_bytes(tmp_path):
+def test_fingerprint_tracks_file_bytes(tmp_path, monkeypatch):
     _sst2(tmp_path)
     first = data_fingerprint("sst2", tmp_path)
     assert len(first) == 64 and first == data_fingerprint("SST-2", str(tmp_path))
     _write(tmp_path, "SST-2/dev.tsv", "sentence\tlabel\nchanged\t1\n")
     assert data_fingerprint("sst2", tmp_path) != first
-    assert data_fingerprint("mnli", None) == "nyu-mll/glue/mnli"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")                     # no Hub and no cached copy: by name only
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    assert data_fingerprint("mnli", None) == "nyu-mll/glue/mnli@main"
 
 
 # ---------------------------------------------------------------- hub path, no network

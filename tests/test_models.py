@@ -94,7 +94,7 @@ def test_teacher_errors(tmp_path, monkeypatch):
         load_teacher_config("some-org/some-bert")
 
 
-def test_hub_names_go_to_from_pretrained(tiny_teacher_dir, monkeypatch):
+def test_hub_names_go_to_from_pretrained(tiny_teacher_dir, monkeypatch, tmp_path):
     """Without a network: a hub id is passed through to transformers with its revision."""
     calls = []
     real = {cls: cls.from_pretrained for cls in (AutoConfig, AutoModel, models.AutoTokenizer)}
@@ -106,8 +106,15 @@ def test_hub_names_go_to_from_pretrained(tiny_teacher_dir, monkeypatch):
         return load
     for cls in real:
         monkeypatch.setattr(cls, "from_pretrained", fake(cls))
+    from layermap import identity
+
+    monkeypatch.setattr(identity, "_resolve_online", lambda *args: None)         # no Hub: the HF cache names the commit
+    refs = tmp_path / "hub" / "models--google--bert_uncased_L-4_H-256_A-4" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "v1").write_text("ab" * 20)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     teacher = load_teacher("google/bert_uncased_L-4_H-256_A-4", revision="v1")
-    assert teacher.identity == "hub:google/bert_uncased_L-4_H-256_A-4@v1"
+    assert teacher.identity == "hub:google/bert_uncased_L-4_H-256_A-4@" + "ab" * 20
     assert ("AutoModel", "google/bert_uncased_L-4_H-256_A-4", "v1") in calls
     assert ("AutoTokenizer", "google/bert_uncased_L-4_H-256_A-4", "v1") in calls
 
