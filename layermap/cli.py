@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .errors import LayermapError
+from .logs import console
 
 
 def _cmd_baselines(args: argparse.Namespace) -> int:
@@ -70,7 +71,8 @@ def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from .config import CorpusSettings, DistillSettings, dump_toml, Config, StudentSettings, TeacherSettings
+    from .cli_common import config_from_args
+    from .config import StudentSettings, dump_toml
     from .corpus import check_source, load_segments
     from .distill import LiveTeacher, distill, distill_run_digest
     from .models import (StudentSpec, build_student, check_seq_len, init_student_from_teacher, load_teacher,
@@ -87,30 +89,26 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     check_seq_len(teacher_cfg, args.seq_len, "--seq-len")
     mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, args.student_layers)
     spec = StudentSpec.resolve(teacher_cfg, args.student_layers, args.hidden_size, args.heads, args.ffn)
-    corpus = CorpusSettings(path=args.corpus, seq_len=args.seq_len, max_segments=args.max_segments,
-                            max_documents=args.max_documents, seed=args.seed)
-    settings = DistillSettings(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
-                               learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    check_source(args.corpus)
-    teacher = load_teacher(args.teacher, device=device)
-    segments = load_segments(args.corpus, teacher.tokenizer, seq_len=args.seq_len, max_segments=args.max_segments,
-                             seed=args.seed, max_documents=args.max_documents, cache_dir=args.cache_dir,
+    config = config_from_args(args)                  # the flags, through the one table (layermap.cli_common)
+    config = config.replace(student=StudentSettings(layers=spec.layers, hidden_size=spec.hidden_size, heads=spec.heads,
+                                                    ffn=spec.ffn, init=config.student.init))   # widths resolved
+    corpus, settings = config.corpus, config.distill
+    check_source(corpus.path)
+    teacher = load_teacher(config.teacher.name, device=device)
+    segments = load_segments(corpus.path, teacher.tokenizer, seq_len=corpus.seq_len, max_segments=corpus.max_segments,
+                             seed=corpus.seed, max_documents=corpus.max_documents, cache_dir=config.run.cache_dir,
                              progress=not args.quiet)
-    student = build_student(teacher.model.config, spec, seed=args.seed)
-    if args.init == "teacher":
+    student = build_student(teacher.model.config, spec, seed=settings.seed)
+    if config.student.init == "teacher":
         init_student_from_teacher(student, teacher.model, mapping)
     out.mkdir(parents=True, exist_ok=True)
-    config = Config(teacher=TeacherSettings(name=args.teacher),
-                    student=StudentSettings(layers=spec.layers, hidden_size=spec.hidden_size, heads=spec.heads,
-                                            ffn=spec.ffn, init=args.init),
-                    corpus=corpus, distill=settings)
     (out / "config.toml").write_text(dump_toml(config))
     started = time.time()
     _, stats = distill(student, LiveTeacher(teacher.model), mapping, segments, settings,
                        teacher_width=teacher.hidden_size, device=device, progress=not args.quiet,
                        checkpoint_dir=out / "checkpoints", desc=f"distilling {mapping}",
                        run_digest=distill_run_digest(config, teacher.identity, segments.identity))
-    save_student(out, student, teacher.tokenizer, mapping, stats, teacher=args.teacher)
+    save_student(out, student, teacher.tokenizer, mapping, stats, teacher=config.teacher.name)
     first = sum(stats.losses[:10]) / max(1, len(stats.losses[:10]))
     print(f"distilled {spec.layers}-layer student with mapping {mapping} in {time.time() - started:.0f}s: "
           f"{stats.steps} steps, loss {first:.4f} -> {stats.final_loss:.4f}, "
@@ -213,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_transformers()
     try:
-        return int(args.func(args) or 0)
+        with console(quiet=bool(getattr(args, "quiet", False))):     # the library's log lines on stderr
+            return int(args.func(args) or 0)
     except (LayermapError, TaskError) as exc:
         print(f"layermap: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .cli_common import config_from_args
 from .errors import LayermapError
 
 _EXAMPLE_COMPARE = """examples:
@@ -35,14 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (compare.tasks), e.g. sst2,mrpc,rte,cola")
     p.add_argument("--config", default=None, help="preset (smoke, demo, paper) or TOML file; with RUN_DIR only its "
                                                   "[compare] section is used, the rest comes from the run")
-    p.add_argument("--teacher", default=None, help="teacher: hub name or local directory")
-    p.add_argument("--corpus", default=None, help="corpus text file or a datasets name")
-    p.add_argument("--glue-dir", default=None, help="local GLUE folder in the standard layout (default: the hub)")
+    p.add_argument("--teacher", default=None, help="teacher: hub name or local directory (teacher.name)")
+    p.add_argument("--corpus", default=None, help="corpus text file or a datasets name (corpus.path)")
+    p.add_argument("--glue-dir", default=None, help="local GLUE folder in the standard layout (proxy.glue_dir; default: the hub)")
     p.add_argument("--teacher-finetune", action="store_true",
                    help="also fine-tune the teacher once per task and report each student's loyalty to it")
     p.add_argument("--workers", type=int, default=None, help="parallel jobs (run.workers)")
     p.add_argument("--executor", choices=("local", "process", "ray"), default=None, help="where jobs run (run.executor)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (run.device)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting, e.g. --set compare.max_steps=2000 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -70,7 +71,7 @@ def compare_command(args: argparse.Namespace) -> int:
     if args.run_dir:
         config, mappings, proxy, source = _from_run(args)
     else:
-        config = _config(args, base=None)
+        config = config_from_args(args)
         mappings = [m for m in args.mappings.split(",") if m.strip()]
         proxy, source = _shared_proxy_fitness(config, mappings), {"mappings": args.mappings}
     if not config.teacher.name:
@@ -83,42 +84,12 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace, base: dict | None):
-    """Settings: ``base`` (a run's, its [compare] section already from --config) or the --config preset/file
-    <- flags <- --set."""
-    from .config import _merge, config_from_dict, parse_override, read_toml
-
-    if base is None:
-        data = read_toml(args.config) if args.config else {}
-    else:
-        data = base
-    flags: dict = {"teacher": {}, "corpus": {}, "proxy": {}, "compare": {}, "run": {}}
-    if args.teacher:
-        flags["teacher"]["name"] = args.teacher
-    if args.corpus:
-        flags["corpus"]["path"] = args.corpus
-    if args.glue_dir is not None:
-        flags["proxy"]["glue_dir"] = args.glue_dir
-    if args.tasks is not None:
-        flags["compare"]["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if args.seeds is not None:
-        flags["compare"]["seeds"] = args.seeds
-    for key in ("workers", "executor", "device"):
-        if getattr(args, key) is not None:
-            flags["run"][key] = getattr(args, key)
-    data = _merge(data, {k: v for k, v in flags.items() if v})
-    for text in args.overrides:
-        section, key, value = parse_override(text)
-        data = _merge(data, {section: {key: value}})
-    return config_from_dict(data)
-
-
 def _from_run(args: argparse.Namespace):
     """Settings, mappings (the run's best genomes + the baselines), proxy fitnesses and provenance of a run."""
     from .compare import plan_from_run
 
     plan = plan_from_run(args.run_dir, top=args.top, with_baselines=not args.no_baselines)
-    return _config(args, plan.settings(args.config)), plan.mappings, plan.proxy_fitness, plan.source
+    return config_from_args(args, base=plan.settings(args.config)), plan.mappings, plan.proxy_fitness, plan.source
 
 
 def _shared_proxy_fitness(config, mappings) -> dict[str, float]:

@@ -9,6 +9,7 @@ and wrong types are a :class:`ConfigError` with one sentence naming the key.  Pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.resources
 import json
@@ -17,12 +18,16 @@ import os
 import re
 import tomllib
 import typing
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import LayermapError
+from .logs import get_logger
 from .mapping import CONSTRAINTS, parse_genes
+
+_log = get_logger(__name__)
 
 
 class ConfigError(LayermapError):
@@ -256,8 +261,8 @@ class RunSettings:
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     cache_dir: str = ""            # tokenised corpus + teacher outputs; "" = ~/.cache/layermap
     threads: int = 0               # torch threads per worker; 0 = cores / workers
-    cache_db: str = ""             # fitness store shared by several runs; "" = RUN_DIR/layermap.sqlite
-    shared_cache: bool = True      # also look up / keep fitnesses in <cache_dir>/fitness.sqlite, across all runs
+    store_path: str = ""           # the run's SQLite store (several runs may share one); "" = RUN_DIR/layermap.sqlite
+    shared_fitness: bool = True    # also look up / keep fitnesses in <cache_dir>/fitness.sqlite, across all runs
     ray_address: str = ""          # ray.init(address=...); "" = start a local Ray
     gpus_per_eval: float = 0.0     # Ray: num_gpus per evaluation task
     cpus_per_eval: float = 1.0     # Ray: num_cpus per evaluation task
@@ -276,6 +281,45 @@ class RunSettings:
             raise ConfigError(f"run.gpus_per_eval must be >= 0, got {self.gpus_per_eval}")
         if not 0 < self.cpus_per_eval < math.inf:
             raise ConfigError(f"run.cpus_per_eval must be positive, got {self.cpus_per_eval}")
+
+    @property
+    def cache_db(self) -> str:
+        """Deprecated name of :attr:`store_path`."""
+        warnings.warn("RunSettings.cache_db is deprecated; use RunSettings.store_path", DeprecationWarning, stacklevel=2)
+        return self.store_path
+
+    @property
+    def shared_cache(self) -> bool:
+        """Deprecated name of :attr:`shared_fitness`."""
+        warnings.warn("RunSettings.shared_cache is deprecated; use RunSettings.shared_fitness", DeprecationWarning,
+                      stacklevel=2)
+        return self.shared_fitness
+
+
+# Settings that were renamed: the old names still work in TOML files and ``--set`` (with a one-line
+# deprecation warning), in section dicts and stored run configs (silently), and as RunSettings keyword
+# arguments and attributes (with a DeprecationWarning).  ``run.cache_db`` named the run's SQLite store,
+# which is no cache; ``run.shared_cache`` the user-wide fitness store ``<cache_dir>/fitness.sqlite``.
+RENAMED_SETTINGS = {"run.cache_db": "run.store_path", "run.shared_cache": "run.shared_fitness"}
+
+
+def _accept_old_names(generated_init):
+    """Wrap RunSettings' generated ``__init__`` so that ``RunSettings(shared_cache=False)`` and
+    ``dataclasses.replace(run, cache_db=...)`` keep working (the old name, when given, wins)."""
+
+    @functools.wraps(generated_init)
+    def __init__(self, *args, cache_db: str | None = None, shared_cache: bool | None = None, **kwargs):
+        for old, value in (("cache_db", cache_db), ("shared_cache", shared_cache)):
+            if value is not None:
+                new = RENAMED_SETTINGS[f"run.{old}"].split(".", 1)[1]
+                warnings.warn(f"RunSettings({old}=...) is deprecated; use {new}=...", DeprecationWarning, stacklevel=2)
+                kwargs[new] = value
+        generated_init(self, *args, **kwargs)
+
+    return __init__
+
+
+RunSettings.__init__ = _accept_old_names(RunSettings.__init__)
 
 
 @dataclass(frozen=True)
@@ -340,10 +384,38 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"{where} has an unsupported type {annotation!r}")  # pragma: no cover
 
 
+def _new_name(section: str, key: str) -> str | None:
+    """The current name of a renamed setting's key (``run``, ``cache_db`` -> ``store_path``), else None."""
+    new = RENAMED_SETTINGS.get(f"{section}.{key}")
+    return new.split(".", 1)[1] if new else None
+
+
+def _rename_old_keys(section: str, values: dict, where: str = "") -> dict:
+    """``values`` with renamed keys under their current names; with ``where`` (``"in s.toml"``, ``"in --set"``:
+    what a user typed) each old name is reported in one warning line.  Old and new name together is an error."""
+    if not any(_new_name(section, key) for key in values):
+        return values
+    out = {}
+    for key, value in values.items():
+        new = _new_name(section, key)
+        if new is None:
+            out[key] = value
+            continue
+        if new in values:
+            raise ConfigError(f"{section}.{key} and {section}.{new} are both given{' ' + where if where else ''}; "
+                              f"{section}.{key} is the old name of {section}.{new}: keep only {section}.{new}")
+        if where:
+            _log.warning(f"{section}.{key} {where} is the old name of {section}.{new}; it still works, but write "
+                         f"{section}.{new}")
+        out[new] = value
+    return out
+
+
 def _build_section(name: str, values: dict) -> Any:
     cls = _section_class(name)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
+    values = _rename_old_keys(name, values)
     for key in values:
         if key not in known:
             raise ConfigError(f"unknown setting {name}.{key}; known keys in [{name}] are: {', '.join(sorted(known))}")
@@ -402,11 +474,12 @@ def read_toml(source: str) -> dict:
     for key, value in data.items():
         if not isinstance(value, dict):
             raise ConfigError(_outside_section(key, origin))
-    return data
+    return {name: _rename_old_keys(name, values, f"in {origin}") for name, values in data.items()}
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """``'search.population=12'`` -> ``('search', 'population', 12)``; the value is read as TOML, else as a string."""
+    """``'search.population=12'`` -> ``('search', 'population', 12)``; the value is read as TOML, else as a string.
+    A renamed setting's old name comes back under its new name (``run.cache_db`` -> ``run.store_path``), with a warning."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise ConfigError(f"override {text!r} is malformed; write --set section.key=value, e.g. --set search.population=12")
     lhs, raw = text.split("=", 1)
@@ -415,12 +488,19 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    if _new_name(section, key):
+        key = next(iter(_rename_old_keys(section, {key: value}, "in --set")))
     return section, key, value
 
 
-def load_config(source: str | None = None, overrides: Sequence[str] = (), **section_values: dict) -> Config:
-    """Defaults <- preset or TOML file <- ``section_values`` (from CLI flags) <- ``--set`` overrides."""
-    data: dict = read_toml(source) if source else {}
+def load_config(source: str | dict | None = None, overrides: Sequence[str] = (), **section_values: dict) -> Config:
+    """Defaults <- preset or TOML file (or settings already read, as a dict of sections) <- ``section_values``
+    (from CLI flags) <- ``--set`` overrides."""
+    if isinstance(source, dict):                     # e.g. a run's stored settings, which may use old names
+        data: dict = {name: _rename_old_keys(name, values) if isinstance(values, dict) else values
+                      for name, values in source.items()}
+    else:
+        data = read_toml(source) if source else {}
     data = _merge(data, {k: v for k, v in section_values.items() if v})
     for text in overrides:
         section, key, value = parse_override(text)
@@ -437,6 +517,11 @@ def dump_toml(config: Config) -> str:
             lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def format_override(key: str, value: Any) -> str:
+    """``('run.workers', 4)`` -> ``'run.workers=4'``: a value as the ``--set`` text that gives it back."""
+    return f"{key}={_toml_value(value)}"
 
 
 def _toml_value(value: Any) -> str:

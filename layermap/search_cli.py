@@ -1,7 +1,7 @@
 """``layermap evolve | show | export``: the search subcommands (``cli.py`` calls :func:`register`).
 
     layermap evolve [--config PRESET_OR_FILE] [--teacher T] [--corpus FILE] [--glue-dir DIR] [--tasks ...]
-                    [--set k=v ...] [--workers N] [--executor local|process|ray] [--cache DB] [--quiet] --out RUN_DIR
+                    [--set k=v ...] [--workers N] [--executor local|process|ray] [--store DB] [--quiet] --out RUN_DIR
     layermap evolve --resume RUN_DIR [--workers N] [--executor ...] [--device D] [--set run.k=v ...]
     layermap show RUN_DIR [--json] [--top K]
     layermap export RUN_DIR [-o FILE] [--format json|textbrewer]
@@ -16,7 +16,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .cli_common import add_config_args, config_from_args
+from .cli_common import add_config_args, config_from_args, flag_settings_given
 from .errors import LayermapError
 from .results import SearchResult, load_result
 from .mapping import LayerMapping
@@ -35,9 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last finished generation")
     p.add_argument("--workers", type=int, default=None, help="parallel evaluations (run.workers)")
     p.add_argument("--executor", choices=("local", "process", "ray"), default=None, help="where evaluations run (run.executor)")
-    p.add_argument("--cache", metavar="DB", default=None,
-                   help="the run's store (run.cache_db; default RUN_DIR/layermap.sqlite); fitnesses are reused across "
-                        "all runs anyway through <cache_dir>/fitness.sqlite unless run.shared_cache=false")
+    p.add_argument("--store", metavar="DB", default=None,
+                   help="the run's SQLite store (run.store_path; default RUN_DIR/layermap.sqlite); runs given one store "
+                        "share their fitnesses, and every run reuses fitnesses through <cache_dir>/fitness.sqlite "
+                        "anyway unless run.shared_fitness=false")
+    p.add_argument("--cache", metavar="DB", default=None, help="deprecated: the old name of --store")
     p.add_argument("--synthetic", type=int, metavar="TEACHER_LAYERS", default=None,
                    help="search the analytic SyntheticEvaluator landscape instead of the proxy fitness "
                         "(GA studies and smoke tests; trains nothing)")
@@ -88,8 +90,7 @@ def evolve_command(args: argparse.Namespace) -> int:
             hint = (f"pass --resume {args.out} to continue that run, or give a new folder" if (out / "run.json").is_file()
                     else "give a new or empty folder")
             raise LayermapError(f"--out {args.out} already exists and is not empty; {hint}")
-        args.overrides = list(args.overrides) + _run_flag_overrides(args)
-        config = _with_cache_path(config_from_args(args), args)
+        config = _absolute_store_path(config_from_args(args))
         if args.synthetic is None:
             from .evolve import check_proxy_inputs
 
@@ -249,39 +250,31 @@ def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+_NEW_RUN_ONLY = ("--config", "--synthetic", "--out")      # flags outside the settings table that --resume refuses
+
+
 def _resume_overrides(args: argparse.Namespace) -> list[str]:
-    fixed = {"--config": args.config, "--teacher": args.teacher, "--corpus": args.corpus, "--glue-dir": args.glue_dir,
-             "--tasks": args.tasks, "--cache": args.cache, "--synthetic": args.synthetic, "--out": args.out}
-    given = [flag for flag, value in fixed.items() if value is not None]
+    """The run's settings may change on --resume only where a fitness cannot (RESUMABLE_RUN_KEYS): the
+    flags go through the same table as a new run's, and a flag for any other setting is refused."""
+    from .config import format_override
+    from .evolve import RESUMABLE_RUN_KEYS
+
+    given = [flag for flag in _NEW_RUN_ONLY if getattr(args, flag.lstrip("-"), None) is not None]
+    settings = flag_settings_given(args)
+    given += [s.flag for s in settings if not (s.key.startswith("run.") and s.key[4:] in RESUMABLE_RUN_KEYS)]
     if given:
         raise LayermapError(f"{given[0]} cannot be used with --resume: the run keeps the settings in its config.toml "
                             "(only --workers, --executor, --device and --set run.* may change)")
-    overrides = list(args.overrides) + _run_flag_overrides(args)
-    if args.device is not None:
-        overrides.append(f"run.device={json.dumps(args.device)}")
-    if getattr(args, "retry_failed", False):
-        overrides.append("run.retry_failed=true")
-    return overrides
+    return [format_override(s.key, s.value) for s in settings] + list(args.overrides)
 
 
-def _run_flag_overrides(args: argparse.Namespace) -> list[str]:
-    """``--workers`` / ``--executor`` as ``--set run.*`` strings (the same for a new and a resumed run)."""
-    overrides = []
-    if args.workers is not None:
-        overrides.append(f"run.workers={args.workers}")
-    if args.executor is not None:
-        overrides.append(f"run.executor={json.dumps(args.executor)}")
-    return overrides
-
-
-def _with_cache_path(config, args: argparse.Namespace):
-    """``--cache`` (or run.cache_db) as an absolute path, so the run folder can be opened from anywhere."""
-    changes = {}
-    if args.cache is not None:
-        changes["cache_db"] = str(Path(args.cache).expanduser().resolve())
-    elif config.run.cache_db:
-        changes["cache_db"] = str(Path(config.run.cache_db).expanduser().resolve())
-    return config.replace(run=dataclasses.replace(config.run, **changes)) if changes else config
+def _absolute_store_path(config):
+    """run.store_path (from --store, the settings file or --set) as an absolute path, so that the run folder can be
+    opened from anywhere."""
+    if not config.run.store_path:
+        return config
+    path = str(Path(config.run.store_path).expanduser().resolve())
+    return config.replace(run=dataclasses.replace(config.run, store_path=path))
 
 
 def _new_evaluator(config, synthetic_teacher_layers: int | None):

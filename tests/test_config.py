@@ -51,3 +51,36 @@ def test_parse_override_reads_toml_values():
     assert parse_override("a.b=1.5") == ("a", "b", 1.5)
     assert parse_override("a.b=hello") == ("a", "b", "hello")
     assert parse_override("a.b=true") == ("a", "b", True)
+
+
+def test_renamed_run_settings_keep_their_old_names_with_a_warning(tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    from layermap.config import RunSettings
+
+    old = tmp_path / "old.toml"
+    old.write_text('[run]\ncache_db = "shared.sqlite"\nshared_cache = false\n')
+    with caplog.at_level(logging.WARNING, logger="layermap"):
+        cfg = load_config(str(old))
+    assert cfg.run.store_path == "shared.sqlite" and cfg.run.shared_fitness is False
+    assert f"run.cache_db in {old} is the old name of run.store_path" in caplog.text
+    assert "run.shared_cache" in caplog.text and len(caplog.records) == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="layermap"):
+        assert load_config(None, ["run.shared_cache=false"]).run.shared_fitness is False
+        assert load_config(str(old), ["run.store_path='other.sqlite'"]).run.store_path == "other.sqlite"   # --set wins
+    assert "run.shared_cache in --set is the old name of run.shared_fitness" in caplog.text
+    assert "store_path = " in dump_toml(cfg) and "cache_db" not in dump_toml(cfg)        # files are written new
+    both = tmp_path / "both.toml"
+    both.write_text('[run]\ncache_db = "a"\nstore_path = "b"\n')
+    with pytest.raises(ConfigError, match="keep only run.store_path"):
+        load_config(str(both))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="layermap"):            # a run's stored settings: silently
+        assert load_config({"run": {"shared_cache": False}}).run.shared_fitness is False
+    assert not caplog.records
+    with pytest.warns(DeprecationWarning, match="shared_fitness"):        # the Python names too
+        run = RunSettings(shared_cache=False)
+    with pytest.warns(DeprecationWarning):
+        assert dataclasses.replace(run, cache_db="x").store_path == "x" and run.shared_cache is False

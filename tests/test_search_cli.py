@@ -205,3 +205,19 @@ def test_export_textbrewer_loads_with_textbrewers_own_distillation_config(run_di
     assert [(m.layer_T, m.layer_S, m.feature, m.loss) for m in config.intermediate_matches] == [
         (m["layer_T"], m["layer_S"], m["feature"], m["loss"]) for m in written]
     assert config.kd_loss_weight == 0 and (tmp_path / "matches.provenance.json").is_file()
+
+
+def test_store_flag_and_the_old_cache_flag_and_setting_names(tmp_path, capsys):
+    from layermap.cli import main
+
+    db = tmp_path / "shared.sqlite"
+    assert main([*EVOLVE, "--store", str(db), "--out", str(tmp_path / "a")]) == 0
+    assert "old name" not in capsys.readouterr().err
+    assert main([*EVOLVE, "--cache", str(db), "--set", "run.shared_cache=false", "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "layermap: warning: --cache is the old name of --store; it still works, but write --store" in err
+    assert "layermap: warning: run.shared_cache in --set is the old name of run.shared_fitness" in err
+    config = (tmp_path / "b" / "config.toml").read_text()
+    assert f'store_path = "{db}"' in config and "shared_fitness = false" in config and "cache_db" not in config
+    assert main(["show", str(tmp_path / "b"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["evaluations"]["computed"] == 0
