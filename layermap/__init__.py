@@ -10,6 +10,7 @@ The public API (imported lazily, so ``import layermap`` and ``layermap --help`` 
     layermap.fitness(mapping, config)                 one proxy fitness -> EvaluationRecord
     layermap.compare(run_dir_or_mappings, out, ...)   the final stage -> CompareResult
     layermap.plot(folder, out=None)                   figures of a run or a compare folder
+    layermap.log_to_stderr(level="INFO")              show the progress lines (they are logged to "layermap")
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _EXPORTS = {
     "search": "layermap.api", "resume": "layermap.api", "load_result": "layermap.api", "fitness": "layermap.api",
     "compare": "layermap.api", "plot": "layermap.api",
     "SearchResult": "layermap.results", "EvaluationRecord": "layermap.records", "CompareResult": "layermap.compare",
-    "LayermapError": "layermap.errors",
+    "LayermapError": "layermap.errors", "log_to_stderr": "layermap.logs",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +27,17 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from proxy_tasks.optim import linear_warmup_decay, param_groups, warmup_steps
+
 from .config import DistillSettings, digest
 from .corpus import Segments
 from .errors import LayermapError
 from .losses import LayerOutputs, LossWeights, TransformerDistillationLoss
 from .mapping import LayerMapping, MappingError
+from .logs import get_logger
 from .models import attention_scores, capture_qk
+
+_log = get_logger(__name__)
 
 
 class DistillError(LayermapError):
@@ -112,19 +116,13 @@ def batch_order(num_segments: int, batch_size: int, steps: int, seed: int) -> np
 
 
 def _optimizer(student: nn.Module, loss_fn: nn.Module, settings: DistillSettings, steps: int):
-    decay, no_decay = [], []
-    for module in (student, loss_fn):
-        for name, p in module.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate)
-    warmup = int(settings.warmup_ratio * steps)
+    """AdamW over the student and the loss's projection, and the linear warm-up/decay schedule shared with
+    fine-tuning (:mod:`proxy_tasks.optim`; warm-up steps rounded down, as distillation always has)."""
+    opt = torch.optim.AdamW(param_groups((student, loss_fn), settings.weight_decay), lr=settings.learning_rate)
+    warmup = warmup_steps(settings.warmup_ratio, steps, round_up=False)
 
-    def lr_lambda(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (steps - step) / max(1, steps - warmup))
+    def lr_lambda(step: int) -> float:     # a plain function: the scheduler's state_dict stays as it was
+        return linear_warmup_decay(step, steps, warmup)
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
 
@@ -165,7 +163,7 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
     digest_ = _run_digest(run_digest, student, mapping, segments, settings, teacher_width)
     start = _maybe_resume(checkpoint_dir, student, loss_fn, opt, sched, stats, digest_)
     if start and progress:
-        print(f"resuming {desc} from the checkpoint at step {start} of {steps}", file=sys.stderr)
+        _log.info(f"resuming {desc} from the checkpoint at step {start} of {steps}")
 
     from tqdm.auto import tqdm
     bar = tqdm(range(start, steps), desc=desc, disable=not progress, unit="step", leave=False)

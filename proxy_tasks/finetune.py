@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .batching import EncodedSplit, collate_batch, encode_examples
 from .data import TaskData
 from .metrics import compute_metrics, task_score
+from .optim import linear_warmup_decay, param_groups, warmup_steps
 from .registry import TaskError
 
 __all__ = ["FinetuneSettings", "TaskResult", "finetune_and_score", "finetune_tasks"]
@@ -247,8 +248,8 @@ def _train(
     num_train = len(train.input_ids)
     steps_per_epoch = math.ceil(num_train / settings.batch_size)
     total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
-    warmup_steps = math.ceil(settings.warmup_ratio * total_steps)
-    optimizer = torch.optim.AdamW(_param_groups(model, settings.weight_decay), lr=settings.learning_rate)
+    warmup = warmup_steps(settings.warmup_ratio, total_steps, round_up=True)
+    optimizer = torch.optim.AdamW(param_groups((model,), settings.weight_decay), lr=settings.learning_rate)
     shuffler = torch.Generator().manual_seed(settings.seed)
     labels = torch.as_tensor(train.labels, dtype=torch.float32 if is_regression else torch.long)
     order: list[int] = []
@@ -261,7 +262,7 @@ def _train(
             position = 0
         batch_indices = order[position : position + settings.batch_size]
         position += settings.batch_size
-        learning_rate = _learning_rate_at(step, total_steps, warmup_steps, settings.learning_rate)
+        learning_rate = linear_warmup_decay(step, total_steps, warmup, settings.learning_rate)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
 
@@ -307,22 +308,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``(N, C)`` logits."""
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Split trainable parameters: decay on >= 2-D tensors, none on biases and LayerNorm."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-
-
-def _learning_rate_at(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
-    """Linear warm-up to ``peak`` over ``warmup_steps``, then linear decay towards 0."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    return peak * (total_steps - step) / max(1, total_steps - warmup_steps)
 
 
 def _check_encoder(encoder: nn.Module, settings: FinetuneSettings) -> None:

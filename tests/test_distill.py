@@ -167,3 +167,26 @@ def test_checkpoint_keeps_the_cuda_rng_state(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
     _run(setup, steps=10, checkpoint_dir=tmp_path, settings={"checkpoint_every": 4})
     assert restored and torch.equal(restored[0][0], fake[0])
+
+
+def test_the_resume_line_is_logged_and_the_cli_handler_prints_it(setup, tmp_path, caplog, capsys):
+    """Library code logs (``layermap.distill``) instead of printing; a notebook sees it through logging
+    (caplog here), the command line through its stderr handler (``layermap.logs.console``)."""
+    import logging
+
+    from layermap.logs import console
+
+    teacher = setup[0]
+    for ckpt in (tmp_path / "a", tmp_path / "b"):
+        with pytest.raises(_Crash):
+            _run(setup, steps=10, source=_CrashingTeacher(LiveTeacher(teacher.model), 7), checkpoint_dir=ckpt,
+                 settings={"checkpoint_every": 4})
+    with caplog.at_level(logging.INFO, logger="layermap"):
+        _run(setup, steps=10, checkpoint_dir=tmp_path / "a", settings={"checkpoint_every": 4}, progress=True)
+    assert [r.name for r in caplog.records if "resuming" in r.getMessage()] == ["layermap.distill"]
+    assert "resuming distilling from the checkpoint at step 4 of 10" in caplog.text
+    capsys.readouterr()
+    with console():
+        _run(setup, steps=10, checkpoint_dir=tmp_path / "b", settings={"checkpoint_every": 4}, progress=True)
+    assert "resuming distilling from the checkpoint at step 4 of 10" in capsys.readouterr().err
+    assert not [h for h in logging.getLogger("layermap").handlers if type(h).__name__ == "StderrHandler"]
