@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=show_command)
 
     p = subparsers.add_parser("export", help="write the best mapping of a run (JSON or TextBrewer intermediate_matches)",
+                              description=EXPORT_DESCRIPTION,
                               epilog="examples:\n  layermap export runs/demo -o best_mapping.json\n"
                                      "  layermap export runs/demo --format textbrewer -o matches.json",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,6 +72,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("json", "textbrewer"), default="json",
                    help="json: the mapping with its provenance; textbrewer: a DistillationConfig file")
     p.set_defaults(func=export_command)
+
+
+EXPORT_DESCRIPTION = textwrap.fill(
+    "Write the best mapping of a run: --format json (the mapping with its provenance) or --format textbrewer (a "
+    "file TextBrewer's DistillationConfig.from_json_file loads; provenance beside it). There is no torchdistill "
+    "format: a torchdistill config can only hook module inputs and outputs and combine its registered losses, and "
+    "the TinyBERT losses layermap distils with need two things no built-in offers for a Hugging Face encoder - "
+    "attention scores before the softmax (computed inside the self-attention, the output of no module) and one "
+    "learnt width projection for the hidden states (torchdistill's adaptation modules only enter its sequential "
+    "models). A YAML without them would describe another distillation.", width=100)
 
 
 def evolve_command(args: argparse.Namespace) -> int:

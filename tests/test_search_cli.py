@@ -221,3 +221,14 @@ def test_store_flag_and_the_old_cache_flag_and_setting_names(tmp_path, capsys):
     assert f'store_path = "{db}"' in config and "shared_fitness = false" in config and "cache_db" not in config
     assert main(["show", str(tmp_path / "b"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["evaluations"]["computed"] == 0
+
+
+def test_export_help_says_why_there_is_no_torchdistill_format(run_dir, capsys):
+    from layermap.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "There is no torchdistill format" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(run_dir), "--format", "torchdistill"])
+    assert exc.value.code == 2 and "invalid choice: 'torchdistill'" in capsys.readouterr().err
