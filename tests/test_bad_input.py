@@ -40,7 +40,7 @@ class Ctx:
         out = self.tmp / "run"
         if not out.exists():
             assert main(["evolve", "--synthetic", "6", "--set", "search.generations=1", "--set", "search.population=4",
-                         "--set", "run.shared_cache=false", "--quiet", "--out", str(out)]) == 0
+                         "--set", "run.shared_fitness=false", "--quiet", "--out", str(out)]) == 0
         return out
 
     def file(self, name: str, content: str | bytes) -> str:
