@@ -4,14 +4,17 @@
 ``layermap.sqlite``); ``resume_search`` continues it from its last finished generation.  Fitness
 comes from an evaluator (``layermap.fitness.ProxyEvaluator`` for real runs) through an executor;
 every genome is looked up first in the run's memo, then in the shared cache under the evaluator's
-fingerprint, and only unknown genomes are evaluated.  All randomness comes from one private
-``random.Random(search.seed)`` whose state is checkpointed, so a resumed run follows exactly the
-trajectory of an uninterrupted one.
+fingerprint, and only unknown genomes are evaluated.  A genome is claimed in the shared store before
+it is computed (:meth:`layermap.store.Store.claim`): two runs with the same settings started together
+compute it once, the second waiting for the first's record after computing the rest of its
+generation.  All randomness comes from one private ``random.Random(search.seed)`` whose state is
+checkpointed, so a resumed run follows exactly the trajectory of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import operator
@@ -37,8 +40,9 @@ from .operators import (crossover_two_point, crossover_uniform, initial_genomes,
                         select_survivors, select_tournament)
 from .records import EvaluationRecord, Evaluator
 from .results import GenerationStats, SearchResult, load_result
-from .store import (STORE_NAME, GenerationRow, RunInfo, RunRow, Store, StoreError, lock_run, now, open_run,
-                    write_run_info)
+from . import store as store_mod
+from .store import (BUSY, CLAIMED, KNOWN, STORE_NAME, ClaimHeartbeat, GenerationRow, RunInfo, RunRow, Store, StoreError,
+                    claim_owner, lock_run, now, open_run, write_run_info)
 
 CONFIG_NAME = "config.toml"
 WORST = -math.inf       # the selection fitness of a failed genome
@@ -78,6 +82,8 @@ class SearchState:
     shared: Store | None = None          # the user-wide fitness cache (run.shared_cache)
     seen: set[str] = dataclasses.field(default_factory=set)   # genomes of finished generations (novelty of offspring)
     retry: list[str] = dataclasses.field(default_factory=list)  # failed genomes to evaluate again first (--retry-failed)
+    claims: Store | None = None          # where genomes are claimed before they are computed: a store other runs share
+    owner: str = ""                      # this driver's claim owner id (host:pid:run_id)
 
 
 def build_toolbox(search: SearchState) -> base.Toolbox:
@@ -116,7 +122,8 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
                     else:                        child <- copy(one tournament winner)
                     child <- repair(child) to the order constraint
                 (after NOVELTY_TRIES the last child is kept; the log says how many were not new)
-            evaluate(offspring)          # memo -> shared cache -> executor; a failure scores -inf
+            evaluate(offspring)          # memo -> shared cache -> claim -> executor (a genome another run
+                                         #   has claimed: wait for its record); a failure scores -inf
             hof.update(offspring)
             population <- mu best distinct genomes of population + offspring     (elitist)
             statistics(gen); checkpoint(gen)    # population, fitnesses, hof, rng state
@@ -298,7 +305,7 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
     defaults to :func:`default_evaluator_factory`.
     """
     run_dir = Path(run_dir)
-    info, store, row = open_run(run_dir)
+    info, store, row = open_run(run_dir, upgrade=True)
     try:
         lock = lock_run(run_dir)
     except BaseException:
@@ -350,10 +357,24 @@ def _open_shared_cache(search: SearchState) -> Store | None:
     return None if path == search.store.path.resolve() else Store(path)
 
 
+def _claim_store(search: SearchState) -> Store | None:
+    """The store other runs share with this one (the user-wide cache, else a ``run.cache_db`` store), where genomes
+    are claimed; ``None`` for a run alone with its private store."""
+    if search.shared is not None:
+        return search.shared
+    private = search.store.path.resolve() == (search.run_dir / STORE_NAME).resolve()
+    return None if private else search.store
+
+
 def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
     clock = time.perf_counter()
+    heartbeat = None
     try:
         search.shared = _open_shared_cache(search)
+        search.claims = _claim_store(search)
+        if search.claims is not None:
+            search.owner = claim_owner(search.run_id)
+            heartbeat = ClaimHeartbeat(search.claims.path, search.owner).start()
         search.store.set_run_status(search.run_id, "running")
         try:
             evolve(search, start)
@@ -366,6 +387,13 @@ def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
         search.store.set_run_status(search.run_id, "finished")
         return load_result(search.store, search.store.get_run(search.run_id), search.run_dir, time.perf_counter() - clock)
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+        if search.claims is not None:
+            try:
+                search.claims.release(search.owner)          # what an interrupted generation still held
+            except sqlite3.Error:
+                pass                                         # they go stale
         search.store.close()
         if search.shared is not None:
             search.shared.close()
@@ -377,44 +405,89 @@ def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
     """Give every individual its fitness; evaluate only genomes neither the run nor the cache knows.
 
     Returns the number of distinct genomes in ``individuals``.  Each record is written to the store
-    the moment it arrives (cache hits as ``computed = 0`` rows)."""
-    store, run_id, fp = search.store, search.run_id, search.fingerprint
+    the moment it arrives (cache hits as ``computed = 0`` rows).  Unknown genomes are claimed as the
+    executor takes them (:func:`_compute`); those another run holds are taken up again once the others
+    are done, until the owner's record arrives or its claim can be taken over."""
+    fp = search.fingerprint
     distinct = list(dict.fromkeys(format_genes(ind) for ind in individuals))
-    todo, cached = [], 0
+    pending, cached = [], 0
     for text in distinct:
         if text in search.memo:
             continue
-        record = store.lookup(fp, text) or (search.shared.lookup(fp, text) if search.shared else None)
+        record = search.store.lookup(fp, text) or (search.shared.lookup(fp, text) if search.shared else None)
         if record is None:
-            todo.append(text)
+            pending.append(text)
             continue
-        store.record_cached(run_id, fp, generation, record)
-        search.memo[text] = record
+        _use_cached(search, record, generation)
         cached += 1
-    if todo:
-        rows = {text: store.start_evaluation(run_id, fp, text, generation) for text in todo}
-        with tqdm(total=len(todo), desc=f"gen {generation}/{search.config.search.generations}", unit="eval",
-                  file=sys.stderr, disable=not (search.progress and sys.stderr.isatty())) as bar:
-            bar.set_postfix(cached=cached, best=_best_known(search.memo))
-            for genes, record in _executor(search).submit([parse_genes(t) for t in todo]):
-                text = format_genes(genes)
-                store.finish_evaluation(rows[text], record)
-                if search.shared is not None:
-                    search.shared.remember(fp, record)
-                search.memo[text] = record
-                bar.set_postfix(cached=cached, failed=sum(not search.memo[t].ok for t in todo if t in search.memo),
-                                best=_best_known(search.memo))
-                bar.update()
-                if search.progress and bar.disable:             # no terminal: one log line per evaluation
-                    outcome = f"fitness {record.fitness:.2f}" if record.ok else f"failed ({record.error})"
-                    done = sum(t in search.memo for t in todo)
-                    print(f"gen {generation}/{search.config.search.generations}  eval {done}/{len(todo)}  {text}  "
-                          f"{outcome}  {record.timings.get('total', 0.0):.0f}s  (cached {cached}, best "
-                          f"{_best_known(search.memo)})", file=sys.stderr, flush=True)
+    said = False
+    while pending:
+        busy = _compute(search, pending, generation, cached)
+        if len(busy) == len(pending):                    # all held by other runs: wait for them
+            if search.progress and not said:
+                print(f"gen {generation}/{search.config.search.generations}: waiting for {len(busy)} genome(s) another "
+                      f"run is computing under the same fingerprint ({', '.join(busy[:4])}{' ...' if len(busy) > 4 else ''})",
+                      file=sys.stderr, flush=True)
+                said = True
+            time.sleep(store_mod.CLAIM_POLL_SECONDS)
+        pending = busy
     for ind in individuals:
         record = search.memo[format_genes(ind)]
         ind.fitness.values = (record.fitness if record.ok else WORST,)
     return len(distinct)
+
+
+def _use_cached(search: SearchState, record: EvaluationRecord, generation: int) -> None:
+    search.store.record_cached(search.run_id, search.fingerprint, generation, record)
+    search.memo[record.genome] = record
+
+
+def _compute(search: SearchState, pending: list[str], generation: int, cached: int) -> list[str]:
+    """Claim and evaluate ``pending`` through the executor; returns the genomes another run holds.
+
+    Each genome is claimed when the executor takes it (the process pool takes one per free worker), so two runs
+    started together share a generation's work; a genome whose record appeared meanwhile is taken from the
+    cache.  Each record is written as it arrives and its claim released."""
+    store, run_id, fp = search.store, search.run_id, search.fingerprint
+    busy: list[str] = []
+    rows: dict[str, int] = {}
+
+    def claimed():
+        for text in pending:
+            status = search.claims.claim(fp, text, search.owner) if search.claims is not None else CLAIMED
+            if status == KNOWN:
+                _use_cached(search, search.claims.lookup(fp, text), generation)
+            elif status == BUSY:
+                busy.append(text)
+            else:
+                rows[text] = store.start_evaluation(run_id, fp, text, generation)
+                yield parse_genes(text)
+
+    stream = claimed()
+    first = next(stream, None)
+    if first is None:                                    # nothing to compute: no executor, no teacher loaded
+        return busy
+    with tqdm(total=len(pending), desc=f"gen {generation}/{search.config.search.generations}", unit="eval",
+              file=sys.stderr, disable=not (search.progress and sys.stderr.isatty())) as bar:
+        bar.set_postfix(cached=cached, best=_best_known(search.memo))
+        for genes, record in _executor(search).submit(itertools.chain([first], stream)):
+            text = format_genes(genes)
+            store.finish_evaluation(rows[text], record)
+            if search.shared is not None:
+                search.shared.remember(fp, record)
+            if search.claims is not None:
+                search.claims.release(search.owner, fp, text)
+            search.memo[text] = record
+            bar.set_postfix(cached=cached, failed=sum(not search.memo[t].ok for t in rows if t in search.memo),
+                            best=_best_known(search.memo))
+            bar.update()
+            if search.progress and bar.disable:             # no terminal: one log line per evaluation
+                outcome = f"fitness {record.fitness:.2f}" if record.ok else f"failed ({record.error})"
+                done = sum(t in search.memo for t in rows)
+                print(f"gen {generation}/{search.config.search.generations}  eval {done}/{len(pending)}  {text}  "
+                      f"{outcome}  {record.timings.get('total', 0.0):.0f}s  (cached {cached}, best "
+                      f"{_best_known(search.memo)})", file=sys.stderr, flush=True)
+    return busy
 
 
 def _retry_failed(search: SearchState, population: list, hof: tools.HallOfFame, generation: int) -> None:

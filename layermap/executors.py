@@ -1,7 +1,8 @@
 """Where fitness evaluations run: in-process, a local process pool, or Ray.
 
 Every executor has one interface: ``submit(genomes)`` yields ``(genes, EvaluationRecord)`` pairs
-as evaluations finish (any order), and ``close()``.  An evaluator with a ``run_job`` method (the
+as evaluations finish (any order), and ``close()``; ``genomes`` may be a lazy iterable (``local`` and
+``process`` take each genome only when they start it, ``ray`` takes them all at once).  An evaluator with a ``run_job`` method (the
 final stage, :mod:`layermap.compare`) gets its own job tuples instead of genomes and returns its
 own records (:func:`run_job`).  Executors never touch the store: the
 driver writes each record as it arrives.  Any exception inside ``evaluator.evaluate`` (NaN
@@ -21,7 +22,6 @@ worker that dies (segfault, ``os._exit``, host OOM) fails only its own genome:
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import dataclasses
 import multiprocessing
@@ -32,7 +32,7 @@ import time
 import traceback
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from .config import RunSettings
 from .errors import LayermapError
@@ -47,7 +47,7 @@ _WORKER: dict[str, Any] = {}   # per worker process: the evaluator, keyed by the
 class Executor(Protocol):
     name: str
 
-    def submit(self, genomes: Sequence[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]: ...
+    def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]: ...
 
     def close(self) -> None: ...
 
@@ -104,7 +104,7 @@ class LocalExecutor:
     def __init__(self, evaluator: Any, settings: RunSettings | None = None) -> None:
         self.evaluator = evaluator
 
-    def submit(self, genomes: Sequence[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
+    def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
         for genes in genomes:
             yield tuple(genes), run_job(self.evaluator, genes)
 
@@ -132,16 +132,25 @@ class ProcessExecutor:
         self._slots: list[cf.ProcessPoolExecutor | None] = [None] * settings.workers
         self._running: dict[cf.Future, tuple[int, Genes]] = {}
 
-    def submit(self, genomes: Sequence[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
-        queue = collections.deque(tuple(g) for g in genomes)
+    def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
+        """Genomes are taken from ``genomes`` one at a time, as a worker becomes free (a lazy iterable sees each
+        request only then: the search claims a genome in the shared cache just before it starts)."""
+        source = iter(genomes)
         running: dict[cf.Future, tuple[int, Genes]] = {}
         self._running = running
-        while queue or running:
+        more = True
+        while True:
             busy = {slot for slot, _ in running.values()}
             for slot in range(self.workers):
-                if queue and slot not in busy:
-                    genes = queue.popleft()
+                if more and slot not in busy:
+                    genes = next(source, None)
+                    if genes is None:
+                        more = False
+                        break
+                    genes = tuple(genes)
                     running[self._slot(slot).submit(_evaluate_in_worker, self._key, genes)] = (slot, genes)
+            if not running:
+                return
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: running[f][0]):
                 slot, genes = running.pop(future)
@@ -201,7 +210,7 @@ class RayExecutor:
         self._task = ray.remote(_evaluate_in_ray).options(
             num_cpus=settings.cpus_per_eval, num_gpus=settings.gpus_per_eval, max_retries=1)
 
-    def submit(self, genomes: Sequence[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
+    def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
         ray = self._ray
         pending = {self._task.remote(self._key, self._evaluator_ref, tuple(g), self._threads, self._device): tuple(g)
                    for g in genomes}

@@ -15,12 +15,34 @@ One file, WAL mode, written only by the driver process (workers return records).
                    filled, so every run folder stays self-contained and still reuses earlier runs;
 * ``cells``        the final stage (``layermap compare``): one row per finished (kind, mapping,
                    distillation seed, task, fine-tuning seed) under a compare fingerprint; a
-                   ``complete`` row is never computed again, a ``failed`` one is retried.
+                   ``complete`` row is never computed again, a ``failed`` one is retried;
+* ``claims``       one row per ``(fingerprint, genome)`` some driver is computing now: its owner
+                   (``host:pid:run_id``) and a heartbeat time (see *Claims* below).
 
 The fitness cache is keyed by ``(fingerprint, genome)``: :meth:`Store.lookup` returns a complete
 record from any run.  Each statement commits on its own (autocommit), so a ``kill -9`` right after
 an evaluation finished loses nothing; ``synchronous=NORMAL`` in WAL mode is safe against process
 death (only a power cut may lose the last commits).
+
+Claims (schema 3), as Optuna's heartbeat does for trials: two searches with the same settings that
+share a fitness cache, started together, compute every genome once between them.  Before computing
+genome G under fingerprint F a driver claims (F, G) in the shared store (:meth:`Store.claim`, one
+transaction: ``known`` when a complete record exists, ``claimed`` when no one else holds a live claim,
+else ``busy``).  A background thread (:class:`ClaimHeartbeat`, its own connection) refreshes the
+driver's claims every ``CLAIM_HEARTBEAT_SECONDS`` (10 s); a claim whose heartbeat is older than
+``CLAIM_STALE_SECONDS`` (60 s; the variable ``LAYERMAP_CLAIM_STALE_SECONDS`` overrides it) is taken
+over, and so at once is the claim of a dead process on the same host or of an earlier driver of the
+same run (``run.lock`` proves it gone).  A finished or failed evaluation releases its claim (a failure
+leaves no record in the cache, so the next claimant computes it); a driver killed with ``kill -9``
+leaves claims that go stale.  A driver that finds a genome ``busy`` computes the rest of its
+generation first, then polls every ``CLAIM_POLL_SECONDS`` until the owner's complete record appears
+(it is recorded as cached, ``computed = 0``) or the claim can be taken over.  Only the driver touches
+claims; workers never open the store.  Heartbeats are wall-clock times: hosts that share a cache
+need clocks that agree to within the stale limit.
+
+Reading does not write: ``Store(path, upgrade=False)`` (what :func:`open_run` gives ``show``, ``export``,
+``plot`` and ``compare RUN_DIR``) reads a store of an older schema as it is; a driver that writes
+(``evolve``, ``--resume``, ``compare``, the shared cache) upgrades it in place first.
 """
 
 from __future__ import annotations
@@ -28,8 +50,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import sqlite3
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,11 +63,17 @@ from typing import IO, Any
 from .errors import LayermapError
 from .records import COMPLETE, FAILED, RUNNING, EvaluationRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # 1: runs, evaluations, generations (layermap 0.1 later added the cache table without a bump);
-# 2: the cache and cells tables are guaranteed.  Older versions listed here are upgraded in place.
-UPGRADABLE_VERSIONS = ("1",)
+# 2: the cache and cells tables are guaranteed; 3: the claims table.  Older versions listed here are
+# upgraded in place by a store opened for writing (only tables are added; no row is touched).
+UPGRADABLE_VERSIONS = ("1", "2")
 STORE_NAME = "layermap.sqlite"
+
+CLAIM_HEARTBEAT_SECONDS = 10.0      # how often a driver refreshes its claims
+CLAIM_STALE_SECONDS = 60.0          # a claim not refreshed for this long is taken over (LAYERMAP_CLAIM_STALE_SECONDS)
+CLAIM_POLL_SECONDS = 0.5            # how often a driver waiting for another's genome looks again
+CLAIMED, BUSY, KNOWN = "claimed", "busy", "known"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,6 +100,11 @@ CREATE TABLE IF NOT EXISTS cache (
     fingerprint TEXT NOT NULL, genome TEXT NOT NULL, record TEXT NOT NULL, created TEXT NOT NULL,
     PRIMARY KEY (fingerprint, genome)
 );
+CREATE TABLE IF NOT EXISTS claims (
+    fingerprint TEXT NOT NULL, genome TEXT NOT NULL, owner TEXT NOT NULL, heartbeat REAL NOT NULL, created TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, genome)
+);
+CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 CREATE TABLE IF NOT EXISTS cells (
     fingerprint TEXT NOT NULL, kind TEXT NOT NULL, mapping TEXT NOT NULL, distill_seed INTEGER NOT NULL,
     task TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, score REAL, record TEXT NOT NULL,
@@ -123,6 +159,14 @@ class GenerationRow:
 
 
 @dataclass(frozen=True)
+class ClaimRow:
+    fingerprint: str
+    genome: str
+    owner: str              # host:pid:run_id
+    heartbeat: float        # time.time() of the last refresh
+
+
+@dataclass(frozen=True)
 class EvaluationCounts:
     computed: int   # evaluated by this run and complete
     cached: int     # taken from the shared cache (computed by another run)
@@ -136,14 +180,17 @@ def now() -> str:
 class Store:
     """The driver's handle on one store file (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, upgrade: bool = True) -> None:
+        """Open (or create) the store at ``path``.  ``upgrade=False`` reads a store of an older schema version
+        as it is, writing nothing into it (for commands that only read)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         try:
             self.journal_mode = self._use_wal_or_fall_back()
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._check_schema()
+            self.schema_version = self._check_schema(upgrade)
+            self._tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StoreError(f"{self.path} is not a layermap store ({exc}); point --cache at a store file or a new path") from None
@@ -200,13 +247,18 @@ class Store:
     # -- evaluations --------------------------------------------------------------------------
     def lookup(self, fingerprint: str, genome: str) -> EvaluationRecord | None:
         """A complete record for ``genome`` under ``fingerprint`` from any run (or the cache table), else ``None``."""
+        row = self._complete_record(fingerprint, genome)
+        return EvaluationRecord.from_json(row) if row else None
+
+    def _complete_record(self, fingerprint: str, genome: str) -> str | None:
         row = self._db.execute(
             "SELECT metrics FROM evaluations WHERE fingerprint = ? AND genome = ? AND status = ? ORDER BY id LIMIT 1",
             (fingerprint, genome, COMPLETE),
-        ).fetchone() or self._db.execute(
-            "SELECT record FROM cache WHERE fingerprint = ? AND genome = ?", (fingerprint, genome)
         ).fetchone()
-        return EvaluationRecord.from_json(row[0]) if row else None
+        if row is None and "cache" in self._tables:          # a version-1 store read as it is may lack the table
+            row = self._db.execute("SELECT record FROM cache WHERE fingerprint = ? AND genome = ?",
+                                   (fingerprint, genome)).fetchone()
+        return row[0] if row else None
 
     def remember(self, fingerprint: str, record: EvaluationRecord) -> None:
         """Keep a complete record in the ``cache`` table (the first one for a genome wins)."""
@@ -262,6 +314,46 @@ class Store:
         return EvaluationCounts(computed=rows.get((1, COMPLETE), 0), cached=rows.get((0, COMPLETE), 0),
                                 failed=rows.get((1, FAILED), 0))
 
+    # -- claims (two drivers sharing a cache compute a genome once) ------------------------------
+    def claim(self, fingerprint: str, genome: str, owner: str, *, stale_after: float | None = None) -> str:
+        """Claim ``(fingerprint, genome)`` for ``owner`` in one transaction: :data:`KNOWN` when a complete record
+        exists (nothing to compute), :data:`CLAIMED` when the genome is free, already ``owner``'s, or held by a
+        claim that is stale or whose owner is gone (taken over), else :data:`BUSY`."""
+        stale_after = claim_stale_seconds() if stale_after is None else stale_after
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._complete_record(fingerprint, genome) is not None:
+                result = KNOWN
+            else:
+                row = self._db.execute("SELECT owner, heartbeat FROM claims WHERE fingerprint = ? AND genome = ?",
+                                       (fingerprint, genome)).fetchone()
+                stamp = time.time()
+                if row is None or row[0] == owner or stamp - row[1] > stale_after or _owner_gone(row[0], owner):
+                    self._db.execute("INSERT OR REPLACE INTO claims (fingerprint, genome, owner, heartbeat, created)"
+                                     " VALUES (?, ?, ?, ?, ?)", (fingerprint, genome, owner, stamp, now()))
+                    result = CLAIMED
+                else:
+                    result = BUSY
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return result
+
+    def release(self, owner: str, fingerprint: str | None = None, genome: str | None = None) -> int:
+        """Drop ``owner``'s claim on ``(fingerprint, genome)``, or all its claims; returns how many."""
+        if fingerprint is None:
+            return self._db.execute("DELETE FROM claims WHERE owner = ?", (owner,)).rowcount
+        return self._db.execute("DELETE FROM claims WHERE owner = ? AND fingerprint = ? AND genome = ?",
+                                (owner, fingerprint, genome)).rowcount
+
+    def claims(self, fingerprint: str | None = None) -> list[ClaimRow]:
+        """The live and stale claims (of one fingerprint, or all)."""
+        sql = "SELECT fingerprint, genome, owner, heartbeat FROM claims"
+        rows = self._db.execute(sql + " WHERE fingerprint = ? ORDER BY genome", (fingerprint,)) if fingerprint \
+            else self._db.execute(sql + " ORDER BY fingerprint, genome")
+        return [ClaimRow(*r) for r in rows]
+
     # -- final-stage cells (layermap compare) -------------------------------------------------
     def lookup_cell(self, fingerprint: str, key: tuple) -> dict | None:
         """The record of a complete cell ``key = (kind, mapping, distill_seed, task, seed)``, else ``None``."""
@@ -299,17 +391,20 @@ class Store:
         return rows[-1] if rows else None
 
     # -- internals ---------------------------------------------------------------------------------
-    def _check_schema(self) -> None:
-        """Create the schema in a new file, or refuse a file of another schema version."""
+    def _check_schema(self, upgrade: bool = True) -> str:
+        """Create the schema in a new file, upgrade an older one (``upgrade``) or refuse a file of another schema
+        version; returns the version the store now has."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            found = str(SCHEMA_VERSION)
             if "meta" in tables:
                 row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 found = row[0] if row else "none"
-                if found in UPGRADABLE_VERSIONS:
+                if found in UPGRADABLE_VERSIONS and upgrade:
                     self._upgrade(found)
-                elif found != str(SCHEMA_VERSION):
+                    found = str(SCHEMA_VERSION)
+                elif found not in UPGRADABLE_VERSIONS and found != str(SCHEMA_VERSION):
                     raise StoreError(
                         f"store {self.path} has schema version {found}, but this layermap reads version {SCHEMA_VERSION}; "
                         "use the layermap version that wrote it, or start a new store (a new --out or --cache path)"
@@ -324,7 +419,7 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-
+        return found
 
     def _upgrade(self, found: str) -> None:
         """Bring an older store to this schema in place (inside the caller's transaction): every table and
@@ -384,8 +479,9 @@ def lock_run(run_dir: str | os.PathLike) -> IO:
     return handle
 
 
-def open_run(run_dir: str | os.PathLike) -> tuple[RunInfo, Store, RunRow]:
-    """The run a folder holds: its run.json, its store (opened) and its run row."""
+def open_run(run_dir: str | os.PathLike, *, upgrade: bool = False) -> tuple[RunInfo, Store, RunRow]:
+    """The run a folder holds: its run.json, its store (opened) and its run row.  The store of an older schema
+    is read as it is unless ``upgrade`` (a driver about to write it)."""
     info = read_run_info(run_dir)
     path = info.store_path(run_dir)
     if not path.is_file():
@@ -393,12 +489,85 @@ def open_run(run_dir: str | os.PathLike) -> tuple[RunInfo, Store, RunRow]:
     if path.stat().st_size == 0:        # opening would write a new, empty schema into it: reading must not write
         raise StoreError(f"the store {path} of run folder {os.fspath(run_dir)!r} is empty (0 bytes); restore it from a "
                          "backup or start a new run")
-    store = Store(path)
+    store = Store(path, upgrade=upgrade)
     try:
         return info, store, store.get_run(info.run_id)
     except BaseException:
         store.close()
         raise
+
+
+def claim_owner(run_id: str) -> str:
+    """The owner id of this process's claims for run ``run_id``: ``host:pid:run_id``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{run_id}"
+
+
+def claim_stale_seconds() -> float:
+    """``CLAIM_STALE_SECONDS``, or the variable ``LAYERMAP_CLAIM_STALE_SECONDS`` when it is set."""
+    text = os.environ.get("LAYERMAP_CLAIM_STALE_SECONDS", "").strip()
+    if not text:
+        return CLAIM_STALE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise StoreError(f"LAYERMAP_CLAIM_STALE_SECONDS = {text!r} is not a positive number of seconds; unset it or give "
+                         f"e.g. {CLAIM_STALE_SECONDS:g}")
+    return value
+
+
+def _owner_gone(holder: str, owner: str) -> bool:
+    """Whether the claim of ``holder`` can be taken over at once by ``owner``: it comes from an earlier driver of
+    the same run (the run lock proves that driver dead), or from a process of this host that no longer exists."""
+    host, pid, run_id = (holder.rsplit(":", 2) + ["", ""])[:3]
+    my_host, _, my_run = (owner.rsplit(":", 2) + ["", ""])[:3]
+    if run_id and run_id == my_run:
+        return True
+    if host != my_host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:          # e.g. another user's process: alive
+        return False
+    return False
+
+
+class ClaimHeartbeat:
+    """Refreshes ``owner``'s claims in the store at ``path`` from a background thread with its own connection,
+    every ``interval`` seconds (default: ``CLAIM_HEARTBEAT_SECONDS``, at most a quarter of the stale limit).
+    A missed beat (a locked database) is tried again at the next one."""
+
+    def __init__(self, path: str | os.PathLike, owner: str, interval: float | None = None) -> None:
+        self.path, self.owner = Path(path), owner
+        self.interval = interval if interval is not None else min(CLAIM_HEARTBEAT_SECONDS, claim_stale_seconds() / 4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"layermap-heartbeat-{owner}", daemon=True)
+
+    def start(self) -> "ClaimHeartbeat":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def beat(self, db: sqlite3.Connection) -> int:
+        return db.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), self.owner)).rowcount
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.beat(db)
+                except sqlite3.Error:
+                    pass
+        finally:
+            db.close()
 
 
 def _record_json(record: EvaluationRecord) -> str:

@@ -171,3 +171,140 @@ def test_the_previous_demo_runs_store_is_upgraded_in_place_and_keeps_every_row(t
         assert len(store.run_evaluations(run.run_id)) == before
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+# -- schema 3: claims; reading does not write ---------------------------------------------------------------
+def _demo_v1(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    path = tmp_path / "old.sqlite"
+    shutil.copy(Path(__file__).parent / "data" / "store_v1_demo_run.sqlite", path)
+    return path
+
+
+def _as_version_2(path):
+    """The v1 demo store as layermap 0.2 left it: the cache and cells tables, schema version 2, no claims."""
+    with Store(path):
+        pass
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TABLE claims")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.close()                                   # the last connection: the WAL is folded into the file
+    return path
+
+
+def _version(path) -> str:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("old", ["1", "2"])
+def test_an_older_store_is_read_as_it_is_and_upgraded_only_for_writing(tmp_path, old):
+    import hashlib
+
+    path = _demo_v1(tmp_path) if old == "1" else _as_version_2(_demo_v1(tmp_path))
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    run_id = "20261122-154753-d71055"
+    with Store(path, upgrade=False) as store:                          # show, export, plot, compare RUN_DIR
+        assert store.schema_version == old
+        run = store.get_run(run_id)
+        assert store.lookup(run.fingerprint, "1-2-3").fitness == pytest.approx(63.51, abs=0.01)
+        assert len(store.run_evaluations(run_id)) > 0 and store.generations(run_id)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before and _version(path) == old
+    with Store(path) as store:                                         # a driver: upgraded in place
+        assert store.schema_version == str(SCHEMA_VERSION) == "3"
+        assert store.claim("f", "1-2-3", "h:1:r") == "claimed" and len(store.claims()) == 1
+        assert store.lookup(store.get_run(run_id).fingerprint, "1-2-3").fitness == pytest.approx(63.51, abs=0.01)
+    assert _version(path) == "3"
+
+
+def test_show_of_a_version_2_run_folder_does_not_write_its_store(tmp_path, capsys):
+    import hashlib
+    import json
+
+    from layermap.cli import main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = _as_version_2(_demo_v1(tmp_path))
+    path.rename(run_dir / "layermap.sqlite")
+    (run_dir / "run.json").write_text(json.dumps({"run_id": "20261122-154753-d71055", "store": "layermap.sqlite",
+                                                  "created": "2026-11-22T15:47:53+00:00"}))
+    before = hashlib.sha256((run_dir / "layermap.sqlite").read_bytes()).hexdigest()
+    assert main(["show", str(run_dir)]) == 0
+    assert "1-2-3" in capsys.readouterr().out
+    assert hashlib.sha256((run_dir / "layermap.sqlite").read_bytes()).hexdigest() == before
+    assert _version(run_dir / "layermap.sqlite") == "2"
+
+
+def test_claims_are_exclusive_until_released_stale_or_their_owner_is_gone(tmp_path, monkeypatch):
+    import os
+    import time
+
+    import layermap.store as store_mod
+
+    a, b = "node1:11:run-a", "node2:22:run-b"
+    with Store(tmp_path / "s.sqlite") as store:
+        assert store.claim("fp", "1-2-3", a) == "claimed"
+        assert store.claim("fp", "1-2-3", a) == "claimed"                  # its own claim again
+        assert store.claim("fp", "1-2-3", b) == "busy"
+        assert store.claim("other", "1-2-3", b) == "claimed"               # another fingerprint is another genome
+        assert store.release(a, "fp", "1-2-3") == 1                        # finished or failed: released
+        assert store.claim("fp", "1-2-3", b) == "claimed"
+        assert [(c.genome, c.owner) for c in store.claims("fp")] == [("1-2-3", b)]
+        store.remember("fp", record("1-2-3"))                              # the owner's complete record
+        assert store.claim("fp", "1-2-3", a) == "known"
+        # stale: a heartbeat older than the limit (constant, or LAYERMAP_CLAIM_STALE_SECONDS)
+        assert store.claim("fp", "4-5-6", a) == "claimed"
+        store._db.execute("UPDATE claims SET heartbeat = ? WHERE genome = '4-5-6'", (time.time() - 61,))
+        assert store.claim("fp", "4-5-6", b) == "claimed" and store.claims("fp")[-1].owner == b
+        monkeypatch.setenv("LAYERMAP_CLAIM_STALE_SECONDS", "1000")
+        store._db.execute("UPDATE claims SET heartbeat = ? WHERE genome = '4-5-6'", (time.time() - 61,))
+        assert store.claim("fp", "4-5-6", a) == "busy"
+        monkeypatch.setenv("LAYERMAP_CLAIM_STALE_SECONDS", "soon")
+        with pytest.raises(StoreError, match="LAYERMAP_CLAIM_STALE_SECONDS"):
+            store.claim("fp", "4-5-6", a)
+        monkeypatch.delenv("LAYERMAP_CLAIM_STALE_SECONDS")
+        # gone: an earlier driver of the same run (run.lock proves it dead), or a dead process on this host
+        assert store.claim("fp", "7-7-7", "node9:33:run-a") == "claimed"
+        assert store.claim("fp", "7-7-7", a) == "claimed"
+        dead = subprocess_pid()
+        me = store_mod.claim_owner("run-c")
+        assert me.split(":")[1:] == [str(os.getpid()), "run-c"]
+        host = me.rsplit(":", 2)[0]
+        assert store.claim("fp", "8-8-8", f"{host}:{dead}:run-d") == "claimed"
+        assert store.claim("fp", "8-8-8", me) == "claimed"
+        assert store.claim("fp", "9-9-9", f"{host}:{os.getpid()}:run-e") == "claimed"   # alive: not taken
+        assert store.claim("fp", "9-9-9", me) == "busy"
+        assert store.release(me) == 1 and {c.owner for c in store.claims("fp")} == {a, b, f"{host}:{os.getpid()}:run-e"}
+
+
+def subprocess_pid() -> int:
+    """The pid of a process that has exited."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_heartbeat_keeps_claims_live_from_its_own_thread(tmp_path):
+    import time
+
+    from layermap.store import ClaimHeartbeat
+
+    with Store(tmp_path / "s.sqlite") as store:
+        store.claim("fp", "1-2-3", "h:1:a")
+        store.claim("fp", "3-2-1", "h:2:b")
+        store._db.execute("UPDATE claims SET heartbeat = 0")
+        beat = ClaimHeartbeat(store.path, "h:1:a", interval=0.05).start()
+        time.sleep(0.4)
+        beat.stop()
+        beats = {c.owner: c.heartbeat for c in store.claims()}
+        assert time.time() - beats["h:1:a"] < 5 and beats["h:2:b"] == 0
+        assert store.claim("fp", "1-2-3", "h:2:b", stale_after=60) == "busy"
