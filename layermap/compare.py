@@ -37,10 +37,12 @@ from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, write_tab
 from .config import Config, DistillSettings, digest, dump_toml
 from .errors import LayermapError
 from .executors import Executor, create_executor, describe_exception
+from .logs import get_logger, live_progress
 from .mapping import LayerMapping, baselines
 from .records import COMPLETE, FAILED, EvaluationRecord, environment
 from .store import STORE_NAME, Store, lock_run, now
 
+_log = get_logger(__name__)
 COMPARE_FORMAT = 2          # 2: the teacher's identity covers its tokenizer; hub names carry their resolved commit
 DISTILL, FINETUNE, TEACHER = "distill", "finetune", "teacher"
 TEACHER_MAPPING = "teacher"
@@ -423,7 +425,7 @@ class _Runner:
             return
         level = 2 if prepare_corpus else 1
         if level > self._prepared:
-            self.worker.progress = self.progress and sys.stderr.isatty()
+            self.worker.progress = self.progress and live_progress()
             self.worker.prepare(distill=prepare_corpus)
             self.worker.progress = False
             self._prepared = level
@@ -431,9 +433,9 @@ class _Runner:
             self.executor = create_executor(self.worker, self.config.run)
         from tqdm.auto import tqdm
 
-        tty = sys.stderr.isatty()
+        live = live_progress()
         with tqdm(total=len(jobs), desc="compare", unit="job", file=sys.stderr,
-                  disable=not (self.progress and tty)) as bar:
+                  disable=not (self.progress and live)) as bar:
             for job, record in self.executor.submit(jobs):
                 job = tuple(job)
                 if isinstance(record, EvaluationRecord):        # the worker process died
@@ -442,9 +444,9 @@ class _Runner:
                 self.finished.append(job)
                 self.count += 1
                 bar.update()
-                if self.progress and not tty:
-                    print(f"compare {self.count}/{self.total}  {_describe_job(job)}  {_outcome(record)}  "
-                          f"{record.get('timings', {}).get('total', 0.0):.0f}s", file=sys.stderr, flush=True)
+                if self.progress and not live:                 # no terminal: one log line per job
+                    _log.info(f"compare {self.count}/{self.total}  {_describe_job(job)}  {_outcome(record)}  "
+                              f"{record.get('timings', {}).get('total', 0.0):.0f}s")
                 yield job, record
 
     def close(self) -> None:

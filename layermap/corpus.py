@@ -23,7 +23,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -34,6 +33,9 @@ import torch
 from .config import digest
 from .errors import LayermapError
 from .identity import file_digest, hub_identity
+from .logs import get_logger
+
+_log = get_logger(__name__)
 
 _TOKENIZE_BATCH = 256
 
@@ -135,8 +137,8 @@ def _iter_documents_from_file(path: Path, max_documents: int) -> Iterator[list[s
         raise CorpusError(f"corpus file {os.fspath(path)!r} cannot be read ({exc.strerror or exc}); "
                           "check its permissions and the disk it is on") from None
     if _UNDECODABLE[0]:
-        print(f"layermap: warning: corpus {os.fspath(path)!r} has {_UNDECODABLE[0]} bytes that are not UTF-8 "
-              "(replaced by U+FFFD); give a UTF-8 text file", file=sys.stderr)
+        _log.warning(f"corpus {os.fspath(path)!r} has {_UNDECODABLE[0]} bytes that are not UTF-8 "
+                     "(replaced by U+FFFD); give a UTF-8 text file")
 
 
 def _iter_documents_from_datasets(name: str, max_documents: int) -> Iterator[list[str]]:

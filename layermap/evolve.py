@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import IO, Callable, Sequence
 
 from deap import base, creator, tools
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .config import Config, ConfigError, dump_toml, load_config, parse_override
 from .corpus import default_cache_dir
 from .errors import LayermapError
 from .executors import Executor, create_executor
+from .logs import get_logger, live_progress
 from .mapping import enumerate_space, format_genes, parse_genes, repair
 from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
                         select_survivors, select_tournament)
@@ -47,9 +48,11 @@ from .store import (BUSY, CLAIMED, KNOWN, STORE_NAME, ClaimHeartbeat, Generation
 CONFIG_NAME = "config.toml"
 WORST = -math.inf       # the selection fitness of a failed genome
 RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address", "gpus_per_eval", "cpus_per_eval", "cache_dir",
-                      "shared_cache", "retry_failed")
+                      "shared_fitness", "retry_failed")
 SHARED_CACHE_NAME = "fitness.sqlite"
 NOVELTY_TRIES = 50      # breedings per offspring slot before a genome the run already knows is accepted
+
+_log = get_logger(__name__)
 
 
 def _ensure_creator() -> None:
@@ -79,7 +82,7 @@ class SearchState:
     executor: Executor | None = None
     owns_executor: bool = True
     lock: IO | None = None
-    shared: Store | None = None          # the user-wide fitness cache (run.shared_cache)
+    shared: Store | None = None          # the user-wide fitness store (run.shared_fitness)
     seen: set[str] = dataclasses.field(default_factory=set)   # genomes of finished generations (novelty of offspring)
     retry: list[str] = dataclasses.field(default_factory=list)  # failed genomes to evaluate again first (--retry-failed)
     claims: Store | None = None          # where genomes are claimed before they are computed: a store other runs share
@@ -163,8 +166,8 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
             fresh.add(text)
             offspring.append(child)
         if repeats and search.progress:
-            print(f"gen {gen}/{s.generations}: {repeats} of {lambda_} offspring repeat a known genome after "
-                  f"{NOVELTY_TRIES} breedings each (few new genomes are left in the search space)", file=sys.stderr, flush=True)
+            _log.info(f"gen {gen}/{s.generations}: {repeats} of {lambda_} offspring repeat a known genome after "
+                      f"{NOVELTY_TRIES} breedings each (few new genomes are left in the search space)")
         evaluated = _evaluate(search, offspring, gen)
         search.seen.update(fresh)
         hof.update([ind for ind in offspring if math.isfinite(ind.fitness.values[0])])
@@ -207,7 +210,7 @@ def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, exe
     student_layers, teacher_layers = int(evaluator.student_layers), int(evaluator.teacher_layers)
     parse_seed_mappings(config.search.seed_mappings, student_layers, teacher_layers, config.search.constraint)
     fingerprint = evaluator.fingerprint
-    store_path = Path(config.run.cache_db).expanduser().resolve() if config.run.cache_db else (run_dir / STORE_NAME).resolve()
+    store_path = Path(config.run.store_path).expanduser().resolve() if config.run.store_path else (run_dir / STORE_NAME).resolve()
     made_here = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock, store = lock_run(run_dir), None
@@ -218,7 +221,7 @@ def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, exe
         store.create_run(run_id, fingerprint=fingerprint, config_toml=dump_toml(config), config=config.to_dict(),
                          description=_describe(evaluator), teacher_layers=teacher_layers, student_layers=student_layers,
                          run_dir=str(run_dir.resolve()))
-        stored_as = STORE_NAME if not config.run.cache_db else str(store_path)     # relative: the folder can move
+        stored_as = STORE_NAME if not config.run.store_path else str(store_path)     # relative: the folder can move
         write_run_info(run_dir, RunInfo(run_id=run_id, store=stored_as, created=now()))
     except BaseException:
         if store is not None:
@@ -349,16 +352,16 @@ def default_evaluator_factory(row: RunRow) -> Callable[[Config], Evaluator]:
 
 
 # -- the loop's helpers ------------------------------------------------------------------------------
-def _open_shared_cache(search: SearchState) -> Store | None:
+def _open_shared_fitness(search: SearchState) -> Store | None:
     """``<cache_dir>/fitness.sqlite``, unless disabled or it is the run's own store."""
-    if not search.config.run.shared_cache:
+    if not search.config.run.shared_fitness:
         return None
     path = (default_cache_dir(search.config.run.cache_dir) / SHARED_CACHE_NAME).resolve()
     return None if path == search.store.path.resolve() else Store(path)
 
 
 def _claim_store(search: SearchState) -> Store | None:
-    """The store other runs share with this one (the user-wide cache, else a ``run.cache_db`` store), where genomes
+    """The store other runs share with this one (the user-wide cache, else a ``run.store_path`` store), where genomes
     are claimed; ``None`` for a run alone with its private store."""
     if search.shared is not None:
         return search.shared
@@ -370,7 +373,7 @@ def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
     clock = time.perf_counter()
     heartbeat = None
     try:
-        search.shared = _open_shared_cache(search)
+        search.shared = _open_shared_fitness(search)
         search.claims = _claim_store(search)
         if search.claims is not None:
             search.owner = claim_owner(search.run_id)
@@ -425,9 +428,8 @@ def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
         busy = _compute(search, pending, generation, cached)
         if len(busy) == len(pending):                    # all held by other runs: wait for them
             if search.progress and not said:
-                print(f"gen {generation}/{search.config.search.generations}: waiting for {len(busy)} genome(s) another "
-                      f"run is computing under the same fingerprint ({', '.join(busy[:4])}{' ...' if len(busy) > 4 else ''})",
-                      file=sys.stderr, flush=True)
+                _log.info(f"gen {generation}/{search.config.search.generations}: waiting for {len(busy)} genome(s) another "
+                          f"run is computing under the same fingerprint ({', '.join(busy[:4])}{' ...' if len(busy) > 4 else ''})")
                 said = True
             time.sleep(store_mod.CLAIM_POLL_SECONDS)
         pending = busy
@@ -468,7 +470,7 @@ def _compute(search: SearchState, pending: list[str], generation: int, cached: i
     if first is None:                                    # nothing to compute: no executor, no teacher loaded
         return busy
     with tqdm(total=len(pending), desc=f"gen {generation}/{search.config.search.generations}", unit="eval",
-              file=sys.stderr, disable=not (search.progress and sys.stderr.isatty())) as bar:
+              file=sys.stderr, disable=not (search.progress and live_progress())) as bar:
         bar.set_postfix(cached=cached, best=_best_known(search.memo))
         for genes, record in _executor(search).submit(itertools.chain([first], stream)):
             text = format_genes(genes)
@@ -484,9 +486,9 @@ def _compute(search: SearchState, pending: list[str], generation: int, cached: i
             if search.progress and bar.disable:             # no terminal: one log line per evaluation
                 outcome = f"fitness {record.fitness:.2f}" if record.ok else f"failed ({record.error})"
                 done = sum(t in search.memo for t in rows)
-                print(f"gen {generation}/{search.config.search.generations}  eval {done}/{len(pending)}  {text}  "
-                      f"{outcome}  {record.timings.get('total', 0.0):.0f}s  (cached {cached}, best "
-                      f"{_best_known(search.memo)})", file=sys.stderr, flush=True)
+                _log.info(f"gen {generation}/{search.config.search.generations}  eval {done}/{len(pending)}  {text}  "
+                          f"{outcome}  {record.timings.get('total', 0.0):.0f}s  (cached {cached}, best "
+                          f"{_best_known(search.memo)})")
     return busy
 
 
@@ -500,8 +502,7 @@ def _retry_failed(search: SearchState, population: list, hof: tools.HallOfFame, 
     _evaluate(search, retried, generation)
     ok = sum(math.isfinite(ind.fitness.values[0]) for ind in retried)
     if search.progress:
-        print(f"retried {len(retried)} failed genome(s): {ok} succeeded, {len(retried) - ok} failed again",
-              file=sys.stderr, flush=True)
+        _log.info(f"retried {len(retried)} failed genome(s): {ok} succeeded, {len(retried) - ok} failed again")
     for ind in population:
         record = search.memo.get(format_genes(ind))
         if record is not None:

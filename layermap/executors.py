@@ -248,7 +248,14 @@ def create_executor(evaluator: Any, settings: RunSettings, name: str | None = No
 
 # -- worker side ---------------------------------------------------------------------------------
 def _init_worker(evaluator: Any, key: str, slot: int, threads: int, device: str) -> None:
-    """Process-pool initializer: threads, device pinning, and the evaluator kept for every task."""
+    """Process-pool initializer: threads, device pinning, the evaluator kept for every task, and the worker's
+    warnings on its stderr as ``layermap: warning: ...`` lines (a spawned process starts with no log handler)."""
+    import logging
+
+    from .logs import get_logger, log_to_stderr
+
+    if not get_logger().handlers:
+        log_to_stderr(logging.WARNING)
     _configure_torch(threads)
     if hasattr(evaluator, "set_device"):
         evaluator.set_device(_pick_device(slot, device))

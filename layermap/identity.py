@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 from .config import file_digest as _hash_file
+from .logs import get_logger
+
+_log = get_logger(__name__)
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _DIGESTS: dict[tuple, str] = {}
@@ -50,9 +52,9 @@ def hub_identity(repo_id: str, revision: str = "main", repo_type: str = "model",
         _REVISIONS[key] = resolve_revision(repo_id, revision, repo_type, config=config)
         if _REVISIONS[key] is None:
             subject = f"{what} ({repo_id}@{revision})" if what else f"{repo_type} {repo_id}@{revision}"
-            print(f"layermap: warning: the {subject} could not be resolved to a commit "
-                  "(the Hub is unreachable and no cached copy names one), so its fingerprint is by name only: a change "
-                  "on the Hub would not be noticed", file=sys.stderr, flush=True)
+            _log.warning(f"the {subject} could not be resolved to a commit "
+                         "(the Hub is unreachable and no cached copy names one), so its fingerprint is by name only: a "
+                         "change on the Hub would not be noticed")
     return f"{repo_id}@{_REVISIONS[key] or revision}"
 
 

@@ -57,6 +57,17 @@ class StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+def live_progress() -> bool:
+    """Whether a progress bar can be drawn live: stderr is a terminal, or this is a Jupyter kernel (where
+    ``tqdm.auto`` draws a widget).  Elsewhere (a log file, CI) layermap logs one line per finished item instead."""
+    try:
+        if sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):
+        pass
+    return "ipykernel" in sys.modules
+
+
 def log_to_stderr(level: int | str = logging.INFO) -> StderrHandler:
     """Show layermap's messages of ``level`` and up on stderr, formatted as the command line shows them
     (for notebooks and scripts); returns the handler (``logging.getLogger("layermap").removeHandler(h)``

@@ -52,7 +52,6 @@ import json
 import os
 import socket
 import sqlite3
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -61,7 +60,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import LayermapError
+from .logs import get_logger
 from .records import COMPLETE, FAILED, RUNNING, EvaluationRecord
+
+_log = get_logger(__name__)
 
 SCHEMA_VERSION = 3
 # 1: runs, evaluations, generations (layermap 0.1 later added the cache table without a bump);
@@ -193,7 +195,7 @@ class Store:
             self._tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreError(f"{self.path} is not a layermap store ({exc}); point --cache at a store file or a new path") from None
+            raise StoreError(f"{self.path} is not a layermap store ({exc}); point --store at a store file or a new path") from None
         except StoreError:
             self._db.close()
             raise
@@ -209,9 +211,8 @@ class Store:
         if mode == "wal":
             return mode
         self._db.execute("PRAGMA journal_mode=DELETE")
-        print(f"layermap: warning: {self.path} cannot use SQLite's WAL mode ({why}; a network file system?), so it uses "
-              "journal_mode=DELETE; this works, but put LAYERMAP_CACHE and run folders on a local disk where you can",
-              file=sys.stderr)
+        _log.warning(f"{self.path} cannot use SQLite's WAL mode ({why}; a network file system?), so it uses "
+                     "journal_mode=DELETE; this works, but put LAYERMAP_CACHE and run folders on a local disk where you can")
         return "delete"
 
     def close(self) -> None:
@@ -407,10 +408,10 @@ class Store:
                 elif found not in UPGRADABLE_VERSIONS and found != str(SCHEMA_VERSION):
                     raise StoreError(
                         f"store {self.path} has schema version {found}, but this layermap reads version {SCHEMA_VERSION}; "
-                        "use the layermap version that wrote it, or start a new store (a new --out or --cache path)"
+                        "use the layermap version that wrote it, or start a new store (a new --out or --store path)"
                     )
             elif tables:
-                raise StoreError(f"{self.path} is an SQLite file but not a layermap store; point --cache at a new path")
+                raise StoreError(f"{self.path} is an SQLite file but not a layermap store; point --store at a new path")
             else:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self._db.execute(statement)

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 from transformers import AutoTokenizer
@@ -5,6 +7,13 @@ from transformers import AutoTokenizer
 from layermap import corpus as corpus_mod
 from layermap import identity
 from layermap.corpus import CorpusError, corpus_identity, load_segments, slice_segments, tokenize_corpus
+
+
+def _warnings(caplog) -> list[str]:
+    """The warnings layermap logged since the last call (library code logs; it does not print)."""
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("layermap")]
+    caplog.clear()
+    return lines
 
 
 @pytest.fixture
@@ -109,12 +118,12 @@ def test_identity_is_a_hash_of_the_token_ids(tok, tiny_corpus, tmp_path, monkeyp
     assert not np.array_equal(c.input_ids, a.input_ids) and c.identity != a.identity
 
 
-def test_undecodable_bytes_are_counted_in_a_warning(tok, tmp_path, capsys):
+def test_undecodable_bytes_are_counted_in_a_warning(tok, tmp_path, caplog):
     latin = tmp_path / "latin1.txt"
     latin.write_bytes(("caf\xe9 the movie was good and the film was great " * 8 + "\n\n").encode("latin-1") * 3)
     seg = tokenize_corpus(str(latin), tok, 16, cache_dir=str(tmp_path), progress=False)
     assert len(seg) > 0
-    err = capsys.readouterr().err
+    err = "\n".join(_warnings(caplog))
     assert "24 bytes that are not UTF-8" in err and len(err.strip().splitlines()) == 1
 
 

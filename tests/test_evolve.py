@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import random
 import signal
@@ -130,15 +131,16 @@ def test_same_seed_same_search_and_every_genome_respects_the_constraint(tmp_path
     assert all(satisfies(tuple(map(int, g.split("-"))), "non-decreasing") for g in genomes)
 
 
-def test_a_repeated_genome_is_evaluated_once(tmp_path, capsys):
+def test_a_repeated_genome_is_evaluated_once(tmp_path, caplog):
     # a space of 9 genomes searched with 8 offspring a generation: genomes must repeat once it is exhausted
     config = make_config("search.cx_prob=0.0", "search.mut_prob=0.3", "search.generations=6")
     ev = CountingEvaluator(teacher_layers=2, student_layers=2)
-    result = run_search(config, ev, tmp_path / "run", progress=True)
+    with caplog.at_level(logging.INFO, logger="layermap"):
+        result = run_search(config, ev, tmp_path / "run", progress=True)
     assert len(ev.calls) == len(set(ev.calls)) == 9
     assert sum(g.evaluated for g in result.generations) > len(ev.calls)          # repeats happened and were not re-run
     assert result.computed == len(ev.calls) and result.cached == 0
-    assert "offspring repeat a known genome after 50 breedings" in capsys.readouterr().err
+    assert "offspring repeat a known genome after 50 breedings" in caplog.text       # logged by layermap.evolve
 
 
 def test_mutants_always_differ_from_their_parent():
@@ -161,7 +163,7 @@ def test_every_generation_breeds_lambda_new_genomes_while_any_remain(tmp_path, c
 
 def test_a_second_run_on_a_shared_store_computes_nothing_it_knows(tmp_path):
     db = tmp_path / "shared.sqlite"
-    config = make_config(f"run.cache_db={str(db)!r}")
+    config = make_config(f"run.store_path={str(db)!r}")
     first_ev = CountingEvaluator(teacher_layers=6, student_layers=3)
     first = run_search(config, first_ev, tmp_path / "one", progress=False)
     second_ev = CountingEvaluator(teacher_layers=6, student_layers=3)
@@ -171,7 +173,7 @@ def test_a_second_run_on_a_shared_store_computes_nothing_it_knows(tmp_path):
     assert trajectory(second) == trajectory(first)
     assert not (tmp_path / "one" / "layermap.sqlite").exists()
     third_ev = CountingEvaluator(teacher_layers=6, student_layers=3)
-    run_search(make_config(f"run.cache_db={str(db)!r}", "search.seed=9"), third_ev, tmp_path / "three", progress=False)
+    run_search(make_config(f"run.store_path={str(db)!r}", "search.seed=9"), third_ev, tmp_path / "three", progress=False)
     assert not set(third_ev.calls) & set(first_ev.calls)                              # only new genomes computed
 
 
@@ -191,14 +193,21 @@ def test_failures_are_recorded_scored_worst_and_the_run_goes_on(tmp_path):
 
 
 def test_progress_without_a_terminal_is_one_line_per_evaluation(tmp_path, capsys):
-    result = run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "run",
-                        progress=True)
+    """The lines are logged (``layermap.evolve``); the command line's handler (``console``) prints them."""
+    from layermap.logs import console
+
+    with console():
+        result = run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "run",
+                            progress=True)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == result.computed > 0
     assert all(line.startswith("gen ") and "fitness" in line and "best" in line for line in lines)
     assert not any(" eval 0/" in line for line in lines)              # counts what has finished
-    run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "quiet", progress=False)
+    with console():
+        run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "quiet", progress=False)
     assert capsys.readouterr().err == ""
+    run_search(make_config(), SyntheticEvaluator(teacher_layers=6, student_layers=3), tmp_path / "library", progress=True)
+    assert capsys.readouterr().err == ""           # library use without a handler: progress lines are not printed
 
 
 def test_runs_in_separate_folders_share_the_user_wide_fitness_cache(tmp_path):
@@ -210,7 +219,7 @@ def test_runs_in_separate_folders_share_the_user_wide_fitness_cache(tmp_path):
     assert b.computed == 0 and second.calls == [] and b.cached == a.computed
     assert b.best_genome == a.best_genome
     third = CountingEvaluator(teacher_layers=6, student_layers=3)
-    c = run_search(make_config("run.shared_cache=false"), third, tmp_path / "c", progress=False)
+    c = run_search(make_config("run.shared_fitness=false"), third, tmp_path / "c", progress=False)
     assert c.computed == len(third.calls) == a.computed
 
 
@@ -264,7 +273,7 @@ def test_a_killed_search_resumes_without_rerunning_and_follows_the_same_trajecto
     assert all(r.status != "running" for r in final) and len({r.genome for r in final}) == len(final)
 
     reference = run_search(load_config(None, ["search.population=8", "search.generations=4", "search.seed=3",
-                                              "run.shared_cache=false"]),         # computes everything, like the first run
+                                              "run.shared_fitness=false"]),         # computes everything, like the first run
                            SyntheticEvaluator(teacher_layers=8, student_layers=3), tmp_path / "ref", progress=False)
     assert populations(tmp_path / "run") == populations(tmp_path / "ref")
     assert trajectory(resumed) == trajectory(reference)

@@ -83,7 +83,7 @@ def test_process_executor_with_two_workers_matches_local(tmp_path):
     config = load_config(None, ["search.population=6", "search.generations=2", "search.seed=5",
                                 "run.executor='process'", "run.workers=2"])
     parallel = run_search(config, ev, tmp_path / "process", progress=False)
-    local = run_search(config.replace(run=RunSettings(shared_cache=False)), SyntheticEvaluator(teacher_layers=6, student_layers=3,
+    local = run_search(config.replace(run=RunSettings(shared_fitness=False)), SyntheticEvaluator(teacher_layers=6, student_layers=3,
                                                                              fail_genomes=("3-3-3",)),
                        tmp_path / "local", progress=False)
     assert [g.best_genome for g in parallel.generations] == [g.best_genome for g in local.generations]

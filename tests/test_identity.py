@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 
 import pytest
@@ -20,6 +21,13 @@ from proxy_tasks import data_fingerprint
 REAL_ONLINE = identity._resolve_online
 SHA = "0123456789abcdef0123456789abcdef01234567"
 OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def _warnings(caplog) -> list[str]:
+    """The warnings layermap logged since the last call (library code logs; it does not print)."""
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("layermap")]
+    caplog.clear()
+    return lines
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +108,7 @@ def test_each_file_is_hashed_once_per_process_and_again_when_it_changes(tiny_con
 
 
 # -- hub names resolve to commits --------------------------------------------------------------------------
-def test_a_hub_teacher_is_named_by_the_commit_in_the_hf_cache(tmp_path, monkeypatch, capsys):
+def test_a_hub_teacher_is_named_by_the_commit_in_the_hf_cache(tmp_path, monkeypatch, caplog):
     hub = tmp_path / "hub_cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     _fake_hub_repo(hub, "model", "org/bert-tiny", SHA)
@@ -110,7 +118,7 @@ def test_a_hub_teacher_is_named_by_the_commit_in_the_hf_cache(tmp_path, monkeypa
     assert teacher_identity("org/bert-tiny", SHA) == f"hub:org/bert-tiny@{SHA}"           # a commit is itself
     (hub / "models--org--bert-tiny" / "snapshots" / OTHER_SHA).mkdir()
     assert teacher_identity("org/bert-tiny", OTHER_SHA[:10]) == f"hub:org/bert-tiny@{OTHER_SHA}"   # short commit
-    assert capsys.readouterr().err == ""
+    assert _warnings(caplog) == []
 
 
 def test_the_hub_answer_comes_before_the_cache(tmp_path, monkeypatch):
@@ -147,14 +155,14 @@ def test_online_lookup_uses_hfapi_and_is_skipped_offline(monkeypatch):
     assert calls == [("model", "org/m", "main"), ("dataset", "org/d", "main")]
 
 
-def test_an_unresolved_hub_name_falls_back_to_its_name_with_one_warning(capsys):
+def test_an_unresolved_hub_name_falls_back_to_its_name_with_one_warning(caplog):
     assert teacher_identity("org/unknown") == "hub:org/unknown@main"
     assert teacher_identity("org/unknown") == "hub:org/unknown@main"
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _warnings(caplog)
     assert len(err) == 1 and "org/unknown@main" in err[0] and "by name only" in err[0] and "teacher" in err[0]
 
 
-def test_a_datasets_corpus_carries_its_commit(tmp_path, monkeypatch, capsys):
+def test_a_datasets_corpus_carries_its_commit(tmp_path, monkeypatch, caplog):
     hub = tmp_path / "hub_cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     _fake_hub_repo(hub, "dataset", "org/wiki", SHA)
@@ -165,22 +173,22 @@ def test_a_datasets_corpus_carries_its_commit(tmp_path, monkeypatch, capsys):
     folder.mkdir(parents=True)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "ds_cache"))
     assert corpus_identity("org/books:plain") == f"datasets:org/books:plain@{OTHER_SHA}"
-    assert capsys.readouterr().err == ""
+    assert _warnings(caplog) == []
     assert corpus_identity("org/nothing") == "datasets:org/nothing@main"
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _warnings(caplog)
     assert len(err) == 1 and "corpus (org/nothing@main)" in err[0] and "by name only" in err[0]
 
 
-def test_hub_glue_tasks_carry_their_commit(tmp_path, monkeypatch, capsys):
+def test_hub_glue_tasks_carry_their_commit(tmp_path, monkeypatch, caplog):
     assert data_fingerprint("mnli", None) == "nyu-mll/glue/mnli@main"
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _warnings(caplog)
     assert len(err) == 1 and "GLUE task mnli (nyu-mll/glue@main)" in err[0] and "by name only" in err[0]
     hub = tmp_path / "hub_cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     _fake_hub_repo(hub, "dataset", "nyu-mll/glue", SHA)
     assert data_fingerprint("sst2", None) == f"nyu-mll/glue/sst2@{SHA}"
     assert data_fingerprint("SST-2", None) == f"nyu-mll/glue/sst2@{SHA}"
-    assert capsys.readouterr().err == ""
+    assert _warnings(caplog) == []
 
 
 def test_a_hub_commit_changes_the_fitness_fingerprint(tiny_config_toml, tmp_path, monkeypatch, tiny_teacher_dir):

@@ -170,7 +170,7 @@ def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_tom
     from layermap.evolve import run_search
 
     config = load_config(str(tiny_config_toml), ["search.seed_mappings=['2-4', '1-2']", "search.population=4",
-                                                 "search.generations=1", "run.shared_cache=false"])
+                                                 "search.generations=1", "run.shared_fitness=false"])
     run_search(config, Ev(), tmp_path / "run", progress=False)
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

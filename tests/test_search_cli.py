@@ -232,3 +232,10 @@ def test_export_help_says_why_there_is_no_torchdistill_format(run_dir, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["export", str(run_dir), "--format", "torchdistill"])
     assert exc.value.code == 2 and "invalid choice: 'torchdistill'" in capsys.readouterr().err
+
+
+def test_resume_takes_the_renamed_run_settings_under_both_names(run_dir, capsys):
+    assert cli("evolve", "--resume", str(run_dir), "--set", "run.shared_fitness=false", "--quiet") == 0
+    assert cli("evolve", "--resume", str(run_dir), "--set", "run.shared_cache=false", "--quiet") == 0
+    assert cli("evolve", "--resume", str(run_dir), "--set", "run.store_path='elsewhere.sqlite'") == 2
+    assert "run.store_path cannot change on --resume" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 
@@ -9,6 +10,13 @@ import pytest
 
 from layermap.records import EvaluationRecord, TaskScore
 from layermap.store import SCHEMA_VERSION, RunInfo, Store, StoreError, open_run, read_run_info, write_run_info
+
+
+def _warnings(caplog) -> list[str]:
+    """The warnings layermap logged since the last call (library code logs; it does not print)."""
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("layermap")]
+    caplog.clear()
+    return lines
 
 
 def record(genome: str, fitness: float = 80.0) -> EvaluationRecord:
@@ -115,7 +123,7 @@ def test_generations_and_run_info_round_trip(tmp_path):
         assert (info.run_id, row.teacher_layers, row.description) == ("r1", 6, {"teacher": "t"})
 
 
-def test_wal_failure_on_a_network_file_system_falls_back_to_a_rollback_journal(tmp_path, monkeypatch, capsys):
+def test_wal_failure_on_a_network_file_system_falls_back_to_a_rollback_journal(tmp_path, monkeypatch, caplog):
     """Issue 9.10: PRAGMA journal_mode=WAL fails over NFS; the store falls back with one warning line."""
     import sqlite3 as sqlite3_mod
 
@@ -142,12 +150,12 @@ def test_wal_failure_on_a_network_file_system_falls_back_to_a_rollback_journal(t
         store.create_run("r", fingerprint="f", config_toml="", config={}, description={}, teacher_layers=6,
                          student_layers=3, run_dir=str(tmp_path))
         assert store.get_run("r").run_id == "r"
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _warnings(caplog)
     assert len(err) == 1 and "journal_mode=DELETE" in err[0] and "disk I/O error" in err[0]
     monkeypatch.undo()
     with store_mod.Store(tmp_path / "local.sqlite") as store:
         assert store.journal_mode == "wal"
-    assert capsys.readouterr().err == ""
+    assert _warnings(caplog) == []
 
 
 def test_the_previous_demo_runs_store_is_upgraded_in_place_and_keeps_every_row(tmp_path):
