@@ -13,6 +13,10 @@
 
 Settings are given as a preset name, a TOML path or a :class:`Config`, then section dicts
 (``teacher={"name": ...}``) and ``--set``-style strings (``overrides=["search.population=12"]``).
+
+Messages go through ``logging.getLogger("layermap")``: warnings show by Python's defaults, the
+per-evaluation progress lines (INFO) after ``layermap.log_to_stderr()``; progress bars are ``tqdm.auto``
+(a widget in Jupyter).
 """
 
 from __future__ import annotations
