@@ -4,6 +4,7 @@ compute every genome once between them; a stale claim is taken over; a failed ev
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import subprocess
 import sys
@@ -98,16 +99,17 @@ def test_a_stale_claim_is_taken_over_at_once(tmp_path):
         assert shared.claims() == []
 
 
-def test_a_live_claim_is_waited_for_until_it_goes_stale(tmp_path, monkeypatch, capsys):
+def test_a_live_claim_is_waited_for_until_it_goes_stale(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("LAYERMAP_CLAIM_STALE_SECONDS", "2")
     ev = SyntheticEvaluator(teacher_layers=6, student_layers=3)
     uniform = "-".join(map(str, baselines(3, 6)["uniform"]))
     _claim_for_someone_else(uniform, ev, age=0)                        # live now, but nobody refreshes it
     clock = time.perf_counter()
-    run_search(load_config(None, SETTINGS), ev, tmp_path / "run", progress=True)
+    with caplog.at_level(logging.INFO, logger="layermap"):            # the line is logged by layermap.evolve
+        run_search(load_config(None, SETTINGS), ev, tmp_path / "run", progress=True)
     assert 1.5 < time.perf_counter() - clock < 30
     assert _evaluations(tmp_path / "run")[uniform][0] == "complete"
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "waiting for 1 genome(s) another run is computing" in err and uniform in err
 
 
