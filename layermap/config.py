@@ -168,8 +168,13 @@ class SearchSettings:
     hall_of_fame: int = 5          # how many best distinct genomes to keep
     seed: int = 0
     strategy: str = "ga"           # ga | enumerate (every genome of the space, as generation 0) | enumerate-mapped (no zero gene)
+    noise_std: float = 0.0         # seed std of one fitness at this budget (benchmarks/bench_noise.py); show and the
+                                   # run summary mark genomes within noise of the best with it; 0 = not measured
 
     def __post_init__(self) -> None:
+        if not (self.noise_std >= 0 and math.isfinite(self.noise_std)):
+            raise ConfigError(f"search.noise_std must be a finite standard deviation >= 0 (0 = not measured), "
+                              f"got {self.noise_std}")
         if self.strategy not in SEARCH_STRATEGIES:
             raise ConfigError(f"search.strategy must be one of {', '.join(SEARCH_STRATEGIES)}, got {self.strategy!r}")
         if self.constraint not in CONSTRAINTS:

@@ -322,7 +322,7 @@ def ga_config(table: Table, budget: int, seed: int, overrides: Sequence[str] = (
     space = space_size(table.student_layers, table.teacher_layers, s.constraint)
     generations = max(s.generations, math.ceil((min(budget, table.size) + space) / lambda_) + 5)
     config = _with_search(config, {**search, "generations": generations})
-    return config.replace(run=_replace(config.run, shared_cache=False, executor="local", workers=1))
+    return config.replace(run=_replace(config.run, shared_fitness=False, executor="local", workers=1))
 
 
 def _with_search(config: Config, values: Mapping) -> Config:

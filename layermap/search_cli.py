@@ -121,10 +121,14 @@ def show_command(args: argparse.Namespace) -> int:
     with store:
         result = load_result(store, row, args.run_dir)
         top = _top_records(store, row, args.top)
+        top_all = _top_records(store, row, 10 ** 9)
         running = sum(r.status == "running" for r in store.run_evaluations(row.run_id))
     noise_std = getattr(args, "noise_std", None)
     if noise_std is not None and not noise_std >= 0:
         raise LayermapError(f"--noise-std must be a standard error >= 0, got {noise_std}")
+    noise_from = "--noise-std"
+    if noise_std is None and run_noise_std(row.config):
+        noise_std, noise_from = run_noise_std(row.config), "search.noise_std"
     ties = within_noise_of_best(top, noise_std)
     if args.json:
         print(json.dumps({
@@ -135,7 +139,8 @@ def show_command(args: argparse.Namespace) -> int:
             "generations": [dataclasses.asdict(g) for g in result.generations],
             "evaluations": {"computed": result.computed, "cached": result.cached, "failed": result.failed, "running": running},
             "top": [{**_entry(r), "within_noise_of_best": tie} for r, tie in zip(top, ties)],
-            "tie_rule": TIE_RULE, "noise_std": noise_std,
+            "tie_rule": TIE_RULE, "noise_std": noise_std, "noise_std_from": noise_from if noise_std is not None else None,
+            "best_vs_baselines": best_vs_baselines(top_all, row.student_layers, row.teacher_layers, noise_std),
         }, indent=2))
         return 0
     print(f"run {row.run_id} ({run_status(args.run_dir, row)})  teacher {row.description.get('teacher', '?')} "
@@ -155,7 +160,8 @@ def show_command(args: argparse.Namespace) -> int:
             tasks = "  ".join(f"{name} {task.score:.2f}" + (f"±{task.std:.1f}" if task.std is not None else "")
                               for name, task in record.tasks.items())
             print(f"{mark} {record.genome:<16} {fit}   {tasks}")
-        print(_noise_note(top, ties, noise_std))
+        print(_noise_note(top, ties, noise_std, noise_from))
+        print(baseline_sentence(best_vs_baselines(top_all, row.student_layers, row.teacher_layers, noise_std)))
     return 0
 
 
@@ -187,11 +193,64 @@ def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | Non
     return out
 
 
-def _noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: float | None) -> str:
+def run_noise_std(config: dict) -> float | None:
+    """The run's ``search.noise_std`` (the measured seed std of one fitness), or None when not measured."""
+    value = (config or {}).get("search", {}).get("noise_std") or 0.0
+    return float(value) if value > 0 else None
+
+
+def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teacher_layers: int,
+                      noise_std: float | None) -> dict | None:
+    """The best genome against the best evaluated baseline, with the noise a difference must exceed."""
+    from .mapping import baselines
+
+    if not records:
+        return None
+    names = {"-".join(map(str, g)): name for name, g in baselines(student_layers, teacher_layers).items()}
+    best = max(records, key=lambda r: r.fitness)
+    base = [r for r in records if r.genome in names]
+    if not base:
+        return None
+    ref = max(base, key=lambda r: r.fitness)
+    se_best, se_ref = _stderr(best, noise_std), _stderr(ref, noise_std)
+    needed = 2.0 * (se_best ** 2 + se_ref ** 2) ** 0.5 if se_best is not None and se_ref is not None else None
+    diff = best.fitness - ref.fitness
+    tied = sum(1 for r in records if _stderr(r, noise_std) is not None and se_best is not None
+               and best.fitness - r.fitness < 2.0 * (se_best ** 2 + _stderr(r, noise_std) ** 2) ** 0.5)
+    return {"best": best.genome, "best_fitness": best.fitness, "baseline": ref.genome, "baseline_kind": names[ref.genome],
+            "baseline_fitness": ref.fitness, "difference": diff, "difference_needed": needed,
+            "beyond_noise": None if needed is None else bool(best.genome != ref.genome and diff >= needed),
+            "within_noise_of_best": tied if needed is not None else None, "genomes": len(records)}
+
+
+def baseline_sentence(b: dict | None) -> str:
+    """One sentence: does the search's best beat the best baseline beyond seed noise?"""
+    if b is None:
+        return "no baseline was evaluated, so the best cannot be compared with one"
+    if b["best"] == b["baseline"]:
+        head = f"the best genome is the {b['baseline_kind']} baseline {b['baseline']} ({b['best_fitness']:.2f})"
+    else:
+        head = (f"the best, {b['best']} ({b['best_fitness']:.2f}), leads the best baseline, {b['baseline_kind']} "
+                f"{b['baseline']} ({b['baseline_fitness']:.2f}), by {b['difference']:.2f}")
+    if b["difference_needed"] is None:
+        return (head + "; seed noise unknown (set search.noise_std to the std benchmarks/bench_noise.py measures at "
+                "this budget, pass --noise-std, or use proxy.repeats >= 2), so this ranking has no error bar")
+    if b["best"] == b["baseline"]:
+        verdict = "no searched genome beats it"
+    elif b["beyond_noise"]:
+        verdict = "beyond seed noise"
+    else:
+        verdict = "within seed noise: no significant difference"
+    return (f"{head}; a difference needs {b['difference_needed']:.2f} to exceed seed noise, so {verdict} "
+            f"({b['within_noise_of_best']} of {b['genomes']} genomes are within noise of the best)")
+
+
+def _noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: float | None,
+                noise_from: str = "--noise-std") -> str:
     if any(t is None for t in ties):
         return ("no standard error for some genomes ('?'): rerun with proxy.repeats >= 2, or pass --noise-std SE "
                 "(the seed std of one fitness that benchmarks/bench_noise.py measures at this budget)")
-    source = (f"se = --noise-std {noise_std:g} for every genome" if noise_std is not None
+    source = (f"se = {noise_from} {noise_std:g} for every genome" if noise_std is not None
               else "se from each record's fine-tuning seeds (proxy.repeats; distillation-seed noise not included)")
     n = sum(bool(t) for t in ties)
     verdict = (f"the best is ahead of every other listed genome beyond noise" if n == 1
@@ -307,6 +366,12 @@ def _print_summary(result: SearchResult) -> None:
         print(f"best mapping {result.best_record.genome}   fitness {result.best_record.fitness:.2f}" + (f"   ({tasks})" if tasks else ""))
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed   "
           f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
+    if result.best_record is not None:
+        with Store(result.store_path, upgrade=False) as store:
+            row = store.get_run(result.run_id)
+            records = _top_records(store, row, 10 ** 9)
+        print(baseline_sentence(best_vs_baselines(records, row.student_layers, row.teacher_layers,
+                                                  run_noise_std(row.config))))
     print(f"run folder: {result.run_dir}   (layermap show {result.run_dir}; layermap export {result.run_dir})")
 
 

@@ -260,3 +260,41 @@ def test_fitness_json_prints_the_standard_error(tiny_config_toml, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["fitness_stderr"] is not None and out["fitness_stderr"] >= 0
     assert len(out["fitness_replicates"]) == 2 and len(out["tasks"]["sst2"]["replicates"]) == 2
+
+
+# -- the best against the best baseline, with the run's measured noise ---------------------------------
+def test_best_vs_baselines_says_whether_the_lead_exceeds_noise():
+    from layermap.search_cli import baseline_sentence, best_vs_baselines
+
+    recs = [_record("2-5-6", 61.2, None), _record("0-0-6", 60.9, None), _record("1-2-3", 58.7, None)]
+    tie = best_vs_baselines(recs, 3, 6, noise_std=0.88)
+    assert tie["baseline"] == "0-0-6" and tie["baseline_kind"] == "last"
+    assert tie["difference_needed"] == pytest.approx(2 * (2 * 0.88 ** 2) ** 0.5)
+    assert tie["beyond_noise"] is False and tie["within_noise_of_best"] == 2
+    assert "no significant difference" in baseline_sentence(tie)
+    clear = best_vs_baselines(recs, 3, 6, noise_std=0.05)
+    assert clear["beyond_noise"] is True and "beyond seed noise" in baseline_sentence(clear)
+    unknown = best_vs_baselines(recs, 3, 6, noise_std=None)
+    assert unknown["beyond_noise"] is None and "seed noise unknown" in baseline_sentence(unknown)
+    assert best_vs_baselines([_record("3-3-3", 60.0, None)], 3, 6, 0.5) is None
+    assert "no baseline" in baseline_sentence(None)
+
+
+def test_search_noise_std_is_validated_and_used_by_show_and_the_summary(tmp_path, capsys):
+    from layermap.cli import main
+
+    with pytest.raises(ConfigError, match="search.noise_std"):
+        load_config("smoke", ["search.noise_std=-1"])
+    assert load_config("demo").search.noise_std > 0
+    out = tmp_path / "run"
+    assert main(["evolve", "--synthetic", "6", "--set", "student.layers=3", "--set", "search.population=4",
+                 "--set", "search.generations=1", "--set", "search.noise_std=100", "--quiet", "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "a difference needs 282.84 to exceed seed noise" in summary
+    assert main(["show", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["noise_std"] == 100 and shown["noise_std_from"] == "search.noise_std"
+    assert shown["best_vs_baselines"]["beyond_noise"] is False
+    assert all(t["within_noise_of_best"] for t in shown["top"])
+    assert main(["show", str(out), "--noise-std", "0"]) == 0
+    assert "se = --noise-std 0 for every genome" in capsys.readouterr().out
