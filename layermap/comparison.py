@@ -125,6 +125,14 @@ def loyalty(student: np.ndarray, teacher: np.ndarray) -> dict[str, float]:
     return {"label": label_loyalty(student, teacher), "probability": probability_loyalty(student, teacher)}
 
 
+def kind_label(kinds: Sequence[str], table: Mapping) -> str:
+    """A mapping's kind for tables and plots: its baseline names; else ``searched`` when the comparison
+    came from a run folder (its best genomes), ``given`` when the user listed it (``--mappings``)."""
+    if kinds:
+        return ", ".join(kinds)
+    return "searched" if (table.get("source") or {}).get("run_dir") else "given"
+
+
 def kinds_of(mappings: Sequence[str], baselines: Mapping[str, str]) -> dict[str, list[str]]:
     """mapping -> its baseline names (``baselines``: name -> genome text)."""
     return {m: [name for name, text in baselines.items() if text == m] for m in mappings}
@@ -222,7 +230,7 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
         pf = avg["proxy_fitness"]
         cells = [_fmt(row_of[(m, t)]["mean"], row_of[(m, t)]["std"]) for t in tasks]
         verdict = avg["paired"]["verdict"] if avg["paired"] else "reference"
-        lines.append(f"| {m} | {', '.join(avg['kind']) or 'searched'} | {f'{pf:.2f}' if pf is not None else '–'} | "
+        lines.append(f"| {m} | {kind_label(avg['kind'], table)} | {f'{pf:.2f}' if pf is not None else '–'} | "
                      f"{' | '.join(cells)} | **{_fmt(avg['mean'], avg['std'])}** | {_fmt_paired(avg['paired'])} | {verdict} |")
     lines += ["", f"Paired differences against the reference {ref} per task (mean [95 % interval]; verdict):", "",
               f"| mapping | {' | '.join(names)} | average |", "|---|" + "---|" * (len(tasks) + 1)]
@@ -260,7 +268,7 @@ def render_csv(table: dict) -> str:
     for r in table["rows"]:
         p = r["paired"] or {}
         loy = r["loyalty"] or {}
-        w.writerow([r["mapping"], "+".join(r["kind"]) or "searched", r["task"], _num(r["mean"]), _num(r["std"]), r["n"],
+        w.writerow([r["mapping"], kind_label(r["kind"], table).replace(", ", "+"), r["task"], _num(r["mean"]), _num(r["std"]), r["n"],
                     ";".join(_num(s) for s in r["scores"]), _num(r["proxy_fitness"]), p.get("reference", ""),
                     _num(p.get("mean")), _num(p.get("low")), _num(p.get("high")), p.get("verdict", "reference"),
                     _num(loy.get("label")), _num(loy.get("probability")), _num(loy.get("correlation"))])

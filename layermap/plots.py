@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .comparison import kind_label
 from .errors import LayermapError
 from .mapping import parse_genes
 
@@ -116,7 +117,7 @@ def comparison_data(table: Mapping) -> ComparisonData:
     labels, verdicts = [], []
     for m in mappings:
         avg = rows.get((m, "average"), {})
-        kind = ", ".join(avg.get("kind") or []) or "searched"
+        kind = kind_label(avg.get("kind") or [], table)
         labels.append(f"{m} ({kind})")
         verdicts.append(avg["paired"]["verdict"] if avg.get("paired") else "reference")
     names = [get_task(t).glue_dir_name if t != "average" else "average" for t in tasks]
@@ -283,7 +284,7 @@ def plot_compare(folder: str | Path, out: str | Path | None = None) -> list[Path
     out = Path(out) if out else Path(folder) / "plots"
     files = save_figure(draw_comparison(comparison_data(table)), out, "comparison")
     rows = {r["mapping"]: r for r in table["rows"] if r["task"] == "average"}
-    panels = {f"{', '.join(rows[m]['kind']) or 'searched'} {m}": m for m in table["mappings"]}
+    panels = {f"{kind_label(rows[m]['kind'], table)} {m}": m for m in table["mappings"]}
     diagram = diagram_data(panels, table["student"]["layers"], table["teacher"]["layers"])
     files += save_figure(draw_mapping_diagram(diagram), out, "mappings")
     return files

@@ -101,7 +101,11 @@ def test_rendered_files_hold_every_row(tmp_path):
                         kinds={"2-4-6": ["uniform"]})
     table["cells"] = {"computed": 12, "cached": 0}
     md = render_markdown(table, ["# header"])
-    assert "| 1-3-5 | searched |" in md and "SST-2" in md and "CoLA" in md and "reference" in md
+    assert "| 1-3-5 | given |" in md and "SST-2" in md and "CoLA" in md and "reference" in md
+    table["source"] = {"run_dir": "/runs/demo", "top": ["1-3-5"]}      # compared from a run folder
+    assert "| 1-3-5 | searched |" in render_markdown(table)
+    assert {r["kind"] for r in csv.DictReader(io.StringIO(render_csv(table)))} == {"searched", "uniform"}
+    del table["source"]
     lines = list(csv.DictReader(io.StringIO(render_csv(table))))
     assert len(lines) == 6 and {r["task"] for r in lines} == {"sst2", "cola", "average"}
     write_table(tmp_path, table)

@@ -51,7 +51,8 @@ def test_comparison_data_and_every_drawing_returns_a_figure():
     assert data.tasks == ["SST-2", "CoLA", "average"]
     assert data.means.shape == (2, 3) and data.means[0, 0] == pytest.approx(84.0) and data.stds[0, 0] == pytest.approx(1.0)
     assert data.reference == "2-4-6" and data.verdicts == ["better", "reference"]
-    assert data.labels == ["1-2-6 (searched)", "2-4-6 (uniform)"]
+    assert data.labels == ["1-2-6 (given)", "2-4-6 (uniform)"]          # listed with --mappings
+    assert comparison_data({**table, "source": {"run_dir": "runs/demo"}}).labels[0] == "1-2-6 (searched)"
     from matplotlib.figure import Figure
 
     figures = [draw_comparison(data), draw_evolution(evolution_data(GENERATIONS)),
