@@ -67,15 +67,7 @@ def search_command(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     result = replay(table, seeds=args.seeds, budget=args.budget, methods=methods, ga_overrides=args.overrides).to_json()
     result["command"] = "layermap bench search " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "search"] else None
-    text = json.dumps(_strict(result), indent=1)
-    if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
-    if args.plot:
-        fig = draw_regret(result)
-        fig.savefig(args.plot, dpi=300)
-        fig.savefig(str(Path(args.plot).with_suffix(".svg")))
-    print(text if args.json else format_report(result))
-    return 0
+    return _emit(args, result, lambda: draw_regret(result), lambda: format_report(result))
 
 
 def landscape_command(args: argparse.Namespace) -> int:
@@ -94,14 +86,20 @@ def fidelity_command(args: argparse.Namespace) -> int:
     results = {source: fidelity(proxy_scores(source, comparison), final) for source in args.proxy}
     payload = {"compare_dir": str(args.compare_dir), "tasks": comparison.get("tasks"), "budget": comparison.get("budget"),
                "sources": results}
+    return _emit(args, payload, lambda: draw_fidelity(results), lambda: format_report(results))
+
+
+def _emit(args: argparse.Namespace, payload: dict, draw, report) -> int:
+    """Write ``payload`` as strict JSON to ``-o``, the figure to ``--plot`` (PNG at 300 dpi and SVG), and print
+    the JSON (``--json``) or the text report."""
     text = json.dumps(_strict(payload), indent=1, ensure_ascii=False)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
     if args.plot:
-        fig = draw_fidelity(results)
+        fig = draw()
         fig.savefig(args.plot, dpi=300)
         fig.savefig(str(Path(args.plot).with_suffix(".svg")))
-    print(text if args.json else format_report(results))
+    print(text if args.json else report())
     return 0
 
 
