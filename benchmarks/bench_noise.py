@@ -31,6 +31,7 @@ from _common import add_common_args, machine, write
 from layermap.config import load_config
 from layermap.fitness import ProxyEvaluator
 from layermap.mapping import LayerMapping, baselines, enumerate_space, format_genes
+from layermap.records import json_safe
 from layermap.noise import kendall_tau, reliability, spearman_rho
 
 HEADS = ("finetune", "probe")
@@ -104,20 +105,7 @@ def main() -> None:
                            "max_train": c.proxy.max_train, "max_eval": c.proxy.max_eval, "finetune_epochs": c.proxy.epochs},
                    seed_sets_meaning="seed set s: distill.seed = s and proxy.seed = s", threads=args.threads,
                    machine=machine())
-    write(args.out, _finite(figures))
-
-
-def _finite(obj):
-    """NaN / inf (a constant column has no rank correlation) as null, so the JSON is strict."""
-    import math
-
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
+    write(args.out, json_safe(figures))
 
 
 def _extra_tasks(ev: ProxyEvaluator, names: str) -> tuple:

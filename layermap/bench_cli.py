@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
+from .records import json_safe
 from .replay import METHODS, draw_regret, format_report, load_table, read_store_rows, replay, write_csv
 
 
@@ -92,7 +92,7 @@ def fidelity_command(args: argparse.Namespace) -> int:
 def _emit(args: argparse.Namespace, payload: dict, draw, report) -> int:
     """Write ``payload`` as strict JSON to ``-o``, the figure to ``--plot`` (PNG at 300 dpi and SVG), and print
     the JSON (``--json``) or the text report."""
-    text = json.dumps(_strict(payload), indent=1, ensure_ascii=False)
+    text = json.dumps(json_safe(payload), indent=1, ensure_ascii=False)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
     if args.plot:
@@ -101,14 +101,3 @@ def _emit(args: argparse.Namespace, payload: dict, draw, report) -> int:
         fig.savefig(str(Path(args.plot).with_suffix(".svg")))
     print(text if args.json else report())
     return 0
-
-
-def _strict(obj):
-    """JSON without NaN / Infinity (``null`` instead)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    return obj

@@ -86,6 +86,18 @@ class EvaluationRecord:
         return cls(genome=genome, status=FAILED, fitness=None, error=error, timings=dict(timings or {}))
 
 
+def json_safe(value):
+    """``value`` with every non-finite float (NaN, ±inf) replaced by ``None``, through dicts, lists and tuples, so
+    that ``json.dumps`` writes strict JSON every reader can parse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
     """The mean of ``values`` and its standard error (sample std / sqrt(n)); ``None`` for n < 2."""
     n = len(values)

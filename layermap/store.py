@@ -57,11 +57,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from .errors import LayermapError
 from .logs import get_logger
-from .records import COMPLETE, FAILED, RUNNING, EvaluationRecord
+from .records import COMPLETE, FAILED, RUNNING, EvaluationRecord, json_safe
 
 _log = get_logger(__name__)
 
@@ -369,7 +369,7 @@ class Store:
         self._db.execute(
             "INSERT OR REPLACE INTO cells (fingerprint, kind, mapping, distill_seed, task, seed, status, score, record,"
             " wall_time, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (fingerprint, *key, status, record.get("score"), json.dumps(_finite(record), sort_keys=True),
+            (fingerprint, *key, status, record.get("score"), json.dumps(json_safe(record), sort_keys=True),
              record.get("timings", {}).get("total"), record.get("error"), now()))
 
     # -- generations ----------------------------------------------------------------------------
@@ -573,14 +573,4 @@ class ClaimHeartbeat:
 
 def _record_json(record: EvaluationRecord) -> str:
     """The record as JSON; non-finite floats become null so that every reader can parse it."""
-    return json.dumps(_finite(record.to_dict()), sort_keys=True)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not (value == value and abs(value) != float("inf")):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    return json.dumps(json_safe(record.to_dict()), sort_keys=True)

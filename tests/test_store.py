@@ -316,3 +316,13 @@ def test_the_heartbeat_keeps_claims_live_from_its_own_thread(tmp_path):
         beats = {c.owner: c.heartbeat for c in store.claims()}
         assert time.time() - beats["h:1:a"] < 5 and beats["h:2:b"] == 0
         assert store.claim("fp", "1-2-3", "h:2:b", stale_after=60) == "busy"
+
+
+def test_json_safe_writes_strict_json_through_dicts_lists_and_tuples():
+    import json as _json
+
+    from layermap.records import json_safe
+
+    value = {"a": float("nan"), "b": [1.0, float("inf"), (2.0, float("-inf"))], "c": "x", "d": 3}
+    assert json_safe(value) == {"a": None, "b": [1.0, None, [2.0, None]], "c": "x", "d": 3}
+    _json.loads(_json.dumps(json_safe(value), allow_nan=False))
