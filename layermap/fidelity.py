@@ -35,12 +35,11 @@ from typing import Mapping, Sequence
 from .errors import LayermapError
 from .mapping import format_genes
 from .noise import kendall_tau, pearson, reliability, spearman_rho
-from .replay import build_table, read_csv_rows, read_store_rows
+from .comparison import AVERAGE
+from .replay import load_table
 
-AVERAGE = "average"
 EXACT_UP_TO = 8
 PERMUTATIONS = 20_000
-PAPER_RC_FONT = 8
 BOOTSTRAPS = 2_000
 
 
@@ -104,12 +103,9 @@ def proxy_scores(source: str | Path, comparison: Mapping | None = None) -> dict[
         path = path / "layermap.sqlite"
     if not path.is_file():
         raise FidelityError(f"proxy source {source} does not exist; give a landscape CSV, a layermap store or a run folder")
-    with open(path, "rb") as f:
-        is_sqlite = f.read(16) == b"SQLite format 3\x00"
-    rows = read_store_rows(path)[0] if is_sqlite else read_csv_rows(path)
-    table = build_table(rows)
+    table = load_table(path)
     replicates: dict[str, list[float]] = {}
-    for r in rows:
+    for r in table.rows:
         replicates.setdefault(r.genome, []).append(r.fitness)
     return {format_genes(g): Scores(f, replicates.get(format_genes(g), [])) for g, f in table.fitness.items()}
 
@@ -243,23 +239,20 @@ def draw_fidelity(results: Mapping[str, Mapping], *, title: str | None = None):
 
     from .plots import PAPER_RC, WIDTH, _figure
 
+    font = PAPER_RC["font.size"]
     with matplotlib.rc_context(PAPER_RC):
-        return _draw_fidelity(results, title, _figure(WIDTH, 2.6))
-
-
-def _draw_fidelity(results: Mapping[str, Mapping], title: str | None, fig):
-    font = PAPER_RC_FONT
-    axes = fig.subplots(1, len(results), squeeze=False)[0]
-    for ax, (source, r) in zip(axes, results.items()):
-        for m in r["mappings"]:
-            xerr = statistics.stdev(m["proxy_replicates"]) if len(m["proxy_replicates"]) > 1 else None
-            yerr = statistics.stdev(m["final_replicates"]) if len(m["final_replicates"]) > 1 else None
-            ax.errorbar(m["proxy"], m["final"], xerr=xerr, yerr=yerr, fmt="o", ms=3, lw=0.6, color="0.2", capsize=1.5)
-            ax.annotate(m["mapping"], (m["proxy"], m["final"]), xytext=(2, 2), textcoords="offset points",
-                        fontsize=font - 2)
-        ax.set_xlabel(f"proxy fitness ({Path(str(source)).name})")
-        ax.set_ylabel("final GLUE average")
-        ax.set_title(f"τ = {r['kendall_tau']:+.2f} (p = {r['tau_p_value']:.2f}), n = {r['n']}", fontsize=font)
-    if title:
-        fig.suptitle(title, fontsize=font)
-    return fig
+        fig = _figure(WIDTH, 2.6)
+        axes = fig.subplots(1, len(results), squeeze=False)[0]
+        for ax, (source, r) in zip(axes, results.items()):
+            for m in r["mappings"]:
+                xerr = statistics.stdev(m["proxy_replicates"]) if len(m["proxy_replicates"]) > 1 else None
+                yerr = statistics.stdev(m["final_replicates"]) if len(m["final_replicates"]) > 1 else None
+                ax.errorbar(m["proxy"], m["final"], xerr=xerr, yerr=yerr, fmt="o", ms=3, lw=0.6, color="0.2", capsize=1.5)
+                ax.annotate(m["mapping"], (m["proxy"], m["final"]), xytext=(2, 2), textcoords="offset points",
+                            fontsize=font - 2)
+            ax.set_xlabel(f"proxy fitness ({Path(str(source)).name})")
+            ax.set_ylabel("final GLUE average")
+            ax.set_title(f"τ = {r['kendall_tau']:+.2f} (p = {r['tau_p_value']:.2f}), n = {r['n']}", fontsize=font)
+        if title:
+            fig.suptitle(title, fontsize=font)
+        return fig

@@ -120,8 +120,8 @@ def show_command(args: argparse.Namespace) -> int:
     _, store, row = open_run(args.run_dir)
     with store:
         result = load_result(store, row, args.run_dir)
-        top = _top_records(store, row, args.top)
-        top_all = _top_records(store, row, 10 ** 9)
+        ranked = _ranked_records(store, row)
+        top = ranked[:max(0, args.top)]
         running = sum(r.status == "running" for r in store.run_evaluations(row.run_id))
     noise_std = getattr(args, "noise_std", None)
     if noise_std is not None and not noise_std >= 0:
@@ -140,7 +140,7 @@ def show_command(args: argparse.Namespace) -> int:
             "evaluations": {"computed": result.computed, "cached": result.cached, "failed": result.failed, "running": running},
             "top": [{**_entry(r), "within_noise_of_best": tie} for r, tie in zip(top, ties)],
             "tie_rule": TIE_RULE, "noise_std": noise_std, "noise_std_from": noise_from if noise_std is not None else None,
-            "best_vs_baselines": best_vs_baselines(top_all, row.student_layers, row.teacher_layers, noise_std),
+            "best_vs_baselines": best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std),
         }, indent=2))
         return 0
     print(f"run {row.run_id} ({run_status(args.run_dir, row)})  teacher {row.description.get('teacher', '?')} "
@@ -161,7 +161,7 @@ def show_command(args: argparse.Namespace) -> int:
                               for name, task in record.tasks.items())
             print(f"{mark} {record.genome:<16} {fit}   {tasks}")
         print(_noise_note(top, ties, noise_std, noise_from))
-        print(baseline_sentence(best_vs_baselines(top_all, row.student_layers, row.teacher_layers, noise_std)))
+        print(baseline_sentence(best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std)))
     return 0
 
 
@@ -207,7 +207,8 @@ def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teac
     if not records:
         return None
     names = {"-".join(map(str, g)): name for name, g in baselines(student_layers, teacher_layers).items()}
-    best = max(records, key=lambda r: r.fitness)
+    records = sorted(records, key=lambda r: -r.fitness)
+    best = records[0]
     base = [r for r in records if r.genome in names]
     if not base:
         return None
@@ -215,8 +216,7 @@ def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teac
     se_best, se_ref = _stderr(best, noise_std), _stderr(ref, noise_std)
     needed = 2.0 * (se_best ** 2 + se_ref ** 2) ** 0.5 if se_best is not None and se_ref is not None else None
     diff = best.fitness - ref.fitness
-    tied = sum(1 for r in records if _stderr(r, noise_std) is not None and se_best is not None
-               and best.fitness - r.fitness < 2.0 * (se_best ** 2 + _stderr(r, noise_std) ** 2) ** 0.5)
+    tied = sum(t is True for t in within_noise_of_best(records, noise_std))
     return {"best": best.genome, "best_fitness": best.fitness, "baseline": ref.genome, "baseline_kind": names[ref.genome],
             "baseline_fitness": ref.fitness, "difference": diff, "difference_needed": needed,
             "beyond_noise": None if needed is None else bool(best.genome != ref.genome and diff >= needed),
@@ -253,7 +253,7 @@ def _noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std:
     source = (f"se = {noise_from} {noise_std:g} for every genome" if noise_std is not None
               else "se from each record's fine-tuning seeds (proxy.repeats; distillation-seed noise not included)")
     n = sum(bool(t) for t in ties)
-    verdict = (f"the best is ahead of every other listed genome beyond noise" if n == 1
+    verdict = ("the best is ahead of every other listed genome beyond noise" if n == 1
                else f"{n} genomes are tied with the best within noise")
     return f"= within noise of the best: {TIE_RULE}; {source}; {verdict}"
 
@@ -369,18 +369,19 @@ def _print_summary(result: SearchResult) -> None:
     if result.best_record is not None:
         with Store(result.store_path, upgrade=False) as store:
             row = store.get_run(result.run_id)
-            records = _top_records(store, row, 10 ** 9)
+            records = _ranked_records(store, row)
         print(baseline_sentence(best_vs_baselines(records, row.student_layers, row.teacher_layers,
                                                   run_noise_std(row.config))))
     print(f"run folder: {result.run_dir}   (layermap show {result.run_dir}; layermap export {result.run_dir})")
 
 
-def _top_records(store: Store, row: RunRow, k: int) -> list[EvaluationRecord]:
+def _ranked_records(store: Store, row: RunRow) -> list[EvaluationRecord]:
+    """The run's successful records, one per genome, best first."""
     best: dict[str, EvaluationRecord] = {}
     for r in store.run_evaluations(row.run_id):
         if r.record is not None and r.record.ok and r.genome not in best:
             best[r.genome] = r.record
-    return sorted(best.values(), key=lambda rec: -rec.fitness)[:max(0, k)]
+    return sorted(best.values(), key=lambda rec: -rec.fitness)
 
 
 def _entry(record: EvaluationRecord) -> dict:
