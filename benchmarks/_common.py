@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from layermap.models import quiet_transformers
+from layermap.distill.models import quiet_transformers
 
 quiet_transformers()
 ROOT = Path(__file__).resolve().parents[1]

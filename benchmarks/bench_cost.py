@@ -23,8 +23,8 @@ import torch
 
 from _common import add_common_args, machine, write
 from layermap.config import load_config
-from layermap.distill import distill
-from layermap.fitness import ProxyEvaluator
+from layermap.distill.loop import distill
+from layermap.evolution.fitness import ProxyEvaluator
 from layermap.mapping import LayerMapping, baseline
 
 

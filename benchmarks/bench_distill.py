@@ -15,10 +15,10 @@ import torch
 
 from _common import add_common_args, machine, write
 from layermap.config import DistillSettings
-from layermap.corpus import load_segments
-from layermap.distill import LiveTeacher, distill
+from layermap.distill.corpus import load_segments
+from layermap.distill.loop import LiveTeacher, distill
 from layermap.mapping import LayerMapping, baseline
-from layermap.models import StudentSpec, build_student, load_teacher, pick_device
+from layermap.distill.models import StudentSpec, build_student, load_teacher, pick_device
 
 
 def main() -> None:

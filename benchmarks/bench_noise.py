@@ -4,7 +4,7 @@ K genomes (the 4 baselines + seeded random ones) are each distilled under S inde
 (seed set s sets ``distill.seed = s`` and ``proxy.seed = s``: another student initialisation and
 corpus order, other task subsamples, other fine-tuning seeds).  Every distilled student is scored by
 each head (``finetune`` and ``probe``) — the same student, so the heads are compared on the same
-genomes and seeds.  Reported per head, for each task and for the fitness (``layermap.noise``):
+genomes and seeds.  Reported per head, for each task and for the fitness (``layermap.stats``):
 Kendall τ and Spearman ρ between seed sets across genomes, the seed std (pooled within-genome
 std), the spread across genomes (std of genome means), their ratio (SNR); and the wall time per
 evaluation and the τ between the heads (on the seed-set means).  Run:
@@ -29,10 +29,10 @@ import torch
 
 from _common import add_common_args, machine, write
 from layermap.config import load_config
-from layermap.fitness import ProxyEvaluator
+from layermap.evolution.fitness import ProxyEvaluator
 from layermap.mapping import LayerMapping, baselines, enumerate_space, format_genes
-from layermap.records import json_safe
-from layermap.noise import kendall_tau, reliability, spearman_rho
+from layermap.evolution.records import json_safe
+from layermap.stats import kendall_tau, reliability, spearman_rho
 
 HEADS = ("finetune", "probe")
 
@@ -120,7 +120,7 @@ def _evaluate(ev: ProxyEvaluator, genome: str, heads: tuple[str, ...], extra: tu
               saved: Path | None = None) -> dict:
     """Distil once (or load the student an earlier phase distilled), then score the same student with every
     head; a head's wall time per evaluation is setup + distillation + that head."""
-    from layermap.distill import distill
+    from layermap.distill.loop import distill
 
     t_start = time.perf_counter()
     st = ev._load()

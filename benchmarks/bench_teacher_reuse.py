@@ -18,7 +18,7 @@ import torch
 
 from _common import add_common_args, machine, write
 from layermap.config import load_config
-from layermap.fitness import ProxyEvaluator
+from layermap.evolution.fitness import ProxyEvaluator
 from layermap.mapping import baseline
 
 

@@ -15,8 +15,6 @@ The public API (imported lazily, so ``import layermap`` and ``layermap --help`` 
 
 from __future__ import annotations
 
-import sys
-import types
 from importlib import import_module
 from typing import Any
 
@@ -27,25 +25,10 @@ _EXPORTS = {
     "Config": "layermap.config", "load_config": "layermap.config",
     "search": "layermap.api", "resume": "layermap.api", "load_result": "layermap.api", "fitness": "layermap.api",
     "compare": "layermap.api", "plot": "layermap.api",
-    "SearchResult": "layermap.results", "EvaluationRecord": "layermap.records", "CompareResult": "layermap.compare",
+    "SearchResult": "layermap.evolution.results", "EvaluationRecord": "layermap.evolution.records", "CompareResult": "layermap.final.compare",
     "LayermapError": "layermap.errors", "log_to_stderr": "layermap.logs",
 }
 __all__ = ["__version__", *_EXPORTS]
-
-
-class _Package(types.ModuleType):
-    """``layermap.fitness`` and ``layermap.compare`` name API functions and submodules alike: importing the
-    submodule must not replace the function (the submodules stay importable as ``layermap.fitness`` etc.
-    through ``from layermap.fitness import ...`` and ``importlib.import_module``)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-_SHADOWED = ("fitness", "compare")
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

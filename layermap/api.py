@@ -45,8 +45,8 @@ def resolve_config(config_or_preset: Config | str | None = None, overrides: Sequ
 def search(config_or_preset: Config | str, out: str | Path, *, overrides: Sequence[str] = (), progress: bool = True,
            **sections: dict):
     """Run a new layer-mapping search into ``out`` and return its :class:`SearchResult`."""
-    from .evolve import run_search
-    from .fitness import ProxyEvaluator
+    from .evolution.evolve import run_search
+    from .evolution.fitness import ProxyEvaluator
 
     config = resolve_config(config_or_preset, overrides, **sections)
     return run_search(config, ProxyEvaluator(config), out, progress=progress)
@@ -54,15 +54,15 @@ def search(config_or_preset: Config | str, out: str | Path, *, overrides: Sequen
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool = True):
     """Continue a killed or unfinished search; returns its :class:`SearchResult`."""
-    from .evolve import resume_search
+    from .evolution.evolve import resume_search
 
     return resume_search(run_dir, progress=progress, overrides=overrides)
 
 
 def load_result(run_dir: str | Path):
     """The :class:`SearchResult` a run folder holds (finished or not)."""
-    from .results import load_result as _load
-    from .store import open_run
+    from .evolution.results import load_result as _load
+    from .evolution.store import open_run
 
     _, store, row = open_run(run_dir)
     with store:
@@ -72,7 +72,7 @@ def load_result(run_dir: str | Path):
 def fitness(mapping, config: Config | str, *, overrides: Sequence[str] = (), **sections: dict):
     """The proxy fitness of one mapping (a :class:`LayerMapping`, genes, or text such as ``"2-4-6"``)
     -> an :class:`EvaluationRecord`."""
-    from .fitness import ProxyEvaluator
+    from .evolution.fitness import ProxyEvaluator
     from .mapping import LayerMapping
 
     evaluator = ProxyEvaluator(resolve_config(config, overrides, **sections))
@@ -92,10 +92,10 @@ def compare(run_dir_or_mappings, out: str | Path, *, config: Config | str | None
     ``run_dir_or_mappings``: a run folder (its ``top`` best genomes and the four baselines, with the
     run's settings; ``config`` then supplies only its ``[compare]`` section) or a list of mappings
     (``["2-4-6", "uniform"]``, with ``config`` giving every setting)."""
-    from .compare import run_compare
+    from .final.compare import run_compare
 
     if isinstance(run_dir_or_mappings, (str, Path)):
-        from .compare import plan_from_run
+        from .final.compare import plan_from_run
         from .config import config_from_dict
 
         plan = plan_from_run(run_dir_or_mappings, top=top)

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .comparison import kind_label
+from .final.comparison import kind_label
 from .errors import LayermapError
 from .mapping import parse_genes
 
@@ -257,8 +257,8 @@ def save_figure(fig, out: Path, name: str) -> list[Path]:
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Evolution curve, mapping diagram (best + baselines) and gene heatmap of a run folder."""
     from .mapping import baselines
-    from .results import load_result
-    from .store import open_run
+    from .evolution.results import load_result
+    from .evolution.store import open_run
 
     _, store, row = open_run(run_dir)
     with store:

@@ -1,4 +1,4 @@
-"""The optimiser pieces that distillation (``layermap.distill``) and fine-tuning (``proxy_tasks.finetune``) share:
+"""The optimiser pieces that distillation (``layermap.distill.loop``) and fine-tuning (``proxy_tasks.finetune``) share:
 AdamW parameter groups and the linear warm-up / linear decay learning-rate schedule.
 
 Both loops computed these separately before; the numbers are kept bit for bit, because stored fitnesses are

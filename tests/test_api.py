@@ -6,12 +6,12 @@ import importlib
 import json
 
 import layermap
-from layermap.compare import CompareResult  # noqa: F401  (importing the submodule must not shadow the function)
-from layermap.fitness import ProxyEvaluator  # noqa: F401
+from layermap.final.compare import CompareResult  # noqa: F401  (importing the submodule must not shadow the function)
+from layermap.evolution.fitness import ProxyEvaluator  # noqa: F401
 
 def test_the_api_names_survive_importing_their_submodules():
     assert callable(layermap.fitness) and callable(layermap.compare)
-    assert importlib.import_module("layermap.compare").run_compare
+    assert importlib.import_module("layermap.final.compare").run_compare
     assert layermap.__version__ and "search" in layermap.__all__ and "compare" in dir(layermap)
 
 
@@ -41,7 +41,7 @@ def test_help_and_version_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom layermap.cli import main\nfor argv in (['--help'], ['--version'], ['compare', '--help']):\n"
+    code = ("import sys\nfrom layermap.cli.main import main\nfor argv in (['--help'], ['--version'], ['compare', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"

@@ -1,7 +1,7 @@
 """Bad input, tried as a new user would: every case ends in one sentence on stderr and exit code 2.
 
 Each row of ``CASES`` builds the command line (and whatever files it needs) and names a piece of the
-expected message; the test runs ``layermap.cli.main`` in-process and asserts exit code 2, exactly one
+expected message; the test runs ``layermap.cli.main.main`` in-process and asserts exit code 2, exactly one
 line on stderr, no traceback, and, where the row says so, that no half-made run folder was left.
 """
 
@@ -20,7 +20,7 @@ from typing import Callable
 
 import pytest
 
-from layermap.cli import main
+from layermap.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -265,7 +265,7 @@ def test_show_json_into_a_closed_pipe_is_one_line(ctx):
     """``layermap show --json | true``: a BrokenPipeError becomes one line, not a traceback."""
     run = ctx.run_dir()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(f"{sys.executable} -m layermap.cli show --json --top 50 {run} | true", shell=True,
+    proc = subprocess.run(f"{sys.executable} -m layermap show --json --top 50 {run} | true", shell=True,
                           capture_output=True, text=True, env=env, timeout=300)
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 1          # the pipe may also drain before it closes
@@ -306,7 +306,7 @@ def test_a_failed_first_check_leaves_no_stuck_run_folder(ctx, capsys):
 
 
 def test_show_says_interrupted_for_a_killed_run(ctx, capsys):
-    from layermap.store import Store, read_run_info
+    from layermap.evolution.store import Store, read_run_info
 
     run = ctx.run_dir()
     info = read_run_info(run)
@@ -317,7 +317,7 @@ def test_show_says_interrupted_for_a_killed_run(ctx, capsys):
     assert "(interrupted)" in capsys.readouterr().out
     assert main(["show", "--json", str(run)]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "interrupted"
-    from layermap.store import lock_run
+    from layermap.evolution.store import lock_run
 
     holder = lock_run(run)                                     # a live driver holds the lock
     try:
@@ -342,7 +342,7 @@ def test_evolve_out_naming_a_file_does_not_suggest_resume(ctx, capsys):
 def test_distill_rerun_with_another_mapping_refuses_the_old_checkpoint(ctx, capsys, monkeypatch):
     """Issue 9.1 at the command line: crash a 2-4 distillation after a checkpoint, rerun into the same --out
     with 1-3 and another seed: refused in one sentence instead of resumed and labelled 1-3."""
-    import layermap.output as output
+    import layermap.distill.output as output
 
     def crash(*a, **k):
         raise KeyboardInterrupt

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from layermap.cli import main
+from layermap.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, cwd=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "layermap.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "layermap", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600)
 
 
@@ -113,7 +113,7 @@ def test_evolve_with_missing_inputs_fails_before_making_a_run(tiny_config_toml, 
 def test_every_option_has_help_and_every_command_ends_its_help_with_an_example():
     import argparse
 
-    from layermap.cli import build_parser
+    from layermap.cli.main import build_parser
 
     def walk(parser, name):
         yield name, parser

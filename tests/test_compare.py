@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from layermap.cli import main
-from layermap.compare import CompareError, run_compare, student_dir
+from layermap.cli.main import main
+from layermap.final.compare import CompareError, run_compare, student_dir
 from layermap.config import load_config
 
-compare_mod = importlib.import_module("layermap.compare")
+compare_mod = importlib.import_module("layermap.final.compare")
 
 def _config(path: Path, *overrides: str):
     return load_config(str(path), overrides)
@@ -36,7 +36,7 @@ def test_compare_writes_the_table_and_loadable_students(compare_toml, tmp_path):
     assert rows[("1-2", "average")]["proxy_fitness"] == 55.0
     assert rows[("2-4", "average")]["kind"] == ["uniform"] and rows[("1-2", "sst2")]["kind"] == ["bottom"]
     assert all("accuracy" in m for m in rows[("2-4", "sst2")]["metrics"])
-    from layermap.store import Store
+    from layermap.evolution.store import Store
 
     with Store(out / "layermap.sqlite") as store:       # every cell records where it was computed
         cell = store.lookup_cell(compare_mod.compare_fingerprint(_config(compare_toml)), ("distill", "1-2", 0, "", -1))
@@ -80,7 +80,7 @@ def test_a_killed_compare_resumes_without_recomputing_finished_work(compare_toml
 def test_a_killed_distillation_resumes_from_its_checkpoint(compare_toml, tmp_path, monkeypatch):
     """Stopped at step 3 of 4 (checkpoint at step 2), the rerun continues from step 2 and ends where an
     uninterrupted distillation ends."""
-    import layermap.distill as distill_mod
+    import layermap.distill.loop as distill_mod
 
     straight = tmp_path / "straight"
     run_compare(_config(compare_toml, "compare.tasks=['sst2']", "compare.seeds=1"), ["1-2"], straight, progress=False)
@@ -172,7 +172,7 @@ def test_cli_compare_bad_input_is_one_sentence_and_exit_2(compare_toml, tmp_path
 
 
 def test_cli_compare_refuses_a_run_folder_without_a_finished_evaluation(tmp_path, capsys):
-    from layermap.store import RunInfo, Store, write_run_info
+    from layermap.evolution.store import RunInfo, Store, write_run_info
 
     run = tmp_path / "run"
     run.mkdir()

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from layermap.comparison import (AVERAGE, BETTER, SAME, WORSE, Cell, build_table, label_loyalty, loyalty,
+from layermap.final.comparison import (AVERAGE, BETTER, SAME, WORSE, Cell, build_table, label_loyalty, loyalty,
                                  paired_difference, probability_loyalty, regression_loyalty, render_csv,
                                  render_markdown, t_quantile, write_table)
 

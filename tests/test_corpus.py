@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from layermap import corpus as corpus_mod
-from layermap import identity
-from layermap.corpus import CorpusError, corpus_identity, load_segments, slice_segments, tokenize_corpus
+from layermap.distill import corpus as corpus_mod
+from layermap.distill import identity
+from layermap.distill.corpus import CorpusError, corpus_identity, load_segments, slice_segments, tokenize_corpus
 
 
 def _warnings(caplog) -> list[str]:
@@ -103,7 +103,7 @@ def test_datasets_name_is_loaded_with_datasets(tok, tmp_path, monkeypatch):
 
 def test_identity_is_a_hash_of_the_token_ids(tok, tiny_corpus, tmp_path, monkeypatch):
     """Issue 9.4: the same sampling parameters over other token ids must give another identity."""
-    from layermap.corpus import content_identity
+    from layermap.distill.corpus import content_identity
 
     full = tokenize_corpus(str(tiny_corpus), tok, 32, cache_dir=str(tmp_path), progress=False)
     a = slice_segments(full, count=20, seed=1)

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from layermap.config import DistillSettings
-from layermap.corpus import load_segments
-from layermap.distill import DistillError, LiveTeacher, batch_order, distill, forward_layers
+from layermap.distill.corpus import load_segments
+from layermap.distill.loop import DistillError, LiveTeacher, batch_order, distill, forward_layers
 from layermap.mapping import LayerMapping, MappingError
-from layermap.models import StudentSpec, build_student, load_teacher
-from layermap.teacher_cache import build_teacher_cache
+from layermap.distill.models import StudentSpec, build_student, load_teacher
+from layermap.distill.teacher_cache import build_teacher_cache
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_checkpoint_keeps_the_cuda_rng_state(setup, tmp_path, monkeypatch):
 
 
 def test_the_resume_line_is_logged_and_the_cli_handler_prints_it(setup, tmp_path, caplog, capsys):
-    """Library code logs (``layermap.distill``) instead of printing; a notebook sees it through logging
+    """Library code logs (``layermap.distill.loop``) instead of printing; a notebook sees it through logging
     (caplog here), the command line through its stderr handler (``layermap.logs.console``)."""
     import logging
 
@@ -183,7 +183,7 @@ def test_the_resume_line_is_logged_and_the_cli_handler_prints_it(setup, tmp_path
                  settings={"checkpoint_every": 4})
     with caplog.at_level(logging.INFO, logger="layermap"):
         _run(setup, steps=10, checkpoint_dir=tmp_path / "a", settings={"checkpoint_every": 4}, progress=True)
-    assert [r.name for r in caplog.records if "resuming" in r.getMessage()] == ["layermap.distill"]
+    assert [r.name for r in caplog.records if "resuming" in r.getMessage()] == ["layermap.distill.loop"]
     assert "resuming distilling from the checkpoint at step 4 of 10" in caplog.text
     capsys.readouterr()
     with console():

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from layermap import executors
+from layermap.evolution import executors
 from layermap.config import RunSettings, load_config
 from layermap.errors import LayermapError
-from layermap.evolve import run_search
-from layermap.executors import LocalExecutor, create_executor, evaluate_safely
-from layermap.synthetic import SyntheticEvaluator
+from layermap.evolution.evolve import run_search
+from layermap.evolution.executors import LocalExecutor, create_executor, evaluate_safely
+from layermap.study.synthetic import SyntheticEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 GENOMES = [(1, 2, 3), (2, 4, 6), (0, 0, 6), (3, 3, 3), (4, 5, 6), (1, 1, 1)]

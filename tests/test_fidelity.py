@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from layermap.cli import main
-from layermap.fidelity import (FidelityError, Scores, fidelity, final_scores, permutation_p, proxy_scores,
+from layermap.cli.main import main
+from layermap.study.fidelity import (FidelityError, Scores, fidelity, final_scores, permutation_p, proxy_scores,
                                side_reliability)
 
 MAPPINGS = ["1-1-4", "1-2-3", "2-4-6", "4-5-6", "5-5-5"]

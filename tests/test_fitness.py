@@ -4,7 +4,7 @@ import pickle
 import pytest
 
 from layermap.config import load_config
-from layermap.fitness import ProxyEvaluator
+from layermap.evolution.fitness import ProxyEvaluator
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_a_killed_evaluation_resumes_its_distillation_from_a_checkpoint(tiny_con
     """distill.checkpoint_every inside a search: an evaluation killed at step 5 of 6 (checkpoint at 4)
     continues from step 4 when the genome is evaluated again, ends with the uninterrupted fitness, and
     leaves no checkpoint behind."""
-    import layermap.distill as distill_mod
+    import layermap.distill.loop as distill_mod
 
     config = load_config(str(tiny_config_toml), ["distill.checkpoint_every=2"])
     straight = ProxyEvaluator(config).evaluate((2, 4))

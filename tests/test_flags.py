@@ -1,4 +1,4 @@
-"""The one route from command-line flags to settings (``layermap.cli_common``), walked over every subcommand."""
+"""The one route from command-line flags to settings (``layermap.cli.common``), walked over every subcommand."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import typing
 
 import pytest
 
-from layermap.cli import build_parser, main
-from layermap.cli_common import (FLAG_SETTINGS, NOT_SETTINGS, SETTINGS_COMMANDS, config_from_args, flag_table)
+from layermap.cli.main import build_parser, main
+from layermap.cli.common import (FLAG_SETTINGS, NOT_SETTINGS, SETTINGS_COMMANDS, config_from_args, flag_table)
 from layermap.config import Config, ConfigError
 from layermap.errors import LayermapError
 
@@ -127,8 +127,8 @@ def test_distill_settings_are_what_the_command_built_by_hand_before():
 
 
 def test_resume_applies_the_same_table_and_refuses_shaping_flags():
-    from layermap.evolve import RESUMABLE_RUN_KEYS
-    from layermap.search_cli import _resume_overrides
+    from layermap.evolution.evolve import RESUMABLE_RUN_KEYS
+    from layermap.cli.search import _resume_overrides
 
     args = _parse("evolve", "--resume", "r", "--workers", "4", "--executor", "process", "--device", "cpu",
                   "--retry-failed", "--set", "run.threads=2")

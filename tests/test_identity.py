@@ -10,12 +10,12 @@ import shutil
 
 import pytest
 
-from layermap import identity
-from layermap.compare import compare_fingerprint
+from layermap.distill import identity
+from layermap.final.compare import compare_fingerprint
 from layermap.config import load_config
-from layermap.corpus import corpus_identity
-from layermap.fitness import ProxyEvaluator
-from layermap.models import teacher_identity
+from layermap.distill.corpus import corpus_identity
+from layermap.evolution.fitness import ProxyEvaluator
+from layermap.distill.models import teacher_identity
 from proxy_tasks import data_fingerprint
 
 REAL_ONLINE = identity._resolve_online
@@ -192,7 +192,7 @@ def test_hub_glue_tasks_carry_their_commit(tmp_path, monkeypatch, caplog):
 
 
 def test_a_hub_commit_changes_the_fitness_fingerprint(tiny_config_toml, tmp_path, monkeypatch, tiny_teacher_dir):
-    from layermap import models
+    from layermap.distill import models
 
     hub = tmp_path / "hub_cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from layermap.cli import main
+from layermap.cli.main import main
 from layermap.config import load_config
-from layermap.fitness import ProxyEvaluator
+from layermap.evolution.fitness import ProxyEvaluator
 
 pytestmark = pytest.mark.integration
 

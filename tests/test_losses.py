@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from layermap.losses import LayerOutputs, LossWeights, TransformerDistillationLoss, attention_mse, hidden_mse
+from layermap.distill.losses import LayerOutputs, LossWeights, TransformerDistillationLoss, attention_mse, hidden_mse
 from layermap.mapping import LayerMapping
 
 

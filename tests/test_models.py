@@ -2,9 +2,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
-from layermap import models
+from layermap.distill import models
 from layermap.mapping import LayerMapping
-from layermap.models import (ModelError, StudentSpec, attention_scores, build_student, capture_qk,
+from layermap.distill.models import (ModelError, StudentSpec, attention_scores, build_student, capture_qk,
                              init_student_from_teacher, load_teacher, load_teacher_config)
 
 
@@ -106,7 +106,7 @@ def test_hub_names_go_to_from_pretrained(tiny_teacher_dir, monkeypatch, tmp_path
         return load
     for cls in real:
         monkeypatch.setattr(cls, "from_pretrained", fake(cls))
-    from layermap import identity
+    from layermap.distill import identity
 
     monkeypatch.setattr(identity, "_resolve_online", lambda *args: None)         # no Hub: the HF cache names the commit
     refs = tmp_path / "hub" / "models--google--bert_uncased_L-4_H-256_A-4" / "refs"
@@ -125,8 +125,8 @@ def test_other_bert_like_families_build_and_distil(family):
     from transformers import ElectraConfig, ElectraModel, RobertaConfig, RobertaModel
 
     from layermap.config import DistillSettings
-    from layermap.corpus import Segments
-    from layermap.distill import LiveTeacher, distill
+    from layermap.distill.corpus import Segments
+    from layermap.distill.loop import LiveTeacher, distill
 
     cfg_cls, model_cls = {"roberta": (RobertaConfig, RobertaModel), "electra": (ElectraConfig, ElectraModel)}[family]
     torch.manual_seed(0)

@@ -11,8 +11,8 @@ import torch
 import transformers
 
 from layermap.config import DistillSettings
-from layermap.distill import _optimizer
-from layermap.losses import TransformerDistillationLoss, LossWeights
+from layermap.distill.loop import _optimizer
+from layermap.distill.losses import TransformerDistillationLoss, LossWeights
 from layermap.mapping import LayerMapping
 from proxy_tasks import TASKS, Example, FinetuneSettings, TaskData, finetune_and_score
 from proxy_tasks.optim import linear_warmup_decay, param_groups, warmup_steps

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from layermap.comparison import Cell, build_table
+from layermap.final.comparison import Cell, build_table
 from layermap.plots import (comparison_data, diagram_data, draw_comparison, draw_evolution, draw_gene_heatmap,
                             draw_mapping_diagram, evolution_data, gene_frequency_data)
-from layermap.store import GenerationRow
+from layermap.evolution.store import GenerationRow
 
 
 def _gen(g, population, fitnesses, evaluated):

@@ -10,9 +10,9 @@ import math
 import pytest
 
 from layermap.config import ConfigError, load_config
-from layermap.fitness import ProxyEvaluator
-from layermap.noise import average_ranks, kendall_tau, reliability, spearman_rho
-from layermap.records import EvaluationRecord, TaskScore
+from layermap.evolution.fitness import ProxyEvaluator
+from layermap.stats import average_ranks, kendall_tau, reliability, spearman_rho
+from layermap.evolution.records import EvaluationRecord, TaskScore
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_old_records_without_the_new_fields_still_load():
 def test_committed_demo_store_still_loads():
     from pathlib import Path
 
-    from layermap.store import open_run
+    from layermap.evolution.store import open_run
 
     run = Path(__file__).resolve().parents[1] / "results" / "demo-run"
     if not (run / "run.json").is_file():
@@ -81,7 +81,7 @@ def test_fingerprint_keeps_old_key_for_defaults_and_changes_with_head_and_repeat
     import dataclasses
 
     from layermap.config import digest
-    from layermap.fitness import _proxy_identity
+    from layermap.evolution.fitness import _proxy_identity
 
     legacy = {k: getattr(config.proxy, k) for k in config.proxy.__dataclass_fields__
               if k not in ("glue_dir", "head", "repeats")}
@@ -141,7 +141,7 @@ def _record(genome: str, fitness: float, se: float | None) -> EvaluationRecord:
 
 
 def test_within_noise_of_best_applies_the_stated_rule():
-    from layermap.search_cli import within_noise_of_best
+    from layermap.cli.search import within_noise_of_best
 
     recs = [_record("1-2-3", 64.0, 0.5), _record("0-0-6", 62.7, 0.5), _record("2-4-6", 62.5, 0.5)]
     # 2 * sqrt(0.5^2 + 0.5^2) = 1.414: 1.3 behind ties, 1.5 behind does not
@@ -151,8 +151,8 @@ def test_within_noise_of_best_applies_the_stated_rule():
 
 
 def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_toml):
-    from layermap.search_cli import register
-    from layermap.store import Store
+    from layermap.cli.search import register
+    from layermap.evolution.store import Store
 
     class Ev:                                  # a fixed landscape with standard errors
         fingerprint = "f" * 32
@@ -167,7 +167,7 @@ def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_tom
                                     fitness_replicates=[f - 0.4, f + 0.4],
                                     tasks={"sst2": TaskScore({"accuracy": f}, f, [f - 0.4, f + 0.4], 0.57)})
 
-    from layermap.evolve import run_search
+    from layermap.evolution.evolve import run_search
 
     config = load_config(str(tiny_config_toml), ["search.seed_mappings=['2-4', '1-2']", "search.population=4",
                                                  "search.generations=1", "run.shared_fitness=false"])
@@ -253,7 +253,7 @@ def _sample_std(values):
 
 
 def test_fitness_json_prints_the_standard_error(tiny_config_toml, capsys):
-    from layermap.cli import main
+    from layermap.cli.main import main
 
     assert main(["fitness", "--mapping", "2-4", "--config", str(tiny_config_toml), "--set", "proxy.repeats=2",
                  "--json", "--quiet"]) == 0
@@ -264,7 +264,7 @@ def test_fitness_json_prints_the_standard_error(tiny_config_toml, capsys):
 
 # -- the best against the best baseline, with the run's measured noise ---------------------------------
 def test_best_vs_baselines_says_whether_the_lead_exceeds_noise():
-    from layermap.search_cli import baseline_sentence, best_vs_baselines
+    from layermap.cli.search import baseline_sentence, best_vs_baselines
 
     recs = [_record("2-5-6", 61.2, None), _record("0-0-6", 60.9, None), _record("1-2-3", 58.7, None)]
     tie = best_vs_baselines(recs, 3, 6, noise_std=0.88)
@@ -281,7 +281,7 @@ def test_best_vs_baselines_says_whether_the_lead_exceeds_noise():
 
 
 def test_search_noise_std_is_validated_and_used_by_show_and_the_summary(tmp_path, capsys):
-    from layermap.cli import main
+    from layermap.cli.main import main
 
     with pytest.raises(ConfigError, match="search.noise_std"):
         load_config("smoke", ["search.noise_std=-1"])

@@ -9,14 +9,14 @@ import statistics
 
 import pytest
 
-from layermap.cli import main
+from layermap.cli.main import main
 from layermap.config import Config, ConfigError, load_config
-from layermap.evolve import resume_search, run_search
+from layermap.evolution.evolve import resume_search, run_search
 from layermap.mapping import enumerate_space, format_genes
-from layermap.replay import (METHODS, LandscapeRow, TableEvaluator, aging_evolution, build_table, censored_quantile,
+from layermap.study.replay import (METHODS, LandscapeRow, TableEvaluator, aging_evolution, build_table, censored_quantile,
                              draw_regret, evals_to, load_table, local_search, neighbours, random_search, regret_curve,
                              replay, summarise, write_csv)
-from layermap.synthetic import SyntheticEvaluator
+from layermap.study.synthetic import SyntheticEvaluator
 
 SPACE = [g for g in enumerate_space(3, 6, "non-decreasing") if 0 not in g]      # 56 genomes
 
@@ -162,7 +162,7 @@ def test_draw_regret_returns_a_figure(table):
 
 
 def test_landscape_stats_and_ga_overrides(table):
-    from layermap.replay import landscape_stats
+    from layermap.study.replay import landscape_stats
 
     stats = landscape_stats(table)
     assert stats["seed_set_spearman"] == pytest.approx(1.0)       # the seed sets differ by a constant

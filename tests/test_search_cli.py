@@ -9,10 +9,10 @@ import pytest
 
 from layermap.config import load_config
 from layermap.errors import LayermapError
-from layermap.evolve import run_search
+from layermap.evolution.evolve import run_search
 from layermap.mapping import LayerMapping
-from layermap.search_cli import register, textbrewer_matches
-from layermap.store import Store, read_run_info
+from layermap.cli.search import register, textbrewer_matches
+from layermap.evolution.store import Store, read_run_info
 
 EVOLVE = ["evolve", "--synthetic", "8", "--set", "student.layers=3", "--set", "search.population=6",
           "--set", "search.generations=3", "--quiet"]
@@ -208,7 +208,7 @@ def test_export_textbrewer_loads_with_textbrewers_own_distillation_config(run_di
 
 
 def test_store_flag_and_the_old_cache_flag_and_setting_names(tmp_path, capsys):
-    from layermap.cli import main
+    from layermap.cli.main import main
 
     db = tmp_path / "shared.sqlite"
     assert main([*EVOLVE, "--store", str(db), "--out", str(tmp_path / "a")]) == 0
@@ -224,7 +224,7 @@ def test_store_flag_and_the_old_cache_flag_and_setting_names(tmp_path, capsys):
 
 
 def test_export_help_says_why_there_is_no_torchdistill_format(run_dir, capsys):
-    from layermap.cli import main
+    from layermap.cli.main import main
 
     with pytest.raises(SystemExit):
         main(["export", "--help"])

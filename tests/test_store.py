@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
-from layermap.records import EvaluationRecord, TaskScore
-from layermap.store import SCHEMA_VERSION, RunInfo, Store, StoreError, open_run, read_run_info, write_run_info
+from layermap.evolution.records import EvaluationRecord, TaskScore
+from layermap.evolution.store import SCHEMA_VERSION, RunInfo, Store, StoreError, open_run, read_run_info, write_run_info
 
 
 def _warnings(caplog) -> list[str]:
@@ -127,7 +127,7 @@ def test_wal_failure_on_a_network_file_system_falls_back_to_a_rollback_journal(t
     """Issue 9.10: PRAGMA journal_mode=WAL fails over NFS; the store falls back with one warning line."""
     import sqlite3 as sqlite3_mod
 
-    from layermap import store as store_mod
+    from layermap.evolution import store as store_mod
 
     real_connect = sqlite3_mod.connect
 
@@ -234,7 +234,7 @@ def test_show_of_a_version_2_run_folder_does_not_write_its_store(tmp_path, capsy
     import hashlib
     import json
 
-    from layermap.cli import main
+    from layermap.cli.main import main
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -253,7 +253,7 @@ def test_claims_are_exclusive_until_released_stale_or_their_owner_is_gone(tmp_pa
     import os
     import time
 
-    import layermap.store as store_mod
+    import layermap.evolution.store as store_mod
 
     a, b = "node1:11:run-a", "node2:22:run-b"
     with Store(tmp_path / "s.sqlite") as store:
@@ -304,7 +304,7 @@ def subprocess_pid() -> int:
 def test_the_heartbeat_keeps_claims_live_from_its_own_thread(tmp_path):
     import time
 
-    from layermap.store import ClaimHeartbeat
+    from layermap.evolution.store import ClaimHeartbeat
 
     with Store(tmp_path / "s.sqlite") as store:
         store.claim("fp", "1-2-3", "h:1:a")
@@ -321,7 +321,7 @@ def test_the_heartbeat_keeps_claims_live_from_its_own_thread(tmp_path):
 def test_json_safe_writes_strict_json_through_dicts_lists_and_tuples():
     import json as _json
 
-    from layermap.records import json_safe
+    from layermap.evolution.records import json_safe
 
     value = {"a": float("nan"), "b": [1.0, float("inf"), (2.0, float("-inf"))], "c": "x", "d": 3}
     assert json_safe(value) == {"a": None, "b": [1.0, None, [2.0, None]], "c": "x", "d": 3}

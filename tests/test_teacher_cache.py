@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from layermap.corpus import Segments, content_identity, load_segments
-from layermap.models import load_teacher
-from layermap.teacher_cache import TeacherCacheError, build_teacher_cache, remove_stale_builds
+from layermap.distill.corpus import Segments, content_identity, load_segments
+from layermap.distill.models import load_teacher
+from layermap.distill.teacher_cache import TeacherCacheError, build_teacher_cache, remove_stale_builds
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@
     layermap bench fidelity COMPARE_DIR --proxy SOURCE [--proxy SOURCE ...] [--json] [-o FILE.json] [--plot FILE.png]
 
 ``TABLE`` is a landscape CSV (``genome, seed_set, fitness, <task>...``) or a layermap store holding an
-enumerated space (``--set search.strategy='"enumerate-mapped"'``); see :mod:`layermap.replay`.
+enumerated space (``--set search.strategy='"enumerate-mapped"'``); see :mod:`layermap.study.replay`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from .records import json_safe
-from .replay import METHODS, draw_regret, format_report, load_table, read_store_rows, replay, write_csv
+from ..evolution.records import json_safe
+from ..study.replay import METHODS, draw_regret, format_report, load_table, read_store_rows, replay, write_csv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,7 +79,7 @@ def landscape_command(args: argparse.Namespace) -> int:
 
 
 def fidelity_command(args: argparse.Namespace) -> int:
-    from .fidelity import draw_fidelity, fidelity, final_scores, format_report, proxy_scores, read_comparison
+    from ..study.fidelity import draw_fidelity, fidelity, final_scores, format_report, proxy_scores, read_comparison
 
     comparison = read_comparison(args.compare_dir)
     final = final_scores(comparison)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, NamedTuple
 
-from .config import Config, load_config, read_toml
+from ..config import Config, load_config, read_toml
 
 # flag -> the settings keys it sets, in every command that has the flag
 FLAG_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -86,8 +86,8 @@ def flag_dest(flag: str) -> str:
 def flag_settings_given(args: argparse.Namespace, command: str | None = None) -> list[FlagSetting]:
     """Every (flag, settings key, value) the command line sets, in table order.  A flag counts when its
     value is not None (and, for an on/off flag, when it is on); an old flag name is reported in one warning."""
-    from .errors import LayermapError
-    from .logs import get_logger
+    from ..errors import LayermapError
+    from ..logs import get_logger
 
     command = command or args.command
     given = []

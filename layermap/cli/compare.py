@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_common import config_from_args
-from .errors import LayermapError
+from .common import config_from_args
+from ..errors import LayermapError
 
 _EXAMPLE_COMPARE = """examples:
   layermap compare runs/demo --config demo --out runs/demo-compare
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from .compare import run_compare
+    from ..final.compare import run_compare
 
     if args.seeds is not None and args.seeds < 1:
         raise LayermapError(f"--seeds must be at least 1, got {args.seeds}")
@@ -86,7 +86,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
 def _from_run(args: argparse.Namespace):
     """Settings, mappings (the run's best genomes + the baselines), proxy fitnesses and provenance of a run."""
-    from .compare import plan_from_run
+    from ..final.compare import plan_from_run
 
     plan = plan_from_run(args.run_dir, top=args.top, with_baselines=not args.no_baselines)
     return config_from_args(args, base=plan.settings(args.config)), plan.mappings, plan.proxy_fitness, plan.source
@@ -94,16 +94,16 @@ def _from_run(args: argparse.Namespace):
 
 def _shared_proxy_fitness(config, mappings) -> dict[str, float]:
     """Proxy fitnesses of the mappings known to the user-wide fitness cache under these proxy settings (if any)."""
-    from .corpus import default_cache_dir
-    from .evolve import SHARED_CACHE_NAME
+    from ..distill.corpus import default_cache_dir
+    from ..evolution.evolve import SHARED_CACHE_NAME
 
     path = default_cache_dir(config.run.cache_dir) / SHARED_CACHE_NAME
     if not path.is_file() or not config.teacher.name or not config.corpus.path:
         return {}
     try:
-        from .compare import resolve_mappings
-        from .fitness import ProxyEvaluator
-        from .store import Store
+        from ..final.compare import resolve_mappings
+        from ..evolution.fitness import ProxyEvaluator
+        from ..evolution.store import Store
 
         evaluator = ProxyEvaluator(config)
         genomes = resolve_mappings(mappings, evaluator.student_layers, evaluator.teacher_layers)
@@ -125,7 +125,7 @@ def _print_result(result) -> None:
 
 
 def plot_command(args: argparse.Namespace) -> int:
-    from .plots import plot_folder
+    from ..plots import plot_folder
 
     files = plot_folder(args.folder, args.output)
     for path in files:

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import LayermapError
-from .logs import console
+from ..errors import LayermapError
+from ..logs import console
 
 
 def _cmd_baselines(args: argparse.Namespace) -> int:
-    from .mapping import baselines
+    from ..mapping import baselines
 
     table = baselines(args.student_layers, args.teacher_layers)
     if args.json:
@@ -57,7 +57,7 @@ def _add_distill(sub) -> None:
 
 
 def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
-    from .mapping import LayerMapping
+    from ..mapping import LayerMapping
 
     if text.endswith(".json") or Path(text).is_file():
         mapping = LayerMapping.from_json(text)
@@ -71,13 +71,13 @@ def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from .cli_common import config_from_args
-    from .config import StudentSettings, dump_toml
-    from .corpus import check_source, load_segments
-    from .distill import LiveTeacher, distill, distill_run_digest
-    from .models import (StudentSpec, build_student, check_seq_len, init_student_from_teacher, load_teacher,
+    from .common import config_from_args
+    from ..config import StudentSettings, dump_toml
+    from ..distill.corpus import check_source, load_segments
+    from ..distill.loop import LiveTeacher, distill, distill_run_digest
+    from ..distill.models import (StudentSpec, build_student, check_seq_len, init_student_from_teacher, load_teacher,
                          load_teacher_config, pick_device)
-    from .output import save_student
+    from ..distill.output import save_student
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -89,7 +89,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     check_seq_len(teacher_cfg, args.seq_len, "--seq-len")
     mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, args.student_layers)
     spec = StudentSpec.resolve(teacher_cfg, args.student_layers, args.hidden_size, args.heads, args.ffn)
-    config = config_from_args(args)                  # the flags, through the one table (layermap.cli_common)
+    config = config_from_args(args)                  # the flags, through the one table (layermap.cli.common)
     config = config.replace(student=StudentSettings(layers=spec.layers, hidden_size=spec.hidden_size, heads=spec.heads,
                                                     ffn=spec.ffn, init=config.student.init))   # widths resolved
     corpus, settings = config.corpus, config.distill
@@ -118,7 +118,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _add_fitness(sub) -> None:
-    from .cli_common import add_config_args
+    from .common import add_config_args
 
     p = sub.add_parser("fitness", help="proxy fitness of one mapping (distil on a slice, fine-tune on proxy tasks)",
                        epilog="example:\n  layermap fitness --mapping 2-4-6 --config smoke --teacher $TEACHER "
@@ -132,10 +132,10 @@ def _add_fitness(sub) -> None:
 
 
 def _cmd_fitness(args: argparse.Namespace) -> int:
-    from .cli_common import config_from_args
-    from .fitness import ProxyEvaluator
+    from .common import config_from_args
+    from ..evolution.fitness import ProxyEvaluator
 
-    from .evolve import check_proxy_inputs
+    from ..evolution.evolve import check_proxy_inputs
 
     config = config_from_args(args)
     check_proxy_inputs(config)
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "  layermap compare runs/demo --config demo --out runs/demo-compare\n"
                             "  layermap plot runs/demo-compare",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"layermap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,17 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distill(sub)
     _add_fitness(sub)
     try:
-        from .search_cli import register
+        from .search import register
     except ImportError:  # pragma: no cover - only while the search module is absent
         pass
     else:
         register(sub)
-    from .compare_cli import register as register_compare
-    from .validate_cli import register as register_validate
+    from .compare import register as register_compare
+    from .validate import register as register_validate
 
     register_compare(sub)
     register_validate(sub)
-    from .bench_cli import register as register_bench
+    from .bench import register as register_bench
 
     register_bench(sub)
     return parser
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)       # --help and --version end here, before torch is imported
     from proxy_tasks import TaskError
 
-    from .models import quiet_transformers
+    from ..distill.models import quiet_transformers
 
     quiet_transformers()
     try:

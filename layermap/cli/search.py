@@ -17,12 +17,12 @@ import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .cli_common import add_config_args, config_from_args, flag_settings_given
-from .errors import LayermapError
-from .results import SearchResult, load_result
-from .mapping import LayerMapping
-from .records import EvaluationRecord
-from .store import RunRow, Store, open_run
+from .common import add_config_args, config_from_args, flag_settings_given
+from ..errors import LayermapError
+from ..evolution.results import SearchResult, load_result
+from ..mapping import LayerMapping
+from ..evolution.records import EvaluationRecord
+from ..evolution.store import RunRow, Store, open_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,7 +87,7 @@ EXPORT_DESCRIPTION = textwrap.fill(
 def evolve_command(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.resume:
-        from .evolve import resume_search
+        from ..evolution.evolve import resume_search
 
         result = resume_search(args.resume, progress=progress, overrides=_resume_overrides(args))
     else:
@@ -104,10 +104,10 @@ def evolve_command(args: argparse.Namespace) -> int:
             raise LayermapError(f"--out {args.out} already exists and is not empty; {hint}")
         config = _absolute_store_path(config_from_args(args))
         if args.synthetic is None:
-            from .evolve import check_proxy_inputs
+            from ..evolution.evolve import check_proxy_inputs
 
             check_proxy_inputs(config)          # before the run folder exists
-        from .evolve import run_search
+        from ..evolution.evolve import run_search
 
         result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
     _print_summary(result)
@@ -115,7 +115,7 @@ def evolve_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from .evolve import run_status
+    from ..evolution.evolve import run_status
 
     _, store, row = open_run(args.run_dir)
     with store:
@@ -202,7 +202,7 @@ def run_noise_std(config: dict) -> float | None:
 def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teacher_layers: int,
                       noise_std: float | None) -> dict | None:
     """The best genome against the best evaluated baseline, with the noise a difference must exceed."""
-    from .mapping import baselines
+    from ..mapping import baselines
 
     if not records:
         return None
@@ -327,8 +327,8 @@ _NEW_RUN_ONLY = ("--config", "--synthetic", "--out")      # flags outside the se
 def _resume_overrides(args: argparse.Namespace) -> list[str]:
     """The run's settings may change on --resume only where a fitness cannot (RESUMABLE_RUN_KEYS): the
     flags go through the same table as a new run's, and a flag for any other setting is refused."""
-    from .config import format_override
-    from .evolve import RESUMABLE_RUN_KEYS
+    from ..config import format_override
+    from ..evolution.evolve import RESUMABLE_RUN_KEYS
 
     given = [flag for flag in _NEW_RUN_ONLY if getattr(args, flag.lstrip("-"), None) is not None]
     settings = flag_settings_given(args)
@@ -350,10 +350,10 @@ def _absolute_store_path(config):
 
 def _new_evaluator(config, synthetic_teacher_layers: int | None):
     if synthetic_teacher_layers is not None:
-        from .synthetic import SyntheticEvaluator
+        from ..study.synthetic import SyntheticEvaluator
 
         return SyntheticEvaluator(teacher_layers=synthetic_teacher_layers, student_layers=config.student.layers)
-    from .fitness import ProxyEvaluator
+    from ..evolution.fitness import ProxyEvaluator
 
     return ProxyEvaluator(config)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from .cli_common import add_config_args, config_from_args
+from .common import add_config_args, config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,13 +21,13 @@ def validate_command(args: argparse.Namespace) -> int:
     """Every check a run would do before its first evaluation; one sentence and exit 2 on the first failure."""
     from proxy_tasks import get_task
 
-    from .evolve import check_proxy_inputs
-    from .mapping import baselines, space_size
-    from .models import StudentSpec, load_teacher_config
+    from ..evolution.evolve import check_proxy_inputs
+    from ..mapping import baselines, space_size
+    from ..distill.models import StudentSpec, load_teacher_config
 
     config = config_from_args(args)
     if not config.teacher.name or not config.corpus.path:
-        from .errors import LayermapError
+        from ..errors import LayermapError
 
         raise LayermapError("give a teacher and a corpus (--teacher, --corpus, or in the settings file) to validate a search")
     check_proxy_inputs(config)                       # device, teacher config and weights, seq_len, corpus

@@ -30,10 +30,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .config import digest
-from .errors import LayermapError
+from ..config import digest
+from ..errors import LayermapError
 from .identity import file_digest, hub_identity
-from .logs import get_logger
+from ..logs import get_logger
 
 _log = get_logger(__name__)
 
@@ -90,7 +90,7 @@ def tokenizer_identity(tokenizer) -> str:
 def corpus_identity(path: str) -> str:
     """What a fingerprint knows of the corpus: ``file:<sha256>`` of a local file (hashed once per process), or
     ``datasets:<name>[:config]@<commit>`` for a ``datasets`` name, with the commit its ``main`` revision
-    resolves to (by name only, with a warning, when it cannot be resolved; see :mod:`layermap.identity`)."""
+    resolves to (by name only, with a warning, when it cannot be resolved; see :mod:`layermap.distill.identity`)."""
     p = Path(path).expanduser()
     if p.is_file():
         return "file:" + file_digest(p)

@@ -20,8 +20,8 @@ import os
 import re
 from pathlib import Path
 
-from .config import file_digest as _hash_file
-from .logs import get_logger
+from ..config import file_digest as _hash_file
+from ..logs import get_logger
 
 _log = get_logger(__name__)
 

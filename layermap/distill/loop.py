@@ -9,7 +9,7 @@ One step::
     loss.backward(); clip; AdamW step; linear warm-up/decay step
 
 The teacher side is a :class:`TeacherSource`: :class:`LiveTeacher` runs the teacher, and
-:class:`layermap.teacher_cache.CachedTeacher` reads outputs precomputed once for a corpus
+:class:`layermap.distill.teacher_cache.CachedTeacher` reads outputs precomputed once for a corpus
 slice (shared by every genome of a search).
 """
 
@@ -29,12 +29,12 @@ from transformers import PreTrainedModel
 
 from proxy_tasks.optim import linear_warmup_decay, param_groups, warmup_steps
 
-from .config import DistillSettings, digest
+from ..config import DistillSettings, digest
 from .corpus import Segments
-from .errors import LayermapError
+from ..errors import LayermapError
 from .losses import LayerOutputs, LossWeights, TransformerDistillationLoss
-from .mapping import LayerMapping, MappingError
-from .logs import get_logger
+from ..mapping import LayerMapping, MappingError
+from ..logs import get_logger
 from .models import attention_scores, capture_qk
 
 _log = get_logger(__name__)

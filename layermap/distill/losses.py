@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .mapping import LayerMapping
+from ..mapping import LayerMapping
 
 
 class LayerOutputs(NamedTuple):

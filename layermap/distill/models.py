@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from .config import digest
-from .errors import LayermapError
+from ..config import digest
+from ..errors import LayermapError
 from .identity import file_digest, hub_identity
-from .mapping import LayerMapping, baseline
+from ..mapping import LayerMapping, baseline
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json")
@@ -113,7 +113,7 @@ def teacher_identity(name: str, revision: str = "main") -> str:
     A local directory: a digest of its config, every weight file (shards included) and every tokenizer
     file beside them (:data:`TOKENIZER_FILES` and any ``*.model`` sentencepiece file), so new tokenizer files
     beside the same weights make a new identity.  A hub name: ``hub:name@<commit>`` with the commit the
-    revision resolves to (:func:`layermap.identity.hub_identity`; by name only, with a warning, when it
+    revision resolves to (:func:`layermap.distill.identity.hub_identity`; by name only, with a warning, when it
     cannot be resolved).  Files are hashed once per process."""
     path = Path(name).expanduser()
     if path.is_dir():

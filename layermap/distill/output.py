@@ -7,8 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .distill import DistillStats
-from .mapping import LayerMapping
+from .loop import DistillStats
+from ..mapping import LayerMapping
 
 
 def save_student(out: str | Path, student, tokenizer, mapping: LayerMapping, stats: DistillStats, *,

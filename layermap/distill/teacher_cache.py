@@ -15,7 +15,7 @@ written under a temporary name (``<key>.tmp<PID>``) and renamed, so a killed bui
 half-written; the next build removes temporary folders whose process is gone.
 
 The folder is keyed by the teacher's identity and the slice's identity, a hash of its token ids
-(:func:`layermap.corpus.content_identity`).  ``meta.json`` records both, the shape and the sha256 of
+(:func:`layermap.distill.corpus.content_identity`).  ``meta.json`` records both, the shape and the sha256 of
 every file; opening a cache checks the identities and the shapes, and the file digests too when the
 cache is at most ``VERIFY_BYTES`` (a larger cache is checked by size only, to keep opening cheap).
 A value that overflows float16 (``|x| > 65504``) is an error at build time, not a later NaN.
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import digest
+from ..config import digest
 from .corpus import Segments, default_cache_dir
-from .errors import LayermapError
+from ..errors import LayermapError
 from .losses import LayerOutputs
 from .models import Teacher, attention_scores, capture_qk
 
@@ -61,7 +61,7 @@ def cache_bytes(segments: Segments, num_layers: int, hidden_size: int) -> int:
 
 @dataclass
 class CachedTeacher:
-    """A :class:`layermap.distill.TeacherSource` that reads precomputed outputs by segment index."""
+    """A :class:`layermap.distill.loop.TeacherSource` that reads precomputed outputs by segment index."""
 
     folder: Path
     heads: int

@@ -2,10 +2,10 @@
 
 ``run_search`` starts a run in a folder (``config.toml``, ``run.json`` and, by default, the store
 ``layermap.sqlite``); ``resume_search`` continues it from its last finished generation.  Fitness
-comes from an evaluator (``layermap.fitness.ProxyEvaluator`` for real runs) through an executor;
+comes from an evaluator (``layermap.evolution.fitness.ProxyEvaluator`` for real runs) through an executor;
 every genome is looked up first in the run's memo, then in the shared cache under the evaluator's
 fingerprint, and only unknown genomes are evaluated.  A genome is claimed in the shared store before
-it is computed (:meth:`layermap.store.Store.claim`): two runs with the same settings started together
+it is computed (:meth:`layermap.evolution.store.Store.claim`): two runs with the same settings started together
 compute it once, the second waiting for the first's record after computing the rest of its
 generation.  All randomness comes from one private ``random.Random(search.seed)`` whose state is
 checkpointed, so a resumed run follows exactly the trajectory of an uninterrupted one.
@@ -31,12 +31,12 @@ from typing import IO, Callable, Sequence
 from deap import base, creator, tools
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError, dump_toml, load_config, parse_override
-from .corpus import default_cache_dir
-from .errors import LayermapError
+from ..config import Config, ConfigError, dump_toml, load_config, parse_override
+from ..distill.corpus import default_cache_dir
+from ..errors import LayermapError
 from .executors import Executor, create_executor
-from .logs import get_logger, live_progress
-from .mapping import enumerate_space, format_genes, parse_genes, repair
+from ..logs import get_logger, live_progress
+from ..mapping import enumerate_space, format_genes, parse_genes, repair
 from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
                         select_survivors, select_tournament)
 from .records import EvaluationRecord, Evaluator
@@ -90,7 +90,7 @@ class SearchState:
 
 
 def build_toolbox(search: SearchState) -> base.Toolbox:
-    """DEAP toolbox whose operators draw from ``search.rng`` (see :mod:`layermap.operators`)."""
+    """DEAP toolbox whose operators draw from ``search.rng`` (see :mod:`layermap.evolution.operators`)."""
     _ensure_creator()
     s, rng = search.config.search, search.rng
     toolbox = base.Toolbox()
@@ -281,8 +281,8 @@ def run_status(run_dir: str | Path, row: RunRow) -> str:
 def check_proxy_inputs(config: Config) -> None:
     """What can be checked of the teacher, corpus and device before a run folder is made or a genome is
     computed: each failure is one sentence (ModelError, CorpusError)."""
-    from .corpus import check_source
-    from .models import check_seq_len, load_teacher_config, pick_device, WEIGHT_FILES
+    from ..distill.corpus import check_source
+    from ..distill.models import check_seq_len, load_teacher_config, pick_device, WEIGHT_FILES
 
     pick_device(config.run.device)
     teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
@@ -290,7 +290,7 @@ def check_proxy_inputs(config: Config) -> None:
     check_seq_len(teacher_cfg, config.proxy.seq_len, "proxy.seq_len")
     local = Path(config.teacher.name).expanduser()
     if local.is_dir() and not any((local / f).is_file() for f in WEIGHT_FILES):
-        from .models import ModelError
+        from ..distill.models import ModelError
 
         raise ModelError(f"teacher directory {config.teacher.name!r} has no weights ({', '.join(WEIGHT_FILES[:2])}); "
                          "point --teacher at a folder written by save_pretrained")
@@ -343,7 +343,7 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
 def default_evaluator_factory(row: RunRow) -> Callable[[Config], Evaluator]:
     """The evaluator a run was made with: the synthetic landscape it describes, else the proxy fitness."""
     if row.description.get("kind") == "synthetic":
-        from .synthetic import rebuild_synthetic
+        from ..study.synthetic import rebuild_synthetic
 
         return lambda config: rebuild_synthetic(row.description)
     from .fitness import ProxyEvaluator

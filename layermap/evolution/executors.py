@@ -3,7 +3,7 @@
 Every executor has one interface: ``submit(genomes)`` yields ``(genes, EvaluationRecord)`` pairs
 as evaluations finish (any order), and ``close()``; ``genomes`` may be a lazy iterable (``local`` and
 ``process`` take each genome only when they start it, ``ray`` takes them all at once).  An evaluator with a ``run_job`` method (the
-final stage, :mod:`layermap.compare`) gets its own job tuples instead of genomes and returns its
+final stage, :mod:`layermap.final.compare`) gets its own job tuples instead of genomes and returns its
 own records (:func:`run_job`).  Executors never touch the store: the
 driver writes each record as it arrives.  Any exception inside ``evaluator.evaluate`` (NaN
 fitness, CUDA out of memory, a bug) becomes a failed record carrying the error text, and a
@@ -34,9 +34,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
-from .config import RunSettings
-from .errors import LayermapError
-from .mapping import format_genes
+from ..config import RunSettings
+from ..errors import LayermapError
+from ..mapping import format_genes
 from .records import COMPLETE, EvaluationRecord
 
 Genes = tuple[int, ...]
@@ -252,7 +252,7 @@ def _init_worker(evaluator: Any, key: str, slot: int, threads: int, device: str)
     warnings on its stderr as ``layermap: warning: ...`` lines (a spawned process starts with no log handler)."""
     import logging
 
-    from .logs import get_logger, log_to_stderr
+    from ..logs import get_logger, log_to_stderr
 
     if not get_logger().handlers:
         log_to_stderr(logging.WARNING)

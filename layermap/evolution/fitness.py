@@ -7,7 +7,7 @@ task's (subsampled) training set and scored on its dev set.
 Everything but the mapping is fixed by the settings: every genome starts from the same
 student initialisation (``distill.seed``), sees the same corpus slice in the same order, and
 is fine-tuned on the same task subsamples with the same seed.  The teacher's outputs on the
-slice are computed once and reused by every genome (:mod:`layermap.teacher_cache`).
+slice are computed once and reused by every genome (:mod:`layermap.distill.teacher_cache`).
 
 Noise: ``proxy.repeats = R`` fine-tunes each task with seeds ``proxy.seed + r`` (r < R); the
 fitness is the mean of the R replicate fitnesses and the record keeps every replicate and the
@@ -30,11 +30,11 @@ from typing import Sequence
 
 import torch
 
-from .config import Config, digest
-from .corpus import Segments, check_source, corpus_identity, load_segments
-from .distill import LiveTeacher, TeacherSource, distill
-from .mapping import LayerMapping
-from .models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
+from ..config import Config, digest
+from ..distill.corpus import Segments, check_source, corpus_identity, load_segments
+from ..distill.loop import LiveTeacher, TeacherSource, distill
+from ..mapping import LayerMapping
+from ..distill.models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
     pick_device, quiet_transformers, teacher_identity
 from .records import EvaluationRecord, TaskScore, environment, mean_and_stderr, sample_var
 
@@ -150,7 +150,7 @@ class ProxyEvaluator:
                                  max_segments=c.corpus.max_segments, fraction=c.corpus.fraction, seed=c.corpus.seed,
                                  max_documents=c.corpus.max_documents, cache_dir=c.run.cache_dir, progress=self.progress)
         if c.proxy.teacher_cache:
-            from .teacher_cache import build_teacher_cache
+            from ..distill.teacher_cache import build_teacher_cache
 
             source: TeacherSource = build_teacher_cache(teacher, segments, cache_dir=c.run.cache_dir,
                                                         device=device, progress=self.progress)
@@ -202,7 +202,7 @@ class ProxyEvaluator:
     def checkpoint_dir(self, mapping: LayerMapping) -> Path:
         """Where an evaluation's distillation checkpoints (``distill.checkpoint_every`` > 0) live until it
         finishes: a killed evaluation resumes from there in the next run or ``--resume``."""
-        from .corpus import default_cache_dir
+        from ..distill.corpus import default_cache_dir
 
         return default_cache_dir(self.config.run.cache_dir) / "checkpoints" / self.fingerprint / mapping.text
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from typing import Callable, MutableSequence, Sequence
 
-from .mapping import LayerMapping, MappingError, baselines, enumerate_space, repair, satisfies, space_size
+from ..mapping import LayerMapping, MappingError, baselines, enumerate_space, repair, satisfies, space_size
 
 Genes = tuple[int, ...]
 

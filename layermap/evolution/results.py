@@ -1,6 +1,6 @@
 """What a search produced, read back from its store: per-generation statistics and the result.
 
-Written by :mod:`layermap.evolve` (one ``generations`` row per finished generation, one
+Written by :mod:`layermap.evolution.evolve` (one ``generations`` row per finished generation, one
 ``evaluations`` row per genome) and read here by the search itself, ``layermap show`` and
 ``layermap export``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .mapping import LayerMapping, format_genes, parse_genes
+from ..mapping import LayerMapping, format_genes, parse_genes
 from .records import EvaluationRecord
 from .store import RunRow, Store
 

@@ -59,8 +59,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from .errors import LayermapError
-from .logs import get_logger
+from ..errors import LayermapError
+from ..logs import get_logger
 from .records import COMPLETE, FAILED, RUNNING, EvaluationRecord, json_safe
 
 _log = get_logger(__name__)

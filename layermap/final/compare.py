@@ -34,13 +34,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, write_table
-from .config import Config, DistillSettings, digest, dump_toml
-from .errors import LayermapError
-from .executors import Executor, create_executor, describe_exception
-from .logs import get_logger, live_progress
-from .mapping import LayerMapping, baselines
-from .records import COMPLETE, FAILED, EvaluationRecord, environment
-from .store import STORE_NAME, Store, lock_run, now
+from ..config import Config, DistillSettings, digest, dump_toml
+from ..errors import LayermapError
+from ..evolution.executors import Executor, create_executor, describe_exception
+from ..logs import get_logger, live_progress
+from ..mapping import LayerMapping, baselines
+from ..evolution.records import COMPLETE, FAILED, EvaluationRecord, environment
+from ..evolution.store import STORE_NAME, Store, lock_run, now
 
 _log = get_logger(__name__)
 COMPARE_FORMAT = 2          # 2: the teacher's identity covers its tokenizer; hub names carry their resolved commit
@@ -84,9 +84,9 @@ _NOT_SHAPING = frozenset({"tasks", "seeds", "distill_seeds", "checkpoint_every",
 def compare_fingerprint(config: Config) -> str:
     """Hash of everything that shapes a distilled student and its fine-tuning (not the task list, seeds,
     mappings, executors or paths)."""
-    from .corpus import corpus_identity
-    from .fitness import _major_minor
-    from .models import teacher_identity
+    from ..distill.corpus import corpus_identity
+    from ..evolution.fitness import _major_minor
+    from ..distill.models import teacher_identity
 
     c = config
     parts = {
@@ -147,7 +147,7 @@ class CompareWorker:
 
     def _load_teacher(self):
         if self._teacher is None:
-            from .models import load_teacher, pick_device, quiet_transformers
+            from ..distill.models import load_teacher, pick_device, quiet_transformers
 
             quiet_transformers()
             self._teacher = load_teacher(self.config.teacher.name, self.config.teacher.revision,
@@ -156,8 +156,8 @@ class CompareWorker:
 
     def _load_corpus(self):
         if self._source is None:
-            from .corpus import load_segments
-            from .distill import LiveTeacher
+            from ..distill.corpus import load_segments
+            from ..distill.loop import LiveTeacher
 
             c, teacher = self.config, self._load_teacher()
             self._segments = load_segments(c.corpus.path, teacher.tokenizer, seq_len=c.compare.seq_len,
@@ -165,7 +165,7 @@ class CompareWorker:
                                            seed=c.corpus.seed, max_documents=c.compare.max_documents,
                                            cache_dir=c.run.cache_dir, progress=self.progress)
             if c.compare.teacher_cache:
-                from .teacher_cache import build_teacher_cache
+                from ..distill.teacher_cache import build_teacher_cache
 
                 self._source = build_teacher_cache(teacher, self._segments, cache_dir=c.run.cache_dir,
                                                    device=self._device_obj(), progress=self.progress)
@@ -174,7 +174,7 @@ class CompareWorker:
         return self._segments, self._source
 
     def _device_obj(self):
-        from .models import pick_device
+        from ..distill.models import pick_device
 
         return pick_device(self._device)
 
@@ -197,7 +197,7 @@ class CompareWorker:
     # -- jobs -------------------------------------------------------------------------------------------
     def run_job(self, job: Job) -> dict:
         """Run one job; every exception becomes a failed record with its error (the compare goes on)."""
-        from .models import quiet_transformers
+        from ..distill.models import quiet_transformers
 
         quiet_transformers()                                  # no weight-loading bars from worker processes
         kind, mapping, d, task, seed = job
@@ -218,9 +218,9 @@ class CompareWorker:
         return record
 
     def _distill(self, text: str, seed: int) -> dict:
-        from .distill import distill
-        from .models import build_student, init_student_from_teacher
-        from .output import save_student
+        from ..distill.loop import distill
+        from ..distill.models import build_student, init_student_from_teacher
+        from ..distill.output import save_student
 
         folder = student_dir(self.out, text, seed)
         if (folder / "distill_log.json").is_file():          # finished before its row was written (killed in between)
@@ -229,7 +229,7 @@ class CompareWorker:
         teacher = self._load_teacher()
         segments, source = self._load_corpus()
         mapping = LayerMapping.parse(text, teacher.num_layers, student_layers=self.config.student.layers)
-        from .models import StudentSpec
+        from ..distill.models import StudentSpec
 
         s = self.config.student
         spec = StudentSpec.resolve(teacher.model.config, s.layers, s.hidden_size, s.heads, s.ffn)
@@ -295,7 +295,7 @@ class RunPlan:
     def settings(self, compare_from: Config | str | None = None) -> dict:
         """The run's settings as a dict, with the ``[compare]`` section of ``compare_from`` (a preset name,
         a TOML path or a Config) in place of the run's own when given."""
-        from .config import read_toml
+        from ..config import read_toml
 
         data = {k: dict(v) for k, v in self.config.items()}
         if isinstance(compare_from, Config):
@@ -307,8 +307,8 @@ class RunPlan:
 
 def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = True) -> RunPlan:
     """The run's best ``top`` genomes (+ the four baselines), their proxy fitnesses and its settings."""
-    from .results import load_result
-    from .store import open_run
+    from ..evolution.results import load_result
+    from ..evolution.store import open_run
 
     if not Path(run_dir).is_dir():
         raise CompareError(f"run folder {os.fspath(run_dir)!r} does not exist; give the --out folder of 'layermap evolve'")
@@ -337,8 +337,8 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
     """Compare ``mappings`` (genome texts or baseline names) at the ``[compare]`` budget in folder ``out``."""
     from proxy_tasks import data_fingerprint, get_task
 
-    from .corpus import check_source
-    from .models import load_teacher_config
+    from ..distill.corpus import check_source
+    from ..distill.models import load_teacher_config
 
     clock = time.perf_counter()
     teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)

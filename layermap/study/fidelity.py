@@ -15,7 +15,7 @@ one-sided permutation p-value for τ (exact for up to 8 mappings, 20,000 seeded 
 above), a bootstrap 95 % interval of τ over mappings, and τ per final task.  Because a correlation
 cannot exceed what the noise on both sides allows, it also reports each side's own test–retest
 reliability where replicates exist: the proxy's across its seed sets and the final score's across its
-fine-tuning seeds (:func:`layermap.noise.reliability`), and the attenuation ceiling
+fine-tuning seeds (:func:`layermap.stats.reliability`), and the attenuation ceiling
 ``sqrt(r_proxy · r_final)`` of the Pearson correlation (Spearman 1904), from the two sides' mean
 replicate-to-replicate Pearson correlations, corrected to the mean of their replicates
 (Spearman–Brown).
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .errors import LayermapError
-from .mapping import format_genes
-from .noise import kendall_tau, pearson, reliability, spearman_rho
-from .comparison import AVERAGE
+from ..errors import LayermapError
+from ..mapping import format_genes
+from ..stats import kendall_tau, pearson, reliability, spearman_rho
+from ..final.comparison import AVERAGE
 from .replay import load_table
 
 EXACT_UP_TO = 8
@@ -237,7 +237,7 @@ def draw_fidelity(results: Mapping[str, Mapping], *, title: str | None = None):
     """Scatter of final score against proxy fitness, one panel per proxy source (error bars: replicate std)."""
     import matplotlib
 
-    from .plots import PAPER_RC, WIDTH, _figure
+    from ..plots import PAPER_RC, WIDTH, _figure
 
     font = PAPER_RC["font.size"]
     with matplotlib.rc_context(PAPER_RC):

@@ -6,7 +6,7 @@ seed sets (``results/benchmarks/landscape.csv``, or the SQLite store of a ``sear
 replayed against it without training, the way NAS benchmarks do, and each replay is reduced to its
 *trajectory*: the distinct table genomes in the order the search evaluated them.
 
-* ``ga``      the shipped genetic algorithm itself: :func:`layermap.evolve.run_search` (its operators,
+* ``ga``      the shipped genetic algorithm itself: :func:`layermap.evolution.evolve.run_search` (its operators,
               selection, novelty rule and elitism) driven by :class:`TableEvaluator`, a table lookup,
               in a temporary folder.  The search settings are the shipped defaults (``--set`` changes
               them), the order constraint is the table's, and the generations are extended until the
@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .config import Config, ConfigError, digest, parse_override
-from .errors import LayermapError
-from .mapping import baselines, format_genes, parse_genes, satisfies
-from .noise import pearson, spearman_rho
-from .records import EvaluationRecord
+from ..config import Config, ConfigError, digest, parse_override
+from ..errors import LayermapError
+from ..mapping import baselines, format_genes, parse_genes, satisfies
+from ..stats import pearson, spearman_rho
+from ..evolution.records import EvaluationRecord
 
 Genes = tuple[int, ...]
 METHODS = ("ga", "random", "local", "aging")
@@ -307,7 +307,7 @@ class TableEvaluator:
 def ga_config(table: Table, budget: int, seed: int, overrides: Sequence[str] = ()) -> Config:
     """The shipped search defaults (plus ``--set search.*`` overrides) for a replay on ``table``: the table's
     constraint, ``search.seed = seed``, enough generations to spend the budget, no shared cache."""
-    from .mapping import space_size
+    from ..mapping import space_size
 
     config = Config()
     search = {"constraint": table.constraint, "seed": seed}
@@ -326,7 +326,7 @@ def ga_config(table: Table, budget: int, seed: int, overrides: Sequence[str] = (
 
 
 def _with_search(config: Config, values: Mapping) -> Config:
-    from .config import config_from_dict
+    from ..config import config_from_dict
 
     data = config.to_dict()
     data["search"] = {**data["search"], **values}
@@ -341,7 +341,7 @@ def _replace(section, **values):
 
 def ga_search(table: Table, budget: int, seed: int, overrides: Sequence[str] = ()) -> tuple[list[Genes], int]:
     """The real GA (``run_search``) against the table; the trajectory and how many offspring fell outside it."""
-    from .evolve import run_search
+    from ..evolution.evolve import run_search
 
     config = ga_config(table, budget, seed, overrides)
     evaluator = TableEvaluator({format_genes(g): v for g, v in table.fitness.items()}, table.teacher_layers,
@@ -549,7 +549,7 @@ def draw_regret(result_json: dict, title: str | None = None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import PAPER_RC
+    from ..plots import PAPER_RC
 
     with plt.rc_context(PAPER_RC):
         fig, ax = plt.subplots(figsize=(4.5, 2.8))

@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .config import digest
-from .errors import LayermapError
-from .mapping import format_genes, parse_genes
-from .records import EvaluationRecord, TaskScore
+from ..config import digest
+from ..errors import LayermapError
+from ..mapping import format_genes, parse_genes
+from ..evolution.records import EvaluationRecord, TaskScore
 
 KIND = "synthetic"
 

@@ -1,0 +1,12 @@
+"""Stage 2, the search (``layermap.search()`` is the API function; this package is its engine): genome -> evaluation record -> store.
+
+``fitness`` (the proxy evaluator: distil on a slice, score on the proxy tasks -> an
+``EvaluationRecord``), ``records`` (the typed records that travel between workers and the driver),
+``operators`` (DEAP-style genome operators), ``evolve`` (the generation loop, checkpoint and resume),
+``executors`` (in-process, process pool, Ray), ``store`` (SQLite: runs, evaluations, generations,
+the shared fitness cache and claims; the final stage's cells too), ``results`` (a search read back),
+``verdict`` (ties within noise, best against the baselines).
+
+May import ``distill``, ``proxy_tasks`` and the top-level modules; never ``final``, ``study`` or ``cli``
+(the synthetic landscape of ``study`` is imported lazily, only to rebuild a synthetic run's evaluator).
+"""
