@@ -11,7 +11,8 @@ from layermap.config import load_config
 from layermap.errors import LayermapError
 from layermap.evolution.evolve import run_search
 from layermap.mapping import LayerMapping
-from layermap.cli.search import register, textbrewer_matches
+from layermap.cli.search import register
+from layermap.evolution.export import textbrewer_matches
 from layermap.evolution.store import Store, read_run_info
 
 EVOLVE = ["evolve", "--synthetic", "8", "--set", "student.layers=3", "--set", "search.population=6",

@@ -14,15 +14,15 @@ import dataclasses
 import json
 import sys
 import textwrap
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .common import add_config_args, config_from_args, flag_settings_given
 from ..errors import LayermapError
 from ..evolution.results import SearchResult, load_result
-from ..mapping import LayerMapping
-from ..evolution.records import EvaluationRecord
-from ..evolution.store import RunRow, Store, open_run
+from ..evolution.store import Store, open_run
+from ..evolution.export import export_run, record_entry, render_export
+from ..evolution.verdict import (TIE_RULE, baseline_sentence, best_vs_baselines, noise_note, ranked_records, run_noise_std,
+                                 standard_error, within_noise_of_best)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -120,7 +120,7 @@ def show_command(args: argparse.Namespace) -> int:
     _, store, row = open_run(args.run_dir)
     with store:
         result = load_result(store, row, args.run_dir)
-        ranked = _ranked_records(store, row)
+        ranked = ranked_records(store, row)
         top = ranked[:max(0, args.top)]
         running = sum(r.status == "running" for r in store.run_evaluations(row.run_id))
     noise_std = getattr(args, "noise_std", None)
@@ -135,10 +135,10 @@ def show_command(args: argparse.Namespace) -> int:
             "run_id": row.run_id, "run_dir": str(Path(args.run_dir).resolve()), "store": str(result.store_path),
             "status": run_status(args.run_dir, row), "fingerprint": row.fingerprint, "teacher": row.description.get("teacher"),
             "teacher_layers": row.teacher_layers, "student_layers": row.student_layers,
-            "best": _entry(result.best_record) if result.best_record else None,
+            "best": record_entry(result.best_record) if result.best_record else None,
             "generations": [dataclasses.asdict(g) for g in result.generations],
             "evaluations": {"computed": result.computed, "cached": result.cached, "failed": result.failed, "running": running},
-            "top": [{**_entry(r), "within_noise_of_best": tie} for r, tie in zip(top, ties)],
+            "top": [{**record_entry(r), "within_noise_of_best": tie} for r, tie in zip(top, ties)],
             "tie_rule": TIE_RULE, "noise_std": noise_std, "noise_std_from": noise_from if noise_std is not None else None,
             "best_vs_baselines": best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std),
         }, indent=2))
@@ -154,170 +154,26 @@ def show_command(args: argparse.Namespace) -> int:
     if top:
         print("top genomes (fitness ± standard error):")
         for record, tie in zip(top, ties):
-            se = _stderr(record, noise_std)
+            se = standard_error(record, noise_std)
             mark = "=" if tie else " "
             fit = f"{record.fitness:6.2f} ± {se:4.2f}" if se is not None else f"{record.fitness:6.2f}   ?   "
             tasks = "  ".join(f"{name} {task.score:.2f}" + (f"±{task.std:.1f}" if task.std is not None else "")
                               for name, task in record.tasks.items())
             print(f"{mark} {record.genome:<16} {fit}   {tasks}")
-        print(_noise_note(top, ties, noise_std, noise_from))
+        print(noise_note(top, ties, noise_std, noise_from))
         print(baseline_sentence(best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std)))
     return 0
 
 
-TIE_RULE = "best - fitness < 2 * sqrt(se_best^2 + se^2)"
-
-
-def _stderr(record: EvaluationRecord, noise_std: float | None) -> float | None:
-    """The standard error of a record's fitness: ``--noise-std`` if given, else the record's own."""
-    return noise_std if noise_std is not None else record.fitness_stderr
-
-
-def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | None = None) -> list[bool | None]:
-    """For records sorted best first: is each one's fitness within noise of the best's?
-
-    Rule (:data:`TIE_RULE`): ``best - fitness < 2 * sqrt(se_best**2 + se**2)``, i.e. the difference
-    is under two standard errors of a difference.  ``None`` where a standard error is unknown.
-    """
-    if not records:
-        return []
-    best = records[0]
-    se_best = _stderr(best, noise_std)
-    out: list[bool | None] = []
-    for record in records:
-        se = _stderr(record, noise_std)
-        if se is None or se_best is None:
-            out.append(None)
-        else:
-            out.append(best.fitness - record.fitness < 2.0 * (se_best ** 2 + se ** 2) ** 0.5)
-    return out
-
-
-def run_noise_std(config: dict) -> float | None:
-    """The run's ``search.noise_std`` (the measured seed std of one fitness), or None when not measured."""
-    value = (config or {}).get("search", {}).get("noise_std") or 0.0
-    return float(value) if value > 0 else None
-
-
-def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teacher_layers: int,
-                      noise_std: float | None) -> dict | None:
-    """The best genome against the best evaluated baseline, with the noise a difference must exceed."""
-    from ..mapping import baselines
-
-    if not records:
-        return None
-    names = {"-".join(map(str, g)): name for name, g in baselines(student_layers, teacher_layers).items()}
-    records = sorted(records, key=lambda r: -r.fitness)
-    best = records[0]
-    base = [r for r in records if r.genome in names]
-    if not base:
-        return None
-    ref = max(base, key=lambda r: r.fitness)
-    se_best, se_ref = _stderr(best, noise_std), _stderr(ref, noise_std)
-    needed = 2.0 * (se_best ** 2 + se_ref ** 2) ** 0.5 if se_best is not None and se_ref is not None else None
-    diff = best.fitness - ref.fitness
-    tied = sum(t is True for t in within_noise_of_best(records, noise_std))
-    return {"best": best.genome, "best_fitness": best.fitness, "baseline": ref.genome, "baseline_kind": names[ref.genome],
-            "baseline_fitness": ref.fitness, "difference": diff, "difference_needed": needed,
-            "beyond_noise": None if needed is None else bool(best.genome != ref.genome and diff >= needed),
-            "within_noise_of_best": tied if needed is not None else None, "genomes": len(records)}
-
-
-def baseline_sentence(b: dict | None) -> str:
-    """One sentence: does the search's best beat the best baseline beyond seed noise?"""
-    if b is None:
-        return "no baseline was evaluated, so the best cannot be compared with one"
-    if b["best"] == b["baseline"]:
-        head = f"the best genome is the {b['baseline_kind']} baseline {b['baseline']} ({b['best_fitness']:.2f})"
-    else:
-        head = (f"the best, {b['best']} ({b['best_fitness']:.2f}), leads the best baseline, {b['baseline_kind']} "
-                f"{b['baseline']} ({b['baseline_fitness']:.2f}), by {b['difference']:.2f}")
-    if b["difference_needed"] is None:
-        return (head + "; seed noise unknown (set search.noise_std to the std benchmarks/bench_noise.py measures at "
-                "this budget, pass --noise-std, or use proxy.repeats >= 2), so this ranking has no error bar")
-    if b["best"] == b["baseline"]:
-        verdict = "no searched genome beats it"
-    elif b["beyond_noise"]:
-        verdict = "beyond seed noise"
-    else:
-        verdict = "within seed noise: no significant difference"
-    return (f"{head}; a difference needs {b['difference_needed']:.2f} to exceed seed noise, so {verdict} "
-            f"({b['within_noise_of_best']} of {b['genomes']} genomes are within noise of the best)")
-
-
-def _noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: float | None,
-                noise_from: str = "--noise-std") -> str:
-    if any(t is None for t in ties):
-        return ("no standard error for some genomes ('?'): rerun with proxy.repeats >= 2, or pass --noise-std SE "
-                "(the seed std of one fitness that benchmarks/bench_noise.py measures at this budget)")
-    source = (f"se = {noise_from} {noise_std:g} for every genome" if noise_std is not None
-              else "se from each record's fine-tuning seeds (proxy.repeats; distillation-seed noise not included)")
-    n = sum(bool(t) for t in ties)
-    verdict = ("the best is ahead of every other listed genome beyond noise" if n == 1
-               else f"{n} genomes are tied with the best within noise")
-    return f"= within noise of the best: {TIE_RULE}; {source}; {verdict}"
-
-
 def export_command(args: argparse.Namespace) -> int:
-    _, store, row = open_run(args.run_dir)
-    with store:
-        result = load_result(store, row, args.run_dir)
-    if result.best_record is None:
-        raise LayermapError(f"run folder {args.run_dir} has no successful evaluation yet ({result.failed} failed); let "
-                            f"'layermap evolve --resume {args.run_dir}' finish some, or see 'layermap show {args.run_dir}'")
-    mapping = result.best_mapping
-    metadata = _provenance(row, result)
-    if args.format == "json":
-        payload = mapping.to_dict(**metadata)
-        default = "best_mapping.json"
-    else:
-        # exactly DistillationConfig's keys, so that DistillationConfig.from_json_file(path) loads it; the
-        # general stage has no prediction-layer loss (kd_loss_weight 0); provenance goes to a sibling file
-        payload = {"intermediate_matches": textbrewer_matches(mapping, *_widths(row)), "kd_loss_weight": 0,
-                   "hard_label_weight": 0}
-        provenance = {"mapping": mapping.text, **metadata, "layer_numbering": TEXTBREWER_NUMBERING}
-        default = "intermediate_matches.json"
-    text = json.dumps(payload, indent=2) + "\n"
     if args.output == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(render_export(args.run_dir, args.format).text)
         return 0
-    path = Path(args.output) if args.output else Path(args.run_dir) / default
-    if path.is_dir():
-        raise LayermapError(f"-o {path} is a folder; give a file name, e.g. -o {path / default}")
-    if not path.parent.is_dir():
-        raise LayermapError(f"-o {path}: the folder {path.parent} does not exist; create it first or write elsewhere")
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise LayermapError(f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and free "
-                            "disk space") from None
-    if args.format == "textbrewer":
-        sibling = path.with_name(f"{path.stem}.provenance.json")
-        sibling.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-        print(f"provenance (teacher, fitness, layer numbering) written to {sibling}")
-    print(f"best mapping {mapping.text} (fitness {result.best_record.fitness:.2f}) written to {path}")
+    done = export_run(args.run_dir, args.output, args.format)
+    if done.provenance_path is not None:
+        print(f"provenance (teacher, fitness, layer numbering) written to {done.provenance_path}")
+    print(f"best mapping {done.mapping.text} (fitness {done.fitness:.2f}) written to {done.path}")
     return 0
-
-
-TEXTBREWER_NUMBERING = ("hidden 0 = embeddings, k = layer k; attention k = layer k (as in TextBrewer's "
-                        "examples/matches.py); an adaptor returning outputs.attentions as-is is 0-based, so subtract 1 "
-                        "from attention layer_T/layer_S there. TextBrewer builds one projection per hidden match; "
-                        "layermap shares one projection across all layers.")
-
-
-def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width: int) -> list[dict]:
-    """TextBrewer ``intermediate_matches`` for a mapping: a hidden-state MSE per (student m, teacher k) pair,
-    embeddings (0, 0) included, through a linear projection when the widths differ, and an attention MSE
-    per non-embedding pair."""
-    matches = []
-    for m, k in mapping.pairs():
-        hidden = {"layer_T": k, "layer_S": m, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
-        if student_width != teacher_width:
-            hidden["proj"] = ["linear", student_width, teacher_width]
-        matches.append(hidden)
-        if m > 0:
-            matches.append({"layer_T": k, "layer_S": m, "feature": "attention", "loss": "attention_mse", "weight": 1})
-    return matches
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -369,50 +225,10 @@ def _print_summary(result: SearchResult) -> None:
     if result.best_record is not None:
         with Store(result.store_path, upgrade=False) as store:
             row = store.get_run(result.run_id)
-            records = _ranked_records(store, row)
+            records = ranked_records(store, row)
         print(baseline_sentence(best_vs_baselines(records, row.student_layers, row.teacher_layers,
                                                   run_noise_std(row.config))))
     print(f"run folder: {result.run_dir}   (layermap show {result.run_dir}; layermap export {result.run_dir})")
-
-
-def _ranked_records(store: Store, row: RunRow) -> list[EvaluationRecord]:
-    """The run's successful records, one per genome, best first."""
-    best: dict[str, EvaluationRecord] = {}
-    for r in store.run_evaluations(row.run_id):
-        if r.record is not None and r.record.ok and r.genome not in best:
-            best[r.genome] = r.record
-    return sorted(best.values(), key=lambda rec: -rec.fitness)
-
-
-def _entry(record: EvaluationRecord) -> dict:
-    return {"mapping": record.genome, "fitness": record.fitness, "fitness_stderr": record.fitness_stderr,
-            "fitness_replicates": record.fitness_replicates,
-            "tasks": {name: {"score": t.score, "metrics": t.metrics, "replicates": t.replicates, "std": t.std}
-                      for name, t in record.tasks.items()}}
-
-
-def _provenance(row: RunRow, result: SearchResult) -> dict:
-    record = result.best_record
-    return {
-        "teacher": row.description.get("teacher"), "student": row.description.get("student"),
-        "fitness": record.fitness, "tasks": _entry(record)["tasks"], "fingerprint": row.fingerprint,
-        "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": "layermap evolve",
-    }
-
-
-def _widths(row: RunRow) -> tuple[int, int]:
-    """(student, teacher) hidden sizes from the evaluator's description, else from the config."""
-    d = row.description
-    teacher = int(d.get("teacher_hidden_size") or 0)
-    student = d.get("student") if isinstance(d.get("student"), dict) else {}
-    width = int(student.get("hidden_size") or d.get("student_hidden_size") or row.config.get("student", {}).get("hidden_size") or 0)
-    if teacher and not width:
-        width = teacher                   # student.hidden_size = 0 means the teacher's width
-    if not teacher and width:
-        raise LayermapError(f"run {row.run_id} does not record the teacher's hidden size, so the projection of a "
-                            f"{width}-wide student cannot be written; export --format json instead")
-    return width, teacher or width
 
 
 def _num(value: float | None, width: int) -> str:

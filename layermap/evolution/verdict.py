@@ -1,0 +1,113 @@
+"""Verdicts on a search's records: which genomes are tied with the best within seed noise, and whether the
+best beats the best baseline beyond it (the sentence every run summary and ``layermap show`` ends with).
+
+A fitness is one draw of a noisy measurement; every statement here says how large that noise is
+(a record's own standard error, or the run's measured ``search.noise_std``) and is ``None`` where it is unknown.
+"""
+
+from __future__ import annotations
+
+from ..mapping import baselines
+from .records import EvaluationRecord
+from .store import RunRow, Store
+
+
+TIE_RULE = "best - fitness < 2 * sqrt(se_best^2 + se^2)"
+
+
+def standard_error(record: EvaluationRecord, noise_std: float | None) -> float | None:
+    """The standard error of a record's fitness: ``--noise-std`` if given, else the record's own."""
+    return noise_std if noise_std is not None else record.fitness_stderr
+
+
+def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | None = None) -> list[bool | None]:
+    """For records sorted best first: is each one's fitness within noise of the best's?
+
+    Rule (:data:`TIE_RULE`): ``best - fitness < 2 * sqrt(se_best**2 + se**2)``, i.e. the difference
+    is under two standard errors of a difference.  ``None`` where a standard error is unknown.
+    """
+    if not records:
+        return []
+    best = records[0]
+    se_best = standard_error(best, noise_std)
+    out: list[bool | None] = []
+    for record in records:
+        se = standard_error(record, noise_std)
+        if se is None or se_best is None:
+            out.append(None)
+        else:
+            out.append(best.fitness - record.fitness < 2.0 * (se_best ** 2 + se ** 2) ** 0.5)
+    return out
+
+
+def run_noise_std(config: dict) -> float | None:
+    """The run's ``search.noise_std`` (the measured seed std of one fitness), or None when not measured."""
+    value = (config or {}).get("search", {}).get("noise_std") or 0.0
+    return float(value) if value > 0 else None
+
+
+def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teacher_layers: int,
+                      noise_std: float | None) -> dict | None:
+    """The best genome against the best evaluated baseline, with the noise a difference must exceed."""
+
+    if not records:
+        return None
+    names = {"-".join(map(str, g)): name for name, g in baselines(student_layers, teacher_layers).items()}
+    records = sorted(records, key=lambda r: -r.fitness)
+    best = records[0]
+    base = [r for r in records if r.genome in names]
+    if not base:
+        return None
+    ref = max(base, key=lambda r: r.fitness)
+    se_best, se_ref = standard_error(best, noise_std), standard_error(ref, noise_std)
+    needed = 2.0 * (se_best ** 2 + se_ref ** 2) ** 0.5 if se_best is not None and se_ref is not None else None
+    diff = best.fitness - ref.fitness
+    tied = sum(t is True for t in within_noise_of_best(records, noise_std))
+    return {"best": best.genome, "best_fitness": best.fitness, "baseline": ref.genome, "baseline_kind": names[ref.genome],
+            "baseline_fitness": ref.fitness, "difference": diff, "difference_needed": needed,
+            "beyond_noise": None if needed is None else bool(best.genome != ref.genome and diff >= needed),
+            "within_noise_of_best": tied if needed is not None else None, "genomes": len(records)}
+
+
+def baseline_sentence(b: dict | None) -> str:
+    """One sentence: does the search's best beat the best baseline beyond seed noise?"""
+    if b is None:
+        return "no baseline was evaluated, so the best cannot be compared with one"
+    if b["best"] == b["baseline"]:
+        head = f"the best genome is the {b['baseline_kind']} baseline {b['baseline']} ({b['best_fitness']:.2f})"
+    else:
+        head = (f"the best, {b['best']} ({b['best_fitness']:.2f}), leads the best baseline, {b['baseline_kind']} "
+                f"{b['baseline']} ({b['baseline_fitness']:.2f}), by {b['difference']:.2f}")
+    if b["difference_needed"] is None:
+        return (head + "; seed noise unknown (set search.noise_std to the std benchmarks/bench_noise.py measures at "
+                "this budget, pass --noise-std, or use proxy.repeats >= 2), so this ranking has no error bar")
+    if b["best"] == b["baseline"]:
+        verdict = "no searched genome beats it"
+    elif b["beyond_noise"]:
+        verdict = "beyond seed noise"
+    else:
+        verdict = "within seed noise: no significant difference"
+    return (f"{head}; a difference needs {b['difference_needed']:.2f} to exceed seed noise, so {verdict} "
+            f"({b['within_noise_of_best']} of {b['genomes']} genomes are within noise of the best)")
+
+
+def noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: float | None,
+                noise_from: str = "--noise-std") -> str:
+    if any(t is None for t in ties):
+        return ("no standard error for some genomes ('?'): rerun with proxy.repeats >= 2, or pass --noise-std SE "
+                "(the seed std of one fitness that benchmarks/bench_noise.py measures at this budget)")
+    source = (f"se = {noise_from} {noise_std:g} for every genome" if noise_std is not None
+              else "se from each record's fine-tuning seeds (proxy.repeats; distillation-seed noise not included)")
+    n = sum(bool(t) for t in ties)
+    verdict = ("the best is ahead of every other listed genome beyond noise" if n == 1
+               else f"{n} genomes are tied with the best within noise")
+    return f"= within noise of the best: {TIE_RULE}; {source}; {verdict}"
+
+
+def ranked_records(store: Store, row: RunRow) -> list[EvaluationRecord]:
+    """The run's successful records, one per genome, best first."""
+    best: dict[str, EvaluationRecord] = {}
+    for r in store.run_evaluations(row.run_id):
+        if r.record is not None and r.record.ok and r.genome not in best:
+            best[r.genome] = r.record
+    return sorted(best.values(), key=lambda rec: -rec.fitness)
