@@ -127,27 +127,31 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     opt, sched = _optimizer(params, proj, settings, steps)
     all_params = list(params.values()) + list(proj.values())
 
-    def one_student(p, b, pr, rows_h, rows_a, active, embed, t_hid, t_att, ids, mask):
-        """The loss of one student (unbatched view; vmap runs it for K)."""
+    word_key = _word_embedding_key(students[0])
+    stacked = {n: p for n, p in params.items() if n != word_key}                     # the word embeddings are looked up
+    word = params[word_key]                                                          # outside vmap: (K, V, Ds)
+
+    def one_student(p, b, pr, embeds, active, embed, t_emb, t_hid, t_att, mask):
+        """The loss of one student (unbatched view; vmap runs it for K).  ``t_hid[j]``/``t_att[j]``: the teacher
+        layer its gene at student layer ``plan.student_att[j]`` names (any layer when that gene is 0)."""
         with capture_qk(base, plan.student_att) as qk:
-            out = functional_call(base, (p, b), (ids,), {"attention_mask": mask, "output_hidden_states": True})
+            out = functional_call(base, (p, b), (), {"inputs_embeds": embeds, "attention_mask": mask,
+                                                     "output_hidden_states": True})
         hidden = out.hidden_states                                                     # M+1 of (B, L, Ds)
         project = (lambda x: torch.nn.functional.linear(x, pr["weight"], pr["bias"])) if pr else (lambda x: x)
         zero = hidden[0].new_zeros(())
         emb = hid = att = zero
         if weights.embedding and plan.any_embedding:
-            emb = torch.where(embed, hidden_mse(project(hidden[0]), t_hid[plan.embedding_row], mask), zero)
-        for m in plan.student_att:                                                     # layers some student maps
+            emb = torch.where(embed, hidden_mse(project(hidden[0]), t_emb, mask), zero)
+        for j, m in enumerate(plan.student_att):                                       # layers some student maps
             if weights.hidden:
-                t = t_hid.index_select(0, rows_h[m - 1:m]).squeeze(0)                  # (B, L, Dt)
-                hid = hid + torch.where(active[m - 1], hidden_mse(project(hidden[m]), t, mask), zero)
+                hid = hid + torch.where(active[m - 1], hidden_mse(project(hidden[m]), t_hid[j], mask), zero)
             if weights.attention:
                 s = attention_scores(qk[m]["q"], qk[m]["k"], heads)                    # (B, Hs, L, L)
-                t = t_att.index_select(0, rows_a[m - 1:m]).squeeze(0)                  # (B, Ht, L, L)
-                att = att + torch.where(active[m - 1], attention_mse(s, t, mask), zero)
+                att = att + torch.where(active[m - 1], attention_mse(s, t_att[j], mask), zero)
         return weights.embedding * emb + weights.hidden * hid + weights.attention * att
 
-    batched = vmap(one_student, in_dims=(0, 0, 0, 0, 0, 0, 0, None, None, None, None), randomness="same")
+    batched = vmap(one_student, in_dims=(0, 0, 0, 0, 0, 0, None, 0, 0, None), randomness="same")
     stats = [DistillStats(steps=steps) for _ in range(k_count)]
     failed: list[DistillError | None] = [None] * k_count
     buffer = torch.zeros(sync_every, k_count, device=device)                          # (N, K) losses on the device
@@ -161,13 +165,17 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
             idx = order[step]
             ids, mask = segments.batch(idx, device)                                    # (B, L), (B, L)
             t_out = teacher.outputs(idx, ids, mask, plan.teacher_hidden, plan.teacher_att)
-            t_hid = torch.stack([t_out.hidden[k] for k in plan.teacher_hidden])        # (Nh, B, L, Dt)
-            t_att = (torch.stack([t_out.scores[k] for k in plan.teacher_att])          # (Na, B, Ht, L, L)
-                     if plan.teacher_att else t_hid.new_zeros(1))
+            t_emb = t_out.hidden[0] if plan.any_embedding else None                      # (B, L, Dt)
+            # each student's teacher tensors, per student layer that some student maps: (K, B, L, Dt), (K, B, Ht, L, L)
+            t_hid = [torch.stack([t_out.hidden[k] for k in plan.sources[m - 1]]) for m in plan.student_att] \
+                if weights.hidden else []
+            t_att = [torch.stack([t_out.scores[k] for k in plan.sources[m - 1]]) for m in plan.student_att] \
+                if weights.attention else []
             chunk_teacher += time.perf_counter() - t0
             with autocast(precision, device):
-                loss = batched(params, buffers, proj, plan.rows_hidden, plan.rows_att, plan.active, plan.embedding,
-                               t_hid, t_att, ids, mask)                                # (K,)
+                embeds = word[:, ids]                                                  # (K, B, L, Ds)
+                loss = batched(stacked, buffers, proj, embeds, plan.active, plan.embedding, t_emb, t_hid, t_att,
+                               mask)                                                   # (K,)
             loss.float().sum().backward()
             if settings.max_grad_norm:
                 clip_per_student(all_params, settings.max_grad_norm)
@@ -196,6 +204,11 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     return results
 
 
+def _word_embedding_key(model: PreTrainedModel) -> str:
+    weight = model.get_input_embeddings().weight
+    return next(n for n, p in model.named_parameters() if p is weight)
+
+
 def clip_per_student(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
     """Clip the gradients of stacked parameters (K leading dim) on each student's own total norm, as
     ``torch.nn.utils.clip_grad_norm_`` does for one model; returns the K norms before clipping."""
@@ -212,15 +225,13 @@ def clip_per_student(params: Sequence[torch.Tensor], max_norm: float) -> torch.T
 
 @dataclass(frozen=True)
 class _Plan:
-    """The union of the layers the K mappings read, and each student's genes as row indices into it."""
+    """The union of the layers the K mappings read, and which teacher layer each student layer compares with."""
 
     teacher_hidden: tuple[int, ...]      # teacher hidden-state layers the teacher must produce (0 = embeddings)
     teacher_att: tuple[int, ...]         # teacher attention layers
     student_att: tuple[int, ...]         # student layers that at least one student maps
-    embedding_row: int
     any_embedding: bool
-    rows_hidden: torch.Tensor            # (K, M) row of teacher_hidden per student layer (0 when the gene is 0)
-    rows_att: torch.Tensor               # (K, M) row of teacher_att
+    sources: tuple[tuple[int, ...], ...]  # (M, K): teacher layer of student layer m for student i (gene 0: any used one)
     active: torch.Tensor                 # (K, M) gene > 0
     embedding: torch.Tensor              # (K,) the embedding loss is on
 
@@ -230,14 +241,11 @@ class _Plan:
         any_embedding = any(m.embedding for m in mappings)
         hid = tuple(sorted(set(att) | ({0} if any_embedding else set())))
         student_att = tuple(sorted({i + 1 for m in mappings for i, g in enumerate(m.genes) if g > 0}))
-        rows_h = [[hid.index(g) if g > 0 else 0 for g in m.genes] for m in mappings]
-        rows_a = [[att.index(g) if g > 0 else 0 for g in m.genes] for m in mappings]
+        fill = att[0] if att else 0
+        sources = tuple(tuple(m.genes[j] or fill for m in mappings) for j in range(layers))
         active = [[g > 0 for g in m.genes] for m in mappings]
-        return cls(teacher_hidden=hid, teacher_att=att, student_att=student_att,
-                   embedding_row=hid.index(0) if any_embedding else 0, any_embedding=any_embedding,
-                   rows_hidden=torch.tensor(rows_h, dtype=torch.long, device=device),
-                   rows_att=torch.tensor(rows_a, dtype=torch.long, device=device),
-                   active=torch.tensor(active, dtype=torch.bool, device=device),
+        return cls(teacher_hidden=hid, teacher_att=att, student_att=student_att, any_embedding=any_embedding,
+                   sources=sources, active=torch.tensor(active, dtype=torch.bool, device=device),
                    embedding=torch.tensor([m.embedding for m in mappings], dtype=torch.bool, device=device))
 
 
@@ -248,7 +256,7 @@ def _optimizer(params: dict[str, torch.Tensor], proj: dict[str, torch.Tensor], s
     for name, p in list(params.items()) + [("projection." + n, p) for n, p in proj.items()]:
         (no_decay if p.ndim - 1 < 2 or "LayerNorm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=settings.learning_rate)
+    opt = torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
     warmup = warmup_steps(settings.warmup_ratio, steps, round_up=False)
 
     def lr_lambda(step: int) -> float:
