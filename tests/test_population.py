@@ -149,4 +149,4 @@ def test_bad_arguments(setup):
     with pytest.raises(ValueError, match="one mapping per student"):
         _population(setup, [])
     with pytest.raises(ConfigError, match="tf32"):
-        _population(setup, [(1, 2)], precision="tf32")
+        _population(setup, [(1, 2)], settings=DistillSettings(max_steps=2, batch_size=8, precision="tf32"))

@@ -131,8 +131,7 @@ def _optimizer(student: nn.Module, loss_fn: nn.Module, settings: DistillSettings
 def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapping, segments: Segments,
             settings: DistillSettings, *, teacher_width: int, device: torch.device | str = "cpu",
             progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
-            desc: str = "distilling", run_digest: str = "", precision: str = "fp32"
-            ) -> tuple[TransformerDistillationLoss, DistillStats]:
+            desc: str = "distilling", run_digest: str = "") -> tuple[TransformerDistillationLoss, DistillStats]:
     """Distil ``student`` in place against ``teacher`` with ``mapping``; returns the loss module
     (it owns the learnt projection) and the statistics.  With ``checkpoint_dir`` and
     ``settings.checkpoint_every`` the run saves ``checkpoint.pt`` periodically and a later call
@@ -151,6 +150,7 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
             f"mapping {mapping} has {mapping.student_layers} genes but the student has {student.config.num_hidden_layers} layers"
         )
     device = torch.device(device)
+    precision = settings.precision
     check_precision(precision, device)
     weights = LossWeights(settings.attention_weight, settings.hidden_weight, settings.embedding_weight)
     torch.manual_seed(settings.seed)                    # the projection's init, then the dropout stream
@@ -217,6 +217,8 @@ def _run_digest(run_digest: str, student: PreTrainedModel, mapping: LayerMapping
                 settings: DistillSettings, teacher_width: int) -> str:
     """The identity of one distillation: the caller's ``run_digest`` and everything this loop sees."""
     shaping = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k != "checkpoint_every"}
+    if shaping.get("precision") == "fp32":          # checkpoints from before distill.precision keep their digest
+        del shaping["precision"]
     student_config = {k: v for k, v in student.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
     return digest({"caller": run_digest, "mapping": mapping.to_dict(), "settings": shaping, "student": student_config,
                    "segments": [segments.identity, len(segments), segments.seq_len], "teacher_width": teacher_width})[:32]

@@ -37,7 +37,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from transformers import PreTrainedModel
 
 from proxy_tasks.optim import linear_warmup_decay, warmup_steps
 
-from ..config import DistillSettings
+from ..config import ConfigError, DistillSettings
 from ..logs import get_logger
 from ..mapping import LayerMapping, MappingError
 from .corpus import Segments
@@ -82,7 +82,7 @@ class StudentResult:
 
 def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSource, mappings: Sequence[LayerMapping],
                        segments: Segments, settings: DistillSettings, *, teacher_width: int,
-                       device: torch.device | str = "cpu", precision: str = "fp32", sync_every: int = SYNC_EVERY,
+                       device: torch.device | str = "cpu", sync_every: int = SYNC_EVERY,
                        progress: bool = False, desc: str = "distilling a population") -> list[StudentResult]:
     """Distil ``students[i]`` with ``mappings[i]`` in lockstep, in place; one :class:`StudentResult` per student.
 
@@ -91,6 +91,7 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     if len(students) != len(mappings) or not students:
         raise ValueError(f"{len(students)} students for {len(mappings)} mappings; give one mapping per student")
     device = torch.device(device)
+    precision = settings.precision                   # fp32 | tf32 | bf16 (layermap.distill.precision)
     check_precision(precision, device)
     config = students[0].config
     for i, (student, mapping) in enumerate(zip(students, mappings)):
@@ -202,6 +203,45 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
         student.eval()
         results.append(StudentResult(mapping=mapping, student=student, loss_fn=loss_fn, stats=stats[i], error=failed[i]))
     return results
+
+
+def largest_population(k: int, trial: Callable[[int], None]) -> int:
+    """The largest population size <= ``k`` for which ``trial(size)`` raises no ``torch.OutOfMemoryError``: ``k``
+    halved until a size fits, then bisected between the last size that fit and the first that did not.
+    Returns 0 when not even one student fits."""
+
+    def fits(size: int) -> bool:
+        try:
+            trial(size)
+            return True
+        except torch.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return False
+
+    if fits(k):
+        return k
+    high, low = k, k // 2
+    while low >= 1 and not fits(low):
+        high, low = low, low // 2
+    if low < 1:
+        return 0
+    while high - low > 1:                        # low fits, high does not
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
+
+
+def check_population_fits(k: int, trial: Callable[[int], None], device: torch.device | str) -> None:
+    """A ``run.population`` the device's memory cannot hold is a :class:`ConfigError` naming the largest that fits."""
+    fit = largest_population(k, trial)
+    if fit == k:
+        return
+    if fit == 0:
+        raise ConfigError(f"not even one student fits in the memory of {device}; use a smaller student, "
+                          "distill.batch_size or corpus.seq_len")
+    raise ConfigError(f"run.population = {k} does not fit in the memory of {device}; the largest population that "
+                      f"fits is {fit}: set run.population = {fit}")
 
 
 def _word_embedding_key(model: PreTrainedModel) -> str:

@@ -15,9 +15,8 @@ from typing import Iterator
 
 import torch
 
-from ..config import ConfigError
+from ..config import DISTILL_PRECISIONS as PRECISIONS, ConfigError
 
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def check_precision(precision: str, device: torch.device | str) -> None:

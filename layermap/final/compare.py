@@ -99,6 +99,8 @@ def compare_fingerprint(config: Config) -> str:
                                                        "hidden_weight", "embedding_weight")},
         "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
     }
+    if c.distill.precision != "fp32":          # enters only when not fp32, so folders from before it keep their key
+        parts["precision"] = c.distill.precision
     return digest(parts)[:32]
 
 
@@ -108,7 +110,8 @@ def distill_settings(config: Config, seed: int) -> DistillSettings:
     return DistillSettings(max_steps=c.max_steps, epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
                            warmup_ratio=c.warmup_ratio, weight_decay=d.weight_decay, max_grad_norm=d.max_grad_norm,
                            attention_weight=d.attention_weight, hidden_weight=d.hidden_weight,
-                           embedding_weight=d.embedding_weight, seed=seed, checkpoint_every=c.checkpoint_every)
+                           embedding_weight=d.embedding_weight, seed=seed, checkpoint_every=c.checkpoint_every,
+                           precision=d.precision)
 
 
 class CompareWorker:
