@@ -177,3 +177,35 @@ def test_the_evaluator_refuses_a_population_the_gpu_cannot_hold(tiny_config_toml
     monkeypatch.setattr(ev, "_trial_population", trial)
     with pytest.raises(ConfigError, match="largest population that fits is 3"):
         ev.prepare()
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ('distill.precision="tf32"', "distill.precision = 'tf32' needs a CUDA GPU"),
+    ("run.population=0", "run.population must be at least 1"),
+    ('distill.precision="fp16"', "distill.precision must be one of fp32, tf32, bf16"),
+])
+def test_bad_population_and_precision_settings_are_one_sentence_and_exit_2(tiny_config_toml, tmp_path, capsys, setting,
+                                                                           expected):
+    from layermap.cli.main import main
+
+    out = tmp_path / "search"
+    code = main(["evolve", "--config", str(tiny_config_toml), "--quiet", "--out", str(out), "--set", setting])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0]
+    assert expected in err[0], err[0]
+    assert not out.exists()
+
+
+def test_older_format_stores_stay_readable(tmp_path, capsys):
+    """results/demo-run was written under FITNESS_FORMAT 2: show, export and plot read it as before."""
+    from layermap.cli.main import main
+    from layermap.evolution.fitness import FITNESS_FORMAT
+
+    assert FITNESS_FORMAT == 3
+    run = ROOT / "results" / "demo-run"
+    assert main(["show", str(run)]) == 0
+    assert "(finished)" in capsys.readouterr().out
+    assert main(["export", str(run), "-o", str(tmp_path / "best.json")]) == 0
+    assert '"mapping": "2-5-6"' in (tmp_path / "best.json").read_text()
+    assert main(["plot", str(run), "-o", str(tmp_path / "plots")]) == 0
+    assert any(p.suffix == ".png" for p in (tmp_path / "plots").iterdir())
