@@ -356,7 +356,7 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in fields(Config)}
-PRESETS = ("smoke", "demo", "paper")
+PRESETS = ("smoke", "demo", "paper", "gpu")
 
 
 def _section_to_dict(section: Any) -> dict:

@@ -209,3 +209,10 @@ def test_older_format_stores_stay_readable(tmp_path, capsys):
     assert '"mapping": "2-5-6"' in (tmp_path / "best.json").read_text()
     assert main(["plot", str(run), "-o", str(tmp_path / "plots")]) == 0
     assert any(p.suffix == ".png" for p in (tmp_path / "plots").iterdir())
+
+
+def test_the_gpu_preset_is_the_budget_of_issue_16():
+    c = load_config("gpu")
+    assert (c.distill.max_steps, c.distill.batch_size, c.corpus.seq_len, c.corpus.max_segments) == (1000, 32, 64, 16384)
+    assert (c.proxy.head, c.proxy.max_train, c.proxy.teacher_cache) == ("probe", 8000, False)
+    assert c.proxy.tasks == ("sst2", "mrpc", "rte") and c.run.population > 1
