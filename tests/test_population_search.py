@@ -216,3 +216,30 @@ def test_the_gpu_preset_is_the_budget_of_issue_16():
     assert (c.distill.max_steps, c.distill.batch_size, c.corpus.seq_len, c.corpus.max_segments) == (1000, 32, 64, 16384)
     assert (c.proxy.head, c.proxy.max_train, c.proxy.teacher_cache) == ("probe", 8000, False)
     assert c.proxy.tasks == ("sst2", "mrpc", "rte") and c.run.population > 1
+
+
+def test_compare_distils_its_mappings_as_one_population(compare_toml, tmp_path):
+    import json
+
+    from transformers import AutoModel
+
+    from layermap.final.compare import run_compare, student_dir
+
+    base = ["compare.seeds=1", "compare.tasks=['sst2']", "run.executor=\"local\""]
+    genomes = ["2-4", "1-2", "0-4"]
+    one = run_compare(load_config(str(compare_toml), [*base, "run.population=1"]), genomes, tmp_path / "one", progress=False)
+    three = run_compare(load_config(str(compare_toml), [*base, "run.population=3"]), genomes, tmp_path / "three",
+                        progress=False)
+    assert one.distilled == three.distilled == 3 and three.failed == 0
+    for genome in genomes:
+        a = json.loads((student_dir(tmp_path / "one", genome, 0) / "distill_log.json").read_text())
+        b = json.loads((student_dir(tmp_path / "three", genome, 0) / "distill_log.json").read_text())
+        assert b["population"] == 3 and "population" not in a
+        assert b["losses"] == pytest.approx(a["losses"], rel=1e-4)
+        sa = AutoModel.from_pretrained(student_dir(tmp_path / "one", genome, 0))
+        sb = AutoModel.from_pretrained(student_dir(tmp_path / "three", genome, 0))
+        for p, q in zip(sb.parameters(), sa.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    rows_a = {(r["mapping"], r["task"]): r["mean"] for r in one.table["rows"]}
+    rows_b = {(r["mapping"], r["task"]): r["mean"] for r in three.table["rows"]}
+    assert rows_b == pytest.approx(rows_a, abs=1e-6)
