@@ -132,11 +132,11 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     stacked = {n: p for n, p in params.items() if n != word_key}                     # the word embeddings are looked up
     word = params[word_key]                                                          # outside vmap: (K, V, Ds)
 
-    def one_student(p, b, pr, embeds, active, embed, t_emb, t_hid, t_att, mask):
+    def one_student(p, b, pr, embeds, active, embed, t_emb, t_hid, t_att, mask, model_mask):
         """The loss of one student (unbatched view; vmap runs it for K).  ``t_hid[j]``/``t_att[j]``: the teacher
         layer its gene at student layer ``plan.student_att[j]`` names (any layer when that gene is 0)."""
         with capture_qk(base, plan.student_att) as qk:
-            out = functional_call(base, (p, b), (), {"inputs_embeds": embeds, "attention_mask": mask,
+            out = functional_call(base, (p, b), (), {"inputs_embeds": embeds, "attention_mask": model_mask,
                                                      "output_hidden_states": True})
         hidden = out.hidden_states                                                     # M+1 of (B, L, Ds)
         project = (lambda x: torch.nn.functional.linear(x, pr["weight"], pr["bias"])) if pr else (lambda x: x)
@@ -152,7 +152,7 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
                 att = att + torch.where(active[m - 1], attention_mse(s, t_att[j], mask), zero)
         return weights.embedding * emb + weights.hidden * hid + weights.attention * att
 
-    batched = vmap(one_student, in_dims=(0, 0, 0, 0, 0, 0, None, 0, 0, None), randomness="same")
+    batched = vmap(one_student, in_dims=(0, 0, 0, 0, 0, 0, None, 0, 0, None, None), randomness="same")
     stats = [DistillStats(steps=steps) for _ in range(k_count)]
     failed: list[DistillError | None] = [None] * k_count
     buffer = torch.zeros(sync_every, k_count, device=device)                          # (N, K) losses on the device
@@ -165,6 +165,9 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
             t0 = time.perf_counter()
             idx = order[step]
             ids, mask = segments.batch(idx, device)                                    # (B, L), (B, L)
+            # no padding in the batch (known on the host): the model gets no mask, so transformers need not read
+            # the device mask to find that out (a host sync); it would ignore an all-ones mask anyway
+            full = bool((segments.lengths[idx] >= segments.seq_len).all())
             t_out = teacher.outputs(idx, ids, mask, plan.teacher_hidden, plan.teacher_att)
             t_emb = t_out.hidden[0] if plan.any_embedding else None                      # (B, L, Dt)
             # each student's teacher tensors, per student layer that some student maps: (K, B, L, Dt), (K, B, Ht, L, L)
@@ -176,7 +179,7 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
             with autocast(precision, device):
                 embeds = word[:, ids]                                                  # (K, B, L, Ds)
                 loss = batched(stacked, buffers, proj, embeds, plan.active, plan.embedding, t_emb, t_hid, t_att,
-                               mask)                                                   # (K,)
+                               mask, None if full else mask)                           # (K,)
             loss.float().sum().backward()
             if settings.max_grad_norm:
                 clip_per_student(all_params, settings.max_grad_norm)
