@@ -150,3 +150,17 @@ def test_bad_arguments(setup):
         _population(setup, [])
     with pytest.raises(ConfigError, match="tf32"):
         _population(setup, [(1, 2)], settings=DistillSettings(max_steps=2, batch_size=8, precision="tf32"))
+
+
+@pytest.mark.skipif(not __import__("layermap.distill.precision", fromlist=["x"]).bf16_supported("cpu"),
+                    reason="this CPU has no bf16 support")
+def test_bf16_population_agrees_with_sequential_bf16_to_bf16_rounding(setup):
+    teacher, segments = setup
+    settings = DistillSettings(max_steps=6, batch_size=8, learning_rate=3e-3, precision="bf16")
+    results = _population(setup, [(2, 4), (0, 3)], settings=settings)
+    student = build_student(teacher.model.config, SPEC, seed=0)
+    _, stats = distill(student, LiveTeacher(teacher.model), LayerMapping((2, 4), 4), segments, settings, teacher_width=32)
+    assert all(r.ok for r in results)
+    np.testing.assert_allclose(results[0].stats.losses, stats.losses, rtol=2e-2)   # batched vs unbatched bf16 matmuls
+    fp32 = _population(setup, [(2, 4)], settings=DistillSettings(max_steps=6, batch_size=8, learning_rate=3e-3))
+    assert results[0].stats.losses != fp32[0].stats.losses                         # autocast did run in bf16
