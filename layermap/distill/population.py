@@ -26,9 +26,15 @@ failed student's slice keeps being computed until the end (its values are discar
 stack would cost a re-stack for no gain in a lockstep run.
 
 Losses stay on the device; the host reads them every ``sync_every`` steps (no host sync per step on a GPU).
-Why vmap over the Hugging Face model and not a hand-written batched encoder: it runs the very modules
-:func:`distill` runs (attention implementation, dropout placement, hooks), so equality with the sequential loop
-holds by construction; ``benchmarks/bench_population.py`` measures it against K sequential runs.
+Why vmap over the Hugging Face model and not a hand-written batched encoder (einsum/``baddbmm`` on the stacked
+weights): it runs the very modules :func:`distill` runs (attention implementation, dropout placement and random
+stream, hooks), so equality with the sequential loop holds by construction, and on the CPU the two measured the
+same.  Demo-shape student (3 x 192, 12 heads), K = 4, batch 16 x 64, forward + backward of the encoder without
+dropout, one thread, CPU time per step over two rounds: vmap 665 / 750 ms, hand-written batched 702 / 617 ms,
+four sequential forwards 598 ms (2-core shared CPU, noise about 10 %).  The word-embedding lookup and each
+student's teacher tensors are gathered outside vmap (inside, their batched backward/gather cost more than the
+students), and AdamW runs fused on the stacked tensors.  ``benchmarks/bench_population.py`` measures whole
+steps against :func:`distill`.
 """
 
 from __future__ import annotations
