@@ -120,11 +120,11 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     steps = total_steps(settings, len(segments))
     order = batch_order(len(segments), settings.batch_size, steps, settings.seed)   # (steps, B)
 
-    for student in students:
-        student.to(device).train()
+    for student in students:                       # stacked where they are, then moved: the K separate copies are not
+        student.train()                            # duplicated on the device
     params, buffers = stack_module_state(list(students))                             # each (K, ...)
-    params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
-    buffers = {n: b.detach().clone() for n, b in buffers.items()}
+    params = {n: p.detach().to(device).requires_grad_(True) for n, p in params.items()}
+    buffers = {n: b.detach().to(device) for n, b in buffers.items()}
     proj = {}
     if isinstance(loss_fns[0].projection, nn.Linear):
         proj = {n: torch.stack([dict(f.projection.named_parameters())[n].detach() for f in loss_fns]).requires_grad_(True)
@@ -209,7 +209,7 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
             if proj:
                 loss_fn.projection.weight.copy_(proj["weight"][i])
                 loss_fn.projection.bias.copy_(proj["bias"][i])
-        student.eval()
+        student.to(device).eval()                  # as distill() leaves it: on the device, in eval mode
         results.append(StudentResult(mapping=mapping, student=student, loss_fn=loss_fn, stats=stats[i], error=failed[i]))
     return results
 
