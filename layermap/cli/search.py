@@ -128,7 +128,8 @@ def show_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "run_id": row.run_id, "run_dir": str(Path(args.run_dir).resolve()), "store": str(result.store_path),
-            "status": report.status, "fingerprint": row.fingerprint, "teacher": row.description.get("teacher"),
+            "status": report.status, "fingerprint": row.fingerprint, "teacher": report.teacher,
+            "teacher_identity": report.teacher_identity,
             "teacher_layers": row.teacher_layers, "student_layers": row.student_layers,
             "best": record_entry(result.best_record) if result.best_record else None,
             "generations": [dataclasses.asdict(g) for g in result.generations],
@@ -139,8 +140,9 @@ def show_command(args: argparse.Namespace) -> int:
             "best_vs_baselines": report.best_vs_baselines, "verdict": verdict.to_dict(),
         }, indent=2))
         return 0
-    print(f"run {row.run_id} ({report.status})  teacher {row.description.get('teacher', '?')} "
-          f"({row.teacher_layers} layers) -> student {row.student_layers} layers  fingerprint {row.fingerprint[:12]}")
+    identity = f", {report.teacher_identity}" if report.teacher_identity else ""
+    print(f"run {row.run_id} ({report.status})  teacher {report.teacher or '?'} "
+          f"({row.teacher_layers} layers{identity}) -> student {row.student_layers} layers  fingerprint {row.fingerprint[:12]}")
     print(f"{'gen':>3} {'best':>8} {'mean':>8} {'std':>6} {'unique':>6} {'computed':>8} {'cached':>6} {'failed':>6}  best genome")
     for g in result.generations:
         print(f"{g.generation:>3} {_num(g.best, 8)} {_num(g.mean, 8)} {_num(g.std, 6)} {g.unique:>6} {g.computed:>8} "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..distill.identity import teacher_label
 from ..errors import LayermapError
 from ..mapping import LayerMapping
 from .records import EvaluationRecord
@@ -233,8 +234,10 @@ def record_entry(record: EvaluationRecord) -> dict:
 
 def provenance(row: RunRow, result: SearchResult) -> dict:
     record = result.best_record
+    identity = row.description.get("teacher_identity")            # runs before the label recorded none
     return {
-        "teacher": row.description.get("teacher"), "student": row.description.get("student"),
+        "teacher": teacher_label(row.description.get("teacher")), **({"teacher_identity": identity} if identity else {}),
+        "student": row.description.get("student"),
         "fitness": record.fitness, "tasks": record_entry(record)["tasks"], "fingerprint": row.fingerprint,
         "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": "layermap evolve",

@@ -31,6 +31,7 @@ from typing import Sequence
 import torch
 
 from ..config import Config, digest
+from ..distill.identity import teacher_label
 from ..distill.corpus import Segments, check_source, corpus_identity, load_segments
 from ..distill.loop import LiveTeacher, TeacherSource, distill
 from ..mapping import LayerMapping
@@ -98,7 +99,9 @@ class ProxyEvaluator:
 
     def describe(self) -> dict:
         spec = self.spec
-        return {"teacher": self.config.teacher.name, "teacher_layers": self.teacher_layers,
+        c = self.config
+        return {"teacher": teacher_label(c.teacher.name), "teacher_identity": teacher_identity(c.teacher.name, c.teacher.revision),
+                "teacher_layers": self.teacher_layers,
                 "teacher_hidden_size": int(self._teacher_config.hidden_size),
                 "teacher_heads": int(self._teacher_config.num_attention_heads),
                 "student": {"layers": spec.layers, "hidden_size": spec.hidden_size, "heads": spec.heads,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..distill.identity import teacher_label
 from .records import EvaluationRecord
 from .results import SearchResult, load_result
 from .store import RunRow, open_run
@@ -25,6 +26,8 @@ class RunReport:
     ties: list[bool | None]                       # per top record: within noise of the best? (None: unknown)
     verdict: Verdict
     best_vs_baselines: dict | None                # the verdict's numbers in the older dict form (show --json)
+    teacher: str | None                           # as teacher_label names it (no machine path)
+    teacher_identity: str | None                  # its digest, where the run recorded one
 
 
 def run_report(run_dir: str | Path, top: int = 5, noise_std: float | None = None,
@@ -43,4 +46,5 @@ def run_report(run_dir: str | Path, top: int = 5, noise_std: float | None = None
     verdict = verdict_of(ranked, row.run_id, row.student_layers, row.teacher_layers, noise_std, noise_std_from)
     return RunReport(Path(run_dir), row, run_status(run_dir, row), result, running, best,
                      within_noise_of_best(best, noise_std), verdict,
-                     best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std))
+                     best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std),
+                     teacher_label(row.description.get("teacher")), row.description.get("teacher_identity"))
