@@ -72,6 +72,7 @@ def test_general_distiller_trains_two_steps_with_the_export_and_its_adaptor(run_
     path = tmp_path / "matches.json"
     done = layermap.export(run_dir, path, format="textbrewer", attention_index=index)
     assert done.adaptor_path == tmp_path / "matches.adaptor.py" and done.adaptor_path.is_file()
+    assert 'from_json_file("matches.json")' in done.adaptor_path.read_text()
     provenance = json.loads(done.provenance_path.read_text())
     assert provenance["attention_index"] == index and "before the softmax" in provenance["attention_feature"]
     adaptors = _load(done.adaptor_path)

@@ -90,7 +90,8 @@ def export_run(run_dir: str | Path, path: str | Path | None = None, format: str 
             sibling.write_text(json.dumps(rendered.provenance, indent=2) + "\n", encoding="utf-8")
         if rendered.adaptor is not None:
             adaptor = path.with_name(f"{path.stem}.adaptor.py")
-            adaptor.write_text(rendered.adaptor, encoding="utf-8")
+            adaptor.write_text(rendered.adaptor.replace("THIS_FILE.json", path.name)
+                               .replace("THIS_FILE.adaptor.py", adaptor.name), encoding="utf-8")
     except OSError as exc:
         raise LayermapError(f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and free "
                             "disk space") from None
@@ -159,7 +160,9 @@ adaptor_T / adaptor_S pass Hugging Face's outputs.attentions: probabilities afte
 fitness distilled TinyBERT's attention scores before the softmax; for that target use
 adaptors.score_adaptor(teacher) / adaptors.score_adaptor(student) instead (hooks on every layer's query and key).
 Batches are dicts of the models' keyword arguments (input_ids, attention_mask, ...); the attention_mask is
-passed on as TextBrewer's inputs_mask, so padding is left out of every loss.
+passed on as TextBrewer's inputs_mask, so padding is left out of every loss.  Give it: without inputs_mask
+TextBrewer's attention_mse sets every value <= -0.001 to 0 (it expects scores with -10000 on padding), which
+would also zero the negative pre-softmax scores of score_adaptor.  score_adaptor's hooks stay on the model.
 """
 
 import torch

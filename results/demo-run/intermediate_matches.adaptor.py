@@ -3,17 +3,19 @@
 Numbering of the matches beside this file (hf): hidden 0 = embeddings, k = layer k (outputs.hidden_states); attention k-1 = layer k (outputs.attentions, Hugging Face's 0-based tuple): the adaptor passes both tuples as they are.
 
     import importlib.util
-    spec = importlib.util.spec_from_file_location("layermap_adaptor", "THIS_FILE.adaptor.py")
+    spec = importlib.util.spec_from_file_location("layermap_adaptor", "intermediate_matches.adaptor.py")
     adaptors = importlib.util.module_from_spec(spec); spec.loader.exec_module(adaptors)
     adaptors.prepare(teacher); adaptors.prepare(student)   # hidden states + (eager) attentions in every output
-    distiller = GeneralDistiller(train_config, DistillationConfig.from_json_file("THIS_FILE.json"),
+    distiller = GeneralDistiller(train_config, DistillationConfig.from_json_file("intermediate_matches.json"),
                                  teacher, student, adaptors.adaptor_T, adaptors.adaptor_S)
 
 adaptor_T / adaptor_S pass Hugging Face's outputs.attentions: probabilities after the softmax.  layermap's
 fitness distilled TinyBERT's attention scores before the softmax; for that target use
 adaptors.score_adaptor(teacher) / adaptors.score_adaptor(student) instead (hooks on every layer's query and key).
 Batches are dicts of the models' keyword arguments (input_ids, attention_mask, ...); the attention_mask is
-passed on as TextBrewer's inputs_mask, so padding is left out of every loss.
+passed on as TextBrewer's inputs_mask, so padding is left out of every loss.  Give it: without inputs_mask
+TextBrewer's attention_mse sets every value <= -0.001 to 0 (it expects scores with -10000 on padding), which
+would also zero the negative pre-softmax scores of score_adaptor.  score_adaptor's hooks stay on the model.
 """
 
 import torch
