@@ -35,6 +35,7 @@ import numpy as np
 
 from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, write_table
 from ..config import Config, DistillSettings, digest, dump_toml
+from ..distill.identity import teacher_label
 from ..errors import LayermapError
 from ..evolution.executors import Executor, create_executor, describe_exception
 from ..logs import get_logger, live_progress
@@ -338,7 +339,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
     from proxy_tasks import data_fingerprint, get_task
 
     from ..distill.corpus import check_source
-    from ..distill.models import load_teacher_config
+    from ..distill.models import load_teacher_config, teacher_identity
 
     clock = time.perf_counter()
     teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
@@ -392,7 +393,8 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         computed = sum(1 for job in missing if done[job] is not None)
         table.update(
             fingerprint=fingerprint, created=now(), source=dict(source or {}),
-            teacher={"name": config.teacher.name, "layers": n_layers},
+            teacher={"name": teacher_label(config.teacher.name), "layers": n_layers,  # no machine path in a table
+                     "identity": teacher_identity(config.teacher.name, config.teacher.revision)},
             student={"layers": m_layers, "hidden_size": config.student.hidden_size or int(teacher_cfg.hidden_size),
                      "init": worker.init},
             budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
@@ -518,7 +520,8 @@ def _header(table: dict) -> list[str]:
     lines = [
         f"# Final-stage comparison ({len(table['mappings'])} mappings, {len(table['tasks'])} tasks, {n_units} seed units)",
         "",
-        f"Teacher `{table['teacher']['name']}` ({table['teacher']['layers']} layers) → {s['layers']}-layer, "
+        f"Teacher `{teacher_label(table['teacher']['name'])}` ({table['teacher']['layers']} layers"
+        + (f", {table['teacher']['identity']}" if table["teacher"].get("identity") else "") + f") → {s['layers']}-layer, "
         f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. Full distillation: {steps} of "
         f"{b['batch_size']} × {b['seq_len']} tokens, learning rate {b['learning_rate']:g}. Fine-tuning: "
         f"{ft['max_train'] or 'all'} training examples per task, {ft['epochs']:g} epochs, learning rate "
@@ -562,6 +565,7 @@ def _folder_settings(config: Config) -> dict:
     """The settings a compare folder is bound to, flattened (``section.key``) for naming what changed."""
     d = config.to_dict()
     flat = {f"{sec}.{k}": v for sec in ("teacher", "student") for k, v in d[sec].items()}
+    flat["teacher.name"] = teacher_label(config.teacher.name)          # compare.json names no machine path
     flat.update({"corpus.path": config.corpus.path, "corpus.seed": config.corpus.seed})
     flat.update({f"compare.{k}": v for k, v in d["compare"].items() if k not in _NOT_SHAPING})
     return json.loads(json.dumps(flat))
