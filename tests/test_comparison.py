@@ -112,3 +112,59 @@ def test_rendered_files_hold_every_row(tmp_path):
     loaded = json.loads((tmp_path / "comparison.json").read_text())
     assert loaded["cells"] == {"computed": 12, "cached": 0}
     assert all({"mapping", "task", "mean", "std", "scores"} <= set(r) for r in loaded["rows"])
+
+
+def _family_cells():
+    """A baseline 0-0-6 and four mappings on one task, 4 seeds: one clear gain, one borderline, two nulls."""
+    ref = [60.0, 64.0, 58.0, 62.0]
+    offsets = {"1-1-1": (5.0, 5.2, 4.9, 5.1),          # p ~ 1e-5: survives any correction
+               "2-2-2": (1.0, 2.8, 0.8, 2.4),          # p ~ 0.04 alone: 'better' uncorrected, not after Holm x 4
+               "3-3-3": (1.0, -1.0, 0.5, -0.5), "4-4-4": (-0.5, 0.5, 0.0, 0.2)}
+    scores = {"0-0-6": ref, **{m: [r + o for r, o in zip(ref, off)] for m, off in offsets.items()}}
+    return [Cell(m, 0, "sst2", s, v) for m, vs in scores.items() for s, v in enumerate(vs)]
+
+
+def test_holm_adjusts_each_column_and_the_verdict_uses_the_adjusted_p(tmp_path):
+    from scipy.stats import ttest_rel
+
+    mappings = ["1-1-1", "2-2-2", "3-3-3", "4-4-4", "0-0-6"]
+    table = build_table(_family_cells(), mappings, ["sst2"], [(0, s) for s in range(4)], kinds={"0-0-6": ["last"]})
+    rows = {(r["mapping"], r["task"]): r for r in table["rows"]}
+    assert table["correction"]["method"] == "holm" and table["correction"]["tests"] == {"sst2": 4, AVERAGE: 4}
+    raw = {m: rows[(m, "sst2")]["paired"]["p"] for m in mappings[:4]}
+    cells = {(c.mapping, c.seed): c.score for c in _family_cells()}
+    for m in raw:                                           # the raw p is the paired t-test's, by seed
+        expected = ttest_rel([cells[(m, s)] for s in range(4)], [cells[("0-0-6", s)] for s in range(4)]).pvalue
+        assert raw[m] == pytest.approx(expected, rel=1e-9)
+    borderline = rows[("2-2-2", "sst2")]["paired"]
+    assert 0.01 < borderline["p"] < 0.05 and borderline["uncorrected_verdict"] == BETTER
+    assert borderline["p_adjusted"] > 0.05 and borderline["verdict"] == SAME          # gone under Holm
+    clear = rows[("1-1-1", "sst2")]["paired"]
+    assert clear["p_adjusted"] == pytest.approx(4 * clear["p"]) and clear["verdict"] == BETTER   # smallest p: x 4
+    adjusted = [rows[(m, "sst2")]["paired"]["p_adjusted"] for m in mappings[:4]]
+    assert all(a >= raw[m] for a, m in zip(adjusted, raw)) and max(adjusted) <= 1.0
+    # one task: the average column repeats the task's tests, adjusted in its own family
+    assert rows[("2-2-2", AVERAGE)]["paired"]["p_adjusted"] == pytest.approx(borderline["p_adjusted"])
+
+    md = render_markdown(table)
+    assert "p (Holm–Bonferroni)" in md and "Holm–Bonferroni-adjusted within each column" in md and "4 tests each" in md
+    assert f"p {borderline['p_adjusted']:.3f} n.s." in md
+    lines = {(r["mapping"], r["task"]): r for r in csv.DictReader(io.StringIO(render_csv(table)))}
+    assert float(lines[("2-2-2", "sst2")]["p_holm"]) == pytest.approx(borderline["p_adjusted"], rel=1e-3)
+    assert float(lines[("2-2-2", "sst2")]["p_value"]) == pytest.approx(borderline["p"], rel=1e-3)
+    assert lines[("2-2-2", "sst2")]["verdict"] == SAME and lines[("0-0-6", "sst2")]["p_holm"] == ""
+    write_table(tmp_path, table)
+    saved = json.loads((tmp_path / "comparison.json").read_text())
+    kept = {(r["mapping"], r["task"]): r["paired"] for r in saved["rows"]}[("2-2-2", "sst2")]
+    assert {"p", "p_adjusted", "verdict", "uncorrected_verdict"} <= set(kept) and saved["correction"]["alpha"] == 0.05
+
+
+def test_a_table_made_before_the_correction_still_renders():
+    table = build_table(_cells(), ["1-3-5", "2-4-6"], ["sst2", "cola"], [(0, 0), (0, 1), (0, 2)],
+                        kinds={"2-4-6": ["uniform"]})
+    del table["correction"]
+    for r in table["rows"]:
+        if r["paired"]:
+            r["paired"] = {k: v for k, v in r["paired"].items() if k in ("reference", "mean", "low", "high", "n", "verdict")}
+    md = render_markdown(table)
+    assert "uncorrected paired 95 % intervals" in md and "p (uncorrected)" in md

@@ -527,7 +527,8 @@ def _header(table: dict) -> list[str]:
         "",
         f"{noise} Each mapping is compared with the reference ({table['reference_kind']}: {table['reference']}) "
         "by the paired difference over the shared seed units, with a 95 % Student-t interval; "
-        "'better'/'worse' only when the interval excludes 0.",
+        "'better'/'worse' only when the Holm–Bonferroni-adjusted p of the paired t-test (within each task, and "
+        "for the average) is below 0.05.",
     ]
     if table.get("teacher_scores"):
         lines += ["", "Fine-tuned teacher (seed 0): " + ", ".join(f"{t} {v:.2f}" for t, v in table["teacher_scores"].items())]
