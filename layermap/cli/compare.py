@@ -2,7 +2,7 @@
 
     layermap compare RUN_DIR --out DIR [--top K] [--seeds S] [--tasks ...] [--config PRESET_OR_FILE] [--set ...]
     layermap compare --mappings 2-4-6,1-2-3,... --teacher T --corpus C --glue-dir G --out DIR [...]
-    layermap plot RUN_DIR_OR_COMPARE_DIR [-o FOLDER]
+    layermap plot RUN_DIR_OR_COMPARE_DIR [-o FOLDER] [--noise-std SE]
 """
 
 from __future__ import annotations
@@ -50,11 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=compare_command)
 
     p = subparsers.add_parser(
-        "plot", help="figures of a run (evolution, mapping diagram, gene heatmap) or of a compare folder (bars)",
-        epilog="examples:\n  layermap plot runs/demo -o figures\n  layermap plot runs/demo-compare",
+        "plot", help="figures of a run (evolution, mapping diagram, gene heatmap) or of a compare folder (forest plot, bars)",
+        epilog="examples:\n  layermap plot runs/demo -o figures\n  layermap plot runs/demo --noise-std 0.88\n"
+               "  layermap plot runs/demo-compare",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", metavar="RUN_DIR_OR_COMPARE_DIR", help="a layermap evolve or layermap compare folder")
     p.add_argument("-o", "--output", default=None, help="folder for the PNG and SVG files (default: FOLDER/plots)")
+    p.add_argument("--noise-std", type=float, default=None, metavar="SE",
+                   help="run folders: half-width of the noise band around the best so far, for every genome, instead "
+                        "of the replicates' standard errors and the run's search.noise_std")
     p.set_defaults(func=plot_command)
 
 
@@ -127,7 +131,7 @@ def _print_result(result) -> None:
 def plot_command(args: argparse.Namespace) -> int:
     from ..plots import plot_folder
 
-    files = plot_folder(args.folder, args.output)
+    files = plot_folder(args.folder, args.output, noise_std=args.noise_std)
     for path in files:
         print(path)
     return 0

@@ -277,7 +277,7 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
     ref = table["reference"]
     lines = list(header)
     lines += ["", f"| mapping | kind | proxy fitness | {' | '.join(names)} | average | Δ average vs {ref} (95 % CI) | "
-              f"p ({_method(table)}) | verdict |", "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
+              f"p ({correction_name(table)}) | verdict |", "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
     for m in table["mappings"]:
         avg = row_of[(m, AVERAGE)]
         pf = avg["proxy_fitness"]
@@ -287,7 +287,7 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
                      f"{' | '.join(cells)} | **{_fmt(avg['mean'], avg['std'])}** | {_fmt_paired(avg['paired'])} | "
                      f"{_fmt_p(avg['paired']) if avg['paired'] else '–'} | {verdict} |")
     lines += ["", correction_note(table)]
-    lines += ["", f"Paired differences against the reference {ref} per task (mean [95 % interval], p {_method(table)}; "
+    lines += ["", f"Paired differences against the reference {ref} per task (mean [95 % interval], p {correction_name(table)}; "
                   "verdict):", "",
               f"| mapping | {' | '.join(names)} | average |", "|---|" + "---|" * (len(tasks) + 1)]
     for m in table["mappings"]:
@@ -312,7 +312,8 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _method(table: Mapping) -> str:
+def correction_name(table: Mapping) -> str:
+    """The name of the table's multiple-comparison correction (``uncorrected`` for a table made before it)."""
     c = table.get("correction")
     return CORRECTION_TEXT.get(c["method"], c["method"]) if c else "uncorrected"
 
