@@ -168,3 +168,69 @@ def test_a_table_made_before_the_correction_still_renders():
             r["paired"] = {k: v for k, v in r["paired"].items() if k in ("reference", "mean", "low", "high", "n", "verdict")}
     md = render_markdown(table)
     assert "uncorrected paired 95 % intervals" in md and "p (uncorrected)" in md
+
+
+def test_render_only_rewrites_an_old_folder_from_its_store_without_computing(tmp_path, tiny_glue_dir):
+    """A folder whose table predates the correction (and whose fingerprint need not match today's) gets the
+    Holm verdicts from the cells in its store; nothing is computed, and a missing cell is reported."""
+    from proxy_tasks import data_fingerprint
+
+    from layermap.config import digest
+    from layermap.errors import LayermapError
+    from layermap.evolution.store import STORE_NAME, Store
+    from layermap.final.compare import FINETUNE, render_folder
+
+    fingerprint = "old-format-fingerprint"
+    cells = _family_cells()
+    mappings, units = ["1-1-1", "2-2-2", "3-3-3", "4-4-4", "0-0-6"], [(0, s) for s in range(4)]
+    (tmp_path / "compare.json").write_text(json.dumps({"fingerprint": fingerprint, "settings": {}}))
+    (tmp_path / "config.toml").write_text(f'[proxy]\nglue_dir = "{tiny_glue_dir}"\n')
+    cell_fp = digest([fingerprint, "sst2", data_fingerprint("sst2", str(tiny_glue_dir))])[:32]
+    with Store(tmp_path / STORE_NAME) as store:
+        for c in cells:
+            store.save_cell(cell_fp, (FINETUNE, c.mapping, c.distill_seed, c.task, c.seed),
+                            {"status": "complete", "score": c.score, "metrics": {"accuracy": c.score}})
+    old = build_table(cells, mappings, ["sst2"], units, kinds={"0-0-6": ["last"]}, proxy_fitness={"2-2-2": 61.0})
+    del old["correction"]
+    for r in old["rows"]:
+        if r["paired"]:
+            r["paired"] = {k: r["paired"][k] for k in ("reference", "mean", "low", "high", "n")} | {
+                "verdict": r["paired"]["uncorrected_verdict"]}
+    old.update(teacher={"name": "t", "layers": 6}, student={"layers": 3, "hidden_size": 32, "init": "random"},
+               budget={"max_steps": 10, "epochs": 1.0, "batch_size": 4, "seq_len": 16, "learning_rate": 1e-3,
+                       "finetune": {"max_train": 64, "epochs": 1.0, "learning_rate": 1e-3}},
+               seeds=4, distill_seeds=1, teacher_scores={}, source={"mappings": "given"}, created="then")
+    (tmp_path / "comparison.json").write_text(json.dumps(old))
+    assert {(r["mapping"], r["task"]): r for r in old["rows"]}[("2-2-2", "sst2")]["paired"]["verdict"] == BETTER
+
+    result = render_folder(tmp_path)
+    assert (result.computed, result.cached, result.failed, result.distilled) == (0, 20, 0, 0)
+    new = json.loads((tmp_path / "comparison.json").read_text())
+    rows = {(r["mapping"], r["task"]): r for r in new["rows"]}
+    assert new["correction"]["method"] == "holm" and new["created"] == "then" and new["fingerprint"] == fingerprint
+    assert rows[("2-2-2", "sst2")]["paired"]["verdict"] == SAME                    # gone under Holm
+    assert rows[("2-2-2", "sst2")]["paired"]["uncorrected_verdict"] == BETTER
+    assert rows[("2-2-2", AVERAGE)]["proxy_fitness"] == 61.0 and rows[("0-0-6", AVERAGE)]["kind"] == ["last"]
+    assert [r["scores"] for r in new["rows"]] == [r["scores"] for r in old["rows"]]
+    assert "Holm–Bonferroni" in (tmp_path / "comparison.md").read_text()
+
+    with Store(tmp_path / STORE_NAME) as store:                                    # a cell gone from the store
+        store._db.execute("DELETE FROM cells WHERE mapping = '4-4-4' AND seed = 3")
+    again = render_folder(tmp_path)
+    assert again.cached == 19 and again.table["cells"]["missing"] == 1
+    with pytest.raises(LayermapError, match="not a compare folder"):
+        render_folder(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--render-only", "--mappings", "2-4-6", "--out", "{tmp}"], "give only --out"),
+    (["compare", "--render-only", "--out", "{tmp}/nowhere"], "is not a compare folder"),
+    (["plot", "{tmp}", "--noise-std", "-1"], "--noise-std must be"),
+])
+def test_bad_render_and_plot_input_ends_in_one_sentence(tmp_path, capsys, argv, message):
+    from layermap.cli.main import main
+
+    (tmp_path / "run.json").write_text("{}")          # looks like a run folder to 'plot'
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
