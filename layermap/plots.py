@@ -76,6 +76,7 @@ class ForestData:
     high: np.ndarray
     p_adjusted: np.ndarray        # (mappings, columns) the verdict's p (adjusted; raw for an old table); NaN where none
     significant: np.ndarray       # (mappings, columns) bool: better or worse after the correction
+    nominal: np.ndarray           # (mappings, columns) bool: better or worse by the raw p alone (the interval excludes 0)
     reference: str | None
     reference_label: str
     correction: str               # "Holm–Bonferroni", or "uncorrected" for a table made before the correction
@@ -205,7 +206,7 @@ def forest_data(table: Mapping) -> ForestData:
     mappings = sorted((m for m in table["mappings"] if m != reference), key=lambda m: -avg_mean(m))
     shape = (len(mappings), len(columns))
     mean, low, high, padj = (np.full(shape, np.nan) for _ in range(4))
-    significant = np.zeros(shape, dtype=bool)
+    significant, nominal = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     for i, m in enumerate(mappings):
         for j, t in enumerate(columns):
             p = (rows.get((m, t)) or {}).get("paired")
@@ -218,10 +219,11 @@ def forest_data(table: Mapping) -> ForestData:
             if value is not None:
                 padj[i, j] = value
             significant[i, j] = p.get("verdict") in (BETTER, WORSE)
+            nominal[i, j] = p.get("uncorrected_verdict", p.get("verdict")) in (BETTER, WORSE)
     labels = [f"{m} ({kind_label((rows.get((m, 'average')) or {}).get('kind') or [], table)})" for m in mappings]
     ref_kind = kind_label((rows.get((reference, "average")) or {}).get("kind") or [], table) if reference else ""
     names = ["average"] + [get_task(t).glue_dir_name for t in table["tasks"]]
-    return ForestData(names, mappings, labels, mean, low, high, padj, significant, reference,
+    return ForestData(names, mappings, labels, mean, low, high, padj, significant, nominal, reference,
                       f"{reference} ({ref_kind})" if reference else "", correction_name(table))
 
 
@@ -344,8 +346,8 @@ def draw_forest(data: ForestData):
             for i in range(k):
                 if np.isnan(data.mean[i, j]):
                     continue
-                colour = "C2" if data.significant[i, j] and data.mean[i, j] > 0 else \
-                    "C3" if data.significant[i, j] else "0.3"
+                flagged = data.significant[i, j] or data.nominal[i, j]
+                colour = "0.3" if not flagged else "C2" if data.mean[i, j] > 0 else "C3"
                 if not np.isnan(data.low[i, j]):
                     ax.plot([data.low[i, j], data.high[i, j]], [y[i], y[i]], color=colour, lw=1.0,
                             solid_capstyle="butt")
@@ -359,12 +361,15 @@ def draw_forest(data: ForestData):
                 ax.set_yticks(y)
                 ax.set_yticklabels(data.labels)
             ax.set_ylim(-0.7, k - 0.3)
-        after = "uncorrected" if data.correction == "uncorrected" else f"after {data.correction}"
+        after = "uncorrected" if data.correction == "uncorrected" else "adjusted p < 0.05"
         handles = [Line2D([], [], marker="o", ls="-", color="C2", mfc="C2", ms=3.6, label=f"better ({after})"),
                    Line2D([], [], marker="o", ls="-", color="C3", mfc="C3", ms=3.6, label=f"worse ({after})"),
                    Line2D([], [], marker="o", ls="-", color="0.3", mfc="white", ms=3.6,
                           label="no significant difference")]
-        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+        if data.correction != "uncorrected" and (data.nominal & ~data.significant).any():
+            handles.append(Line2D([], [], marker="o", ls="-", color="C2", mfc="white", ms=3.6,
+                                  label="p < 0.05 before the correction only"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(handles) > 3 else 3, frameon=False)
         rule = "verdicts uncorrected" if data.correction == "uncorrected" else \
             f"filled: {data.correction}-adjusted p < 0.05 within the column"
         fig.suptitle(f"Paired differences against the reference {data.reference_label}, mean and 95 % interval over "

@@ -95,6 +95,7 @@ def test_forest_data_extracts_differences_intervals_and_who_survives_holm():
             assert data.low[i, j] <= data.mean[i, j] <= data.high[i, j]
     i = data.mappings.index("2-2-2")
     assert data.low[i, 1] > 0 and not data.significant[i, 1]       # its interval clears 0, Holm does not
+    assert data.nominal[i, 1] and not data.nominal[data.mappings.index("3-3-3")].any()
     assert data.significant[data.mappings.index("1-1-1"), 1]
     assert not data.significant[data.mappings.index("3-3-3")].any()
     from matplotlib.figure import Figure

@@ -438,7 +438,7 @@ def render_folder(out: str | Path) -> CompareResult:
     averages = {r["mapping"]: r for r in old["rows"] if r["task"] == AVERAGE}
     wanted = [(FINETUNE, m, d, t, seed) for m in mappings for t in tasks for d, seed in units]
     teacher_jobs = [(TEACHER, TEACHER_MAPPING, 0, t, 0) for t in (old.get("teacher_scores") or {})]
-    with Store(out / STORE_NAME) as store:
+    with Store(out / STORE_NAME, upgrade=False) as store:           # read only: an old store stays as it is
         done = {job: store.lookup_cell(cell_fp[job[3]], job) for job in wanted + teacher_jobs}
     cells = _cells(out, wanted, done, bool(teacher_jobs))
     table = build_table(cells, mappings, tasks, units,
