@@ -159,6 +159,15 @@ def test_holm_adjusts_each_column_and_the_verdict_uses_the_adjusted_p(tmp_path):
     assert {"p", "p_adjusted", "verdict", "uncorrected_verdict"} <= set(kept) and saved["correction"]["alpha"] == 0.05
 
 
+def test_one_seed_unit_makes_no_test_and_the_note_says_so():
+    cells = [c for c in _cells() if c.seed == 0]
+    table = build_table(cells, ["1-3-5", "2-4-6"], ["sst2", "cola"], [(0, 0)], kinds={"2-4-6": ["uniform"]})
+    assert table["correction"]["tests"] == {"sst2": 0, "cola": 0, AVERAGE: 0}
+    paired = {(r["mapping"], r["task"]): r["paired"] for r in table["rows"]}[("1-3-5", "sst2")]
+    assert paired["p"] is None and paired["p_adjusted"] is None and "one seed" in paired["verdict"]
+    assert "no paired test" in render_markdown(table)
+
+
 def test_a_table_made_before_the_correction_still_renders():
     table = build_table(_cells(), ["1-3-5", "2-4-6"], ["sst2", "cola"], [(0, 0), (0, 1), (0, 2)],
                         kinds={"2-4-6": ["uniform"]})

@@ -228,6 +228,8 @@ def correction_note(table: Mapping) -> str:
     if not c:
         return "Verdicts: uncorrected paired 95 % intervals (this table predates the multiple-comparison correction)."
     sizes = sorted(set(c["tests"].values()))
+    if not sizes or sizes[-1] == 0:
+        return "Verdicts: no paired test (a difference needs at least 2 shared seed units)."
     count = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
     return (f"Verdicts and p: two-sided paired t-tests by seed unit, {CORRECTION_TEXT.get(c['method'], c['method'])}-"
             f"adjusted within each column (per task and for the average; {count} tests each) at α = {c['alpha']:g}; "
