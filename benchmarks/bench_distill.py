@@ -18,7 +18,8 @@ from layermap.config import DistillSettings
 from layermap.distill.corpus import load_segments
 from layermap.distill.loop import LiveTeacher, distill
 from layermap.mapping import LayerMapping, baseline
-from layermap.distill.models import StudentSpec, build_student, load_teacher, pick_device
+from layermap.distill.identity import teacher_label
+from layermap.distill.models import StudentSpec, build_student, load_teacher, pick_device, teacher_identity
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     teacher_step = stats.teacher_step_seconds[2:]
     figures = {
         "benchmark": "distill throughput",
-        "teacher": args.teacher, "teacher_layers": n, "student": dataclasses.asdict(spec),
+        "teacher": teacher_label(args.teacher), "teacher_identity": teacher_identity(args.teacher), "teacher_layers": n, "student": dataclasses.asdict(spec),
         "mapping": mapping.text, "seq_len": args.seq_len, "batch_size": args.batch_size, "device": str(device),
         "timed_steps": len(step),
         "segments_per_second": round(len(step) * args.batch_size / sum(step), 2),

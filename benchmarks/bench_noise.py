@@ -29,6 +29,8 @@ import torch
 
 from _common import add_common_args, machine, write
 from layermap.config import load_config
+from layermap.distill.identity import teacher_label
+from layermap.distill.models import teacher_identity
 from layermap.evolution.fitness import ProxyEvaluator
 from layermap.mapping import LayerMapping, baselines, enumerate_space, format_genes
 from layermap.evolution.records import json_safe
@@ -99,7 +101,8 @@ def main() -> None:
                                                                  f"({row['heads'][h]['seconds']:.0f}s)" for h in todo), flush=True)
     figures = report(done, genomes, args.seed_sets, heads)
     c = evaluators[0].config
-    figures.update(config=args.config, overrides=args.overrides, teacher=args.teacher,
+    figures.update(config=args.config, overrides=args.overrides, teacher=teacher_label(args.teacher),
+                   teacher_identity=teacher_identity(args.teacher),
                    budget={"distill_steps": c.distill.max_steps, "distill_batch": c.distill.batch_size,
                            "segments": c.corpus.max_segments, "tasks": list(c.proxy.tasks),
                            "max_train": c.proxy.max_train, "max_eval": c.proxy.max_eval, "finetune_epochs": c.proxy.epochs},

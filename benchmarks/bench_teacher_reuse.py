@@ -18,6 +18,8 @@ import torch
 
 from _common import add_common_args, machine, write
 from layermap.config import load_config
+from layermap.distill.identity import teacher_label
+from layermap.distill.models import teacher_identity
 from layermap.evolution.fitness import ProxyEvaluator
 from layermap.mapping import baseline
 
@@ -47,7 +49,8 @@ def main() -> None:
     mean = lambda recs, key: sum(r.timings[key] for r in recs) / len(recs)  # noqa: E731
     figures = {
         "benchmark": "teacher reuse",
-        "config": args.config, "teacher": args.teacher, "mapping": "-".join(map(str, genes)),
+        "config": args.config, "teacher": teacher_label(args.teacher), "teacher_identity": teacher_identity(args.teacher),
+        "mapping": "-".join(map(str, genes)),
         "segments": len(cached._load().segments), "seq_len": cached.config.corpus.seq_len,
         "distill_steps": cached.config.distill.max_steps,
         "cache_build_seconds": round(build, 2),

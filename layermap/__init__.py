@@ -8,6 +8,8 @@ The public API (imported lazily, so ``import layermap`` and ``layermap --help`` 
     layermap.resume(run_dir)                          continue one -> SearchResult
     layermap.load_result(run_dir)                     read one -> SearchResult
     layermap.fitness(mapping, config)                 one proxy fitness -> EvaluationRecord
+    layermap.verdict(run)                             best vs the best baseline, with its noise -> Verdict
+    layermap.export(run, path, format="json")         the best mapping as JSON or TextBrewer (+ adaptor) -> Exported
     layermap.compare(run_dir_or_mappings, out, ...)   the final stage -> CompareResult
     layermap.plot(folder, out=None)                   figures of a run or a compare folder
     layermap.log_to_stderr(level="INFO")              show the progress lines (they are logged to "layermap")
@@ -24,7 +26,8 @@ _EXPORTS = {
     "LayerMapping": "layermap.mapping", "baselines": "layermap.mapping",
     "Config": "layermap.config", "load_config": "layermap.config",
     "search": "layermap.api", "resume": "layermap.api", "load_result": "layermap.api", "fitness": "layermap.api",
-    "compare": "layermap.api", "plot": "layermap.api",
+    "compare": "layermap.api", "plot": "layermap.api", "verdict": "layermap.api", "export": "layermap.api",
+    "Verdict": "layermap.evolution.verdict",
     "SearchResult": "layermap.evolution.results", "EvaluationRecord": "layermap.evolution.records", "CompareResult": "layermap.final.compare",
     "LayermapError": "layermap.errors", "log_to_stderr": "layermap.logs",
 }

@@ -8,6 +8,8 @@
                              proxy={"glue_dir": GLUE})
     print(result.best_mapping, result.best_record.fitness)
     layermap.load_result("runs/nb").best_mapping.to_json("best_mapping.json")
+    print(layermap.verdict("runs/nb").sentence)          # best vs the best baseline, beyond seed noise or not
+    layermap.export("runs/nb", "matches.json", format="textbrewer")   # + matches.adaptor.py beside it
     table = layermap.compare("runs/nb", "runs/nb-compare", config="smoke").table
     layermap.plot("runs/nb-compare")
 
@@ -67,6 +69,45 @@ def load_result(run_dir: str | Path):
     _, store, row = open_run(run_dir)
     with store:
         return _load(store, row, run_dir)
+
+
+def _run_folder(run) -> Path:
+    from .evolution.results import SearchResult
+
+    return Path(run.run_dir) if isinstance(run, SearchResult) else Path(run)
+
+
+def verdict(run, *, noise_std: float | None = None):
+    """The :class:`~layermap.evolution.verdict.Verdict` on a run (a run folder or a loaded :class:`SearchResult`):
+    its best genome against its best evaluated baseline, the difference, the noise it must exceed, the genomes
+    tied with the best, and the sentence ``layermap show`` ends with.  ``noise_std`` (the seed std of one fitness,
+    e.g. from ``benchmarks/bench_noise.py``) is used for every genome; by default the run's ``search.noise_std``,
+    else each record's own standard error."""
+    from .evolution.results import SearchResult
+    from .evolution.store import Store, open_run
+    from .evolution.verdict import run_verdict
+
+    if isinstance(run, SearchResult):
+        store = Store(run.store_path, upgrade=False)
+        with store:
+            return run_verdict(store, store.get_run(run.run_id), noise_std)
+    _, store, row = open_run(run)
+    with store:
+        return run_verdict(store, row, noise_std)
+
+
+def export(run, path: str | Path | None = None, format: str = "json", *, attention_index: str = "hf"):
+    """Write the best mapping of a run (a run folder or a loaded :class:`SearchResult`) -> an ``Exported``.
+
+    ``format="json"``: the mapping with its provenance (default ``RUN_DIR/best_mapping.json``);
+    ``format="textbrewer"``: a file ``textbrewer.DistillationConfig.from_json_file`` loads (default
+    ``RUN_DIR/intermediate_matches.json``), its provenance in ``<name>.provenance.json`` and ready TextBrewer
+    adaptors in ``<name>.adaptor.py`` beside it.  ``attention_index``: how the attention matches count layers,
+    ``"hf"`` (Hugging Face's ``outputs.attentions``, 0-based: entry k-1 is layer k) or ``"textbrewer-examples"``
+    (entry k is layer k, as in TextBrewer's examples)."""
+    from .evolution.export import export_run
+
+    return export_run(_run_folder(run), path, format, attention_index=attention_index)
 
 
 def fitness(mapping, config: Config | str, *, overrides: Sequence[str] = (), **sections: dict):

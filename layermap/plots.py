@@ -5,20 +5,26 @@ Each figure has an ``*_data`` function that reads plain records into a small typ
 a paper (6.5 in wide, 8 pt text).  :func:`plot_folder` writes every figure of a run folder or a
 compare folder as PNG (300 dpi) and SVG.
 
-* evolution curve: best / mean / worst population fitness per generation, distinct genomes
+* evolution curve: the best fitness so far with a noise band (± the best genome's replicate standard
+  error where it has replicates, else ± ``search.noise_std``, one evaluation's measured seed std), the
+  best baseline's level, the population's best / mean / worst per generation, and the distinct genomes
   evaluated so far on a second axis;
 * mapping diagram: the teacher and student layer stacks with one line per (student layer, teacher
   layer) pair, one panel per mapping (the search's best and the baselines);
 * gene-frequency heatmap: per student layer, the share of the population mapping it to each teacher
   layer (0 = no loss), generation by generation;
-* comparison bars: per task and for the average, mean ± std over seeds of each compared mapping.
+* comparison forest plot (the default comparison figure): per mapping, the paired difference against
+  the reference with its 95 % interval, on the average and per task; filled markers survive the
+  table's multiple-comparison correction (Holm–Bonferroni within each column);
+* comparison bars: per task and for the average, mean ± std over seeds of each compared mapping; a
+  colour and hatch per mapping (:func:`bar_styles`: distinct for up to 60 mappings).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -33,6 +39,11 @@ PAPER_RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fo
 WIDTH = 6.5          # inches: a full text width
 
 
+BAR_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf")                      # matplotlib's tab10, in its order
+BAR_HATCHES = ("", "////", "....", "xxxx", "\\\\\\\\", "oo")  # one per round of the ten colours
+
+
 @dataclass(frozen=True)
 class EvolutionData:
     generations: list[int]
@@ -40,6 +51,12 @@ class EvolutionData:
     mean: list[float | None]
     worst: list[float | None]
     evaluations: list[int]        # distinct genomes evaluated up to and including each generation
+    best_so_far: list[float | None] = field(default_factory=list)   # the highest fitness up to each generation
+    best_genome: list[str | None] = field(default_factory=list)     # the genome that holds it
+    band: list[float | None] = field(default_factory=list)          # half-width of its noise band (None: unknown)
+    band_label: str = ""                                            # what the band is, for the legend
+    baseline: float | None = None                                   # the best baseline's fitness in the run
+    baseline_genome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,22 @@ class DiagramData:
     teacher_layers: int
     student_layers: int
     panels: list[tuple[str, tuple[int, ...]]]     # (title, genes)
+
+
+@dataclass(frozen=True)
+class ForestData:
+    columns: list[str]            # display names: "average" first, then the tasks
+    mappings: list[str]           # compared mappings (the reference left out), best mean difference on the average first
+    labels: list[str]             # "mapping (kind)"
+    mean: np.ndarray              # (mappings, columns) paired mean difference against the reference; NaN where missing
+    low: np.ndarray               # (mappings, columns) 95 % interval (per comparison); NaN where none
+    high: np.ndarray
+    p_adjusted: np.ndarray        # (mappings, columns) the verdict's p (adjusted; raw for an old table); NaN where none
+    significant: np.ndarray       # (mappings, columns) bool: better or worse after the correction
+    nominal: np.ndarray           # (mappings, columns) bool: better or worse by the raw p alone (the interval excludes 0)
+    reference: str | None
+    reference_label: str
+    correction: str               # "Holm–Bonferroni", or "uncorrected" for a table made before the correction
 
 
 @dataclass(frozen=True)
@@ -58,21 +91,50 @@ class ComparisonData:
     stds: np.ndarray              # (mappings, tasks)
     reference: str | None
     verdicts: list[str]           # per mapping, on the average
+    correction: str = "Holm–Bonferroni"   # what the verdicts are corrected by
 
 
-def evolution_data(generations: Sequence) -> EvolutionData:
-    """From :meth:`Store.generations` rows (``population``, ``fitnesses``, ``stats``)."""
-    gens, best, mean, worst, evals = [], [], [], [], []
-    total = 0
+def evolution_data(generations: Sequence, *, noise_std: float = 0.0, stderr: Mapping[str, float | None] | None = None,
+                   baselines: Mapping[str, float] | None = None) -> EvolutionData:
+    """From :meth:`Store.generations` rows (``population``, ``fitnesses``, ``stats``).
+
+    The best so far carries a noise band: ± ``stderr[genome]`` (the standard error of the genome's
+    replicate mean) where known, else ± ``noise_std`` (one fitness's seed std, ``search.noise_std``),
+    else none.  ``baselines`` maps the run's baseline genomes to their fitnesses; the best is marked."""
+    stderr = dict(stderr or {})
+    gens, best, mean, worst, evals, so_far, holder, band = [], [], [], [], [], [], [], []
+    total, top, top_genome, sources = 0, None, None, set()
     for row in generations:
-        values = [f for f in row.fitnesses if f is not None and math.isfinite(f)]
+        pairs = [(f, g) for f, g in zip(row.fitnesses, row.population) if f is not None and math.isfinite(f)]
+        values = [f for f, _ in pairs]
         gens.append(int(row.generation))
         best.append(max(values) if values else None)
         mean.append(float(np.mean(values)) if values else None)
         worst.append(min(values) if values else None)
         total += int(row.stats.get("evaluated", 0))
         evals.append(total)
-    return EvolutionData(gens, best, mean, worst, evals)
+        for f, g in pairs:
+            if top is None or f > top:
+                top, top_genome = f, g
+        so_far.append(top)
+        holder.append(top_genome)
+        error = stderr.get(top_genome) if top_genome is not None else None
+        if error is not None and math.isfinite(error):
+            band.append(float(error))
+            sources.add("replicates")
+        elif top_genome is not None and noise_std > 0:
+            band.append(float(noise_std))
+            sources.add("noise_std")
+        else:
+            band.append(None)
+    label = {frozenset({"replicates"}): "± replicate s.e.",
+             frozenset({"noise_std"}): f"± noise std {noise_std:g}",
+             frozenset({"replicates", "noise_std"}): f"± replicate s.e. / {noise_std:g}",
+             }.get(frozenset(sources), "")
+    finite = {g: f for g, f in (baselines or {}).items() if f is not None and math.isfinite(f)}
+    base_genome = max(finite, key=lambda g: finite[g]) if finite else None
+    return EvolutionData(gens, best, mean, worst, evals, so_far, holder, band, label,
+                         finite.get(base_genome) if base_genome else None, base_genome)
 
 
 def gene_frequency_data(generations: Sequence, student_layers: int, teacher_layers: int) -> np.ndarray:
@@ -103,6 +165,8 @@ def comparison_data(table: Mapping) -> ComparisonData:
     """From a ``comparison.json`` object."""
     from proxy_tasks import get_task
 
+    from .final.comparison import correction_name
+
     tasks = list(table["tasks"]) + ["average"]
     rows = {(r["mapping"], r["task"]): r for r in table["rows"]}
     mappings = list(table["mappings"])
@@ -121,7 +185,53 @@ def comparison_data(table: Mapping) -> ComparisonData:
         labels.append(f"{m} ({kind})")
         verdicts.append(avg["paired"]["verdict"] if avg.get("paired") else "reference")
     names = [get_task(t).glue_dir_name if t != "average" else "average" for t in tasks]
-    return ComparisonData(names, mappings, labels, means, stds, table.get("reference"), verdicts)
+    return ComparisonData(names, mappings, labels, means, stds, table.get("reference"), verdicts,
+                          correction_name(table))
+
+
+def forest_data(table: Mapping) -> ForestData:
+    """From a ``comparison.json`` object: the paired differences against its reference."""
+    from proxy_tasks import get_task
+
+    from .final.comparison import BETTER, WORSE, correction_name
+
+    columns = ["average"] + list(table["tasks"])
+    rows = {(r["mapping"], r["task"]): r for r in table["rows"]}
+    reference = table.get("reference")
+
+    def avg_mean(m: str) -> float:
+        p = (rows.get((m, "average")) or {}).get("paired")
+        return p["mean"] if p and p.get("mean") is not None and math.isfinite(p["mean"]) else -math.inf
+
+    mappings = sorted((m for m in table["mappings"] if m != reference), key=lambda m: -avg_mean(m))
+    shape = (len(mappings), len(columns))
+    mean, low, high, padj = (np.full(shape, np.nan) for _ in range(4))
+    significant, nominal = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    for i, m in enumerate(mappings):
+        for j, t in enumerate(columns):
+            p = (rows.get((m, t)) or {}).get("paired")
+            if not p or p.get("mean") is None:
+                continue
+            mean[i, j] = p["mean"]
+            if p.get("low") is not None:
+                low[i, j], high[i, j] = p["low"], p["high"]
+            value = p.get("p_adjusted", p.get("p"))
+            if value is not None:
+                padj[i, j] = value
+            significant[i, j] = p.get("verdict") in (BETTER, WORSE)
+            nominal[i, j] = p.get("uncorrected_verdict", p.get("verdict")) in (BETTER, WORSE)
+    labels = [f"{m} ({kind_label((rows.get((m, 'average')) or {}).get('kind') or [], table)})" for m in mappings]
+    ref_kind = kind_label((rows.get((reference, "average")) or {}).get("kind") or [], table) if reference else ""
+    names = ["average"] + [get_task(t).glue_dir_name for t in table["tasks"]]
+    return ForestData(names, mappings, labels, mean, low, high, padj, significant, nominal, reference,
+                      f"{reference} ({ref_kind})" if reference else "", correction_name(table))
+
+
+def bar_styles(n: int) -> list[tuple[str, str]]:
+    """(colour, hatch) for ``n`` mappings: the ten tab10 colours, then again with a hatch per round, so no
+    two of the first 60 mappings share both."""
+    return [(BAR_COLOURS[i % len(BAR_COLOURS)], BAR_HATCHES[(i // len(BAR_COLOURS)) % len(BAR_HATCHES)])
+            for i in range(n)]
 
 
 # -- drawing ---------------------------------------------------------------------------------------------
@@ -135,12 +245,23 @@ def draw_evolution(data: EvolutionData):
     import matplotlib
 
     with matplotlib.rc_context(PAPER_RC):
-        fig = _figure(WIDTH / 2, 2.4)
+        fig = _figure(WIDTH / 2, 3.1)
         ax = fig.add_subplot()
         x = data.generations
-        ax.plot(x, _nan(data.best), "o-", color="C0", label="best", lw=1.4, ms=3)
+        if data.best_so_far:
+            top = np.array(_nan(data.best_so_far), dtype=float)
+            if any(b is not None for b in data.band):
+                half = np.array(_nan(data.band), dtype=float)
+                ax.fill_between(x, top - half, top + half, color="C0", alpha=0.18, lw=0, label=data.band_label)
+            ax.plot(x, top, "o-", color="C0", label="best so far", lw=1.4, ms=3)
+            ax.plot(x, _nan(data.best), "^", color="C0", mfc="none", label="population best", ms=3.5)
+        else:
+            ax.plot(x, _nan(data.best), "o-", color="C0", label="best", lw=1.4, ms=3)
         ax.plot(x, _nan(data.mean), "s--", color="C1", label="mean", lw=1.0, ms=3)
         ax.plot(x, _nan(data.worst), "v:", color="C3", label="worst", lw=1.0, ms=3)
+        if data.baseline is not None:
+            ax.axhline(data.baseline, color="0.25", lw=0.9, ls="-.",
+                       label=f"best baseline {data.baseline_genome} {data.baseline:.2f}")
         ax.set_xlabel("generation")
         ax.set_ylabel("population fitness (proxy, %)")
         ax.set_xticks(x)
@@ -151,7 +272,8 @@ def draw_evolution(data: EvolutionData):
         ax2.spines["top"].set_visible(False)
         lines = ax.get_legend_handles_labels()
         extra = ax2.get_legend_handles_labels()
-        ax.legend(lines[0] + extra[0], lines[1] + extra[1], loc="lower right", frameon=False)
+        fig.legend(lines[0] + extra[0], lines[1] + extra[1], loc="outside lower center", ncol=2, frameon=False,
+                   fontsize=6)
         ax.set_title("Evolution of the proxy fitness")
     return fig
 
@@ -208,21 +330,71 @@ def draw_gene_heatmap(freq: np.ndarray):
     return fig
 
 
+def draw_forest(data: ForestData):
+    """One panel per column (average, then each task): a row per mapping with its paired difference against
+    the reference and the 95 % interval; filled markers survive the correction, hollow ones do not."""
+    import matplotlib
+    from matplotlib.lines import Line2D
+
+    k, c = data.mean.shape
+    with matplotlib.rc_context(PAPER_RC):
+        fig = _figure(WIDTH, 1.3 + 0.19 * max(k, 1))
+        axes = fig.subplots(1, c, squeeze=False, sharey=True)[0]
+        y = np.arange(k)[::-1]                            # the first mapping on top
+        for j, ax in enumerate(axes):
+            ax.axvline(0.0, color="0.35", lw=0.8)
+            for i in range(k):
+                if np.isnan(data.mean[i, j]):
+                    continue
+                flagged = data.significant[i, j] or data.nominal[i, j]
+                colour = "0.3" if not flagged else "C2" if data.mean[i, j] > 0 else "C3"
+                if not np.isnan(data.low[i, j]):
+                    ax.plot([data.low[i, j], data.high[i, j]], [y[i], y[i]], color=colour, lw=1.0,
+                            solid_capstyle="butt")
+                ax.plot(data.mean[i, j], y[i], "o", ms=3.6, color=colour, mec=colour,
+                        mfc=colour if data.significant[i, j] else "white", mew=0.9, zorder=3)
+            ax.set_title(data.columns[j], fontweight="bold" if j == 0 else "normal")
+            ax.set_xlabel("Δ (points)")
+            ax.grid(axis="x", color="0.9", lw=0.5)
+            ax.set_axisbelow(True)
+            if j == 0:
+                ax.set_yticks(y)
+                ax.set_yticklabels(data.labels)
+            ax.set_ylim(-0.7, k - 0.3)
+        after = "uncorrected" if data.correction == "uncorrected" else "adjusted p < 0.05"
+        handles = [Line2D([], [], marker="o", ls="-", color="C2", mfc="C2", ms=3.6, label=f"better ({after})"),
+                   Line2D([], [], marker="o", ls="-", color="C3", mfc="C3", ms=3.6, label=f"worse ({after})"),
+                   Line2D([], [], marker="o", ls="-", color="0.3", mfc="white", ms=3.6,
+                          label="no significant difference")]
+        if data.correction != "uncorrected" and (data.nominal & ~data.significant).any():
+            handles.append(Line2D([], [], marker="o", ls="-", color="C2", mfc="white", ms=3.6,
+                                  label="p < 0.05 before the correction only"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(handles) > 3 else 3, frameon=False)
+        rule = "verdicts uncorrected" if data.correction == "uncorrected" else \
+            f"filled: {data.correction}-adjusted p < 0.05 within the column"
+        fig.suptitle(f"Paired differences against the reference {data.reference_label}, mean and 95 % interval over "
+                     f"seed units\n({rule})", fontsize=8)
+    return fig
+
+
 def draw_comparison(data: ComparisonData):
+    """Per-task bars (mean ± std over seeds) of every mapping; each mapping has its own colour and hatch."""
     import matplotlib
 
     k, t = data.means.shape
-    with matplotlib.rc_context(PAPER_RC):
+    styles = bar_styles(k)
+    with matplotlib.rc_context({**PAPER_RC, "hatch.linewidth": 0.5}):
         fig = _figure(WIDTH, 2.4 + 0.16 * math.ceil(k / 2))
         ax = fig.add_subplot()
         width = 0.8 / max(k, 1)
         x = np.arange(t)
         for i in range(k):
             is_ref = data.mappings[i] == data.reference
+            colour, hatch = styles[i]
             ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(data.means[i]), width, yerr=data.stds[i],
                    label=data.labels[i] + (" — reference" if is_ref else f" — {_short_verdict(data.verdicts[i])}"),
-                   color=f"C{i}", edgecolor="black" if is_ref else "none", linewidth=0.8,
-                   hatch="//" if is_ref else None, capsize=2, error_kw={"lw": 0.7})
+                   color=colour, edgecolor="black" if is_ref else "white", linewidth=1.0 if is_ref else 0.3,
+                   hatch=hatch or None, capsize=2, error_kw={"lw": 0.7})
         ax.set_xticks(x)
         ax.set_xticklabels(data.tasks)
         ax.set_ylabel("dev score (%)")
@@ -232,7 +404,8 @@ def draw_comparison(data: ComparisonData):
         ax.set_ylim(min(0.0, low * 1.12), top * 1.12 + 1)
         ax.axhline(0, color="0.3", lw=0.6)
         fig.legend(loc="outside lower center", ncol=min(2, k), frameon=False)
-        ax.set_title("Fine-tuned students per task, mean ± std over seeds (verdict: paired 95 % interval on the average)")
+        ax.set_title("Fine-tuned students per task, mean ± std over seeds (verdict on the average, "
+                     f"{data.correction})")
     return fig
 
 
@@ -254,23 +427,39 @@ def save_figure(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
-    """Evolution curve, mapping diagram (best + baselines) and gene heatmap of a run folder."""
+def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: float | None = None) -> list[Path]:
+    """Evolution curve, mapping diagram (best + baselines) and gene heatmap of a run folder.
+
+    The evolution curve's noise band is each genome's replicate standard error where it has one, else the
+    run's ``search.noise_std``; ``noise_std`` (``layermap plot --noise-std``) replaces both for every genome."""
     from .mapping import baselines
     from .evolution.results import load_result
     from .evolution.store import open_run
+    from .evolution.verdict import run_noise_std
+
+    if noise_std is not None and not (noise_std >= 0 and math.isfinite(noise_std)):
+        raise LayermapError(f"--noise-std must be a standard deviation >= 0, got {noise_std}")
 
     _, store, row = open_run(run_dir)
     with store:
         generations = store.generations(row.run_id)
         result = load_result(store, row, run_dir)
+        records = {}
+        for r in store.run_evaluations(row.run_id):
+            if r.record is not None and r.record.ok:
+                records.setdefault(r.genome, r.record)
     if not generations or result.best_genome is None:
         raise LayermapError(f"run folder {run_dir} has no finished generation to plot yet; let the search run first")
     out = Path(out) if out else Path(run_dir) / "plots"
     panels = {f"best {result.best_record.genome}": result.best_record.genome}
     panels.update({f"{name} {'-'.join(map(str, g))}": "-".join(map(str, g))
                    for name, g in baselines(row.student_layers, row.teacher_layers).items()})
-    files = save_figure(draw_evolution(evolution_data(generations)), out, "evolution")
+    base_texts = {"-".join(map(str, g)) for g in baselines(row.student_layers, row.teacher_layers).values()}
+    stderr = {g: r.fitness_stderr for g, r in records.items()} if noise_std is None else {}
+    noise = noise_std if noise_std is not None else (run_noise_std(row.config) or 0.0)
+    evolution = evolution_data(generations, noise_std=noise, stderr=stderr,
+                               baselines={g: r.fitness for g, r in records.items() if g in base_texts})
+    files = save_figure(draw_evolution(evolution), out, "evolution")
     files += save_figure(draw_mapping_diagram(diagram_data(panels, row.student_layers, row.teacher_layers)), out, "mappings")
     freq = gene_frequency_data(generations, row.student_layers, row.teacher_layers)
     files += save_figure(draw_gene_heatmap(freq), out, "gene_frequency")
@@ -278,11 +467,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
 
 
 def plot_compare(folder: str | Path, out: str | Path | None = None) -> list[Path]:
-    """Comparison bars and the mapping diagram of a compare folder."""
+    """Forest plot (``comparison``), per-task bars (``comparison_bars``) and the mapping diagram of a compare folder."""
     path = Path(folder) / "comparison.json"
     table = json.loads(path.read_text("utf-8"))
     out = Path(out) if out else Path(folder) / "plots"
-    files = save_figure(draw_comparison(comparison_data(table)), out, "comparison")
+    files = save_figure(draw_forest(forest_data(table)), out, "comparison")
+    files += save_figure(draw_comparison(comparison_data(table)), out, "comparison_bars")
     rows = {r["mapping"]: r for r in table["rows"] if r["task"] == "average"}
     panels = {f"{kind_label(rows[m]['kind'], table)} {m}": m for m in table["mappings"]}
     diagram = diagram_data(panels, table["student"]["layers"], table["teacher"]["layers"])
@@ -290,8 +480,9 @@ def plot_compare(folder: str | Path, out: str | Path | None = None) -> list[Path
     return files
 
 
-def plot_folder(folder: str | Path, out: str | Path | None = None) -> list[Path]:
-    """A run folder (``run.json``) or a compare folder (``comparison.json``) -> its figures."""
+def plot_folder(folder: str | Path, out: str | Path | None = None, *, noise_std: float | None = None) -> list[Path]:
+    """A run folder (``run.json``) or a compare folder (``comparison.json``) -> its figures (``noise_std``:
+    see :func:`plot_run`; a compare folder's noise is in its table)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,6 +490,6 @@ def plot_folder(folder: str | Path, out: str | Path | None = None) -> list[Path]
     if (folder / "comparison.json").is_file():
         return plot_compare(folder, out)
     if (folder / "run.json").is_file():
-        return plot_run(folder, out)
+        return plot_run(folder, out, noise_std=noise_std)
     raise LayermapError(f"{folder} is neither a run folder (run.json) nor a compare folder (comparison.json); "
                         "give the --out folder of 'layermap evolve' or 'layermap compare'")

@@ -18,6 +18,14 @@ changes every seed of an evaluation: ``distill.seed`` and ``proxy.seed``).  Acro
   ``signal_std = sqrt(max(0, spread² − seed_std² / S))`` estimates the spread of the true
   (noise-free) fitnesses as well.
 
+Many comparisons at once (the final stage's table):
+
+* **paired t-test** — the two-sided Student-t p-value of the mean of paired differences (by seed);
+* **Holm–Bonferroni** — step-down adjusted p-values for a family of tests: sort the m raw p-values,
+  p(1) ≤ … ≤ p(m); adjusted p(i) = max over j ≤ i of min(1, (m − j + 1) · p(j)).  Rejecting where the
+  adjusted p is below α controls the family-wise error rate at α under any dependence between tests,
+  and rejects at least what Bonferroni (m · p) rejects.
+
 Pure Python on lists of floats, so it is tested on numbers worked out by hand.
 """
 
@@ -26,6 +34,9 @@ from __future__ import annotations
 import itertools
 import math
 from typing import Sequence
+
+HOLM = "holm"
+CORRECTION_TEXT = {HOLM: "Holm–Bonferroni"}
 
 
 def average_ranks(values: Sequence[float]) -> list[float]:
@@ -109,6 +120,40 @@ def reliability(scores: Sequence[Sequence[float]]) -> dict:
         "interaction_std": interaction, "seed_set_means": set_means,
         "range_of_means": max(means) - min(means),
     }
+
+
+def paired_t_pvalue(differences: Sequence[float]) -> float | None:
+    """Two-sided p-value of a one-sample Student-t test of mean(differences) = 0 (None below 2 pairs).
+
+    Differences without spread give 1.0 when they are all 0 and 0.0 otherwise (the t statistic is
+    infinite), matching an interval of zero width."""
+    n = len(differences)
+    if n < 2:
+        return None
+    mean = sum(differences) / n
+    var = sum((d - mean) ** 2 for d in differences) / (n - 1)
+    if var <= 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    from scipy.stats import t
+
+    statistic = mean / math.sqrt(var / n)
+    return float(min(1.0, 2.0 * t.sf(abs(statistic), n - 1)))
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values in the input order; ``None`` (no test) stays ``None`` and does
+    not count towards the family size."""
+    present = [(p, i) for i, p in enumerate(pvalues) if p is not None]
+    for p, _ in present:
+        if math.isnan(p) or p < 0.0 or p > 1.0:
+            raise ValueError(f"p-values must lie in [0, 1], got {p}")
+    m = len(present)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))      # step-down: never below a smaller p's value
+        adjusted[i] = running
+    return adjusted
 
 
 def _mean(values: list[float]) -> float:

@@ -46,3 +46,38 @@ def test_help_and_version_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
     assert "layermap compare" in out and layermap.__version__ in out
+
+
+def test_verdict_and_export_on_a_run_folder_and_on_a_loaded_result(tmp_path, capsys):
+    import dataclasses
+
+    import pytest
+
+    from layermap.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["evolve", "--synthetic", "8", "--set", "student.layers=3", "--set", "search.population=6",
+                 "--set", "search.generations=2", "--quiet", "--out", str(run)]) == 0
+    assert main(["show", str(run)]) == 0
+    shown = capsys.readouterr().out.strip().splitlines()[-1]
+    verdict = layermap.verdict(run)
+    assert isinstance(verdict, layermap.Verdict) and verdict == layermap.verdict(layermap.load_result(run))
+    assert verdict.sentence == shown and verdict.best == layermap.load_result(run).best_record.genome
+    assert verdict.baseline is not None and verdict.noise_std is None and verdict.difference_needed is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verdict.best = "1-2-3"
+    noisy = layermap.verdict(run, noise_std=0.5)
+    assert noisy.difference_needed == pytest.approx(2 * (2 * 0.5 ** 2) ** 0.5) and noisy.ties >= 1
+    assert noisy.noise_std_from == "noise_std" and "to exceed seed noise" in noisy.sentence
+    assert noisy.to_dict()["difference"] == pytest.approx(noisy.best_fitness - noisy.baseline_fitness)
+    with pytest.raises(layermap.LayermapError, match="noise_std must be a standard error >= 0"):
+        layermap.verdict(run, noise_std=-1)
+
+    done = layermap.export(layermap.load_result(run))
+    assert done.path == run / "best_mapping.json" and done.adaptor_path is None
+    assert layermap.LayerMapping.from_json(done.path).text == verdict.best
+    tb = layermap.export(run, tmp_path / "m.json", format="textbrewer", attention_index="textbrewer-examples")
+    assert json.loads(tb.provenance_path.read_text())["attention_index"] == "textbrewer-examples"
+    assert 'ATTENTION_INDEX = "textbrewer-examples"' in tb.adaptor_path.read_text()
+    with pytest.raises(layermap.LayermapError, match="unknown attention index"):
+        layermap.export(run, tmp_path / "x.json", format="textbrewer", attention_index="one-based")

@@ -25,6 +25,15 @@ def test_baselines_table_and_json(capsys):
     assert json.loads(capsys.readouterr().out) == {"uniform": "2-4-6", "top": "4-5-6", "bottom": "1-2-3", "last": "0-0-6"}
 
 
+def test_python_dash_m_layermap_runs_the_cli_as_the_console_script_does():
+    for module in ("layermap", "layermap.cli"):        # python -m layermap; the older python -m layermap.cli
+        proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+        assert proc.returncode == 0 and "usage: layermap" in proc.stdout and "evolve" in proc.stdout, proc.stderr
+        assert proc.stderr == ""
+    assert run_cli("baselines", "--teacher-layers", "6", "--student-layers", "3").stdout.split()[:2] == ["uniform", "2-4-6"]
+
+
 def _distill_args(teacher, corpus, out, mapping="2-4", **extra):
     args = ["distill", "--teacher", teacher, "--student-layers", "2", "--hidden-size", "16", "--heads", "2",
             "--mapping", mapping, "--corpus", corpus, "--max-segments", "32", "--max-steps", "4", "--batch-size", "8",

@@ -150,7 +150,7 @@ def test_cli_compare_from_a_run_folder_and_from_mappings_then_plot(compare_toml,
     assert main(["compare", "--mappings", "2-4,top", "--config", str(compare_toml), "--seeds", "1", "--tasks", "sst2",
                  "--quiet", "--out", str(listed)]) == 0
     assert json.loads((listed / "comparison.json").read_text())["mappings"] == ["2-4", "3-4"]
-    for folder, names in ((run, {"evolution", "mappings", "gene_frequency"}), (cmp, {"comparison", "mappings"})):
+    for folder, names in ((run, {"evolution", "mappings", "gene_frequency"}), (cmp, {"comparison", "comparison_bars", "mappings"})):
         plots = tmp_path / f"plots-{folder.name}"
         assert main(["plot", str(folder), "-o", str(plots)]) == 0
         files = sorted(plots.iterdir())

@@ -112,3 +112,134 @@ def test_rendered_files_hold_every_row(tmp_path):
     loaded = json.loads((tmp_path / "comparison.json").read_text())
     assert loaded["cells"] == {"computed": 12, "cached": 0}
     assert all({"mapping", "task", "mean", "std", "scores"} <= set(r) for r in loaded["rows"])
+
+
+def _family_cells():
+    """A baseline 0-0-6 and four mappings on one task, 4 seeds: one clear gain, one borderline, two nulls."""
+    ref = [60.0, 64.0, 58.0, 62.0]
+    offsets = {"1-1-1": (5.0, 5.2, 4.9, 5.1),          # p ~ 1e-5: survives any correction
+               "2-2-2": (1.0, 2.8, 0.8, 2.4),          # p ~ 0.04 alone: 'better' uncorrected, not after Holm x 4
+               "3-3-3": (1.0, -1.0, 0.5, -0.5), "4-4-4": (-0.5, 0.5, 0.0, 0.2)}
+    scores = {"0-0-6": ref, **{m: [r + o for r, o in zip(ref, off)] for m, off in offsets.items()}}
+    return [Cell(m, 0, "sst2", s, v) for m, vs in scores.items() for s, v in enumerate(vs)]
+
+
+def test_holm_adjusts_each_column_and_the_verdict_uses_the_adjusted_p(tmp_path):
+    from scipy.stats import ttest_rel
+
+    mappings = ["1-1-1", "2-2-2", "3-3-3", "4-4-4", "0-0-6"]
+    table = build_table(_family_cells(), mappings, ["sst2"], [(0, s) for s in range(4)], kinds={"0-0-6": ["last"]})
+    rows = {(r["mapping"], r["task"]): r for r in table["rows"]}
+    assert table["correction"]["method"] == "holm" and table["correction"]["tests"] == {"sst2": 4, AVERAGE: 4}
+    raw = {m: rows[(m, "sst2")]["paired"]["p"] for m in mappings[:4]}
+    cells = {(c.mapping, c.seed): c.score for c in _family_cells()}
+    for m in raw:                                           # the raw p is the paired t-test's, by seed
+        expected = ttest_rel([cells[(m, s)] for s in range(4)], [cells[("0-0-6", s)] for s in range(4)]).pvalue
+        assert raw[m] == pytest.approx(expected, rel=1e-9)
+    borderline = rows[("2-2-2", "sst2")]["paired"]
+    assert 0.01 < borderline["p"] < 0.05 and borderline["uncorrected_verdict"] == BETTER
+    assert borderline["p_adjusted"] > 0.05 and borderline["verdict"] == SAME          # gone under Holm
+    clear = rows[("1-1-1", "sst2")]["paired"]
+    assert clear["p_adjusted"] == pytest.approx(4 * clear["p"]) and clear["verdict"] == BETTER   # smallest p: x 4
+    adjusted = [rows[(m, "sst2")]["paired"]["p_adjusted"] for m in mappings[:4]]
+    assert all(a >= raw[m] for a, m in zip(adjusted, raw)) and max(adjusted) <= 1.0
+    # one task: the average column repeats the task's tests, adjusted in its own family
+    assert rows[("2-2-2", AVERAGE)]["paired"]["p_adjusted"] == pytest.approx(borderline["p_adjusted"])
+
+    md = render_markdown(table)
+    assert "p (Holm–Bonferroni)" in md and "Holm–Bonferroni-adjusted within each column" in md and "4 tests each" in md
+    assert f"p {borderline['p_adjusted']:.3f} n.s." in md
+    lines = {(r["mapping"], r["task"]): r for r in csv.DictReader(io.StringIO(render_csv(table)))}
+    assert float(lines[("2-2-2", "sst2")]["p_holm"]) == pytest.approx(borderline["p_adjusted"], rel=1e-3)
+    assert float(lines[("2-2-2", "sst2")]["p_value"]) == pytest.approx(borderline["p"], rel=1e-3)
+    assert lines[("2-2-2", "sst2")]["verdict"] == SAME and lines[("0-0-6", "sst2")]["p_holm"] == ""
+    write_table(tmp_path, table)
+    saved = json.loads((tmp_path / "comparison.json").read_text())
+    kept = {(r["mapping"], r["task"]): r["paired"] for r in saved["rows"]}[("2-2-2", "sst2")]
+    assert {"p", "p_adjusted", "verdict", "uncorrected_verdict"} <= set(kept) and saved["correction"]["alpha"] == 0.05
+
+
+def test_one_seed_unit_makes_no_test_and_the_note_says_so():
+    cells = [c for c in _cells() if c.seed == 0]
+    table = build_table(cells, ["1-3-5", "2-4-6"], ["sst2", "cola"], [(0, 0)], kinds={"2-4-6": ["uniform"]})
+    assert table["correction"]["tests"] == {"sst2": 0, "cola": 0, AVERAGE: 0}
+    paired = {(r["mapping"], r["task"]): r["paired"] for r in table["rows"]}[("1-3-5", "sst2")]
+    assert paired["p"] is None and paired["p_adjusted"] is None and "one seed" in paired["verdict"]
+    assert "no paired test" in render_markdown(table)
+
+
+def test_a_table_made_before_the_correction_still_renders():
+    table = build_table(_cells(), ["1-3-5", "2-4-6"], ["sst2", "cola"], [(0, 0), (0, 1), (0, 2)],
+                        kinds={"2-4-6": ["uniform"]})
+    del table["correction"]
+    for r in table["rows"]:
+        if r["paired"]:
+            r["paired"] = {k: v for k, v in r["paired"].items() if k in ("reference", "mean", "low", "high", "n", "verdict")}
+    md = render_markdown(table)
+    assert "uncorrected paired 95 % intervals" in md and "p (uncorrected)" in md
+
+
+def test_render_only_rewrites_an_old_folder_from_its_store_without_computing(tmp_path, tiny_glue_dir):
+    """A folder whose table predates the correction (and whose fingerprint need not match today's) gets the
+    Holm verdicts from the cells in its store; nothing is computed, and a missing cell is reported."""
+    from proxy_tasks import data_fingerprint
+
+    from layermap.config import digest
+    from layermap.errors import LayermapError
+    from layermap.evolution.store import STORE_NAME, Store
+    from layermap.final.compare import FINETUNE, render_folder
+
+    fingerprint = "old-format-fingerprint"
+    cells = _family_cells()
+    mappings, units = ["1-1-1", "2-2-2", "3-3-3", "4-4-4", "0-0-6"], [(0, s) for s in range(4)]
+    (tmp_path / "compare.json").write_text(json.dumps({"fingerprint": fingerprint, "settings": {}}))
+    (tmp_path / "config.toml").write_text(f'[proxy]\nglue_dir = "{tiny_glue_dir}"\n')
+    cell_fp = digest([fingerprint, "sst2", data_fingerprint("sst2", str(tiny_glue_dir))])[:32]
+    with Store(tmp_path / STORE_NAME) as store:
+        for c in cells:
+            store.save_cell(cell_fp, (FINETUNE, c.mapping, c.distill_seed, c.task, c.seed),
+                            {"status": "complete", "score": c.score, "metrics": {"accuracy": c.score}})
+    old = build_table(cells, mappings, ["sst2"], units, kinds={"0-0-6": ["last"]}, proxy_fitness={"2-2-2": 61.0})
+    del old["correction"]
+    for r in old["rows"]:
+        if r["paired"]:
+            r["paired"] = {k: r["paired"][k] for k in ("reference", "mean", "low", "high", "n")} | {
+                "verdict": r["paired"]["uncorrected_verdict"]}
+    old.update(teacher={"name": "t", "layers": 6}, student={"layers": 3, "hidden_size": 32, "init": "random"},
+               budget={"max_steps": 10, "epochs": 1.0, "batch_size": 4, "seq_len": 16, "learning_rate": 1e-3,
+                       "finetune": {"max_train": 64, "epochs": 1.0, "learning_rate": 1e-3}},
+               seeds=4, distill_seeds=1, teacher_scores={}, source={"mappings": "given"}, created="then")
+    (tmp_path / "comparison.json").write_text(json.dumps(old))
+    assert {(r["mapping"], r["task"]): r for r in old["rows"]}[("2-2-2", "sst2")]["paired"]["verdict"] == BETTER
+
+    result = render_folder(tmp_path)
+    assert (result.computed, result.cached, result.failed, result.distilled) == (0, 20, 0, 0)
+    new = json.loads((tmp_path / "comparison.json").read_text())
+    rows = {(r["mapping"], r["task"]): r for r in new["rows"]}
+    assert new["correction"]["method"] == "holm" and new["created"] == "then" and new["fingerprint"] == fingerprint
+    assert rows[("2-2-2", "sst2")]["paired"]["verdict"] == SAME                    # gone under Holm
+    assert rows[("2-2-2", "sst2")]["paired"]["uncorrected_verdict"] == BETTER
+    assert rows[("2-2-2", AVERAGE)]["proxy_fitness"] == 61.0 and rows[("0-0-6", AVERAGE)]["kind"] == ["last"]
+    assert [r["scores"] for r in new["rows"]] == [r["scores"] for r in old["rows"]]
+    assert "Holm–Bonferroni" in (tmp_path / "comparison.md").read_text()
+
+    with Store(tmp_path / STORE_NAME) as store:                                    # a cell gone from the store
+        store._db.execute("DELETE FROM cells WHERE mapping = '4-4-4' AND seed = 3")
+    again = render_folder(tmp_path)
+    assert again.cached == 19 and again.table["cells"]["missing"] == 1
+    with pytest.raises(LayermapError, match="not a compare folder"):
+        render_folder(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--render-only", "--mappings", "2-4-6", "--out", "{tmp}"], "give only --out"),
+    (["compare", "--render-only", "--out", "{tmp}/nowhere"], "is not a compare folder"),
+    (["plot", "{tmp}", "--noise-std", "-1"], "--noise-std must be"),
+])
+def test_bad_render_and_plot_input_ends_in_one_sentence(tmp_path, capsys, argv, message):
+    from layermap.cli.main import main
+
+    (tmp_path / "run.json").write_text("{}")          # looks like a run folder to 'plot'
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -126,16 +126,20 @@ def test_export_textbrewer_has_one_hidden_match_per_mapped_pair(run_dir, capsys)
     data = json.loads((run_dir / "intermediate_matches.json").read_text())
     provenance = json.loads((run_dir / "intermediate_matches.provenance.json").read_text())
     assert set(data) == {"intermediate_matches", "kd_loss_weight", "hard_label_weight"}
-    assert {"teacher", "fitness", "layer_numbering", "fingerprint"} <= set(provenance)
+    assert {"teacher", "fitness", "layer_numbering", "fingerprint", "attention_feature"} <= set(provenance)
+    assert provenance["attention_index"] == "hf" and (run_dir / "intermediate_matches.adaptor.py").is_file()
     mapping = LayerMapping.parse(provenance["mapping"], 8)
     hidden = [m for m in data["intermediate_matches"] if m["feature"] == "hidden"]
     attention = [m for m in data["intermediate_matches"] if m["feature"] == "attention"]
     assert [(m["layer_S"], m["layer_T"]) for m in hidden] == mapping.pairs()
     assert all(m["proj"] == ["linear", 32, 64] and m["loss"] == "hidden_mse" for m in hidden)
-    assert [(m["layer_S"], m["layer_T"]) for m in attention] == mapping.pairs()[1:]
-    same_width = textbrewer_matches(LayerMapping((0, 4, 0, 12), teacher_layers=12), 768, 768)
+    assert [(m["layer_S"] + 1, m["layer_T"] + 1) for m in attention] == mapping.pairs()[1:]    # HF: 0-based
+    same_width = textbrewer_matches(LayerMapping((0, 4, 0, 12), teacher_layers=12), 768, 768,
+                                    attention_index="textbrewer-examples")
     assert [(m["layer_S"], m["layer_T"], m["feature"]) for m in same_width] == [
         (0, 0, "hidden"), (2, 4, "hidden"), (2, 4, "attention"), (4, 12, "hidden"), (4, 12, "attention")]
+    hf = textbrewer_matches(LayerMapping((0, 4, 0, 12), teacher_layers=12), 768, 768)
+    assert [(m["layer_S"], m["layer_T"]) for m in hf if m["feature"] == "attention"] == [(1, 3), (3, 11)]
     assert all("proj" not in m for m in same_width)
 
 
@@ -188,7 +192,8 @@ def _textbrewer_distillation_config():
 
     if importlib.util.find_spec("textbrewer") is None:
         pytest.skip("TextBrewer is not installed (pip install --no-deps textbrewer)")
-    if importlib.util.find_spec("tensorboardX") is None and importlib.util.find_spec("tensorboard") is None:
+    if ("tensorboardX" not in sys.modules and importlib.util.find_spec("tensorboardX") is None
+            and importlib.util.find_spec("tensorboard") is None):
         stub = types.ModuleType("tensorboardX")
         stub.SummaryWriter = object
         sys.modules.setdefault("tensorboardX", stub)

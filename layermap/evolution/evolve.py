@@ -469,6 +469,10 @@ def _compute(search: SearchState, pending: list[str], generation: int, cached: i
     first = next(stream, None)
     if first is None:                                    # nothing to compute: no executor, no teacher loaded
         return busy
+    if search.progress and search.executor is None and hasattr(search.evaluator, "prepare"):
+        run = search.config.run                          # a piped log is not silent while the evaluator prepares
+        _log.info(f"gen {generation}/{search.config.search.generations}: evaluating {len(pending)} genome(s) on "
+                  f"{run.workers} {run.executor} worker(s); preparing first")
     with tqdm(total=len(pending), desc=f"gen {generation}/{search.config.search.generations}", unit="eval",
               file=sys.stderr, disable=not (search.progress and live_progress())) as bar:
         bar.set_postfix(cached=cached, best=_best_known(search.memo))

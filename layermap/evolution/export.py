@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..distill.identity import teacher_label
 from ..errors import LayermapError
 from ..mapping import LayerMapping
 from .records import EvaluationRecord
@@ -14,6 +15,7 @@ from .results import SearchResult, load_result
 from .store import RunRow, open_run
 
 FORMATS = ("json", "textbrewer")
+ATTENTION_INDEXES = ("hf", "textbrewer-examples")
 DEFAULT_NAMES = {"json": "best_mapping.json", "textbrewer": "intermediate_matches.json"}
 
 
@@ -25,6 +27,7 @@ class Rendered:
     fitness: float
     text: str
     provenance: dict | None
+    adaptor: str | None = None            # TextBrewer: the adaptor module's source (written as <name>.adaptor.py)
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,18 @@ class Exported:
     fitness: float
     path: Path
     provenance_path: Path | None
+    adaptor_path: Path | None = None
 
 
-def render_export(run_dir: str | Path, format: str = "json") -> Rendered:
+def render_export(run_dir: str | Path, format: str = "json", attention_index: str = "hf") -> Rendered:
     """The best mapping of a run as ``format`` (``json``: the mapping with its provenance; ``textbrewer``:
     exactly ``DistillationConfig``'s keys, so that ``DistillationConfig.from_json_file`` loads it, with the
-    provenance kept apart)."""
+    provenance and the adaptor module kept apart; its attention matches count layers as ``attention_index``
+    says, see :data:`ATTENTION_INDEXES`)."""
     if format not in FORMATS:
         raise LayermapError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
+    if attention_index not in ATTENTION_INDEXES:
+        raise LayermapError(f"unknown attention index {attention_index!r}; use one of {', '.join(ATTENTION_INDEXES)}")
     _, store, row = open_run(run_dir)
     with store:
         result = load_result(store, row, run_dir)
@@ -54,17 +61,21 @@ def render_export(run_dir: str | Path, format: str = "json") -> Rendered:
     if format == "json":
         return Rendered(mapping, result.best_record.fitness, json.dumps(mapping.to_dict(**metadata), indent=2) + "\n", None)
     # the general stage has no prediction-layer loss (kd_loss_weight 0)
-    payload = {"intermediate_matches": textbrewer_matches(mapping, *widths(row)), "kd_loss_weight": 0,
-               "hard_label_weight": 0}
-    beside = {"mapping": mapping.text, **metadata, "layer_numbering": TEXTBREWER_NUMBERING}
-    return Rendered(mapping, result.best_record.fitness, json.dumps(payload, indent=2) + "\n", beside)
+    payload = {"intermediate_matches": textbrewer_matches(mapping, *widths(row), attention_index=attention_index),
+               "kd_loss_weight": 0, "hard_label_weight": 0}
+    beside = {"mapping": mapping.text, **metadata, "attention_index": attention_index,
+              "layer_numbering": NUMBERING[attention_index], "attention_feature": ATTENTION_FEATURE,
+              "projection": PROJECTION_NOTE}
+    return Rendered(mapping, result.best_record.fitness, json.dumps(payload, indent=2) + "\n", beside,
+                    render_adaptor(mapping, attention_index, metadata.get("teacher")))
 
 
-def export_run(run_dir: str | Path, path: str | Path | None = None, format: str = "json") -> Exported:
+def export_run(run_dir: str | Path, path: str | Path | None = None, format: str = "json",
+               attention_index: str = "hf") -> Exported:
     """Write the best mapping of the run in ``run_dir`` to ``path`` (default: ``best_mapping.json`` or
-    ``intermediate_matches.json`` in the run folder); TextBrewer's provenance goes to
-    ``<name>.provenance.json`` beside it."""
-    rendered = render_export(run_dir, format)
+    ``intermediate_matches.json`` in the run folder); for TextBrewer, the provenance goes to
+    ``<name>.provenance.json`` and the adaptors to ``<name>.adaptor.py`` beside it."""
+    rendered = render_export(run_dir, format, attention_index)
     default = DEFAULT_NAMES[format]
     path = Path(path) if path else Path(run_dir) / default
     if path.is_dir():
@@ -73,26 +84,47 @@ def export_run(run_dir: str | Path, path: str | Path | None = None, format: str 
         raise LayermapError(f"-o {path}: the folder {path.parent} does not exist; create it first or write elsewhere")
     try:
         path.write_text(rendered.text, encoding="utf-8")
-        sibling = None
+        sibling = adaptor = None
         if rendered.provenance is not None:
             sibling = path.with_name(f"{path.stem}.provenance.json")
             sibling.write_text(json.dumps(rendered.provenance, indent=2) + "\n", encoding="utf-8")
+        if rendered.adaptor is not None:
+            adaptor = path.with_name(f"{path.stem}.adaptor.py")
+            adaptor.write_text(rendered.adaptor.replace("THIS_FILE.json", path.name)
+                               .replace("THIS_FILE.adaptor.py", adaptor.name), encoding="utf-8")
     except OSError as exc:
         raise LayermapError(f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and free "
                             "disk space") from None
-    return Exported(rendered.mapping, rendered.fitness, path, sibling)
+    return Exported(rendered.mapping, rendered.fitness, path, sibling, adaptor)
 
 
-TEXTBREWER_NUMBERING = ("hidden 0 = embeddings, k = layer k; attention k = layer k (as in TextBrewer's "
-                        "examples/matches.py); an adaptor returning outputs.attentions as-is is 0-based, so subtract 1 "
-                        "from attention layer_T/layer_S there. TextBrewer builds one projection per hidden match; "
-                        "layermap shares one projection across all layers.")
+NUMBERING = {
+    "hf": ("hidden 0 = embeddings, k = layer k (outputs.hidden_states); attention k-1 = layer k (outputs.attentions, "
+           "Hugging Face's 0-based tuple): the adaptor passes both tuples as they are"),
+    "textbrewer-examples": ("hidden 0 = embeddings, k = layer k (outputs.hidden_states); attention k = layer k (as in "
+                            "TextBrewer's examples/matches.py): the adaptor prepends an unused entry to "
+                            "outputs.attentions so that entry k is layer k"),
+}
+ATTENTION_FEATURE = (
+    "TextBrewer's attention_mse compares whatever the adaptor returns as 'attention'. layermap's fitness distilled "
+    "TinyBERT's attention scores before the softmax; Hugging Face's outputs.attentions (output_attentions=True, eager "
+    "attention) are the probabilities after it (and after attention dropout in training mode). adaptor_T/adaptor_S "
+    "pass those probabilities, so they train as they are but distil another attention target than the fitness "
+    "measured; score_adaptor(model) gives the pre-softmax scores Q K^T / sqrt(d_head) from hooks on each layer's "
+    "query and key, the target layermap's fitness used.")
+PROJECTION_NOTE = ("TextBrewer builds one linear projection per hidden match (proj); layermap's fitness shares one "
+                   "projection across all layers.")
 
 
-def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width: int) -> list[dict]:
+def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width: int,
+                       attention_index: str = "hf") -> list[dict]:
     """TextBrewer ``intermediate_matches`` for a mapping: a hidden-state MSE per (student m, teacher k) pair,
     embeddings (0, 0) included, through a linear projection when the widths differ, and an attention MSE
-    per non-embedding pair."""
+    per non-embedding pair, numbered as ``attention_index`` says (``hf``: m-1 and k-1; ``textbrewer-examples``:
+    m and k)."""
+    if attention_index not in ATTENTION_INDEXES:
+        raise LayermapError(f"unknown attention index {attention_index!r}; use one of {', '.join(ATTENTION_INDEXES)}")
+    shift = 1 if attention_index == "hf" else 0
     matches = []
     for m, k in mapping.pairs():
         hidden = {"layer_T": k, "layer_S": m, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
@@ -100,8 +132,100 @@ def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width:
             hidden["proj"] = ["linear", student_width, teacher_width]
         matches.append(hidden)
         if m > 0:
-            matches.append({"layer_T": k, "layer_S": m, "feature": "attention", "loss": "attention_mse", "weight": 1})
+            matches.append({"layer_T": k - shift, "layer_S": m - shift, "feature": "attention", "loss": "attention_mse",
+                            "weight": 1})
     return matches
+
+
+def render_adaptor(mapping: LayerMapping, attention_index: str, teacher: str | None = None) -> str:
+    """The source of ``<name>.adaptor.py``: TextBrewer adaptors whose 'attention' numbering matches the export."""
+    prepend = "(None,) + tuple(attentions)" if attention_index == "textbrewer-examples" else "tuple(attentions)"
+    return (ADAPTOR_TEMPLATE.replace("{MAPPING}", mapping.text).replace("{TEACHER}", str(teacher or "?"))
+            .replace("{INDEX}", attention_index).replace("{NUMBERING}", NUMBERING[attention_index])
+            .replace("{ATTENTIONS}", prepend))
+
+
+ADAPTOR_TEMPLATE = '''"""TextBrewer adaptors for the layer mapping {MAPPING} that layermap exported (teacher {TEACHER}).
+
+Numbering of the matches beside this file ({INDEX}): {NUMBERING}.
+
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("layermap_adaptor", "THIS_FILE.adaptor.py")
+    adaptors = importlib.util.module_from_spec(spec); spec.loader.exec_module(adaptors)
+    adaptors.prepare(teacher); adaptors.prepare(student)   # hidden states + (eager) attentions in every output
+    distiller = GeneralDistiller(train_config, DistillationConfig.from_json_file("THIS_FILE.json"),
+                                 teacher, student, adaptors.adaptor_T, adaptors.adaptor_S)
+
+adaptor_T / adaptor_S pass Hugging Face's outputs.attentions: probabilities after the softmax.  layermap's
+fitness distilled TinyBERT's attention scores before the softmax; for that target use
+adaptors.score_adaptor(teacher) / adaptors.score_adaptor(student) instead (hooks on every layer's query and key).
+Batches are dicts of the models' keyword arguments (input_ids, attention_mask, ...); the attention_mask is
+passed on as TextBrewer's inputs_mask, so padding is left out of every loss.  Give it: without inputs_mask
+TextBrewer's attention_mse sets every value <= -0.001 to 0 (it expects scores with -10000 on padding), which
+would also zero the negative pre-softmax scores of score_adaptor.  score_adaptor's hooks stay on the model.
+"""
+
+import torch
+
+ATTENTION_INDEX = "{INDEX}"
+
+
+def prepare(model):
+    """Make a Hugging Face encoder return every hidden state and (eager) attention probabilities."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")      # sdpa/flash attention return no attention probabilities
+    else:
+        model.config._attn_implementation = "eager"
+    model.config.output_hidden_states = True
+    model.config.output_attentions = True
+    return model
+
+
+def _features(batch, outputs, attentions):
+    if outputs.hidden_states is None or attentions is None:
+        raise ValueError("the model returned no hidden states or attentions: call prepare(model) on it first")
+    features = {"hidden": tuple(outputs.hidden_states), "attention": {ATTENTIONS}}
+    if isinstance(batch, dict) and batch.get("attention_mask") is not None:
+        features["inputs_mask"] = batch["attention_mask"]
+    return features
+
+
+def adaptor_T(batch, outputs):
+    """The teacher's features: hidden states and attention probabilities (outputs.attentions)."""
+    return _features(batch, outputs, outputs.attentions)
+
+
+adaptor_S = adaptor_T       # the student's features are read the same way
+
+
+def score_adaptor(model):
+    """An adaptor for ``model`` whose 'attention' is the pre-softmax scores Q K^T / sqrt(d_head) of every layer
+    (what layermap's fitness distilled), recorded by forward hooks on each layer's query and key."""
+    qk = {}
+    layers = model.base_model.encoder.layer
+    heads = model.config.num_attention_heads
+
+    def hook(index, which):
+        def record(_module, _inputs, output):
+            qk.setdefault(index, {})[which] = output
+        return record
+
+    for index, layer in enumerate(layers):
+        layer.attention.self.query.register_forward_hook(hook(index, "q"))
+        layer.attention.self.key.register_forward_hook(hook(index, "k"))
+
+    def scores(index):
+        q, k = qk[index]["q"], qk[index]["k"]
+        b, n, d = q.shape
+        q = q.view(b, n, heads, d // heads).transpose(1, 2)
+        k = k.view(b, n, heads, d // heads).transpose(1, 2)
+        return torch.matmul(q, k.transpose(-1, -2)) / (d // heads) ** 0.5
+
+    def adaptor(batch, outputs):
+        return _features(batch, outputs, [scores(i) for i in range(len(layers))])
+
+    return adaptor
+'''
 
 
 def record_entry(record: EvaluationRecord) -> dict:
@@ -113,8 +237,10 @@ def record_entry(record: EvaluationRecord) -> dict:
 
 def provenance(row: RunRow, result: SearchResult) -> dict:
     record = result.best_record
+    identity = row.description.get("teacher_identity")            # runs before the label recorded none
     return {
-        "teacher": row.description.get("teacher"), "student": row.description.get("student"),
+        "teacher": teacher_label(row.description.get("teacher")), **({"teacher_identity": identity} if identity else {}),
+        "student": row.description.get("student"),
         "fitness": record.fitness, "tasks": record_entry(record)["tasks"], "fingerprint": row.fingerprint,
         "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": "layermap evolve",

@@ -31,12 +31,16 @@ from typing import Sequence
 import torch
 
 from ..config import Config, digest
+from ..distill.identity import teacher_label
+from ..logs import get_logger
 from ..distill.corpus import Segments, check_source, corpus_identity, load_segments
 from ..distill.loop import LiveTeacher, TeacherSource, distill
 from ..mapping import LayerMapping
 from ..distill.models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
     pick_device, quiet_transformers, teacher_identity
 from .records import EvaluationRecord, TaskScore, environment, mean_and_stderr, sample_var
+
+_log = get_logger(__name__)
 
 FITNESS_FORMAT = 3          # bump when the fitness computation or its fingerprint changes meaning (head/repeats
                             # enter the fingerprint only when not finetune/1, so records from before them keep their key).
@@ -105,7 +109,9 @@ class ProxyEvaluator:
 
     def describe(self) -> dict:
         spec = self.spec
-        return {"teacher": self.config.teacher.name, "teacher_layers": self.teacher_layers,
+        c = self.config
+        return {"teacher": teacher_label(c.teacher.name), "teacher_identity": teacher_identity(c.teacher.name, c.teacher.revision),
+                "teacher_layers": self.teacher_layers,
                 "teacher_hidden_size": int(self._teacher_config.hidden_size),
                 "teacher_heads": int(self._teacher_config.num_attention_heads),
                 "student": {"layers": spec.layers, "hidden_size": spec.hidden_size, "heads": spec.heads,
@@ -178,13 +184,17 @@ class ProxyEvaluator:
         c = self.config
         quiet_transformers()
         device = pick_device(self._device)
+        started = time.perf_counter()
+        _log.info(f"preparing: loading the teacher {teacher_label(c.teacher.name)}")      # INFO: a worker shows none
         teacher = load_teacher(c.teacher.name, c.teacher.revision, device=device)
+        _log.info(f"preparing: tokenising the corpus {Path(c.corpus.path).name} into {c.corpus.seq_len}-token segments")
         segments = load_segments(c.corpus.path, teacher.tokenizer, seq_len=c.corpus.seq_len,
                                  max_segments=c.corpus.max_segments, fraction=c.corpus.fraction, seed=c.corpus.seed,
                                  max_documents=c.corpus.max_documents, cache_dir=c.run.cache_dir, progress=self.progress)
         if c.proxy.teacher_cache:
             from ..distill.teacher_cache import build_teacher_cache
 
+            _log.info(f"preparing: caching the teacher's outputs on {len(segments)} segments")
             source: TeacherSource = build_teacher_cache(teacher, segments, cache_dir=c.run.cache_dir,
                                                         device=device, progress=self.progress)
         else:
@@ -195,6 +205,8 @@ class ProxyEvaluator:
                                 max_eval=c.proxy.max_eval or None, seed=c.proxy.seed) for t in c.proxy.tasks)
         self._state = _State(teacher=teacher, segments=segments, source=source, spec=spec,
                              init_state=copy.deepcopy(init.state_dict()), tasks=tasks, device=device)
+        _log.info(f"prepared in {time.perf_counter() - started:.0f}s: {len(segments)} segments, proxy tasks "
+                  f"{', '.join(c.proxy.tasks)}; the first evaluation follows")
         return self._state
 
     def new_student(self, mapping: LayerMapping):

@@ -7,6 +7,9 @@ A fitness is one draw of a noisy measurement; every statement here says how larg
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
+from ..errors import LayermapError
 from ..mapping import baselines
 from .records import EvaluationRecord
 from .store import RunRow, Store
@@ -111,3 +114,71 @@ def ranked_records(store: Store, row: RunRow) -> list[EvaluationRecord]:
         if r.record is not None and r.record.ok and r.genome not in best:
             best[r.genome] = r.record
     return sorted(best.values(), key=lambda rec: -rec.fitness)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A run's verdict: its best genome against its best evaluated baseline, with the noise a difference must
+    exceed (``difference_needed``, two standard errors of a difference) and the genomes tied with the best.
+
+    ``baseline``/``difference``/``difference_needed``/``beyond_noise`` are ``None`` where no baseline was
+    evaluated or a standard error is unknown; ``sentence`` says the same in words (what ``layermap show`` and
+    the evolve summary print)."""
+
+    run_id: str
+    best: str | None
+    best_fitness: float | None
+    baseline: str | None
+    baseline_kind: str | None
+    baseline_fitness: float | None
+    difference: float | None
+    difference_needed: float | None
+    beyond_noise: bool | None
+    ties: int | None                  # genomes within noise of the best, the best included
+    genomes: int
+    noise_std: float | None           # the standard error used for every genome, or None (each record's own)
+    noise_std_from: str | None        # where noise_std came from ("search.noise_std", the caller's argument)
+    tie_rule: str
+    sentence: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def verdict_of(records: list[EvaluationRecord], run_id: str, student_layers: int, teacher_layers: int,
+               noise_std: float | None = None, noise_std_from: str | None = None) -> Verdict:
+    """The :class:`Verdict` on a run's successful records (any order)."""
+    b = best_vs_baselines(records, student_layers, teacher_layers, noise_std)
+    best = max(records, key=lambda r: r.fitness) if records else None
+    return Verdict(
+        run_id=run_id, best=best.genome if best else None, best_fitness=best.fitness if best else None,
+        baseline=b["baseline"] if b else None, baseline_kind=b["baseline_kind"] if b else None,
+        baseline_fitness=b["baseline_fitness"] if b else None, difference=b["difference"] if b else None,
+        difference_needed=b["difference_needed"] if b else None, beyond_noise=b["beyond_noise"] if b else None,
+        ties=b["within_noise_of_best"] if b else _ties(records, noise_std), genomes=len(records),
+        noise_std=noise_std, noise_std_from=noise_std_from if noise_std is not None else None, tie_rule=TIE_RULE,
+        sentence=baseline_sentence(b))
+
+
+def run_verdict(store: Store, row: RunRow, noise_std: float | None = None,
+                noise_std_from: str = "noise_std") -> Verdict:
+    """The :class:`Verdict` on the run ``row`` of ``store``: ``noise_std`` if given, else the run's measured
+    ``search.noise_std``, else each record's own standard error."""
+    noise_std, noise_std_from = resolve_noise(row, noise_std, noise_std_from)
+    return verdict_of(ranked_records(store, row), row.run_id, row.student_layers, row.teacher_layers,
+                      noise_std, noise_std_from)
+
+
+def resolve_noise(row: RunRow, noise_std: float | None, noise_std_from: str) -> tuple[float | None, str | None]:
+    """(the standard error to use for every genome, where it came from): ``noise_std`` if given, else the run's
+    ``search.noise_std``, else ``(None, None)`` (each record's own)."""
+    if noise_std is not None and not noise_std >= 0:
+        raise LayermapError(f"{noise_std_from} must be a standard error >= 0, got {noise_std}")
+    if noise_std is None and run_noise_std(row.config):
+        return run_noise_std(row.config), "search.noise_std"
+    return noise_std, noise_std_from if noise_std is not None else None
+
+
+def _ties(records: list[EvaluationRecord], noise_std: float | None) -> int | None:
+    ties = within_noise_of_best(sorted(records, key=lambda r: -r.fitness), noise_std)
+    return None if not ties or any(t is None for t in ties) else sum(ties)

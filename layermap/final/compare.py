@@ -36,6 +36,7 @@ import numpy as np
 
 from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, write_table
 from ..config import Config, DistillSettings, digest, dump_toml
+from ..distill.identity import teacher_label
 from ..errors import LayermapError
 from ..evolution.executors import Executor, create_executor, describe_exception
 from ..logs import get_logger, live_progress
@@ -406,7 +407,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
     from proxy_tasks import data_fingerprint, get_task
 
     from ..distill.corpus import check_source
-    from ..distill.models import load_teacher_config
+    from ..distill.models import load_teacher_config, teacher_identity
 
     clock = time.perf_counter()
     teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
@@ -461,7 +462,8 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         computed = sum(1 for job in missing if done[job] is not None)
         table.update(
             fingerprint=fingerprint, created=now(), source=dict(source or {}),
-            teacher={"name": config.teacher.name, "layers": n_layers},
+            teacher={"name": teacher_label(config.teacher.name), "layers": n_layers,  # no machine path in a table
+                     "identity": teacher_identity(config.teacher.name, config.teacher.revision)},
             student={"layers": m_layers, "hidden_size": config.student.hidden_size or int(teacher_cfg.hidden_size),
                      "init": worker.init},
             budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
@@ -476,6 +478,52 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
     finally:
         store.close()
         lock.close()
+
+
+def render_folder(out: str | Path) -> CompareResult:
+    """Rewrite ``comparison.md/csv/json`` of an existing compare folder from the cells in its store, computing
+    nothing (``layermap compare --render-only --out DIR``): the same mappings, tasks and seed units as its
+    table, looked up under the fingerprint the folder was made with, so a folder of an older fingerprint
+    format gets today's statistics and verdicts.  The task data must still be where the folder's
+    ``config.toml`` says (its fingerprint keys the cells)."""
+    import tomllib
+
+    from proxy_tasks import data_fingerprint
+
+    clock = time.perf_counter()
+    out = Path(out)
+    info, old_path = out / INFO_NAME, out / "comparison.json"
+    if not (info.is_file() and old_path.is_file() and (out / STORE_NAME).is_file()):
+        raise CompareError(f"{out} is not a compare folder with a table (compare.json, comparison.json and "
+                           f"{STORE_NAME}); run 'layermap compare ... --out {out}' first")
+    try:
+        fingerprint = json.loads(info.read_text("utf-8"))["fingerprint"]
+        old = json.loads(old_path.read_text("utf-8"))
+        mappings, tasks = list(old["mappings"]), list(old["tasks"])
+        units = [tuple(u) for u in old["units"]]
+    except (ValueError, KeyError, TypeError):
+        raise CompareError(f"{info} or {old_path} is damaged; rerun 'layermap compare' into a new --out folder") from None
+    settings = tomllib.loads((out / "config.toml").read_text("utf-8")) if (out / "config.toml").is_file() else {}
+    glue_dir = (settings.get("proxy") or {}).get("glue_dir") or None
+    cell_fp = {t: digest([fingerprint, t, data_fingerprint(t, glue_dir)])[:32] for t in tasks}
+    averages = {r["mapping"]: r for r in old["rows"] if r["task"] == AVERAGE}
+    wanted = [(FINETUNE, m, d, t, seed) for m in mappings for t in tasks for d, seed in units]
+    teacher_jobs = [(TEACHER, TEACHER_MAPPING, 0, t, 0) for t in (old.get("teacher_scores") or {})]
+    with Store(out / STORE_NAME, upgrade=False) as store:           # read only: an old store stays as it is
+        done = {job: store.lookup_cell(cell_fp[job[3]], job) for job in wanted + teacher_jobs}
+    cells = _cells(out, wanted, done, bool(teacher_jobs))
+    table = build_table(cells, mappings, tasks, units,
+                        kinds={m: (averages.get(m) or {}).get("kind") or [] for m in mappings},
+                        proxy_fitness={m: r["proxy_fitness"] for m, r in averages.items() if r.get("proxy_fitness") is not None})
+    found = sum(1 for job in wanted if done[job] is not None)
+    keep = ("fingerprint", "created", "source", "teacher", "student", "budget", "seeds", "distill_seeds", "teacher_scores")
+    table.update({k: old[k] for k in keep if k in old})
+    table.update(fingerprint=fingerprint, rendered=now(),
+                 cells={"computed": 0, "cached": found, "failed": 0, "missing": len(wanted) - found,
+                        "total": len(wanted), "distillations": 0},
+                 wall_time=time.perf_counter() - clock)
+    write_table(out, table, header=_header(table))
+    return CompareResult(out, table, 0, found, 0, 0, table["wall_time"])
 
 
 class _Runner:
@@ -587,7 +635,8 @@ def _header(table: dict) -> list[str]:
     lines = [
         f"# Final-stage comparison ({len(table['mappings'])} mappings, {len(table['tasks'])} tasks, {n_units} seed units)",
         "",
-        f"Teacher `{table['teacher']['name']}` ({table['teacher']['layers']} layers) → {s['layers']}-layer, "
+        f"Teacher `{teacher_label(table['teacher']['name'])}` ({table['teacher']['layers']} layers"
+        + (f", {table['teacher']['identity']}" if table["teacher"].get("identity") else "") + f") → {s['layers']}-layer, "
         f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. Full distillation: {steps} of "
         f"{b['batch_size']} × {b['seq_len']} tokens, learning rate {b['learning_rate']:g}. Fine-tuning: "
         f"{ft['max_train'] or 'all'} training examples per task, {ft['epochs']:g} epochs, learning rate "
@@ -596,7 +645,8 @@ def _header(table: dict) -> list[str]:
         "",
         f"{noise} Each mapping is compared with the reference ({table['reference_kind']}: {table['reference']}) "
         "by the paired difference over the shared seed units, with a 95 % Student-t interval; "
-        "'better'/'worse' only when the interval excludes 0.",
+        "'better'/'worse' only when the Holm–Bonferroni-adjusted p of the paired t-test (within each task, and "
+        "for the average) is below 0.05.",
     ]
     if table.get("teacher_scores"):
         lines += ["", "Fine-tuned teacher (seed 0): " + ", ".join(f"{t} {v:.2f}" for t, v in table["teacher_scores"].items())]
@@ -631,6 +681,7 @@ def _folder_settings(config: Config) -> dict:
     """The settings a compare folder is bound to, flattened (``section.key``) for naming what changed."""
     d = config.to_dict()
     flat = {f"{sec}.{k}": v for sec in ("teacher", "student") for k, v in d[sec].items()}
+    flat["teacher.name"] = teacher_label(config.teacher.name)          # compare.json names no machine path
     flat.update({"corpus.path": config.corpus.path, "corpus.seed": config.corpus.seed})
     flat.update({f"compare.{k}": v for k, v in d["compare"].items() if k not in _NOT_SHAPING})
     return json.loads(json.dumps(flat))

@@ -9,8 +9,12 @@ Pure functions over finished cells (no training, no I/O except :func:`write_tabl
 * each mapping is compared with the *reference*: the best baseline (highest average) among the
   compared mappings, or the best mapping when no baseline is compared.  The paired difference
   d_u = score(mapping, u) − score(reference, u) gives a mean and a 95 % Student-t interval
-  mean ± t(0.975, n − 1) · sd / √n, and a verdict: ``better`` when the interval lies above 0,
-  ``worse`` when below, else ``no significant difference``.
+  mean ± t(0.975, n − 1) · sd / √n, and the two-sided paired t-test's p-value;
+* a table makes many such tests, so the p-values are adjusted by Holm–Bonferroni within each column:
+  the family is every mapping-vs-reference test of one task (and, separately, of the average).  The
+  verdict is ``better`` / ``worse`` when the adjusted p is below α = 0.05 (sign of the mean), else
+  ``no significant difference``; each row keeps the raw ``p``, the adjusted ``p_adjusted`` and the
+  verdict the raw p alone would give (``uncorrected_verdict``).  The intervals stay per comparison.
 * loyalty (Xu et al. 2021) compares a student's dev outputs with the fine-tuned teacher's:
   label loyalty = % of examples where their predicted classes agree; probability loyalty =
   100 · mean(1 − √JS(p_student, p_teacher)) with the Jensen–Shannon divergence in bits (so in
@@ -29,7 +33,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..stats import CORRECTION_TEXT, HOLM, holm, paired_t_pvalue
+
 AVERAGE = "average"
+ALPHA = 0.05                 # family-wise error rate of each column's verdicts (the intervals are 95 %)
 BETTER, SAME, WORSE = "better", "no significant difference", "worse"
 BASELINE_KINDS = ("uniform", "top", "bottom", "last")
 
@@ -61,6 +68,15 @@ class Paired:
     high: float | None
     n: int
     verdict: str
+    p: float | None = None   # two-sided paired t-test, uncorrected
+
+
+def verdict_of(mean: float, p: float | None, alpha: float = ALPHA) -> str:
+    """``better`` / ``worse`` when ``p`` is below ``alpha`` (by the sign of the mean difference), else no
+    significant difference."""
+    if p is None or p >= alpha or mean == 0:
+        return SAME
+    return BETTER if mean > 0 else WORSE
 
 
 def t_quantile(p: float, df: int) -> float:
@@ -90,8 +106,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], reference: str = "
         return Paired(reference, mean, None, None, n, "one seed: no interval")
     half = t_quantile(0.5 + level / 2, n - 1) * float(d.std(ddof=1)) / math.sqrt(n)
     low, high = mean - half, mean + half
-    verdict = BETTER if low > 0 else WORSE if high < 0 else SAME
-    return Paired(reference, mean, low, high, n, verdict)
+    verdict = BETTER if low > 0 else WORSE if high < 0 else SAME        # the same as verdict_of(mean, p, 1 - level)
+    return Paired(reference, mean, low, high, n, verdict, paired_t_pvalue([float(x) for x in d]))
 
 
 def label_loyalty(student: np.ndarray, teacher: np.ndarray) -> float:
@@ -183,10 +199,41 @@ def build_table(cells: Sequence[Cell], mappings: Sequence[str], tasks: Sequence[
                 pairs = [(a, b) for a, b in zip(scores, ref) if a is not None and b is not None]
                 p = paired_difference([a for a, _ in pairs], [b for _, b in pairs], reference)
                 row["paired"] = {"reference": reference, "mean": p.mean, "low": p.low, "high": p.high, "n": p.n,
-                                 "verdict": p.verdict}
+                                 "p": p.p, "p_adjusted": None, "verdict": p.verdict, "uncorrected_verdict": p.verdict}
             rows.append(row)
+    tests = adjust_verdicts(rows, [*tasks, AVERAGE])
     return {"reference": reference, "reference_kind": "best baseline" if baselines else "best mapping",
-            "mappings": list(mappings), "tasks": list(tasks), "units": [list(u) for u in units], "rows": rows}
+            "mappings": list(mappings), "tasks": list(tasks), "units": [list(u) for u in units], "rows": rows,
+            "correction": {"method": HOLM, "alpha": ALPHA, "tests": tests,
+                           "family": "per column: every mapping-vs-reference test of one task, and of the average"}}
+
+
+def adjust_verdicts(rows: Sequence[dict], columns: Sequence[str], alpha: float = ALPHA) -> dict[str, int]:
+    """Holm-adjust the paired tests of each column (task or ``average``) in place: ``p_adjusted`` and the
+    ``verdict`` it gives; returns the family size per column."""
+    sizes = {}
+    for column in columns:
+        tested = [r["paired"] for r in rows if r["task"] == column and r["paired"] and r["paired"]["p"] is not None]
+        for paired, adjusted in zip(tested, holm([p["p"] for p in tested])):
+            paired["p_adjusted"] = adjusted
+            paired["uncorrected_verdict"] = verdict_of(paired["mean"], paired["p"], alpha)
+            paired["verdict"] = verdict_of(paired["mean"], adjusted, alpha)
+        sizes[column] = len(tested)
+    return sizes
+
+
+def correction_note(table: Mapping) -> str:
+    """One line naming the multiple-comparison correction of a table's verdicts."""
+    c = table.get("correction")
+    if not c:
+        return "Verdicts: uncorrected paired 95 % intervals (this table predates the multiple-comparison correction)."
+    sizes = sorted(set(c["tests"].values()))
+    if not sizes or sizes[-1] == 0:
+        return "Verdicts: no paired test (a difference needs at least 2 shared seed units)."
+    count = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+    return (f"Verdicts and p: two-sided paired t-tests by seed unit, {CORRECTION_TEXT.get(c['method'], c['method'])}-"
+            f"adjusted within each column (per task and for the average; {count} tests each) at α = {c['alpha']:g}; "
+            "the 95 % intervals are per comparison (unadjusted).")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -214,6 +261,14 @@ def _fmt_paired(p: dict | None) -> str:
     return f"{p['mean']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}]"
 
 
+def _fmt_p(p: dict | None) -> str:
+    """The adjusted p (the raw one for a table made before the correction existed)."""
+    value = (p or {}).get("p_adjusted", (p or {}).get("p"))
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
     """``comparison.md``: the main table, paired differences per task, loyalty when measured."""
     from proxy_tasks import get_task
@@ -223,16 +278,19 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
     names = [get_task(t).glue_dir_name if t != AVERAGE else "average" for t in tasks]
     ref = table["reference"]
     lines = list(header)
-    lines += ["", f"| mapping | kind | proxy fitness | {' | '.join(names)} | average | Δ average vs {ref} (95 % CI) | verdict |",
-              "|---|---|---|" + "---|" * len(tasks) + "---|---|---|"]
+    lines += ["", f"| mapping | kind | proxy fitness | {' | '.join(names)} | average | Δ average vs {ref} (95 % CI) | "
+              f"p ({correction_name(table)}) | verdict |", "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
     for m in table["mappings"]:
         avg = row_of[(m, AVERAGE)]
         pf = avg["proxy_fitness"]
         cells = [_fmt(row_of[(m, t)]["mean"], row_of[(m, t)]["std"]) for t in tasks]
         verdict = avg["paired"]["verdict"] if avg["paired"] else "reference"
         lines.append(f"| {m} | {kind_label(avg['kind'], table)} | {f'{pf:.2f}' if pf is not None else '–'} | "
-                     f"{' | '.join(cells)} | **{_fmt(avg['mean'], avg['std'])}** | {_fmt_paired(avg['paired'])} | {verdict} |")
-    lines += ["", f"Paired differences against the reference {ref} per task (mean [95 % interval]; verdict):", "",
+                     f"{' | '.join(cells)} | **{_fmt(avg['mean'], avg['std'])}** | {_fmt_paired(avg['paired'])} | "
+                     f"{_fmt_p(avg['paired']) if avg['paired'] else '–'} | {verdict} |")
+    lines += ["", correction_note(table)]
+    lines += ["", f"Paired differences against the reference {ref} per task (mean [95 % interval], p {correction_name(table)}; "
+                  "verdict):", "",
               f"| mapping | {' | '.join(names)} | average |", "|---|" + "---|" * (len(tasks) + 1)]
     for m in table["mappings"]:
         if m == ref:
@@ -240,8 +298,9 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
         parts = []
         for t in (*tasks, AVERAGE):
             p = row_of[(m, t)]["paired"]
-            parts.append(f"{_fmt_paired(p)}{'' if not p or p['low'] is None else ' ' + _short(p['verdict'])}")
+            parts.append(f"{_fmt_paired(p)}{'' if not p or p['low'] is None else f' p {_fmt_p(p)} ' + _short(p['verdict'])}")
         lines.append(f"| {m} | {' | '.join(parts)} |")
+    lines += ["", correction_note(table)]
     if any(r["loyalty"] for r in rows if r["task"] != AVERAGE):
         lines += ["", "Loyalty to the fine-tuned teacher (Xu et al. 2021; mean over seeds, %): label / probability "
                   "for classification, correlation for regression:", "",
@@ -255,24 +314,37 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
+def correction_name(table: Mapping) -> str:
+    """The name of the table's multiple-comparison correction (``uncorrected`` for a table made before it)."""
+    c = table.get("correction")
+    return CORRECTION_TEXT.get(c["method"], c["method"]) if c else "uncorrected"
+
+
 def _short(verdict: str) -> str:
     return {BETTER: "better", WORSE: "worse", SAME: "n.s."}.get(verdict, verdict)
 
 
 def render_csv(table: dict) -> str:
-    """``comparison.csv``: one line per (mapping, task), ``average`` included."""
+    """``comparison.csv``: one line per (mapping, task), ``average`` included; ``p_value`` is the paired
+    t-test's raw p, ``p_holm`` its Holm–Bonferroni-adjusted p within the task's column (the verdict's)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["mapping", "kind", "task", "mean", "std", "n", "scores", "proxy_fitness", "reference", "diff_mean",
-                "diff_low", "diff_high", "verdict", "label_loyalty", "probability_loyalty", "correlation_loyalty"])
+                "diff_low", "diff_high", "p_value", "p_holm", "verdict", "label_loyalty", "probability_loyalty",
+                "correlation_loyalty"])
     for r in table["rows"]:
         p = r["paired"] or {}
         loy = r["loyalty"] or {}
         w.writerow([r["mapping"], kind_label(r["kind"], table).replace(", ", "+"), r["task"], _num(r["mean"]), _num(r["std"]), r["n"],
                     ";".join(_num(s) for s in r["scores"]), _num(r["proxy_fitness"]), p.get("reference", ""),
-                    _num(p.get("mean")), _num(p.get("low")), _num(p.get("high")), p.get("verdict", "reference"),
+                    _num(p.get("mean")), _num(p.get("low")), _num(p.get("high")), _pnum(p.get("p")),
+                    _pnum(p.get("p_adjusted")), p.get("verdict", "reference"),
                     _num(loy.get("label")), _num(loy.get("probability")), _num(loy.get("correlation"))])
     return out.getvalue()
+
+
+def _pnum(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
 
 
 def _num(value: float | None) -> str:

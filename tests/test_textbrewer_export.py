@@ -1,0 +1,130 @@
+"""The TextBrewer export trains as it is: two ``GeneralDistiller`` steps on tiny random BERTs with the exported
+``DistillationConfig`` and the adaptor module written beside it, for both attention numberings.
+
+TextBrewer is installed with ``--no-deps``; it imports a TensorBoard ``SummaryWriter`` at import time (tensorboardX,
+else torch.utils.tensorboard, which needs tensorboard). Neither is a layermap dependency, so when both are absent
+a test-only stub module ``tensorboardX`` stands in: with ``log_dir=None`` TextBrewer never builds a writer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+
+import pytest
+import torch
+
+import layermap
+from layermap.cli.main import main
+
+EVOLVE = ["evolve", "--synthetic", "8", "--set", "student.layers=3", "--set", "search.population=6",
+          "--set", "search.generations=2", "--quiet"]
+
+
+def _textbrewer():
+    if importlib.util.find_spec("textbrewer") is None:
+        pytest.skip("TextBrewer is not installed (pip install --no-deps textbrewer)")
+    if ("tensorboardX" not in sys.modules and importlib.util.find_spec("tensorboardX") is None
+            and importlib.util.find_spec("tensorboard") is None):
+        stub = types.ModuleType("tensorboardX")
+        stub.SummaryWriter = object
+        sys.modules.setdefault("tensorboardX", stub)
+    import textbrewer
+
+    return textbrewer
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tb") / "run"
+    assert main([*EVOLVE, "--out", str(out)]) == 0
+    return out
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(f"adaptor_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bert(layers: int, width: int, seed: int):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    return BertModel(BertConfig(vocab_size=60, hidden_size=width, num_hidden_layers=layers, num_attention_heads=4,
+                                intermediate_size=2 * width, max_position_embeddings=32))
+
+
+def _batches(n: int):
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, 8:] = 0                                         # padding, left out of every loss through inputs_mask
+    return [{"input_ids": torch.randint(1, 60, (2, 12), generator=g), "attention_mask": mask} for _ in range(n)]
+
+
+@pytest.mark.parametrize("index, scores", [("hf", False), ("textbrewer-examples", False), ("hf", True)])
+def test_general_distiller_trains_two_steps_with_the_export_and_its_adaptor(run_dir, tmp_path, index, scores):
+    tb = _textbrewer()
+    torch.set_num_threads(1)
+    path = tmp_path / "matches.json"
+    done = layermap.export(run_dir, path, format="textbrewer", attention_index=index)
+    assert done.adaptor_path == tmp_path / "matches.adaptor.py" and done.adaptor_path.is_file()
+    assert 'from_json_file("matches.json")' in done.adaptor_path.read_text()
+    provenance = json.loads(done.provenance_path.read_text())
+    assert provenance["attention_index"] == index and "before the softmax" in provenance["attention_feature"]
+    adaptors = _load(done.adaptor_path)
+    assert adaptors.ATTENTION_INDEX == index
+
+    teacher, student = _bert(8, 64, 0), _bert(3, 32, 1)         # the synthetic run: 8 teacher layers, 3 x 32 wide
+    adaptors.prepare(teacher)
+    adaptors.prepare(student)
+    adaptor_T = adaptors.score_adaptor(teacher) if scores else adaptors.adaptor_T
+    adaptor_S = adaptors.score_adaptor(student) if scores else adaptors.adaptor_S
+    seen = []
+
+    def watched_S(batch, outputs):
+        features = adaptor_S(batch, outputs)
+        seen.append(features)
+        return features
+
+    config = tb.DistillationConfig.from_json_file(str(path))
+    assert any(m.feature == "attention" for m in config.intermediate_matches)
+    before = [p.detach().clone() for p in student.parameters()]
+    distiller = tb.GeneralDistiller(tb.TrainingConfig(device="cpu", output_dir=str(tmp_path / "ckpt"), log_dir=None,
+                                                                      ckpt_steps=2),
+                                    config, teacher, student, adaptor_T, watched_S)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
+    with distiller:
+        distiller.train(optimizer, _batches(2), num_steps=2)
+    assert len(seen) == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))      # the student learnt
+    total, losses = distiller.compute_loss(adaptor_S(_batches(1)[0], student(**_batches(1)[0])),
+                                           adaptor_T(_batches(1)[0], teacher(**_batches(1)[0])))
+    attention = [k for k in losses if k.startswith("unweighted_attention")]
+    assert attention and torch.isfinite(total)
+    if scores:                                   # pre-softmax scores are not probabilities: rows do not sum to 1
+        row_sums = seen[-1]["attention"][0].sum(-1)
+        assert not torch.allclose(row_sums, torch.ones_like(row_sums))
+
+
+def test_the_1_based_matches_with_hugging_faces_tuple_fail_as_the_issue_says(run_dir, tmp_path):
+    """The mismatch the numbering option exists for: textbrewer-examples matches read through adaptor_T of an hf
+    export index past the end of outputs.attentions when the top teacher layer is mapped."""
+    tb = _textbrewer()
+    torch.set_num_threads(1)
+    path = tmp_path / "m.json"
+    layermap.export(run_dir, path, format="textbrewer", attention_index="textbrewer-examples")
+    config = tb.DistillationConfig.from_json_file(str(path))
+    hf = _load(layermap.export(run_dir, tmp_path / "h.json", format="textbrewer").adaptor_path)
+    teacher, student = hf.prepare(_bert(8, 64, 0)), hf.prepare(_bert(3, 32, 1))
+    distiller = tb.GeneralDistiller(tb.TrainingConfig(device="cpu", output_dir=str(tmp_path), log_dir=None),
+                                    config, teacher, student, hf.adaptor_T, hf.adaptor_S)
+    batch = _batches(1)[0]
+    student_top = max(m.layer_S for m in config.intermediate_matches if m.feature == "attention")
+    if student_top < 3 and max(m.layer_T for m in config.intermediate_matches if m.feature == "attention") < 8:
+        pytest.skip("the run's best maps neither top layer, so the 1-based matches stay inside the tuple")
+    with pytest.raises(IndexError):
+        distiller.compute_loss(hf.adaptor_S(batch, student(**batch)), hf.adaptor_T(batch, teacher(**batch)))
