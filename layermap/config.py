@@ -76,6 +76,9 @@ class CorpusSettings:
             raise ConfigError("corpus.max_segments and corpus.max_documents must be >= 0")
 
 
+DISTILL_PRECISIONS = ("fp32", "tf32", "bf16")
+
+
 @dataclass(frozen=True)
 class DistillSettings:
     max_steps: int = 0             # 0 = epochs over the slice
@@ -90,8 +93,11 @@ class DistillSettings:
     embedding_weight: float = 1.0
     seed: int = 0
     checkpoint_every: int = 0      # steps; 0 = no intermediate checkpoints
+    precision: str = "fp32"        # fp32 | tf32 (CUDA) | bf16 (autocast); enters the fingerprint
 
     def __post_init__(self) -> None:
+        if self.precision not in DISTILL_PRECISIONS:
+            raise ConfigError(f"distill.precision must be one of {', '.join(DISTILL_PRECISIONS)}, got {self.precision!r}")
         if self.batch_size < 1:
             raise ConfigError(f"distill.batch_size must be at least 1, got {self.batch_size}")
         if self.learning_rate <= 0:
@@ -272,8 +278,12 @@ class RunSettings:
     gpus_per_eval: float = 0.0     # Ray: num_gpus per evaluation task
     cpus_per_eval: float = 1.0     # Ray: num_cpus per evaluation task
     retry_failed: bool = False     # on --resume: evaluate the run's failed genomes again (each attempt keeps its error)
+    population: int = 1            # genomes distilled in lockstep per evaluation call (layermap.distill.population);
+                                   # not in the fingerprint: lockstep equals sequential up to float rounding
 
     def __post_init__(self) -> None:
+        if isinstance(self.population, bool) or self.population < 1:
+            raise ConfigError(f"run.population must be at least 1 (genomes distilled together), got {self.population}")
         if self.executor not in ("local", "process", "ray"):
             raise ConfigError(f"run.executor must be local, process or ray, got {self.executor!r}")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
@@ -346,7 +356,7 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in fields(Config)}
-PRESETS = ("smoke", "demo", "paper")
+PRESETS = ("smoke", "demo", "paper", "gpu")
 
 
 def _section_to_dict(section: Any) -> dict:

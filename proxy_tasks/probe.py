@@ -22,6 +22,7 @@ so a probe fitness has no fine-tuning seed (its only seed is the distillation's)
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -34,7 +35,8 @@ from .data import TaskData
 from .metrics import compute_metrics, task_score
 from .registry import TaskError
 
-__all__ = ["ProbeSettings", "ProbeResult", "extract_features", "probe_and_score"]
+__all__ = ["ProbeSettings", "ProbeResult", "extract_features", "extract_features_many", "probe_and_score",
+           "probe_and_score_many"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,49 @@ def extract_features(encoder: nn.Module, split: EncodedSplit, *, batch_size: int
     return features
 
 
+@torch.inference_mode()
+def extract_features_many(encoders: list[nn.Module], split: EncodedSplit, *, batch_size: int = 128,
+                          device: str | torch.device = "cpu") -> list[np.ndarray]:
+    """:func:`extract_features` of K encoders of one config in one pass per batch: their parameters stacked
+    (``torch.func.stack_module_state``) and the forward run under ``vmap``.  One array per encoder, equal to
+    :func:`extract_features` up to float rounding."""
+    import inspect
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    if len(encoders) == 1:
+        return [extract_features(encoders[0], split, batch_size=batch_size, device=device)]
+    device = torch.device(device)
+    accepted = set(inspect.signature(encoders[0].forward).parameters)
+    modes = [e.training for e in encoders]
+    for e in encoders:
+        e.eval()
+    params, buffers = stack_module_state([e.to(device) for e in encoders])        # each (K, ...)
+    base = copy.deepcopy(encoders[0]).to("meta").eval()
+
+    def features(p, b, inputs):
+        out = functional_call(base, (p, b), (), inputs)
+        hidden = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]).float()  # (B, T, H)
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+        return torch.cat([hidden[:, 0], mean], dim=-1)  # (B, 2H)
+
+    batched = vmap(features, in_dims=(0, 0, None))
+    lengths = np.array([len(ids) for ids in split.input_ids])
+    by_length = np.argsort(-lengths, kind="stable")
+    width = encoders[0].config.hidden_size
+    out = np.empty((len(encoders), len(lengths), 2 * width), dtype=np.float64)
+    try:
+        for start in range(0, len(by_length), batch_size):
+            indices = by_length[start:start + batch_size].tolist()
+            inputs = collate_batch(split, indices, device, accepted)  # each (B, T)
+            out[:, indices] = batched(params, buffers, inputs).cpu().numpy()  # (K, B, 2H)
+    finally:
+        for e, mode in zip(encoders, modes):
+            e.train(mode)
+    return list(out)
+
+
 def probe_and_score(encoder: nn.Module, tokenizer, data: TaskData, settings: ProbeSettings = ProbeSettings(), *,
                     device: str | torch.device = "cpu") -> ProbeResult:
     """Fit a linear probe on the frozen encoder's features of ``data.train``; score it on ``data.dev``.
@@ -118,12 +163,20 @@ def probe_and_score(encoder: nn.Module, tokenizer, data: TaskData, settings: Pro
     Raises:
         TaskError: an empty split, a single-class training set, a tokenizer/encoder mismatch.
     """
+    return probe_and_score_many([encoder], tokenizer, data, settings, device=device)[0]
+
+
+def probe_and_score_many(encoders: list[nn.Module], tokenizer, data: TaskData, settings: ProbeSettings = ProbeSettings(),
+                         *, device: str | torch.device = "cpu") -> list[ProbeResult]:
+    """:func:`probe_and_score` of K encoders of one config: the examples are tokenised once, the features of all K
+    come from one batched pass per batch (:func:`extract_features_many`), and each encoder gets its own probe fit.
+    Tokenising and extraction time is shared equally among the K results."""
     task = data.task
     if not data.train:
         raise TaskError(f"task {task.name} has no training examples; check the data folder or max_train")
     if not data.dev or any(not examples for examples in data.dev.values()):
         raise TaskError(f"task {task.name} has an empty dev split; check the data folder or max_eval")
-    vocab = encoder.config.vocab_size
+    vocab = encoders[0].config.vocab_size
     t0 = time.perf_counter()
     train = encode_examples(tokenizer, data.train, task, settings.max_seq_len, vocab)
     dev = {split: encode_examples(tokenizer, examples, task, settings.max_seq_len, vocab)
@@ -131,26 +184,32 @@ def probe_and_score(encoder: nn.Module, tokenizer, data: TaskData, settings: Pro
     t_tok = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    x_train = extract_features(encoder, train, batch_size=settings.batch_size, device=device)
-    x_dev = {split: extract_features(encoder, enc, batch_size=settings.batch_size, device=device) for split, enc in dev.items()}
-    t_extract = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    mean, std = x_train.mean(0), x_train.std(0)
-    std[std < 1e-12] = 1.0
-    model = _fit(task.is_regression, (x_train - mean) / std, train.labels, settings, task.name)
-    predictions = {split: model.predict((x - mean) / std) for split, x in x_dev.items()}
-    t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    metrics = compute_metrics(task, predictions, {split: enc.labels for split, enc in dev.items()})
-    t_score = time.perf_counter() - t0
-    n_train, n_dev = len(data.train), sum(len(v) for v in data.dev.values())
-    share = n_train / (n_train + n_dev)      # split tokenising / extraction time between train and eval by examples
-    return ProbeResult(task=task.name, metrics=metrics, score=task_score(metrics),
-                       train_seconds=share * (t_tok + t_extract) + t_fit,
-                       eval_seconds=(1 - share) * (t_tok + t_extract) + t_score,
-                       num_train=n_train, num_eval=data.num_eval,
-                       tokenize_seconds=t_tok, extract_seconds=t_extract, fit_seconds=t_fit)
+    k = len(encoders)
+    x_trains = extract_features_many(encoders, train, batch_size=settings.batch_size, device=device)
+    x_devs = {split: extract_features_many(encoders, enc, batch_size=settings.batch_size, device=device)
+              for split, enc in dev.items()}
+    t_extract = (time.perf_counter() - t0) / k
+    t_tok /= k
+    results = []
+    for i in range(k):
+        x_train = x_trains[i]
+        t0 = time.perf_counter()
+        mean, std = x_train.mean(0), x_train.std(0)
+        std[std < 1e-12] = 1.0
+        model = _fit(task.is_regression, (x_train - mean) / std, train.labels, settings, task.name)
+        predictions = {split: model.predict((x[i] - mean) / std) for split, x in x_devs.items()}
+        t_fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        metrics = compute_metrics(task, predictions, {split: enc.labels for split, enc in dev.items()})
+        t_score = time.perf_counter() - t0
+        n_train, n_dev = len(data.train), sum(len(v) for v in data.dev.values())
+        share = n_train / (n_train + n_dev)      # split tokenising / extraction time between train and eval by examples
+        results.append(ProbeResult(task=task.name, metrics=metrics, score=task_score(metrics),
+                                   train_seconds=share * (t_tok + t_extract) + t_fit,
+                                   eval_seconds=(1 - share) * (t_tok + t_extract) + t_score,
+                                   num_train=n_train, num_eval=data.num_eval,
+                                   tokenize_seconds=t_tok, extract_seconds=t_extract, fit_seconds=t_fit))
+    return results
 
 
 def _fit(is_regression: bool, x: np.ndarray, y: np.ndarray, settings: ProbeSettings, name: str):

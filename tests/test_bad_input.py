@@ -179,7 +179,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], str]] = [
     ("mapping-gene-count", lambda c: c.distill(mapping="1-2-3"), "has 3 genes"),
     ("mapping-fitness-unknown-baseline", lambda c: c.fitness("--mapping", "middle"), "is malformed"),
     # settings files and --set
-    ("settings-key-outside-section", lambda c: c.evolve("--config", c.file("s.toml", "population = 4\n[search]\nseed = 1\n")),
+    ("settings-key-outside-section", lambda c: c.evolve("--config", c.file("s.toml", "generations = 4\n[search]\nseed = 1\n")),
      "outside any [section]; put it under [search]"),
     ("settings-not-utf8", lambda c: c.evolve("--config", c.file("s.toml", "[search]\n# caf\xe9\n".encode("latin-1"))),
      "is not UTF-8"),

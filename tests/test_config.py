@@ -3,7 +3,7 @@ import pytest
 from layermap.config import ConfigError, dump_toml, load_config, parse_override, read_toml
 
 
-@pytest.mark.parametrize("preset", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("preset", ["smoke", "demo", "paper", "gpu"])
 def test_presets_load_and_round_trip(preset, tmp_path):
     cfg = load_config(preset)
     path = tmp_path / "c.toml"

@@ -123,7 +123,7 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Conf
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """``--config``, the flags of the settings every proxy command shares, and ``--set``."""
-    parser.add_argument("--config", default=None, help="preset (smoke, demo, paper) or a TOML file")
+    parser.add_argument("--config", default=None, help="preset (smoke, demo, paper, gpu) or a TOML file")
     parser.add_argument("--teacher", default=None, help="teacher: hub name or local directory (teacher.name)")
     parser.add_argument("--corpus", default=None, help="corpus text file (one paragraph per line) or a datasets name "
                                                        "(corpus.path)")

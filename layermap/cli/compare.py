@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baselines", action="store_true", help="with RUN_DIR: do not add the four baselines")
     p.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds per student and task (compare.seeds, default 3)")
     p.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (compare.tasks), e.g. sst2,mrpc,rte,cola")
-    p.add_argument("--config", default=None, help="preset (smoke, demo, paper) or TOML file; with RUN_DIR only its "
+    p.add_argument("--config", default=None, help="preset (smoke, demo, paper, gpu) or TOML file; with RUN_DIR only its "
                                                   "[compare] section is used, the rest comes from the run")
     p.add_argument("--teacher", default=None, help="teacher: hub name or local directory (teacher.name)")
     p.add_argument("--corpus", default=None, help="corpus text file or a datasets name (corpus.path)")

@@ -36,6 +36,7 @@ from .losses import LayerOutputs, LossWeights, TransformerDistillationLoss
 from ..mapping import LayerMapping, MappingError
 from ..logs import get_logger
 from .models import attention_scores, capture_qk
+from .precision import autocast, check_precision, tf32_matmuls
 
 _log = get_logger(__name__)
 
@@ -149,6 +150,8 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
             f"mapping {mapping} has {mapping.student_layers} genes but the student has {student.config.num_hidden_layers} layers"
         )
     device = torch.device(device)
+    precision = settings.precision
+    check_precision(precision, device)
     weights = LossWeights(settings.attention_weight, settings.hidden_weight, settings.embedding_weight)
     torch.manual_seed(settings.seed)                    # the projection's init, then the dropout stream
     loss_fn = TransformerDistillationLoss(mapping, student.config.hidden_size, teacher_width, weights).to(device)
@@ -167,33 +170,35 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
 
     from tqdm.auto import tqdm
     bar = tqdm(range(start, steps), desc=desc, disable=not progress, unit="step", leave=False)
-    for step in bar:
-        t0 = time.perf_counter()
-        idx = order[step]
-        ids, mask = segments.batch(idx, device)                                        # (B, L), (B, L)
-        t_out = teacher.outputs(idx, ids, mask, t_hidden, t_att)
-        t1 = time.perf_counter()
-        s_out = forward_layers(student, ids, mask, s_hidden, s_att)
-        loss, parts = loss_fn(s_out, t_out, mask)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise DistillError(
-                f"distillation loss became {value} at step {step + 1} of {steps} (mapping {mapping}); "
-                "lower distill.learning_rate or check the teacher and corpus"
-            )
-        loss.backward()
-        if settings.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], settings.max_grad_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        stats.losses.append(value)
-        stats.segments += len(idx)
-        stats.step_seconds.append(time.perf_counter() - t0)
-        stats.teacher_step_seconds.append(t1 - t0)
-        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-        if checkpoint_dir and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
-            _save_checkpoint(checkpoint_dir, step + 1, student, loss_fn, opt, sched, stats, digest_)
+    with tf32_matmuls(precision == "tf32"):             # forward and backward; the flags are restored after
+        for step in bar:
+            t0 = time.perf_counter()
+            idx = order[step]
+            ids, mask = segments.batch(idx, device)                                        # (B, L), (B, L)
+            t_out = teacher.outputs(idx, ids, mask, t_hidden, t_att)
+            t1 = time.perf_counter()
+            with autocast(precision, device):
+                s_out = forward_layers(student, ids, mask, s_hidden, s_att)
+                loss, parts = loss_fn(s_out, t_out, mask)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise DistillError(
+                    f"distillation loss became {value} at step {step + 1} of {steps} (mapping {mapping}); "
+                    "lower distill.learning_rate or check the teacher and corpus"
+                )
+            loss.backward()
+            if settings.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], settings.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            stats.losses.append(value)
+            stats.segments += len(idx)
+            stats.step_seconds.append(time.perf_counter() - t0)
+            stats.teacher_step_seconds.append(t1 - t0)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if checkpoint_dir and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
+                _save_checkpoint(checkpoint_dir, step + 1, student, loss_fn, opt, sched, stats, digest_)
     bar.close()
     student.eval()
     return loss_fn, stats
@@ -212,6 +217,8 @@ def _run_digest(run_digest: str, student: PreTrainedModel, mapping: LayerMapping
                 settings: DistillSettings, teacher_width: int) -> str:
     """The identity of one distillation: the caller's ``run_digest`` and everything this loop sees."""
     shaping = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k != "checkpoint_every"}
+    if shaping.get("precision") == "fp32":          # checkpoints from before distill.precision keep their digest
+        del shaping["precision"]
     student_config = {k: v for k, v in student.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
     return digest({"caller": run_digest, "mapping": mapping.to_dict(), "settings": shaping, "student": student_config,
                    "segments": [segments.identity, len(segments), segments.seq_len], "teacher_width": teacher_width})[:32]

@@ -18,12 +18,20 @@ worker that dies (segfault, ``os._exit``, host OOM) fails only its own genome:
 * ``ray``      optional (``pip install layermap[ray]``): remote tasks with ``run.cpus_per_eval``
                / ``run.gpus_per_eval``, ``max_retries=1`` (a dead worker is retried once, then
                recorded failed), streamed back with ``ray.wait``.
+
+Chunks (``run.population = K``): every executor takes genomes from the stream K at a time and hands each chunk to
+one worker, which calls ``evaluator.evaluate_many(chunk)`` (the proxy evaluator distils the chunk as one lockstep
+population, :mod:`layermap.distill.population`) and returns one record per genome; an evaluator without
+``evaluate_many``, or a chunk of one, is evaluated genome by genome as before.  A chunk's records arrive together
+when it is done, so a kill in the middle loses that chunk's genomes only (their store rows stay ``running`` and a
+resume evaluates them again); a dead worker fails the genomes of its chunk.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -62,7 +70,42 @@ def evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
     except Exception as exc:  # noqa: BLE001 - a failed genome must never crash the run
         _release_gpu_memory(exc)
         return EvaluationRecord.failure(text, describe_exception(exc), {"total": time.perf_counter() - start})
-    wall = time.perf_counter() - start
+    return _checked(text, record, time.perf_counter() - start)
+
+
+def evaluate_chunk_safely(evaluator: Any, chunk: Sequence[Sequence[int]]) -> list[EvaluationRecord]:
+    """One record per genome of ``chunk``: ``evaluator.evaluate_many(chunk)`` when the evaluator has it and the chunk
+    holds more than one genome, else :func:`evaluate_safely` of each.  An exception of the whole chunk (e.g. CUDA out
+    of memory) fails every genome of it; an exception the evaluator returns in a genome's place fails that genome."""
+    chunk = [tuple(int(g) for g in genes) for genes in chunk]
+    many = getattr(evaluator, "evaluate_many", None)
+    if many is None or len(chunk) == 1:
+        return [evaluate_safely(evaluator, genes) for genes in chunk]
+    start = time.perf_counter()
+    try:
+        outcomes = list(many(chunk))
+    except Exception as exc:  # noqa: BLE001 - a failed chunk must never crash the run
+        _release_gpu_memory(exc)
+        share = (time.perf_counter() - start) / len(chunk)
+        return [EvaluationRecord.failure(format_genes(g), describe_exception(exc), {"total": share}) for g in chunk]
+    share = (time.perf_counter() - start) / len(chunk)
+    if len(outcomes) != len(chunk):
+        return [EvaluationRecord.failure(format_genes(g), f"TypeError: evaluate_many returned {len(outcomes)} records "
+                                         f"for {len(chunk)} genomes", {"total": share}) for g in chunk]
+    records = []
+    for genes, outcome in zip(chunk, outcomes):
+        text = format_genes(genes)
+        if isinstance(outcome, BaseException):
+            records.append(EvaluationRecord.failure(text, describe_exception(outcome), {"total": share}))
+        else:
+            records.append(_checked(text, outcome, outcome.timings.get("total", share)
+                                    if isinstance(outcome, EvaluationRecord) else share))
+    return records
+
+
+def _checked(text: str, record: Any, wall: float) -> EvaluationRecord:
+    """An evaluator's return value as a valid record: its genome text and wall time set, a non-finite fitness or a
+    failure without a message turned into a failed record."""
     if not isinstance(record, EvaluationRecord):
         return EvaluationRecord.failure(text, f"TypeError: evaluator returned {type(record).__name__}, not an EvaluationRecord",
                                         {"total": wall})
@@ -81,6 +124,28 @@ def run_job(evaluator: Any, job: Sequence) -> Any:
     stage's distillation and fine-tuning cells), else :func:`evaluate_safely` of a genome."""
     run = getattr(evaluator, "run_job", None)
     return run(tuple(job)) if run is not None else evaluate_safely(evaluator, job)
+
+
+def run_chunk(evaluator: Any, chunk: Sequence) -> list:
+    """A chunk of work: :func:`run_job` of each job for an evaluator with jobs of its own, else
+    :func:`evaluate_chunk_safely` of the genomes."""
+    if getattr(evaluator, "run_job", None) is not None:
+        return [run_job(evaluator, job) for job in chunk]
+    return evaluate_chunk_safely(evaluator, chunk)
+
+
+def chunk_size(evaluator: Any, settings: RunSettings | None) -> int:
+    """Genomes per chunk: ``run.population`` for a genome evaluator, 1 for an evaluator with jobs of its own."""
+    if settings is None or getattr(evaluator, "run_job", None) is not None:
+        return 1
+    return max(1, int(getattr(settings, "population", 1)))
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` in lists of ``size``, each taken from the (lazy) iterable only when it is asked for."""
+    source = iter(items)
+    while chunk := list(itertools.islice(source, size)):
+        yield chunk
 
 
 def _label(job: Sequence) -> str:
@@ -103,17 +168,24 @@ class LocalExecutor:
 
     def __init__(self, evaluator: Any, settings: RunSettings | None = None) -> None:
         self.evaluator = evaluator
+        self.population = chunk_size(evaluator, settings)
 
     def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
-        for genes in genomes:
-            yield tuple(genes), run_job(self.evaluator, genes)
+        if self.population == 1:
+            for genes in genomes:
+                yield tuple(genes), run_job(self.evaluator, genes)
+            return
+        for chunk in _chunks(genomes, self.population):
+            chunk = [tuple(genes) for genes in chunk]
+            yield from zip(chunk, run_chunk(self.evaluator, chunk))
 
     def close(self) -> None:
         pass
 
 
 class ProcessExecutor:
-    """``settings.workers`` single-worker process pools (spawn), one genome in flight per worker."""
+    """``settings.workers`` single-worker process pools (spawn), one chunk (``run.population`` genomes, default one)
+    in flight per worker."""
 
     name = "process"
 
@@ -127,34 +199,35 @@ class ProcessExecutor:
         self.workers = settings.workers
         self.threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
         self.device = settings.device
+        self.population = chunk_size(evaluator, settings)
         self._key = _evaluator_key(evaluator)
         self._context = multiprocessing.get_context("spawn")
         self._slots: list[cf.ProcessPoolExecutor | None] = [None] * settings.workers
-        self._running: dict[cf.Future, tuple[int, Genes]] = {}
+        self._running: dict[cf.Future, tuple[int, list[Genes]]] = {}
 
     def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
-        """Genomes are taken from ``genomes`` one at a time, as a worker becomes free (a lazy iterable sees each
+        """Genomes are taken from ``genomes`` a chunk at a time, as a worker becomes free (a lazy iterable sees each
         request only then: the search claims a genome in the shared cache just before it starts)."""
-        source = iter(genomes)
-        running: dict[cf.Future, tuple[int, Genes]] = {}
+        source = _chunks(genomes, self.population)
+        running: dict[cf.Future, tuple[int, list[Genes]]] = {}
         self._running = running
         more = True
         while True:
             busy = {slot for slot, _ in running.values()}
             for slot in range(self.workers):
                 if more and slot not in busy:
-                    genes = next(source, None)
-                    if genes is None:
+                    chunk = next(source, None)
+                    if chunk is None:
                         more = False
                         break
-                    genes = tuple(genes)
-                    running[self._slot(slot).submit(_evaluate_in_worker, self._key, genes)] = (slot, genes)
+                    chunk = [tuple(genes) for genes in chunk]
+                    running[self._slot(slot).submit(_evaluate_in_worker, self._key, chunk)] = (slot, chunk)
             if not running:
                 return
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: running[f][0]):
-                slot, genes = running.pop(future)
-                yield genes, self._collect(future, slot, genes)
+                slot, chunk = running.pop(future)
+                yield from zip(chunk, self._collect(future, slot, chunk))
 
     def close(self) -> None:
         """Shut the workers down; evaluations still running (the driver stopped reading) are terminated."""
@@ -176,17 +249,18 @@ class ProcessExecutor:
             )
         return self._slots[slot]
 
-    def _collect(self, future: cf.Future, slot: int, genes: Genes) -> EvaluationRecord:
+    def _collect(self, future: cf.Future, slot: int, chunk: list[Genes]) -> list[EvaluationRecord]:
         try:
             return future.result()
         except BrokenProcessPool as exc:
             pool, self._slots[slot] = self._slots[slot], None   # rebuilt on its next genome
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-            return EvaluationRecord.failure(_label(genes), f"WorkerDied: the worker process evaluating this genome died "
-                                            f"(crash outside Python, e.g. segfault or host out of memory): {exc}")
+            return [EvaluationRecord.failure(_label(genes), f"WorkerDied: the worker process evaluating this genome died "
+                                             f"(crash outside Python, e.g. segfault or host out of memory): {exc}")
+                    for genes in chunk]
         except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable record
-            return EvaluationRecord.failure(_label(genes), describe_exception(exc))
+            return [EvaluationRecord.failure(_label(genes), describe_exception(exc)) for genes in chunk]
 
 
 class RayExecutor:
@@ -207,24 +281,27 @@ class RayExecutor:
         self._threads = settings.threads or max(1, int(settings.cpus_per_eval))
         self._device = "cpu" if settings.device == "cpu" or settings.gpus_per_eval == 0 else "cuda:0"
         self._pending: dict = {}
+        self.population = chunk_size(evaluator, settings)
         self._task = ray.remote(_evaluate_in_ray).options(
             num_cpus=settings.cpus_per_eval, num_gpus=settings.gpus_per_eval, max_retries=1)
 
     def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
         ray = self._ray
-        pending = {self._task.remote(self._key, self._evaluator_ref, tuple(g), self._threads, self._device): tuple(g)
-                   for g in genomes}
+        pending = {}
+        for chunk in _chunks(genomes, self.population):
+            chunk = [tuple(g) for g in chunk]
+            pending[self._task.remote(self._key, self._evaluator_ref, chunk, self._threads, self._device)] = chunk
         self._pending = pending
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                genes = pending.pop(ref)
+                chunk = pending.pop(ref)
                 try:
-                    record = ray.get(ref)
+                    records = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - worker died twice, or the task could not run
                     message = (str(exc).strip().splitlines() or [""])[0][:300]
-                    record = EvaluationRecord.failure(_label(genes), f"{type(exc).__name__}: {message}")
-                yield genes, record
+                    records = [EvaluationRecord.failure(_label(genes), f"{type(exc).__name__}: {message}") for genes in chunk]
+                yield from zip(chunk, records)
 
     def close(self) -> None:
         """Cancel tasks nobody will read (the driver stopped early); shut down a Ray this executor started."""
@@ -262,18 +339,18 @@ def _init_worker(evaluator: Any, key: str, slot: int, threads: int, device: str)
     _WORKER[key] = evaluator
 
 
-def _evaluate_in_worker(key: str, genes: Genes) -> EvaluationRecord:
-    return run_job(_WORKER[key], genes)
+def _evaluate_in_worker(key: str, chunk: list) -> list:
+    return run_chunk(_WORKER[key], chunk)
 
 
-def _evaluate_in_ray(key: str, evaluator: Any, genes: Genes, threads: int, device: str) -> EvaluationRecord:
+def _evaluate_in_ray(key: str, evaluator: Any, chunk: list, threads: int, device: str) -> list:
     """A Ray task; the first evaluator a worker process sees is kept, so lazy state (teacher, data) loads once."""
     if key not in _WORKER:
         _configure_torch(threads)
         if hasattr(evaluator, "set_device"):
             evaluator.set_device(device)
         _WORKER[key] = evaluator
-    return run_job(_WORKER[key], genes)
+    return run_chunk(_WORKER[key], chunk)
 
 
 def _configure_torch(threads: int) -> None:

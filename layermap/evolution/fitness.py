@@ -42,10 +42,14 @@ from .records import EvaluationRecord, TaskScore, environment, mean_and_stderr, 
 
 _log = get_logger(__name__)
 
-FITNESS_FORMAT = 2          # bump when the fitness computation or its fingerprint changes meaning (head/repeats
+FITNESS_FORMAT = 3          # bump when the fitness computation or its fingerprint changes meaning (head/repeats
                             # enter the fingerprint only when not finetune/1, so records from before them keep their key).
                             # 2: the teacher's identity covers its tokenizer files, and hub names (teacher, datasets
                             # corpus, hub GLUE tasks) carry the commit their revision resolves to
+                            # 3: the device class (cpu / cuda) and distill.precision enter: the same genome and seeds
+                            # scored 60.54 on a CPU and 61.78 on CUDA, so a shared cache must not mix them.  Stores of
+                            # format 2 stay readable (show, export, plot read rows, not fingerprints); their records
+                            # are not reused by new runs
 
 
 @dataclass
@@ -79,6 +83,9 @@ class ProxyEvaluator:
         self._fingerprint: str | None = None
         self._teacher_config = load_teacher_config(config.teacher.name, config.teacher.revision)
         check_source(config.corpus.path)                  # a missing corpus fails now, not inside the search
+        from ..distill.precision import check_precision
+
+        check_precision(config.distill.precision, pick_device(self._device))   # bf16 where it cannot run: exit 2
         self._state: _State | None = None
 
     def __getstate__(self) -> dict:
@@ -127,21 +134,47 @@ class ProxyEvaluator:
                 "distill": {k: getattr(c.distill, k) for k in c.distill.__dataclass_fields__ if k != "checkpoint_every"},
                 "proxy": _proxy_identity(c.proxy),
                 "data": {t: data_fingerprint(t, c.proxy.glue_dir or None) for t in c.proxy.tasks},
+                "device": self.device_class,
                 "versions": {"torch": ".".join(torch.__version__.split(".")[:2]),
                              "transformers": _major_minor("transformers")},
             }
             self._fingerprint = digest(parts)[:32]
         return self._fingerprint
 
+    @property
+    def device_class(self) -> str:
+        """``cpu`` or ``cuda`` (or ``mps``): the kind of device evaluations run on, part of the fingerprint."""
+        return pick_device(self._device).type
+
     def set_device(self, device: str) -> None:
+        if pick_device(device).type != self.device_class:
+            self._fingerprint = None           # another device class is another fingerprint
         self._device = device
         self._state = None
 
     # -- evaluation ----------------------------------------------------------------------------
     def prepare(self) -> None:
         """Load the teacher, tokenise the slice and fill the teacher cache (the driver calls this
-        before starting workers, so they find everything on disk)."""
-        self._load()
+        before starting workers, so they find everything on disk).  On a GPU with ``run.population`` > 1 it also
+        distils one step of a population of that size: one that does not fit the memory is a ConfigError
+        naming the largest that does."""
+        st = self._load()
+        k = self.config.run.population
+        if k > 1 and st.device.type == "cuda":
+            from ..distill.population import check_population_fits
+
+            check_population_fits(k, self._trial_population, st.device)
+
+    def _trial_population(self, k: int) -> None:
+        """One distillation step of ``k`` students (the memory check of :meth:`prepare`)."""
+        from ..distill.population import distill_population
+        from ..mapping import baseline
+
+        st = self._load()
+        mapping = LayerMapping(baseline("uniform", self.student_layers, self.teacher_layers), self.teacher_layers)
+        settings = dataclasses.replace(self.config.distill, max_steps=1, checkpoint_every=0)
+        distill_population([self.new_student(mapping) for _ in range(k)], st.source, [mapping] * k, st.segments,
+                           settings, teacher_width=st.teacher.hidden_size, device=st.device)
 
     def _load(self) -> _State:
         if self._state is not None:
@@ -210,6 +243,95 @@ class ProxyEvaluator:
             timings=timings, peak_memory_mb=_peak_memory_mb(st.device),
             fitness_replicates=fitness_replicates, fitness_stderr=stderr, environment=environment(st.device),
         )
+
+    def evaluate_many(self, genomes: Sequence[Sequence[int]]) -> list[EvaluationRecord | Exception]:
+        """Evaluate a chunk of genomes as one lockstep population (``run.population``): their students are distilled
+        together against one teacher pass per batch (:func:`layermap.distill.population.distill_population`), then
+        scored (the probe extracts all students' features in one pass per batch; fine-tuning runs per student).
+
+        Returns one :class:`EvaluationRecord` per genome, or the exception that genome's evaluation raised (a NaN in
+        one student fails that genome alone).  The distillation's wall time is shared equally among the genomes.
+        With ``distill.checkpoint_every`` > 0 (resumable per-genome distillations) the genomes are evaluated one
+        by one, as :meth:`evaluate` does."""
+        if len(genomes) == 1 or self.config.distill.checkpoint_every:
+            return [self._evaluate_or_error(genes) for genes in genomes]
+        t_start = time.perf_counter()
+        st = self._load()
+        mappings = [LayerMapping(tuple(genes), self.teacher_layers) for genes in genomes]
+        students = [self.new_student(m) for m in mappings]
+        if st.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(st.device)
+        t0 = time.perf_counter()
+        from ..distill.population import distill_population
+
+        results = distill_population(students, st.source, mappings, st.segments, self.config.distill,
+                                     teacher_width=st.teacher.hidden_size, device=st.device, progress=self.progress,
+                                     desc=f"distilling {len(mappings)} genomes in lockstep")
+        k = len(mappings)
+        t_distill = (time.perf_counter() - t0) / k
+        setup = (t0 - t_start) / k
+        ok = [r for r in results if r.ok]
+        timings = {id(r): {"setup": setup, "distill": t_distill, "distill_teacher": r.stats.teacher_seconds / k,
+                           "distill_student": t_distill - r.stats.teacher_seconds / k} for r in ok}
+        scored: dict[int, tuple] = {}
+        if ok and self.config.proxy.head == "probe":
+            for r, outcome in zip(ok, self.score_students([r.student for r in ok], [timings[id(r)] for r in ok])):
+                scored[id(r)] = outcome
+        else:
+            for r in ok:
+                try:
+                    scored[id(r)] = self.score_student(r.student, timings[id(r)])
+                except Exception as exc:  # noqa: BLE001 - one genome's failure is its own
+                    scored[id(r)] = exc
+        out: list[EvaluationRecord | Exception] = []
+        for r in results:
+            if not r.ok:
+                out.append(r.error)
+                continue
+            outcome = scored[id(r)]
+            if isinstance(outcome, Exception):
+                out.append(outcome)
+                continue
+            tasks, replicates = outcome
+            fitness, stderr = mean_and_stderr(replicates)
+            t = timings[id(r)]
+            t["total"] = sum(v for key, v in t.items() if key in ("setup", "distill", "finetune", "eval"))
+            out.append(EvaluationRecord(
+                genome=r.mapping.text, fitness=float(fitness), tasks=tasks, distill_loss=r.stats.final_loss, timings=t,
+                peak_memory_mb=_peak_memory_mb(st.device), fitness_replicates=replicates, fitness_stderr=stderr,
+                environment=environment(st.device)))
+        return out
+
+    def _evaluate_or_error(self, genes: Sequence[int]) -> EvaluationRecord | Exception:
+        try:
+            return self.evaluate(genes)
+        except Exception as exc:  # noqa: BLE001 - the executor turns it into this genome's failed record
+            return exc
+
+    def score_students(self, students: list, timings: list[dict[str, float]]) -> list[tuple | Exception]:
+        """:meth:`score_student` with the probe head for K students of one spec: every task's features of all K come
+        from one batched pass per batch (:func:`proxy_tasks.probe.probe_and_score_many`), the fits stay per student.
+        A task that fails fails every student (the same data would fail each alone)."""
+        from proxy_tasks.probe import ProbeSettings, probe_and_score_many
+
+        st = self._load()
+        settings = ProbeSettings(max_seq_len=self.config.proxy.seq_len)
+        tasks: list[dict[str, TaskScore]] = [{} for _ in students]
+        try:
+            for data in st.tasks:
+                for i, r in enumerate(probe_and_score_many(students, st.teacher.tokenizer, data, settings, device=st.device)):
+                    tasks[i][r.task] = TaskScore(metrics=dict(r.metrics), score=float(r.score), replicates=[float(r.score)])
+                    t = timings[i]
+                    for key in ("finetune", "eval"):
+                        t.setdefault(key, 0.0)
+                    t["finetune"] += r.train_seconds
+                    t["eval"] += r.eval_seconds
+                    for key, value in (("tokenize", r.tokenize_seconds), ("extract", r.extract_seconds),
+                                       ("fit", r.fit_seconds)):
+                        t[key] = t.get(key, 0.0) + value
+        except Exception as exc:  # noqa: BLE001
+            return [exc for _ in students]
+        return [(t, [sum(s.score for s in t.values()) / len(t)]) for t in tasks]
 
     def checkpoint_dir(self, mapping: LayerMapping) -> Path:
         """Where an evaluation's distillation checkpoints (``distill.checkpoint_every`` > 0) live until it

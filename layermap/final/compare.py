@@ -23,6 +23,7 @@ fine-tuned teacher (``--teacher-finetune``) is measured without fine-tuning a st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -100,6 +101,8 @@ def compare_fingerprint(config: Config) -> str:
                                                        "hidden_weight", "embedding_weight")},
         "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
     }
+    if c.distill.precision != "fp32":          # enters only when not fp32, so folders from before it keep their key
+        parts["precision"] = c.distill.precision
     return digest(parts)[:32]
 
 
@@ -109,7 +112,8 @@ def distill_settings(config: Config, seed: int) -> DistillSettings:
     return DistillSettings(max_steps=c.max_steps, epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
                            warmup_ratio=c.warmup_ratio, weight_decay=d.weight_decay, max_grad_norm=d.max_grad_norm,
                            attention_weight=d.attention_weight, hidden_weight=d.hidden_weight,
-                           embedding_weight=d.embedding_weight, seed=seed, checkpoint_every=c.checkpoint_every)
+                           embedding_weight=d.embedding_weight, seed=seed, checkpoint_every=c.checkpoint_every,
+                           precision=d.precision)
 
 
 class CompareWorker:
@@ -125,6 +129,7 @@ class CompareWorker:
         self._source = None
         self._segments = None
         self._tasks: dict[str, Any] = {}
+        self.distill_groups: dict[int, list[str]] = {}   # distillation seed -> the mappings this compare distils
 
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)
@@ -227,6 +232,9 @@ class CompareWorker:
         if (folder / "distill_log.json").is_file():          # finished before its row was written (killed in between)
             log = json.loads((folder / "distill_log.json").read_text("utf-8"))
             return {"distill_loss": log["final_loss"], "steps": log["steps"], "timings": {"distill": log["seconds"]}}
+        group = self._population_chunk(text, seed)
+        if len(group) > 1:
+            return self._distill_population(text, seed, group)
         teacher = self._load_teacher()
         segments, source = self._load_corpus()
         mapping = LayerMapping.parse(text, teacher.num_layers, student_layers=self.config.student.layers)
@@ -245,6 +253,66 @@ class CompareWorker:
         first = float(np.mean(stats.losses[:10])) if stats.losses else float("nan")
         return {"distill_loss": stats.final_loss, "first_loss": first, "steps": stats.steps,
                 "timings": {"distill": stats.seconds, "teacher": stats.teacher_seconds}}
+
+    def _population_chunk(self, text: str, seed: int) -> list[str]:
+        """The mappings distilled together with ``text`` (``run.population`` > 1): the chunk of this distillation
+        seed's mappings that holds ``text``, less those already distilled.  They share the budget and the seed."""
+        k = self.config.run.population
+        group = self.distill_groups.get(seed, [])
+        if k <= 1 or text not in group:
+            return [text]
+        start = group.index(text) // k * k
+        return [m for m in group[start:start + k]
+                if m == text or not (student_dir(self.out, m, seed) / "distill_log.json").is_file()]
+
+    def _distill_population(self, text: str, seed: int, group: list[str]) -> dict:
+        """Distil ``group`` as one lockstep population (:mod:`layermap.distill.population`) and save every student
+        that finished; the record of ``text``.  The other mappings' jobs then find their students saved.  A lock
+        file keeps two workers from distilling the same chunk; a population has no intermediate checkpoints (a kill
+        restarts the chunk).  The distillation's wall time is shared equally among the chunk's students."""
+        import fcntl
+
+        from ..distill.models import StudentSpec, build_student, init_student_from_teacher
+        from ..distill.output import save_student
+        from ..distill.population import distill_population
+
+        lock_path = self.out / "students" / f".population-seed{seed}-{group[0]}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            group = [m for m in group if not (student_dir(self.out, m, seed) / "distill_log.json").is_file()]
+            if text in group:
+                teacher = self._load_teacher()
+                segments, source = self._load_corpus()
+                s = self.config.student
+                spec = StudentSpec.resolve(teacher.model.config, s.layers, s.hidden_size, s.heads, s.ffn)
+                mappings = [LayerMapping.parse(m, teacher.num_layers, student_layers=s.layers) for m in group]
+                students = []
+                for mapping in mappings:
+                    student = build_student(teacher.model.config, spec, seed=seed)
+                    if self.init == "teacher":
+                        init_student_from_teacher(student, teacher.model, mapping)
+                    students.append(student)
+                settings = dataclasses.replace(distill_settings(self.config, seed), checkpoint_every=0)
+                t0 = time.perf_counter()
+                results = distill_population(students, source, mappings, segments, settings,
+                                             teacher_width=teacher.hidden_size, device=self._device_obj(),
+                                             progress=self.progress, desc=f"distilling {len(group)} mappings (full)")
+                share = (time.perf_counter() - t0) / len(group)
+                for m, r in zip(group, results):
+                    if r.ok:
+                        save_student(student_dir(self.out, m, seed), r.student.cpu(), teacher.tokenizer, r.mapping,
+                                     r.stats, teacher=self.config.teacher.name)
+                        log = student_dir(self.out, m, seed) / "distill_log.json"
+                        data = json.loads(log.read_text("utf-8"))
+                        data.update(seconds=share, population=len(group))
+                        log.write_text(json.dumps(data, indent=1))
+                    elif m == text:
+                        raise r.error
+        log = json.loads((student_dir(self.out, text, seed) / "distill_log.json").read_text("utf-8"))
+        first = float(np.mean(log["losses"][:10])) if log["losses"] else float("nan")
+        return {"distill_loss": log["final_loss"], "first_loss": first, "steps": log["steps"],
+                "timings": {"distill": log["seconds"]}}
 
     def _finetune_student(self, job: Job) -> dict:
         from transformers import AutoModel
@@ -376,6 +444,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                                 and store.lookup_cell(fingerprint, (DISTILL, m, d, "", -1)))]
         phase1 = distill_jobs + [job for job in teacher_jobs if done[job] is None]
         worker = CompareWorker(config, out, fingerprint)
+        worker.distill_groups = {d: [j[1] for j in distill_jobs if j[2] == d] for d in {j[2] for j in distill_jobs}}
         runner = _Runner(store, fp_of, worker, config, executor, progress, total=len(phase1) + len(missing))
         failed_students = set()
         try:
