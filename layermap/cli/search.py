@@ -21,6 +21,7 @@ from ..errors import LayermapError
 from ..evolution.results import SearchResult, load_result
 from ..evolution.store import Store, open_run
 from ..evolution.export import export_run, record_entry, render_export
+from ..evolution.results import final_seed_sets
 from ..evolution.verdict import (TIE_RULE, baseline_sentence, best_vs_baselines, noise_note, ranked_records, run_noise_std,
                                  standard_error, within_noise_of_best)
 
@@ -140,7 +141,8 @@ def show_command(args: argparse.Namespace) -> int:
             "evaluations": {"computed": result.computed, "cached": result.cached, "failed": result.failed, "running": running},
             "top": [{**record_entry(r), "within_noise_of_best": tie} for r, tie in zip(top, ties)],
             "tie_rule": TIE_RULE, "noise_std": noise_std, "noise_std_from": noise_from if noise_std is not None else None,
-            "best_vs_baselines": best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std),
+            "best_vs_baselines": best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std,
+                                                   final_seed_sets(row.config)),
         }, indent=2))
         return 0
     print(f"run {row.run_id} ({run_status(args.run_dir, row)})  teacher {row.description.get('teacher', '?')} "
@@ -152,16 +154,17 @@ def show_command(args: argparse.Namespace) -> int:
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed"
           + (f", {running} unfinished" if running else ""))
     if top:
-        print("top genomes (fitness ± standard error):")
+        print("top genomes (fitness ± standard error, n = replicates: seed sets it was evaluated under):")
         for record, tie in zip(top, ties):
             se = standard_error(record, noise_std)
             mark = "=" if tie else " "
             fit = f"{record.fitness:6.2f} ± {se:4.2f}" if se is not None else f"{record.fitness:6.2f}   ?   "
             tasks = "  ".join(f"{name} {task.score:.2f}" + (f"±{task.std:.1f}" if task.std is not None else "")
                               for name, task in record.tasks.items())
-            print(f"{mark} {record.genome:<16} {fit}   {tasks}")
+            print(f"{mark} {record.genome:<16} {fit}  n={record.seed_sets:<2}  {tasks}")
         print(noise_note(top, ties, noise_std, noise_from))
-        print(baseline_sentence(best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std)))
+        print(baseline_sentence(best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std,
+                                                  final_seed_sets(row.config))))
     return 0
 
 
@@ -172,7 +175,7 @@ def export_command(args: argparse.Namespace) -> int:
     done = export_run(args.run_dir, args.output, args.format)
     if done.provenance_path is not None:
         print(f"provenance (teacher, fitness, layer numbering) written to {done.provenance_path}")
-    print(f"best mapping {done.mapping.text} (fitness {done.fitness:.2f}) written to {done.path}")
+    print(f"best mapping {done.mapping.text} (fitness {done.fitness:.2f}, {done.replicates} replicate(s)) written to {done.path}")
     return 0
 
 
@@ -219,7 +222,8 @@ def _print_summary(result: SearchResult) -> None:
         print(f"no genome was evaluated successfully ({result.failed} failed); see 'layermap show {result.run_dir}'")
     else:
         tasks = ", ".join(f"{name} {task.score:.2f}" for name, task in result.best_record.tasks.items())
-        print(f"best mapping {result.best_record.genome}   fitness {result.best_record.fitness:.2f}" + (f"   ({tasks})" if tasks else ""))
+        print(f"best mapping {result.best_record.genome}   fitness {result.best_record.fitness:.2f}"
+              f" (n={result.best_record.seed_sets} replicate(s))" + (f"   ({tasks})" if tasks else ""))
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed   "
           f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
     if result.best_record is not None:
@@ -227,7 +231,7 @@ def _print_summary(result: SearchResult) -> None:
             row = store.get_run(result.run_id)
             records = ranked_records(store, row)
         print(baseline_sentence(best_vs_baselines(records, row.student_layers, row.teacher_layers,
-                                                  run_noise_std(row.config))))
+                                                  run_noise_std(row.config), final_seed_sets(row.config))))
     print(f"run folder: {result.run_dir}   (layermap show {result.run_dir}; layermap export {result.run_dir})")
 
 

@@ -25,6 +25,7 @@ class Rendered:
     fitness: float
     text: str
     provenance: dict | None
+    replicates: int = 1        # seed sets the fitness averages
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Exported:
     fitness: float
     path: Path
     provenance_path: Path | None
+    replicates: int = 1        # seed sets the fitness averages
 
 
 def render_export(run_dir: str | Path, format: str = "json") -> Rendered:
@@ -52,12 +54,14 @@ def render_export(run_dir: str | Path, format: str = "json") -> Rendered:
     mapping = result.best_mapping
     metadata = provenance(row, result)
     if format == "json":
-        return Rendered(mapping, result.best_record.fitness, json.dumps(mapping.to_dict(**metadata), indent=2) + "\n", None)
+        return Rendered(mapping, result.best_record.fitness, json.dumps(mapping.to_dict(**metadata), indent=2) + "\n", None,
+                        result.best_record.seed_sets)
     # the general stage has no prediction-layer loss (kd_loss_weight 0)
     payload = {"intermediate_matches": textbrewer_matches(mapping, *widths(row)), "kd_loss_weight": 0,
                "hard_label_weight": 0}
     beside = {"mapping": mapping.text, **metadata, "layer_numbering": TEXTBREWER_NUMBERING}
-    return Rendered(mapping, result.best_record.fitness, json.dumps(payload, indent=2) + "\n", beside)
+    return Rendered(mapping, result.best_record.fitness, json.dumps(payload, indent=2) + "\n", beside,
+                    result.best_record.seed_sets)
 
 
 def export_run(run_dir: str | Path, path: str | Path | None = None, format: str = "json") -> Exported:
@@ -80,7 +84,7 @@ def export_run(run_dir: str | Path, path: str | Path | None = None, format: str 
     except OSError as exc:
         raise LayermapError(f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and free "
                             "disk space") from None
-    return Exported(rendered.mapping, rendered.fitness, path, sibling)
+    return Exported(rendered.mapping, rendered.fitness, path, sibling, rendered.replicates)
 
 
 TEXTBREWER_NUMBERING = ("hidden 0 = embeddings, k = layer k; attention k = layer k (as in TextBrewer's "
@@ -105,7 +109,11 @@ def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width:
 
 
 def record_entry(record: EvaluationRecord) -> dict:
+    """A record as ``show --json`` and ``export`` give it; ``replicates`` = the seed sets its fitness averages (the
+    mean of ``fitness_seed_sets``, seed set -> fitness); ``fitness_replicates`` = fine-tuning seeds inside one."""
     return {"mapping": record.genome, "fitness": record.fitness, "fitness_stderr": record.fitness_stderr,
+            "replicates": record.seed_sets,
+            "fitness_seed_sets": {str(k): v for k, v in sorted(record.seed_set_fitness.items())} or {str(record.seed_set): record.fitness},
             "fitness_replicates": record.fitness_replicates,
             "tasks": {name: {"score": t.score, "metrics": t.metrics, "replicates": t.replicates, "std": t.std}
                       for name, t in record.tasks.items()}}
@@ -115,7 +123,8 @@ def provenance(row: RunRow, result: SearchResult) -> dict:
     record = result.best_record
     return {
         "teacher": row.description.get("teacher"), "student": row.description.get("student"),
-        "fitness": record.fitness, "tasks": record_entry(record)["tasks"], "fingerprint": row.fingerprint,
+        "fitness": record.fitness, "fitness_stderr": record.fitness_stderr, "replicates": record.seed_sets,
+        "tasks": record_entry(record)["tasks"], "fingerprint": row.fingerprint,
         "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": "layermap evolve",
     }

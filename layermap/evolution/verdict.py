@@ -8,15 +8,26 @@ A fitness is one draw of a noisy measurement; every statement here says how larg
 from __future__ import annotations
 
 from ..mapping import baselines
+from ..stats import OWN_SPREAD_MIN, paired_one_sided
 from .records import EvaluationRecord
+from .replicates import combined_records
+from .results import final_seed_sets, run_noise_std
 from .store import RunRow, Store
+
+PAIRED_ALPHA = 0.05     # one-sided level of the paired test of a racing run's answer against the best baseline
 
 
 TIE_RULE = "best - fitness < 2 * sqrt(se_best^2 + se^2)"
 
 
 def standard_error(record: EvaluationRecord, noise_std: float | None) -> float | None:
-    """The standard error of a record's fitness: ``--noise-std`` if given, else the record's own."""
+    """The standard error of a record's fitness: ``--noise-std`` if given, else the record's own.  For a record
+    combining n seed sets: its own spread from OWN_SPREAD_MIN replicates on, else ``noise_std / sqrt(n)``."""
+    n = record.seed_sets
+    if n > 1:
+        if n < OWN_SPREAD_MIN and noise_std is not None:
+            return noise_std / n ** 0.5
+        return record.fitness_stderr
     return noise_std if noise_std is not None else record.fitness_stderr
 
 
@@ -40,33 +51,48 @@ def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | Non
     return out
 
 
-def run_noise_std(config: dict) -> float | None:
-    """The run's ``search.noise_std`` (the measured seed std of one fitness), or None when not measured."""
-    value = (config or {}).get("search", {}).get("noise_std") or 0.0
-    return float(value) if value > 0 else None
-
-
 def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teacher_layers: int,
-                      noise_std: float | None) -> dict | None:
-    """The best genome against the best evaluated baseline, with the noise a difference must exceed."""
+                      noise_std: float | None, min_seed_sets: int = 1) -> dict | None:
+    """The best genome against the best evaluated baseline, with the noise a difference must exceed.
+
+    With ``min_seed_sets`` > 1 (a racing run: ``search.replicate_cap``) the best is the best mean among genomes
+    with that many seed sets (:func:`layermap.evolution.replicates.final_pick`), the baseline the best mean among
+    baselines with that many where one has them, and ``paired`` holds the one-sided paired test of the best
+    against the baseline over their common seed sets (:func:`layermap.stats.paired_one_sided`); ``beyond_noise``
+    is then ``p < PAIRED_ALPHA``."""
+    from .replicates import final_pick
 
     if not records:
         return None
     names = {"-".join(map(str, g)): name for name, g in baselines(student_layers, teacher_layers).items()}
     records = sorted(records, key=lambda r: -r.fitness)
-    best = records[0]
+    best = final_pick(records, min_seed_sets) if min_seed_sets > 1 else records[0]
+    if best is not records[0]:
+        records = [best] + [r for r in records if r is not best]
     base = [r for r in records if r.genome in names]
     if not base:
         return None
-    ref = max(base, key=lambda r: r.fitness)
+    full = [r for r in base if r.seed_sets >= min_seed_sets]
+    ref = max(full or base, key=lambda r: r.fitness)
     se_best, se_ref = standard_error(best, noise_std), standard_error(ref, noise_std)
     needed = 2.0 * (se_best ** 2 + se_ref ** 2) ** 0.5 if se_best is not None and se_ref is not None else None
     diff = best.fitness - ref.fitness
     tied = sum(t is True for t in within_noise_of_best(records, noise_std))
-    return {"best": best.genome, "best_fitness": best.fitness, "baseline": ref.genome, "baseline_kind": names[ref.genome],
-            "baseline_fitness": ref.fitness, "difference": diff, "difference_needed": needed,
-            "beyond_noise": None if needed is None else bool(best.genome != ref.genome and diff >= needed),
-            "within_noise_of_best": tied if needed is not None else None, "genomes": len(records)}
+    out = {"best": best.genome, "best_fitness": best.fitness, "baseline": ref.genome, "baseline_kind": names[ref.genome],
+           "baseline_fitness": ref.fitness, "difference": diff, "difference_needed": needed,
+           "beyond_noise": None if needed is None else bool(best.genome != ref.genome and diff >= needed),
+           "within_noise_of_best": tied if needed is not None else None, "genomes": len(records),
+           "best_seed_sets": best.seed_sets, "baseline_seed_sets": ref.seed_sets, "paired": None}
+    if min_seed_sets > 1 and best.genome != ref.genome:
+        paired = paired_one_sided(_by_seed_set(best), _by_seed_set(ref), noise_std)
+        out["paired"] = paired
+        if paired["p"] is not None:
+            out["beyond_noise"] = bool(paired["p"] < PAIRED_ALPHA)
+    return out
+
+
+def _by_seed_set(record: EvaluationRecord) -> dict[int, float]:
+    return dict(record.seed_set_fitness) if record.seed_set_fitness else {record.seed_set: float(record.fitness)}
 
 
 def baseline_sentence(b: dict | None) -> str:
@@ -78,6 +104,13 @@ def baseline_sentence(b: dict | None) -> str:
     else:
         head = (f"the best, {b['best']} ({b['best_fitness']:.2f}), leads the best baseline, {b['baseline_kind']} "
                 f"{b['baseline']} ({b['baseline_fitness']:.2f}), by {b['difference']:.2f}")
+    paired = b.get("paired")
+    if paired is not None and paired["p"] is not None:
+        verdict = (f"beyond seed noise (p < {PAIRED_ALPHA:g})" if b["beyond_noise"]
+                   else "within seed noise: no significant difference")
+        return (f"{head} (means over {b['best_seed_sets']} and {b['baseline_seed_sets']} seed sets); one-sided paired "
+                f"test over {paired['n']} common seed sets: difference {paired['difference']:+.2f} ± {paired['stderr']:.2f}, "
+                f"p = {paired['p']:.3f}, so {verdict}")
     if b["difference_needed"] is None:
         return (head + "; seed noise unknown (set search.noise_std to the std benchmarks/bench_noise.py measures at "
                 "this budget, pass --noise-std, or use proxy.repeats >= 2), so this ranking has no error bar")
@@ -105,9 +138,13 @@ def noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: 
 
 
 def ranked_records(store: Store, row: RunRow) -> list[EvaluationRecord]:
-    """The run's successful records, one per genome, best first."""
-    best: dict[str, EvaluationRecord] = {}
-    for r in store.run_evaluations(row.run_id):
-        if r.record is not None and r.record.ok and r.genome not in best:
-            best[r.genome] = r.record
-    return sorted(best.values(), key=lambda rec: -rec.fitness)
+    """The run's successful records, one per genome (its replicates combined: mean over seed sets), best first."""
+    done = [r.record for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
+    return sorted(combined_records(done, run_noise_std(row.config)).values(), key=lambda rec: -rec.fitness)
+
+
+def run_verdict(store: Store, row: RunRow, noise_std: float | None) -> dict | None:
+    """:func:`best_vs_baselines` of a run as its summary and ``show`` give it (a racing run: its final pick and the
+    paired test)."""
+    return best_vs_baselines(ranked_records(store, row), row.student_layers, row.teacher_layers, noise_std,
+                             final_seed_sets(row.config))
