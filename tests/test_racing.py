@@ -174,13 +174,13 @@ def synthetic_table():
 def test_racing_finds_the_true_optimum_more_often_than_the_ga_at_equal_budget():
     table = synthetic_table()
     spread = __import__("statistics").pstdev(table.fitness.values())
-    result = noisy_replay(table, seeds=12, budget=table.size, methods=("ga", "racing"), noise_std=spread).to_json()
+    result = noisy_replay(table, seeds=8, budget=table.size, methods=("ga", "racing"), noise_std=spread).to_json()
     ga, racing = result["methods"]["ga"], result["methods"]["racing"]
     assert ga["evaluations_median"] == racing["evaluations_median"] == table.size      # equal budgets
-    assert racing["optimum_rate"] > ga["optimum_rate"]
+    assert racing["optimum_rate"] > ga["optimum_rate"]                                 # measured: 5 of 8 against 1 of 8
     assert racing["regret_mean"] < ga["regret_mean"]
-    again = noisy_replay(table, seeds=12, budget=table.size, methods=("ga", "racing"), noise_std=spread).to_json()
-    assert again["methods"] == result["methods"]                                       # seeded: deterministic
+    again = noisy_replay(table, seeds=2, budget=table.size, methods=("ga", "racing"), noise_std=spread).to_json()
+    assert all(again["methods"][m]["picks"] == result["methods"][m]["picks"][:2] for m in ("ga", "racing"))   # seeded
 
 
 def test_noisy_replay_on_seed_sets_draws_each_seed_sets_value():
@@ -191,3 +191,35 @@ def test_noisy_replay_on_seed_sets_draws_each_seed_sets_value():
     assert result["noise"] == {"kind": "seed sets", "std": pytest.approx(math.sqrt(0.5))}
     assert result["methods"]["racing"]["settings"]["replicate_cap"] == 2          # capped at the table's seed sets
     assert all(e["evaluations_median"] <= 20 for e in result["methods"].values())
+
+
+def test_proxy_seed_set_raises_both_seeds_and_takes_their_fingerprint(tiny_config_toml):
+    import dataclasses
+
+    from layermap.evolution.fitness import ProxyEvaluator
+
+    config = load_config(str(tiny_config_toml))
+    base = ProxyEvaluator(config)
+    two = base.with_seed_set(2)
+    assert (two.config.distill.seed, two.config.proxy.seed) == (config.distill.seed + 2, config.proxy.seed + 2)
+    raised = config.replace(distill=dataclasses.replace(config.distill, seed=config.distill.seed + 2),
+                            proxy=dataclasses.replace(config.proxy, seed=config.proxy.seed + 2))
+    assert two.fingerprint == ProxyEvaluator(raised).fingerprint != base.fingerprint
+    assert base.config is config and base.fingerprint == ProxyEvaluator(config).fingerprint    # seed set 0 unchanged
+
+
+def test_a_racing_run_of_the_proxy_fitness_replicates_under_raised_seeds(tiny_config_toml, tmp_path):
+    from layermap.evolution.fitness import ProxyEvaluator
+
+    config = load_config(str(tiny_config_toml), ['search.strategy="racing"', "search.population=2", "search.generations=1",
+                                                 "search.replicate_cap=2", "search.seed_baselines=false",
+                                                 "search.offspring=1", "search.hall_of_fame=1", "distill.max_steps=2",
+                                                 'proxy.tasks=["sst2"]'])
+    result = run_search(config, ProxyEvaluator(config), tmp_path / "run", progress=False)
+    rows = store_rows(tmp_path / "run")
+    assert {s for _, s, _, _ in rows} == {0, 1} and result.best_record.seed_sets == 2
+    info = read_run_info(tmp_path / "run")
+    with Store(info.store_path(tmp_path / "run")) as store:
+        fps = {r.record.seed_set: fp for r in store.run_evaluations(info.run_id)
+               for fp in [store._db.execute("SELECT fingerprint FROM evaluations WHERE id = ?", (r.id,)).fetchone()[0]]}
+    assert fps == {0: ProxyEvaluator(config).fingerprint, 1: ProxyEvaluator(config).with_seed_set(1).fingerprint}
