@@ -195,7 +195,8 @@ def _race(search: SearchState, toolbox: base.Toolbox, hof: tools.HallOfFame, ind
     racing.race(search, individuals, generation)
     if generation == search.config.search.generations:
         racing.final_race(search, generation)
-        racing.race(search, individuals, generation)       # means after the final race (adds no replicate at the cap)
+        for ind in individuals:                             # their means after the final race
+            ind.fitness.values = (racing.mean_fitness(search, format_genes(ind)),)
     racing.rebuild_hall_of_fame(search, hof, toolbox.individual)
 
 
@@ -543,6 +544,10 @@ def _retry_failed(search: SearchState, population: list, hof: tools.HallOfFame, 
         record = search.memo.get(format_genes(ind))
         if record is not None:
             ind.fitness.values = (record.fitness if record.ok else WORST,)
+        if record is not None and search.config.search.strategy == "racing":
+            from .racing import mean_fitness
+
+            ind.fitness.values = (mean_fitness(search, format_genes(ind)),)   # the replicate mean, as selection uses
     hof.update([ind for ind in retried if math.isfinite(ind.fitness.values[0])])
     search.retry = []
 
