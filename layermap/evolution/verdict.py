@@ -44,7 +44,9 @@ def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | Non
     out: list[bool | None] = []
     for record in records:
         se = standard_error(record, noise_std)
-        if se is None or se_best is None:
+        if record is best:
+            out.append(True)                 # the best is tied with itself (even with a zero standard error)
+        elif se is None or se_best is None:
             out.append(None)
         else:
             out.append(best.fitness - record.fitness < 2.0 * (se_best ** 2 + se ** 2) ** 0.5)
@@ -131,6 +133,9 @@ def noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: 
                 "(the seed std of one fitness that benchmarks/bench_noise.py measures at this budget)")
     source = (f"se = {noise_from} {noise_std:g} for every genome" if noise_std is not None
               else "se from each record's fine-tuning seeds (proxy.repeats; distillation-seed noise not included)")
+    if any(r.seed_sets > 1 for r in top):
+        source += (" (a mean over n seed sets: se = noise_std / sqrt(n) below 3 replicates, the replicates' own "
+                   "spread / sqrt(n) from 3 on)")
     n = sum(bool(t) for t in ties)
     verdict = ("the best is ahead of every other listed genome beyond noise" if n == 1
                else f"{n} genomes are tied with the best within noise")
