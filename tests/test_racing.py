@@ -223,3 +223,12 @@ def test_a_racing_run_of_the_proxy_fitness_replicates_under_raised_seeds(tiny_co
         fps = {r.record.seed_set: fp for r in store.run_evaluations(info.run_id)
                for fp in [store._db.execute("SELECT fingerprint FROM evaluations WHERE id = ?", (r.id,)).fetchone()[0]]}
     assert fps == {0: ProxyEvaluator(config).fingerprint, 1: ProxyEvaluator(config).with_seed_set(1).fingerprint}
+
+
+def test_a_plain_record_keeps_its_old_json_and_a_replicate_round_trips():
+    plain = EvaluationRecord(genome="1-2-3", fitness=60.0)
+    assert "seed_set" not in plain.to_dict() and "seed_set_fitness" not in plain.to_dict()
+    replicate = EvaluationRecord(genome="1-2-3", fitness=61.0, seed_set=2)
+    both = combine({0: plain, 2: replicate})
+    for record in (plain, replicate, both):
+        assert EvaluationRecord.from_json(record.to_json()) == record

@@ -67,7 +67,14 @@ class EvaluationRecord:
         return self.status == COMPLETE and self.fitness is not None and math.isfinite(self.fitness)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """All fields, except ``seed_set`` 0 and an empty ``seed_set_fitness``: a plain record's JSON stays what it was
+        before replicates existed, so older layermap versions still read the stores this one writes."""
+        d = asdict(self)
+        if not d["seed_set"]:
+            del d["seed_set"]
+        if not d["seed_set_fitness"]:
+            del d["seed_set_fitness"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
