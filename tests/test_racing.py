@@ -232,3 +232,16 @@ def test_a_plain_record_keeps_its_old_json_and_a_replicate_round_trips():
     both = combine({0: plain, 2: replicate})
     for record in (plain, replicate, both):
         assert EvaluationRecord.from_json(record.to_json()) == record
+
+
+def test_bench_search_noise_std_prints_the_final_pick_regrets(tmp_path, capsys):
+    table = Path(__file__).resolve().parents[1] / "results/benchmarks/landscape_synthetic.csv"
+    out = tmp_path / "noisy.json"
+    assert main(["bench", "search", str(table), "--noise-std", "1.5", "--seeds", "2", "--budget", "12",
+                 "--methods", "random,racing", "--json", "-o", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == json.loads(out.read_text())
+    assert shown["noise"] == {"kind": "gaussian", "std": 1.5} and set(shown["methods"]) == {"random", "racing"}
+    assert all(len(e["regret"]) == 2 and min(e["regret"]) >= 0 for e in shown["methods"].values())
+    assert main(["bench", "search", str(table), "--methods", "racing", "--seeds", "1"]) == 2
+    assert "needs noisy evaluations" in capsys.readouterr().err
