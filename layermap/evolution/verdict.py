@@ -44,10 +44,10 @@ def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | Non
     out: list[bool | None] = []
     for record in records:
         se = standard_error(record, noise_std)
-        if record is best:
-            out.append(True)                 # the best is tied with itself (even with a zero standard error)
-        elif se is None or se_best is None:
+        if se is None or se_best is None:
             out.append(None)
+        elif record is best:
+            out.append(True)                 # the best is tied with itself (even with a zero standard error)
         else:
             out.append(best.fitness - record.fitness < 2.0 * (se_best ** 2 + se ** 2) ** 0.5)
     return out
