@@ -37,9 +37,8 @@ from ..logs import get_logger
 from ..mapping import baselines, format_genes, parse_genes
 from ..stats import replicate_mean
 from .executors import create_executor
-from .records import EvaluationRecord
 from .replicates import seed_set_evaluator
-from .store import BUSY, KNOWN
+from .store import KNOWN
 
 if TYPE_CHECKING:
     from .evolve import SearchState
