@@ -155,7 +155,7 @@ class ProxySettings:
                               "the same score every time; set proxy.repeats = 1")
 
 
-SEARCH_STRATEGIES = ("ga", "enumerate", "enumerate-mapped")
+SEARCH_STRATEGIES = ("ga", "racing", "enumerate", "enumerate-mapped")
 
 
 @dataclass(frozen=True)
@@ -173,14 +173,19 @@ class SearchSettings:
     seed_mappings: tuple[str, ...] = ()   # extra genomes for the first population, e.g. ["3-6-9-12"]
     hall_of_fame: int = 5          # how many best distinct genomes to keep
     seed: int = 0
-    strategy: str = "ga"           # ga | enumerate (every genome of the space, as generation 0) | enumerate-mapped (no zero gene)
+    strategy: str = "ga"           # ga | racing (the GA on replicate means, elites re-evaluated under new seed sets) |
+                                   # enumerate (every genome of the space, as generation 0) | enumerate-mapped (no zero gene)
     noise_std: float = 0.0         # seed std of one fitness at this budget (benchmarks/bench_noise.py); show and the
                                    # run summary mark genomes within noise of the best with it; 0 = not measured
+    replicate_cap: int = 4         # racing: the most seed sets one genome is evaluated under (the final pick needs this many)
 
     def __post_init__(self) -> None:
         if not (self.noise_std >= 0 and math.isfinite(self.noise_std)):
             raise ConfigError(f"search.noise_std must be a finite standard deviation >= 0 (0 = not measured), "
                               f"got {self.noise_std}")
+        if self.replicate_cap < 1:
+            raise ConfigError(f"search.replicate_cap must be at least 1 (the most seed sets a genome is evaluated under), "
+                              f"got {self.replicate_cap}")
         if self.strategy not in SEARCH_STRATEGIES:
             raise ConfigError(f"search.strategy must be one of {', '.join(SEARCH_STRATEGIES)}, got {self.strategy!r}")
         if self.constraint not in CONSTRAINTS:

@@ -164,3 +164,58 @@ def _mean(values: list[float]) -> float:
 def _check_pair(x: Sequence[float], y: Sequence[float]) -> None:
     if len(x) != len(y) or len(x) < 2:
         raise ValueError(f"need two equally long sequences of at least 2 values, got {len(x)} and {len(y)}")
+
+
+# -- replicates of one genome and paired comparisons (noise-aware search) ------------------------------
+OWN_SPREAD_MIN = 3      # replicates needed before a genome's standard error comes from its own spread
+
+
+def replicate_mean(values: Sequence[float], noise_std: float | None = None) -> tuple[float, float | None, str]:
+    """A genome's estimate from its replicates (one fitness per seed set): the mean, its standard error and
+    where the error came from.
+
+    With at least :data:`OWN_SPREAD_MIN` replicates the error is their sample std / sqrt(n) (``"replicates"``);
+    with fewer it is ``noise_std / sqrt(n)`` (``"noise_std"``, the measured seed std of one fitness) when that is
+    known, else the sample std of two replicates (``"replicates"``), else ``None`` (``""``: one value, no
+    measured noise)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("replicate_mean needs at least one value")
+    mean = sum(values) / n
+    if n >= OWN_SPREAD_MIN or (n == 2 and not noise_std):
+        var = sum((v - mean) ** 2 for v in values) / (n - 1)
+        return mean, math.sqrt(var / n), "replicates"
+    if noise_std:
+        return mean, noise_std / math.sqrt(n), "noise_std"
+    return mean, None, ""
+
+
+def paired_one_sided(a: dict, b: dict, noise_std: float | None = None) -> dict:
+    """One-sided paired t-test of H1: mean(a) > mean(b), paired by key (the seed set).
+
+    ``a`` and ``b`` map a seed set to a fitness; only the seed sets both have are used.  Returns the pairs
+    ``n``, the mean difference, its standard error, ``t``, the one-sided ``p`` (Student t with n - 1 degrees
+    of freedom) and where the error came from.  With one pair, or differences without spread, the error is
+    ``noise_std * sqrt(2 / n)`` (two independent draws of the measured seed std; common random numbers only
+    make the true error smaller) and ``p`` comes from the normal distribution; without ``noise_std`` it is
+    ``None``."""
+    from scipy import stats as st
+
+    keys = sorted(set(a) & set(b))
+    diffs = [float(a[k]) - float(b[k]) for k in keys]
+    n = len(diffs)
+    out = {"n": n, "seed_sets": keys, "difference": None, "stderr": None, "t": None, "p": None, "stderr_from": ""}
+    if n == 0:
+        return out
+    mean = sum(diffs) / n
+    out["difference"] = mean
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n >= 2 else 0.0
+    if n >= 2 and sd > 0:
+        se = sd / math.sqrt(n)
+        t = mean / se
+        out.update(stderr=se, t=t, p=float(st.t.sf(t, n - 1)), stderr_from="pairs")
+    elif noise_std:
+        se = noise_std * math.sqrt(2.0 / n)
+        z = mean / se
+        out.update(stderr=se, t=z, p=float(st.norm.sf(z)), stderr_from="noise_std")
+    return out

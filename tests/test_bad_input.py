@@ -136,6 +136,14 @@ def _bad_glue_header(ctx: Ctx) -> list[str]:
     return ctx.evolve("--glue-dir", str(glue))
 
 
+def _racing_resume_other_cap(ctx: Ctx) -> list[str]:
+    out = ctx.tmp / "racing"
+    assert main(["evolve", "--synthetic", "6", "--set", "search.strategy=\"racing\"", "--set", "search.replicate_cap=2",
+                 "--set", "search.generations=1", "--set", "search.population=4", "--set", "run.shared_fitness=false",
+                 "--quiet", "--out", str(out)]) == 0
+    return ["evolve", "--resume", str(out), "--set", "search.replicate_cap=3"]
+
+
 def _empty_store(ctx: Ctx) -> list[str]:
     run = ctx.run_dir()
     store = run / "layermap.sqlite"
@@ -231,6 +239,12 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], str]] = [
     ("export-onto-a-folder", lambda c: ["export", str(c.run_dir()), "-o", str(c.tmp)], "is a folder"),
     ("baselines-deeper-student", lambda c: ["baselines", "--teacher-layers", "4", "--student-layers", "6"],
      "no deeper than the teacher"),
+    # noise-aware search (issue 17)
+    ("search-replicate-cap-zero", lambda c: ["evolve", "--synthetic", "6", "--set", "search.replicate_cap=0", "--quiet",
+                                             "--out", str(c.tmp / "r")], "search.replicate_cap must be at least 1"),
+    ("resume-racing-with-another-cap", _racing_resume_other_cap, "search.replicate_cap cannot change on --resume"),
+    ("bench-noisy-table-one-seed-set", lambda c: ["bench", "search", str(ROOT / "results/benchmarks/landscape_synthetic.csv"),
+                                                  "--noisy", "--seeds", "1"], "has only one seed set"),
 ]
 
 

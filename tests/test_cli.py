@@ -149,3 +149,6 @@ def test_validate_checks_everything_and_sizes_the_work_without_training(tiny_con
     assert not (tmp_path / "cache").exists()                         # nothing was tokenised, cached or trained
     assert main(["validate", "--config", str(tiny_config_toml), "--glue-dir", str(tmp_path)]) == 2
     assert "SST-2/train.tsv" in capsys.readouterr().err
+    assert main(["validate", "--config", str(tiny_config_toml), "--set", 'search.strategy="racing"',
+                 "--set", "search.replicate_cap=3"]) == 0
+    assert "up to 3 seed sets each (search.replicate_cap) -> at most 30 evaluations" in capsys.readouterr().out

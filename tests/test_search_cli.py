@@ -94,7 +94,8 @@ def test_show_json_has_the_keys_and_the_store_counts(run_dir, capsys):
     assert cli("show", str(run_dir), "--json") == 0
     shown = json.loads(capsys.readouterr().out)
     assert {"best", "generations", "evaluations", "top"} <= set(shown)
-    assert set(shown["best"]) == {"mapping", "fitness", "fitness_stderr", "fitness_replicates", "tasks"}
+    assert set(shown["best"]) == {"mapping", "fitness", "fitness_stderr", "replicates", "fitness_seed_sets",
+                                 "fitness_replicates", "tasks"}
     assert set(shown["best"]["tasks"]) == {"syn_a", "syn_b"}
     assert [g["generation"] for g in shown["generations"]] == [0, 1, 2, 3]
     info = read_run_info(run_dir)

@@ -1,7 +1,7 @@
 """``layermap bench``: benchmarks of the search itself (``cli.py`` calls :func:`register`).
 
     layermap bench search TABLE [--seeds 20] [--budget N] [--methods ga,random,local,aging] [--set search.k=v ...]
-                                [--json] [-o FILE.json] [--plot FILE.png]
+                                [--noisy | --noise-std S] [--json] [-o FILE.json] [--plot FILE.png]
     layermap bench landscape STORE -o landscape.csv
     layermap bench fidelity COMPARE_DIR --proxy SOURCE [--proxy SOURCE ...] [--json] [-o FILE.json] [--plot FILE.png]
 
@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 from ..evolution.records import json_safe
+from ..errors import LayermapError
+from ..study.noisy_replay import NOISY_METHODS, format_noisy_report, noisy_replay
 from ..study.replay import METHODS, draw_regret, format_report, load_table, read_store_rows, replay, write_csv
 
 
@@ -32,12 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("table", metavar="TABLE", help="landscape CSV or layermap store file")
     p.add_argument("--seeds", type=int, default=20, help="replays per method (default 20)")
     p.add_argument("--budget", type=int, default=None, help="distinct genomes each replay may evaluate (default: the table size)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated subset of {','.join(NOISY_METHODS)} (racing only with noise; default: all that apply)")
+    noisy = p.add_mutually_exclusive_group()
+    noisy.add_argument("--noisy", action="store_true",
+                       help="noisy evaluations: each one answers one of the table's seed sets (the table needs several); "
+                            "report each method's final-pick regret at equal evaluation budgets")
+    noisy.add_argument("--noise-std", type=float, default=None, metavar="S",
+                       help="noisy evaluations: the table's fitness plus Gaussian noise of std S (e.g. on the noiseless "
+                            "synthetic landscape); report each method's final-pick regret")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="search.KEY=VALUE",
                    help="change a GA setting from the shipped default (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-o", "--output", default=None, help="also write the JSON to this file")
-    p.add_argument("--plot", default=None, metavar="FILE.png", help="write the regret plot (PNG, and SVG beside it)")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="write the regret plot (PNG, and SVG beside it; not with noisy evaluations)")
     p.set_defaults(func=search_command)
     p = sub.add_parser("landscape", help="export a layermap store's evaluations as a landscape CSV",
                        epilog="example:\n  layermap bench landscape runs/landscape/layermap.sqlite -o landscape.csv",
@@ -64,7 +75,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def search_command(args: argparse.Namespace) -> int:
     table = load_table(args.table)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    noisy = args.noisy or args.noise_std is not None
+    methods = ([m.strip() for m in args.methods.split(",") if m.strip()] if args.methods
+               else list(NOISY_METHODS if noisy else METHODS))
+    if noisy:
+        if args.plot:
+            raise LayermapError("--plot draws the noiseless replays' regret curves; leave it out with --noisy or --noise-std")
+        result = noisy_replay(table, seeds=args.seeds, budget=args.budget, methods=methods, overrides=args.overrides,
+                              noise_std=args.noise_std).to_json()
+        result["command"] = "layermap bench search " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "search"] else None
+        return _emit(args, result, None, lambda: format_noisy_report(result))
     result = replay(table, seeds=args.seeds, budget=args.budget, methods=methods, ga_overrides=args.overrides).to_json()
     result["command"] = "layermap bench search " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "search"] else None
     return _emit(args, result, lambda: draw_regret(result), lambda: format_report(result))

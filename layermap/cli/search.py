@@ -150,14 +150,14 @@ def show_command(args: argparse.Namespace) -> int:
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed"
           + (f", {report.running} unfinished" if report.running else ""))
     if report.top:
-        print("top genomes (fitness ± standard error):")
+        print("top genomes (fitness ± standard error, n = replicates: seed sets it was evaluated under):")
         for record, tie in zip(report.top, report.ties):
             se = standard_error(record, verdict.noise_std)
             mark = "=" if tie else " "
             fit = f"{record.fitness:6.2f} ± {se:4.2f}" if se is not None else f"{record.fitness:6.2f}   ?   "
             tasks = "  ".join(f"{name} {task.score:.2f}" + (f"±{task.std:.1f}" if task.std is not None else "")
                               for name, task in record.tasks.items())
-            print(f"{mark} {record.genome:<16} {fit}   {tasks}")
+            print(f"{mark} {record.genome:<16} {fit}  n={record.seed_sets:<2}  {tasks}")
         print(noise_note(report.top, report.ties, verdict.noise_std, verdict.noise_std_from or "--noise-std"))
         print(verdict.sentence)
     return 0
@@ -172,7 +172,7 @@ def export_command(args: argparse.Namespace) -> int:
         print(f"provenance (teacher, fitness, layer numbering) written to {done.provenance_path}")
     if done.adaptor_path is not None:
         print(f"TextBrewer adaptors (adaptor_T, adaptor_S, prepare, score_adaptor) written to {done.adaptor_path}")
-    print(f"best mapping {done.mapping.text} (fitness {done.fitness:.2f}) written to {done.path}")
+    print(f"best mapping {done.mapping.text} (fitness {done.fitness:.2f}, {done.replicates} replicate(s)) written to {done.path}")
     return 0
 
 
@@ -219,7 +219,8 @@ def _print_summary(result: SearchResult) -> None:
         print(f"no genome was evaluated successfully ({result.failed} failed); see 'layermap show {result.run_dir}'")
     else:
         tasks = ", ".join(f"{name} {task.score:.2f}" for name, task in result.best_record.tasks.items())
-        print(f"best mapping {result.best_record.genome}   fitness {result.best_record.fitness:.2f}" + (f"   ({tasks})" if tasks else ""))
+        print(f"best mapping {result.best_record.genome}   fitness {result.best_record.fitness:.2f}"
+              f" (n={result.best_record.seed_sets} replicate(s))" + (f"   ({tasks})" if tasks else ""))
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed   "
           f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
     if result.best_record is not None:

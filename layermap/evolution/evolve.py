@@ -50,6 +50,7 @@ WORST = -math.inf       # the selection fitness of a failed genome
 RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address", "gpus_per_eval", "cpus_per_eval", "cache_dir",
                       "shared_fitness", "retry_failed")
 SHARED_CACHE_NAME = "fitness.sqlite"
+BREEDING = ("ga", "racing")   # strategies that breed generations (the others evaluate one fixed generation 0)
 NOVELTY_TRIES = 50      # breedings per offspring slot before a genome the run already knows is accepted
 
 _log = get_logger(__name__)
@@ -87,6 +88,10 @@ class SearchState:
     retry: list[str] = dataclasses.field(default_factory=list)  # failed genomes to evaluate again first (--retry-failed)
     claims: Store | None = None          # where genomes are claimed before they are computed: a store other runs share
     owner: str = ""                      # this driver's claim owner id (host:pid:run_id)
+    replicas: dict[str, dict[int, EvaluationRecord]] = dataclasses.field(default_factory=dict)  # racing: seed sets >= 1
+    seed_set_evaluators: dict[int, Evaluator] = dataclasses.field(default_factory=dict)
+    replicate_executor: tuple[int, Executor] | None = None     # (seed set, its executor): one at a time
+    backlog: dict[tuple[str, int], EvaluationRecord] = dataclasses.field(default_factory=dict)  # resumed replicates
 
 
 def build_toolbox(search: SearchState) -> base.Toolbox:
@@ -115,6 +120,9 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         else:
             population, hof, rng state <- checkpoint of generation start
         (search.strategy = "enumerate[-mapped]": generation 0 is the whole space and G counts as 0)
+        (search.strategy = "racing": after every evaluate(), race(population + offspring) re-evaluates the elites
+         under new seed sets (layermap.evolution.racing); fitness = replicate mean, the hall of fame is rebuilt
+         from the means, and the last generation ends with final_race() before its checkpoint)
         for gen in (last finished + 1) .. G:
             offspring <- []
             repeat lambda times:
@@ -139,12 +147,13 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         clock = time.perf_counter()
         seeds = parse_seed_mappings(s.seed_mappings, search.student_layers, search.teacher_layers, s.constraint)
         genomes = (initial_genomes(search.rng, mu, search.student_layers, search.teacher_layers, s.constraint,
-                                   seeds=seeds, seed_baselines=s.seed_baselines) if s.strategy == "ga"
+                                   seeds=seeds, seed_baselines=s.seed_baselines) if s.strategy in BREEDING
                    else _enumerated(search))
         population = [toolbox.individual(g) for g in genomes]
         evaluated = _evaluate(search, population, 0)
         search.seen.update(format_genes(ind) for ind in population)
         hof.update([ind for ind in population if math.isfinite(ind.fitness.values[0])])
+        _race(search, toolbox, hof, population, 0)
         _checkpoint(search, 0, population, hof, evaluated, clock)
         first = 1
     else:
@@ -152,7 +161,7 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         first = start.generation + 1
         if search.retry:
             _retry_failed(search, population, hof, first)
-    for gen in range(first, (s.generations if s.strategy == "ga" else 0) + 1):
+    for gen in range(first, (s.generations if s.strategy in BREEDING else 0) + 1):
         clock = time.perf_counter()
         offspring, fresh, repeats = [], set(), 0
         for _ in range(lambda_):
@@ -171,8 +180,24 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         evaluated = _evaluate(search, offspring, gen)
         search.seen.update(fresh)
         hof.update([ind for ind in offspring if math.isfinite(ind.fitness.values[0])])
+        _race(search, toolbox, hof, population + offspring, gen)
         population = [toolbox.clone(ind) for ind in toolbox.survive(population + offspring, mu)]
         _checkpoint(search, gen, population, hof, evaluated, clock)
+
+
+def _race(search: SearchState, toolbox: base.Toolbox, hof: tools.HallOfFame, individuals: list, generation: int) -> None:
+    """``search.strategy = "racing"``: race the elites, give ``individuals`` their replicate means, rebuild the hall of
+    fame from the means; after the last generation's race, the final race (:mod:`layermap.evolution.racing`)."""
+    if search.config.search.strategy != "racing":
+        return
+    from . import racing
+
+    racing.race(search, individuals, generation)
+    if generation == search.config.search.generations:
+        racing.final_race(search, generation)
+        for ind in individuals:                             # their means after the final race
+            ind.fitness.values = (racing.mean_fitness(search, format_genes(ind)),)
+    racing.rebuild_hall_of_fame(search, hof, toolbox.individual)
 
 
 def _enumerated(search: SearchState) -> list[tuple[int, ...]]:
@@ -324,11 +349,19 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
             )
         store.discard_unfinished(row.run_id)
         rows = store.run_evaluations(row.run_id)
-        memo = {r.genome: r.record for r in rows if r.record is not None}
+        memo = {r.genome: r.record for r in rows if r.record is not None and r.record.seed_set == 0}
+        start = store.last_generation(row.run_id)
+        replicas: dict[str, dict[int, EvaluationRecord]] = {}     # racing: replicates up to the checkpoint ...
+        backlog: dict[tuple[str, int], EvaluationRecord] = {}      # ... and after it (the race asks for them again)
+        for r in rows:
+            if r.record is not None and r.record.seed_set > 0:
+                if start is None or r.generation > start.generation:
+                    backlog[(r.genome, r.record.seed_set)] = r.record
+                else:
+                    replicas.setdefault(r.genome, {})[r.record.seed_set] = r.record
         retry = [g for g, rec in memo.items() if not rec.ok] if config.run.retry_failed else []
         for genome in retry:
             del memo[genome]
-        start = store.last_generation(row.run_id)
         seen = {r.genome for r in rows if start is not None and r.generation <= start.generation}
     except BaseException:
         store.close()
@@ -336,7 +369,7 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
         raise
     search = SearchState(config, evaluator, store, row.run_id, run_dir, row.fingerprint, row.student_layers,
                          row.teacher_layers, random.Random(config.search.seed), memo, progress, executor, executor is None, lock,
-                         seen=seen, retry=retry)
+                         seen=seen, retry=retry, replicas=replicas, backlog=backlog)
     return _drive(search, start)
 
 
@@ -387,6 +420,9 @@ def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
         finally:
             if search.executor is not None and search.owns_executor:
                 search.executor.close()
+            if search.replicate_executor is not None:
+                search.replicate_executor[1].close()
+                search.replicate_executor = None
         search.store.set_run_status(search.run_id, "finished")
         return load_result(search.store, search.store.get_run(search.run_id), search.run_dir, time.perf_counter() - clock)
     finally:
@@ -440,6 +476,7 @@ def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
 
 
 def _use_cached(search: SearchState, record: EvaluationRecord, generation: int) -> None:
+    record = dataclasses.replace(record, seed_set=0)     # seed set 0 of this run, whichever run computed it
     search.store.record_cached(search.run_id, search.fingerprint, generation, record)
     search.memo[record.genome] = record
 
@@ -511,6 +548,10 @@ def _retry_failed(search: SearchState, population: list, hof: tools.HallOfFame, 
         record = search.memo.get(format_genes(ind))
         if record is not None:
             ind.fitness.values = (record.fitness if record.ok else WORST,)
+        if record is not None and search.config.search.strategy == "racing":
+            from .racing import mean_fitness
+
+            ind.fitness.values = (mean_fitness(search, format_genes(ind)),)   # the replicate mean, as selection uses
     hof.update([ind for ind in retried if math.isfinite(ind.fitness.values[0])])
     search.retry = []
 
@@ -560,7 +601,13 @@ def _restore(search: SearchState, toolbox: base.Toolbox, hof: tools.HallOfFame, 
         population.append(ind)
     for genes in reversed(cp["hall_of_fame"]):      # reversed: DEAP inserts ties in front, this restores their order
         ind = toolbox.individual(genes)
-        ind.fitness.values = (search.memo[format_genes(genes)].fitness,)
+        record = search.memo[format_genes(genes)]
+        if search.config.search.strategy == "racing":
+            from .racing import mean_fitness
+
+            ind.fitness.values = (mean_fitness(search, format_genes(genes)),)
+        else:
+            ind.fitness.values = (record.fitness,)
         hof.insert(ind)
     return population
 

@@ -28,6 +28,7 @@ class Rendered:
     text: str
     provenance: dict | None
     adaptor: str | None = None            # TextBrewer: the adaptor module's source (written as <name>.adaptor.py)
+    replicates: int = 1        # seed sets the fitness averages
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Exported:
     path: Path
     provenance_path: Path | None
     adaptor_path: Path | None = None
+    replicates: int = 1        # seed sets the fitness averages
 
 
 def render_export(run_dir: str | Path, format: str = "json", attention_index: str = "hf") -> Rendered:
@@ -59,7 +61,8 @@ def render_export(run_dir: str | Path, format: str = "json", attention_index: st
     mapping = result.best_mapping
     metadata = provenance(row, result)
     if format == "json":
-        return Rendered(mapping, result.best_record.fitness, json.dumps(mapping.to_dict(**metadata), indent=2) + "\n", None)
+        return Rendered(mapping, result.best_record.fitness, json.dumps(mapping.to_dict(**metadata), indent=2) + "\n", None,
+                        replicates=result.best_record.seed_sets)
     # the general stage has no prediction-layer loss (kd_loss_weight 0)
     payload = {"intermediate_matches": textbrewer_matches(mapping, *widths(row), attention_index=attention_index),
                "kd_loss_weight": 0, "hard_label_weight": 0}
@@ -67,7 +70,7 @@ def render_export(run_dir: str | Path, format: str = "json", attention_index: st
               "layer_numbering": NUMBERING[attention_index], "attention_feature": ATTENTION_FEATURE,
               "projection": PROJECTION_NOTE}
     return Rendered(mapping, result.best_record.fitness, json.dumps(payload, indent=2) + "\n", beside,
-                    render_adaptor(mapping, attention_index, metadata.get("teacher")))
+                    render_adaptor(mapping, attention_index, metadata.get("teacher")), result.best_record.seed_sets)
 
 
 def export_run(run_dir: str | Path, path: str | Path | None = None, format: str = "json",
@@ -95,7 +98,7 @@ def export_run(run_dir: str | Path, path: str | Path | None = None, format: str 
     except OSError as exc:
         raise LayermapError(f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and free "
                             "disk space") from None
-    return Exported(rendered.mapping, rendered.fitness, path, sibling, adaptor)
+    return Exported(rendered.mapping, rendered.fitness, path, sibling, adaptor, rendered.replicates)
 
 
 NUMBERING = {
@@ -229,7 +232,11 @@ def score_adaptor(model):
 
 
 def record_entry(record: EvaluationRecord) -> dict:
+    """A record as ``show --json`` and ``export`` give it; ``replicates`` = the seed sets its fitness averages (the
+    mean of ``fitness_seed_sets``, seed set -> fitness); ``fitness_replicates`` = fine-tuning seeds inside one."""
     return {"mapping": record.genome, "fitness": record.fitness, "fitness_stderr": record.fitness_stderr,
+            "replicates": record.seed_sets,
+            "fitness_seed_sets": {str(k): v for k, v in sorted(record.seed_set_fitness.items())} or {str(record.seed_set): record.fitness},
             "fitness_replicates": record.fitness_replicates,
             "tasks": {name: {"score": t.score, "metrics": t.metrics, "replicates": t.replicates, "std": t.std}
                       for name, t in record.tasks.items()}}
@@ -241,7 +248,8 @@ def provenance(row: RunRow, result: SearchResult) -> dict:
     return {
         "teacher": teacher_label(row.description.get("teacher")), **({"teacher_identity": identity} if identity else {}),
         "student": row.description.get("student"),
-        "fitness": record.fitness, "tasks": record_entry(record)["tasks"], "fingerprint": row.fingerprint,
+        "fitness": record.fitness, "fitness_stderr": record.fitness_stderr, "replicates": record.seed_sets,
+        "tasks": record_entry(record)["tasks"], "fingerprint": row.fingerprint,
         "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": "layermap evolve",
     }

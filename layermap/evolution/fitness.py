@@ -152,6 +152,17 @@ class ProxyEvaluator:
         self._device = device
         self._state = None
 
+    def with_seed_set(self, seed_set: int) -> "ProxyEvaluator":
+        """The evaluator of seed set ``seed_set`` (a replicate): ``distill.seed`` and ``proxy.seed`` raised by it, so
+        its fingerprint is that of those settings and its records are cached like any other fitness."""
+        c = self.config
+        other = copy.copy(self)
+        other.config = c.replace(distill=dataclasses.replace(c.distill, seed=c.distill.seed + seed_set),
+                                 proxy=dataclasses.replace(c.proxy, seed=c.proxy.seed + seed_set))
+        other._fingerprint = None
+        other._state = None
+        return other
+
     # -- evaluation ----------------------------------------------------------------------------
     def prepare(self) -> None:
         """Load the teacher, tokenise the slice and fill the teacher cache (the driver calls this

@@ -42,6 +42,10 @@ class EvaluationRecord:
     distillation seed is fixed inside a fitness (measure its effect with ``benchmarks/bench_noise.py``).
     ``environment`` says where the record was computed (:func:`environment`): device, GPU name, torch
     threads, library versions.  It is recorded, not part of the fingerprint (see the README).
+    ``seed_set`` is the seed set the record was computed under, relative to the run's seeds (seed set r:
+    ``distill.seed + r`` and ``proxy.seed + r``; 0 for every record before replicates existed).  A record that
+    combines a genome's replicates (:func:`layermap.evolution.replicates.combine`) has ``fitness`` = their mean,
+    ``fitness_stderr`` = its standard error and ``seed_set_fitness`` = each seed set's fitness (seed set -> fitness).
     """
 
     genome: str
@@ -55,13 +59,22 @@ class EvaluationRecord:
     fitness_replicates: list[float] = field(default_factory=list)
     fitness_stderr: float | None = None
     environment: dict[str, str | int] = field(default_factory=dict)   # where it was computed (see environment())
+    seed_set: int = 0                                                  # seed set r: distill.seed + r, proxy.seed + r
+    seed_set_fitness: dict[int, float] = field(default_factory=dict)  # a combined record: seed set -> fitness
 
     @property
     def ok(self) -> bool:
         return self.status == COMPLETE and self.fitness is not None and math.isfinite(self.fitness)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """All fields, except ``seed_set`` 0 and an empty ``seed_set_fitness``: a plain record's JSON stays what it was
+        before replicates existed, so older layermap versions still read the stores this one writes."""
+        d = asdict(self)
+        if not d["seed_set"]:
+            del d["seed_set"]
+        if not d["seed_set_fitness"]:
+            del d["seed_set_fitness"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -70,6 +83,8 @@ class EvaluationRecord:
     def from_dict(cls, d: dict) -> "EvaluationRecord":
         d = dict(d)
         d["tasks"] = {k: TaskScore(**v) if isinstance(v, dict) else v for k, v in (d.get("tasks") or {}).items()}
+        if d.get("seed_set_fitness"):
+            d["seed_set_fitness"] = {int(k): float(v) for k, v in d["seed_set_fitness"].items()}
         return cls(**d)
 
     @classmethod
@@ -80,6 +95,11 @@ class EvaluationRecord:
     def replicates(self) -> int:
         """How many fine-tuning seeds the fitness averages (1 for an old or single-seed record)."""
         return max(1, len(self.fitness_replicates))
+
+    @property
+    def seed_sets(self) -> int:
+        """How many seed sets (replicates of the whole evaluation) the fitness averages: 1 for a single evaluation."""
+        return max(1, len(self.seed_set_fitness))
 
     @classmethod
     def failure(cls, genome: str, error: str, timings: dict[str, float] | None = None) -> "EvaluationRecord":

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..mapping import LayerMapping, format_genes, parse_genes
 from .records import EvaluationRecord
+from .replicates import combined_records, final_pick
 from .store import RunRow, Store
 
 
@@ -63,16 +64,31 @@ class SearchResult:
 def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wall_time: float = 0.0) -> SearchResult:
     """The result of a run (finished or not) as recorded in its store.
 
-    The best genome is the highest fitness among the run's complete evaluations (the earliest on
-    ties), so it exists as soon as one evaluation has finished."""
+    Each genome's record combines its replicates (:func:`layermap.evolution.replicates.combine`: the mean over
+    seed sets, with its standard error; a genome evaluated once keeps its record).  The best genome is the
+    highest fitness (the earliest on ties), so it exists as soon as one evaluation has finished; for a racing
+    run it is the best mean among genomes with ``search.replicate_cap`` seed sets
+    (:func:`layermap.evolution.replicates.final_pick`)."""
     gens = store.generations(row.run_id)
-    done = [r for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
-    memo = {r.genome: r.record for r in done}
+    done = [r.record for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
+    memo = combined_records(done, run_noise_std(row.config))
     hof_genomes = gens[-1].checkpoint["hall_of_fame"] if gens else []
     hof = [(tuple(g), memo[format_genes(g)]) for g in hof_genomes if format_genes(g) in memo]
-    best = max(done, key=lambda r: (r.record.fitness, -r.id), default=None)
+    best = final_pick(list(memo.values()), final_seed_sets(row.config))
     counts = store.count_evaluations(row.run_id)
     return SearchResult(row.run_id, Path(run_dir or row.run_dir), store.path, row.teacher_layers,
                         row.config.get("search", {}).get("constraint", "free"),
-                        parse_genes(best.genome) if best else None, best.record if best else None, hof,
+                        parse_genes(best.genome) if best else None, best, hof,
                         [GenerationStats(**g.stats) for g in gens], counts.computed, counts.cached, counts.failed, wall_time)
+
+
+def run_noise_std(config: dict) -> float | None:
+    """The run's ``search.noise_std`` (the measured seed std of one fitness), or None when not measured."""
+    value = (config or {}).get("search", {}).get("noise_std") or 0.0
+    return float(value) if value > 0 else None
+
+
+def final_seed_sets(config: dict) -> int:
+    """How many seed sets the run's answer needs: ``search.replicate_cap`` for a racing run, else 1."""
+    search = (config or {}).get("search", {})
+    return int(search.get("replicate_cap", 1)) if search.get("strategy") == "racing" else 1

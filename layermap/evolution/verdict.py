@@ -11,15 +11,26 @@ from dataclasses import asdict, dataclass
 
 from ..errors import LayermapError
 from ..mapping import baselines
+from ..stats import OWN_SPREAD_MIN, paired_one_sided
 from .records import EvaluationRecord
+from .replicates import combined_records
+from .results import final_seed_sets, run_noise_std
 from .store import RunRow, Store
+
+PAIRED_ALPHA = 0.05     # one-sided level of the paired test of a racing run's answer against the best baseline
 
 
 TIE_RULE = "best - fitness < 2 * sqrt(se_best^2 + se^2)"
 
 
 def standard_error(record: EvaluationRecord, noise_std: float | None) -> float | None:
-    """The standard error of a record's fitness: ``--noise-std`` if given, else the record's own."""
+    """The standard error of a record's fitness: ``--noise-std`` if given, else the record's own.  For a record
+    combining n seed sets: its own spread from OWN_SPREAD_MIN replicates on, else ``noise_std / sqrt(n)``."""
+    n = record.seed_sets
+    if n > 1:
+        if n < OWN_SPREAD_MIN and noise_std is not None:
+            return noise_std / n ** 0.5
+        return record.fitness_stderr
     return noise_std if noise_std is not None else record.fitness_stderr
 
 
@@ -38,38 +49,55 @@ def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | Non
         se = standard_error(record, noise_std)
         if se is None or se_best is None:
             out.append(None)
+        elif record is best:
+            out.append(True)                 # the best is tied with itself (even with a zero standard error)
         else:
             out.append(best.fitness - record.fitness < 2.0 * (se_best ** 2 + se ** 2) ** 0.5)
     return out
 
 
-def run_noise_std(config: dict) -> float | None:
-    """The run's ``search.noise_std`` (the measured seed std of one fitness), or None when not measured."""
-    value = (config or {}).get("search", {}).get("noise_std") or 0.0
-    return float(value) if value > 0 else None
-
-
 def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teacher_layers: int,
-                      noise_std: float | None) -> dict | None:
-    """The best genome against the best evaluated baseline, with the noise a difference must exceed."""
+                      noise_std: float | None, min_seed_sets: int = 1) -> dict | None:
+    """The best genome against the best evaluated baseline, with the noise a difference must exceed.
+
+    With ``min_seed_sets`` > 1 (a racing run: ``search.replicate_cap``) the best is the best mean among genomes
+    with that many seed sets (:func:`layermap.evolution.replicates.final_pick`), the baseline the best mean among
+    baselines with that many where one has them, and ``paired`` holds the one-sided paired test of the best
+    against the baseline over their common seed sets (:func:`layermap.stats.paired_one_sided`); ``beyond_noise``
+    is then ``p < PAIRED_ALPHA``."""
+    from .replicates import final_pick
 
     if not records:
         return None
     names = {"-".join(map(str, g)): name for name, g in baselines(student_layers, teacher_layers).items()}
     records = sorted(records, key=lambda r: -r.fitness)
-    best = records[0]
+    best = final_pick(records, min_seed_sets) if min_seed_sets > 1 else records[0]
+    if best is not records[0]:
+        records = [best] + [r for r in records if r is not best]
     base = [r for r in records if r.genome in names]
     if not base:
         return None
-    ref = max(base, key=lambda r: r.fitness)
+    full = [r for r in base if r.seed_sets >= min_seed_sets]
+    ref = max(full or base, key=lambda r: r.fitness)
     se_best, se_ref = standard_error(best, noise_std), standard_error(ref, noise_std)
     needed = 2.0 * (se_best ** 2 + se_ref ** 2) ** 0.5 if se_best is not None and se_ref is not None else None
     diff = best.fitness - ref.fitness
     tied = sum(t is True for t in within_noise_of_best(records, noise_std))
-    return {"best": best.genome, "best_fitness": best.fitness, "baseline": ref.genome, "baseline_kind": names[ref.genome],
-            "baseline_fitness": ref.fitness, "difference": diff, "difference_needed": needed,
-            "beyond_noise": None if needed is None else bool(best.genome != ref.genome and diff >= needed),
-            "within_noise_of_best": tied if needed is not None else None, "genomes": len(records)}
+    out = {"best": best.genome, "best_fitness": best.fitness, "baseline": ref.genome, "baseline_kind": names[ref.genome],
+           "baseline_fitness": ref.fitness, "difference": diff, "difference_needed": needed,
+           "beyond_noise": None if needed is None else bool(best.genome != ref.genome and diff >= needed),
+           "within_noise_of_best": tied if needed is not None else None, "genomes": len(records),
+           "best_seed_sets": best.seed_sets, "baseline_seed_sets": ref.seed_sets, "paired": None}
+    if min_seed_sets > 1 and best.genome != ref.genome:
+        paired = paired_one_sided(_by_seed_set(best), _by_seed_set(ref), noise_std)
+        out["paired"] = paired
+        if paired["p"] is not None:
+            out["beyond_noise"] = bool(paired["p"] < PAIRED_ALPHA)
+    return out
+
+
+def _by_seed_set(record: EvaluationRecord) -> dict[int, float]:
+    return dict(record.seed_set_fitness) if record.seed_set_fitness else {record.seed_set: float(record.fitness)}
 
 
 def baseline_sentence(b: dict | None) -> str:
@@ -81,6 +109,13 @@ def baseline_sentence(b: dict | None) -> str:
     else:
         head = (f"the best, {b['best']} ({b['best_fitness']:.2f}), leads the best baseline, {b['baseline_kind']} "
                 f"{b['baseline']} ({b['baseline_fitness']:.2f}), by {b['difference']:.2f}")
+    paired = b.get("paired")
+    if paired is not None and paired["p"] is not None:
+        verdict = (f"beyond seed noise (p < {PAIRED_ALPHA:g})" if b["beyond_noise"]
+                   else "within seed noise: no significant difference")
+        return (f"{head} (means over {b['best_seed_sets']} and {b['baseline_seed_sets']} seed sets); one-sided paired "
+                f"test over {paired['n']} common seed sets: difference {paired['difference']:+.2f} ± {paired['stderr']:.2f}, "
+                f"p = {paired['p']:.3f}, so {verdict}")
     if b["difference_needed"] is None:
         return (head + "; seed noise unknown (set search.noise_std to the std benchmarks/bench_noise.py measures at "
                 "this budget, pass --noise-std, or use proxy.repeats >= 2), so this ranking has no error bar")
@@ -101,6 +136,9 @@ def noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: 
                 "(the seed std of one fitness that benchmarks/bench_noise.py measures at this budget)")
     source = (f"se = {noise_from} {noise_std:g} for every genome" if noise_std is not None
               else "se from each record's fine-tuning seeds (proxy.repeats; distillation-seed noise not included)")
+    if any(r.seed_sets > 1 for r in top):
+        source += (" (a mean over n seed sets: se = noise_std / sqrt(n) below 3 replicates, the replicates' own "
+                   "spread / sqrt(n) from 3 on)")
     n = sum(bool(t) for t in ties)
     verdict = ("the best is ahead of every other listed genome beyond noise" if n == 1
                else f"{n} genomes are tied with the best within noise")
@@ -108,12 +146,9 @@ def noise_note(top: list[EvaluationRecord], ties: list[bool | None], noise_std: 
 
 
 def ranked_records(store: Store, row: RunRow) -> list[EvaluationRecord]:
-    """The run's successful records, one per genome, best first."""
-    best: dict[str, EvaluationRecord] = {}
-    for r in store.run_evaluations(row.run_id):
-        if r.record is not None and r.record.ok and r.genome not in best:
-            best[r.genome] = r.record
-    return sorted(best.values(), key=lambda rec: -rec.fitness)
+    """The run's successful records, one per genome (its replicates combined: mean over seed sets), best first."""
+    done = [r.record for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
+    return sorted(combined_records(done, run_noise_std(row.config)).values(), key=lambda rec: -rec.fitness)
 
 
 @dataclass(frozen=True)
@@ -140,16 +175,22 @@ class Verdict:
     noise_std_from: str | None        # where noise_std came from ("search.noise_std", the caller's argument)
     tie_rule: str
     sentence: str
+    best_seed_sets: int = 1           # seed sets behind the best's fitness (a mean when > 1)
+    baseline_seed_sets: int | None = None
+    paired: dict | None = None        # a racing run: the one-sided paired test of the best against the baseline
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def verdict_of(records: list[EvaluationRecord], run_id: str, student_layers: int, teacher_layers: int,
-               noise_std: float | None = None, noise_std_from: str | None = None) -> Verdict:
-    """The :class:`Verdict` on a run's successful records (any order)."""
-    b = best_vs_baselines(records, student_layers, teacher_layers, noise_std)
+               noise_std: float | None = None, noise_std_from: str | None = None, min_seed_sets: int = 1) -> Verdict:
+    """The :class:`Verdict` on a run's successful records (any order); ``min_seed_sets`` as in
+    :func:`best_vs_baselines` (a racing run: its ``search.replicate_cap``)."""
+    b = best_vs_baselines(records, student_layers, teacher_layers, noise_std, min_seed_sets)
     best = max(records, key=lambda r: r.fitness) if records else None
+    if b is not None:
+        best = next(r for r in records if r.genome == b["best"])
     return Verdict(
         run_id=run_id, best=best.genome if best else None, best_fitness=best.fitness if best else None,
         baseline=b["baseline"] if b else None, baseline_kind=b["baseline_kind"] if b else None,
@@ -157,7 +198,8 @@ def verdict_of(records: list[EvaluationRecord], run_id: str, student_layers: int
         difference_needed=b["difference_needed"] if b else None, beyond_noise=b["beyond_noise"] if b else None,
         ties=b["within_noise_of_best"] if b else _ties(records, noise_std), genomes=len(records),
         noise_std=noise_std, noise_std_from=noise_std_from if noise_std is not None else None, tie_rule=TIE_RULE,
-        sentence=baseline_sentence(b))
+        sentence=baseline_sentence(b), best_seed_sets=best.seed_sets if best else 1,
+        baseline_seed_sets=b["baseline_seed_sets"] if b else None, paired=b["paired"] if b else None)
 
 
 def run_verdict(store: Store, row: RunRow, noise_std: float | None = None,
@@ -166,7 +208,7 @@ def run_verdict(store: Store, row: RunRow, noise_std: float | None = None,
     ``search.noise_std``, else each record's own standard error."""
     noise_std, noise_std_from = resolve_noise(row, noise_std, noise_std_from)
     return verdict_of(ranked_records(store, row), row.run_id, row.student_layers, row.teacher_layers,
-                      noise_std, noise_std_from)
+                      noise_std, noise_std_from, final_seed_sets(row.config))
 
 
 def resolve_noise(row: RunRow, noise_std: float | None, noise_std_from: str) -> tuple[float | None, str | None]:

@@ -376,6 +376,7 @@ class RunPlan:
 
 def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = True) -> RunPlan:
     """The run's best ``top`` genomes (+ the four baselines), their proxy fitnesses and its settings."""
+    from ..evolution.replicates import combined_records
     from ..evolution.results import load_result
     from ..evolution.store import open_run
 
@@ -384,14 +385,14 @@ def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = T
     _, store, row = open_run(run_dir)
     with store:
         result = load_result(store, row, run_dir)
-        fitness: dict[str, float] = {}
-        for r in store.run_evaluations(row.run_id):
-            if r.record is not None and r.record.ok:
-                fitness.setdefault(r.genome, r.record.fitness)
+        # a genome's proxy fitness is the mean over its replicates (seed sets), as the run ranked it
+        done = [r.record for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
+        fitness = {g: rec.fitness for g, rec in combined_records(done).items()}
     if result.best_record is None:
         raise CompareError(f"run folder {os.fspath(run_dir)} has no finished evaluation to compare; let "
                            f"'layermap evolve --resume {os.fspath(run_dir)}' finish some first")
-    best = sorted(fitness, key=lambda g: -fitness[g])[:top]
+    ranked = sorted(fitness, key=lambda g: -fitness[g])
+    best = ([result.best_record.genome] + [g for g in ranked if g != result.best_record.genome])[:top]   # racing: its pick first
     mappings = list(best)
     if with_baselines:
         mappings += ["-".join(map(str, g)) for g in baselines(row.student_layers, row.teacher_layers).values()]

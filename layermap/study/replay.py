@@ -218,8 +218,9 @@ def random_search(table: Table, budget: int, rng: random.Random) -> list[Genes]:
     return order[:budget]
 
 
-def local_search(table: Table, budget: int, rng: random.Random) -> list[Genes]:
-    f, trajectory, seen = table.fitness, [], set()
+def local_search(table: Table, budget: int, rng: random.Random, observed: Mapping[Genes, float] | None = None) -> list[Genes]:
+    """``observed``: the fitness the search sees (a noisy replay's one draw per genome); default the table's."""
+    f, trajectory, seen = observed or table.fitness, [], set()
 
     def visit(g: Genes) -> None:
         if g not in seen:
@@ -247,8 +248,9 @@ def local_search(table: Table, budget: int, rng: random.Random) -> list[Genes]:
     return trajectory[:budget]
 
 
-def aging_evolution(table: Table, budget: int, rng: random.Random, population: int = 8, sample: int = 3) -> list[Genes]:
-    f, trajectory, seen = table.fitness, [], set()
+def aging_evolution(table: Table, budget: int, rng: random.Random, population: int = 8, sample: int = 3,
+                    observed: Mapping[Genes, float] | None = None) -> list[Genes]:
+    f, trajectory, seen = observed or table.fitness, [], set()
 
     def visit(g: Genes) -> None:
         if g not in seen:
@@ -281,16 +283,35 @@ def aging_evolution(table: Table, budget: int, rng: random.Random, population: i
 @dataclass
 class TableEvaluator:
     """An evaluator that looks the fitness up in a table (picklable; no training).  A genome outside the
-    table is a failed evaluation (the GA scores it worst) and is not recorded in ``calls``."""
+    table is a failed evaluation (the GA scores it worst) and is not recorded in ``calls``.
+
+    Noisy replays (:mod:`layermap.study.noisy_replay`): with ``seed_values`` (genome -> one fitness per seed set,
+    in the replay's order) seed set ``r`` answers ``seed_values[genome][r]``; with ``noise_std`` > 0 it answers
+    ``fitness + noise_std * z``, ``z`` a standard normal drawn from ``(noise_seed, genome, r)``.  Every answer is
+    appended to ``log`` as ``(genome, seed set, value)``; :meth:`with_seed_set` shares ``calls`` and ``log``."""
 
     fitness: dict[str, float]
     teacher_layers: int
     student_layers: int
     calls: list[str] = field(default_factory=list)
+    seed_values: dict[str, list[float]] = field(default_factory=dict)
+    noise_std: float = 0.0
+    noise_seed: int = 0
+    seed_set: int = 0
+    log: list[tuple[str, int, float]] = field(default_factory=list)
 
     @property
     def fingerprint(self) -> str:
-        return digest({"kind": "table", "fitness": sorted(self.fitness.items())})
+        parts: dict = {"kind": "table", "fitness": sorted(self.fitness.items())}
+        if self.seed_values or self.noise_std:
+            parts.update(seed_values=sorted(self.seed_values.items()), noise_std=self.noise_std,
+                         noise_seed=self.noise_seed, seed_set=self.seed_set)
+        return digest(parts)
+
+    def with_seed_set(self, seed_set: int) -> "TableEvaluator":
+        import dataclasses
+
+        return dataclasses.replace(self, seed_set=seed_set, calls=self.calls, log=self.log)
 
     def describe(self) -> dict:
         return {"kind": "table", "teacher": "table", "teacher_layers": self.teacher_layers,
@@ -300,8 +321,26 @@ class TableEvaluator:
         text = format_genes(genes)
         if text not in self.fitness:
             return EvaluationRecord.failure(text, "outside the landscape table")
+        if self.seed_values and self.seed_set >= len(self.seed_values[text]):
+            return EvaluationRecord.failure(text, f"the table has only {len(self.seed_values[text])} seed sets")
         self.calls.append(text)
-        return EvaluationRecord(genome=text, fitness=self.fitness[text])
+        if self.seed_values:
+            value = self.seed_values[text][self.seed_set]
+        elif self.noise_std:
+            value = self.fitness[text] + self.noise_std * gaussian_draw(self.noise_seed, text, self.seed_set)
+        else:
+            value = self.fitness[text]
+        self.log.append((text, self.seed_set, value))
+        return EvaluationRecord(genome=text, fitness=value)
+
+
+def gaussian_draw(seed: int, genome: str, seed_set: int) -> float:
+    """A standard normal number from ``(seed, genome, seed set)``, equal in every process."""
+    import hashlib
+
+    h = hashlib.sha256(f"{seed}:{genome}:{seed_set}".encode()).digest()
+    u = (int.from_bytes(h[:8], "big") + 0.5) / 2**64
+    return statistics.NormalDist().inv_cdf(u)
 
 
 def ga_config(table: Table, budget: int, seed: int, overrides: Sequence[str] = ()) -> Config:
@@ -514,6 +553,9 @@ def replay(table: Table, *, seeds: int = 20, budget: int | None = None, methods:
     budget = table.size if budget is None else int(budget)
     if budget < 1 or seeds < 1:
         raise LayermapError(f"bench search needs --budget >= 1 and --seeds >= 1, got {budget} and {seeds}")
+    if "racing" in methods:
+        raise LayermapError("the racing method needs noisy evaluations (with exact ones it has nothing to replicate); "
+                            "add --noisy for a table with several seed sets, or --noise-std S")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise LayermapError(f"unknown search method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")

@@ -10,7 +10,10 @@ where ``o`` is the known optimum genome (by default the ``uniform`` baseline shi
 layer on the first student layer, so that no baseline is the optimum), ``penalty(g, o)`` is
 ``|g - o|`` for a mapped layer and ``zero_penalty`` for ``g = 0`` (no loss on that layer).  The
 noise is a hash of the genome and ``seed``: the same genome always gets the same fitness, in any
-process, which is what the cache and resume tests need.
+process, which is what the cache and resume tests need.  It is uniform in ``[-noise, noise)``, or, with
+``noise_dist = "gaussian"``, normal with standard deviation ``noise``.  Seed set ``r`` of a noise-aware search
+(:meth:`SyntheticEvaluator.with_seed_set`) is the same landscape with ``seed + r``: another draw of the noise
+for every genome, as another distillation and fine-tuning seed would give.
 
 Two "tasks" (``syn_a``, ``syn_b``) are reported whose mean is the fitness, so records look like
 the proxy's.  Options for failure tests: ``fail_genomes`` raise a ``RuntimeError``,
@@ -22,8 +25,10 @@ file, so tests can count evaluator calls across processes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import statistics
 import os
 import time
 from dataclasses import dataclass, field
@@ -47,6 +52,7 @@ class SyntheticEvaluator:
     zero_penalty: float = 4.0
     noise: float = 0.0
     seed: int = 0
+    noise_dist: str = "uniform"    # uniform in [-noise, noise) | gaussian with std noise
     delay: float = 0.0
     fail_genomes: tuple[str, ...] = ()
     nan_genomes: tuple[str, ...] = ()
@@ -66,18 +72,23 @@ class SyntheticEvaluator:
             raise LayermapError(
                 f"SyntheticEvaluator optimum {format_genes(self.optimum)} needs {self.student_layers} genes in 0..{self.teacher_layers}"
             )
+        if self.noise_dist not in ("uniform", "gaussian"):
+            raise LayermapError(f"SyntheticEvaluator noise_dist must be 'uniform' or 'gaussian', got {self.noise_dist!r}")
         for name in ("fail_genomes", "nan_genomes", "crash_genomes"):
             setattr(self, name, tuple(format_genes(parse_genes(t)) for t in getattr(self, name)))
 
     @property
     def fingerprint(self) -> str:
         """Hash of everything that changes a fitness (not ``delay``, ``log_path``, widths or ``device``)."""
-        return digest({
+        parts = {
             "kind": KIND, "teacher_layers": self.teacher_layers, "student_layers": self.student_layers,
             "optimum": list(self.optimum), "zero_penalty": self.zero_penalty, "noise": self.noise,
             "seed": self.seed, "fail": sorted(self.fail_genomes), "nan": sorted(self.nan_genomes),
             "crash": sorted(self.crash_genomes),
-        })
+        }
+        if self.noise_dist != "uniform":           # enters only when not the default, so older fingerprints stay
+            parts["noise_dist"] = self.noise_dist
+        return digest(parts)
 
     def describe(self) -> dict:
         """Provenance for the run row; ``rebuild_synthetic`` turns it back into an evaluator."""
@@ -88,7 +99,7 @@ class SyntheticEvaluator:
             "params": {
                 "teacher_layers": self.teacher_layers, "student_layers": self.student_layers,
                 "optimum": list(self.optimum), "zero_penalty": self.zero_penalty, "noise": self.noise,
-                "seed": self.seed, "delay": self.delay, "fail_genomes": list(self.fail_genomes),
+                "seed": self.seed, "noise_dist": self.noise_dist, "delay": self.delay, "fail_genomes": list(self.fail_genomes),
                 "nan_genomes": list(self.nan_genomes), "crash_genomes": list(self.crash_genomes),
                 "teacher_width": self.teacher_width, "student_width": self.student_width,
             },
@@ -97,10 +108,17 @@ class SyntheticEvaluator:
     def set_device(self, device: str) -> None:
         self.device = device
 
+    def with_seed_set(self, seed_set: int) -> "SyntheticEvaluator":
+        """Seed set ``seed_set`` of a noise-aware search: the same landscape, the noise drawn with ``seed + seed_set``."""
+        return dataclasses.replace(self, seed=self.seed + seed_set)
+
     def score(self, genes: Sequence[int]) -> float:
         """The noiseless-plus-noise fitness of ``genes`` (no failure options, no delay)."""
         penalty = sum(self.zero_penalty if g == 0 else abs(g - o) for g, o in zip(genes, self.optimum))
-        return 100.0 - penalty + self.noise * _unit_hash(format_genes(genes), self.seed)
+        u = _unit_hash(format_genes(genes), self.seed)
+        if self.noise_dist == "gaussian":
+            u = statistics.NormalDist().inv_cdf(min(max((u + 1.0) / 2.0, 1e-12), 1.0 - 1e-12))
+        return 100.0 - penalty + self.noise * u
 
     def evaluate(self, genes: Sequence[int]) -> EvaluationRecord:
         genes = tuple(int(g) for g in genes)
