@@ -127,6 +127,11 @@ def test_racing_run_replicates_elites_and_answers_with_a_paired_test(tmp_path, c
     assert main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "best.json")]) == 0
     exported = json.loads((tmp_path / "best.json").read_text())
     assert exported["metadata"]["replicates"] == 3 and exported["mapping"] == shown["best"]["mapping"]
+    import layermap                                        # the public verdict gives the racing answer too
+    verdict = layermap.verdict(tmp_path / "run")
+    assert verdict.best == shown["best_vs_baselines"]["best"] and verdict.best_seed_sets == 3
+    assert verdict.paired == paired and verdict.sentence == shown["verdict"]["sentence"]
+    assert verdict.sentence in text
 
 
 @pytest.mark.parametrize("stop_after", [4, 12, 30])      # in generation 0 / in its race / in a later generation
