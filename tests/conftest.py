@@ -221,3 +221,23 @@ def compare_toml(tiny_config_toml: Path) -> Path:
     """The tiny config with a [compare] section: a full compare of a few mappings takes seconds."""
     tiny_config_toml.write_text(tiny_config_toml.read_text() + COMPARE_SECTION, encoding="utf-8")
     return tiny_config_toml
+
+
+def import_textbrewer():
+    """``import textbrewer``, or skip with the reason.  TextBrewer imports a TensorBoard writer at import time; the
+    README installs it with ``--no-deps``, so where neither tensorboard nor tensorboardX is installed a stand-in
+    module is put in their place (layermap's tests never log to TensorBoard: ``log_dir=None``)."""
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("textbrewer") is None:
+        pytest.skip("TextBrewer is not installed (pip install --no-deps textbrewer)")
+    if ("tensorboardX" not in sys.modules and importlib.util.find_spec("tensorboardX") is None
+            and importlib.util.find_spec("tensorboard") is None):
+        stub = types.ModuleType("tensorboardX")
+        stub.SummaryWriter = object
+        sys.modules.setdefault("tensorboardX", stub)
+    import textbrewer
+
+    return textbrewer

@@ -185,22 +185,10 @@ def test_evolve_with_the_proxy_fitness_on_a_tiny_teacher(tiny_config_toml, tmp_p
 
 
 def _textbrewer_distillation_config():
-    """TextBrewer's own DistillationConfig; TextBrewer imports a TensorBoard writer at import time, which is
-    stubbed when neither tensorboard nor tensorboardX is installed (only the config class is used)."""
-    import importlib.util
-    import sys
-    import types
+    """TextBrewer's own DistillationConfig (see conftest.import_textbrewer)."""
+    from conftest import import_textbrewer
 
-    if importlib.util.find_spec("textbrewer") is None:
-        pytest.skip("TextBrewer is not installed (pip install --no-deps textbrewer)")
-    if ("tensorboardX" not in sys.modules and importlib.util.find_spec("tensorboardX") is None
-            and importlib.util.find_spec("tensorboard") is None):
-        stub = types.ModuleType("tensorboardX")
-        stub.SummaryWriter = object
-        sys.modules.setdefault("tensorboardX", stub)
-    from textbrewer import DistillationConfig
-
-    return DistillationConfig
+    return import_textbrewer().DistillationConfig
 
 
 def test_export_textbrewer_loads_with_textbrewers_own_distillation_config(run_dir, tmp_path):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
-import types
 
 import pytest
 import torch
@@ -19,21 +17,14 @@ import torch
 import layermap
 from layermap.cli.main import main
 
+from conftest import import_textbrewer
+
 EVOLVE = ["evolve", "--synthetic", "8", "--set", "student.layers=3", "--set", "search.population=6",
           "--set", "search.generations=2", "--quiet"]
 
 
 def _textbrewer():
-    if importlib.util.find_spec("textbrewer") is None:
-        pytest.skip("TextBrewer is not installed (pip install --no-deps textbrewer)")
-    if ("tensorboardX" not in sys.modules and importlib.util.find_spec("tensorboardX") is None
-            and importlib.util.find_spec("tensorboard") is None):
-        stub = types.ModuleType("tensorboardX")
-        stub.SummaryWriter = object
-        sys.modules.setdefault("tensorboardX", stub)
-    import textbrewer
-
-    return textbrewer
+    return import_textbrewer()
 
 
 @pytest.fixture(scope="module")
