@@ -245,15 +245,10 @@ class ProxyEvaluator:
         timings = {"setup": t0 - t_start, "distill": t_distill, "distill_teacher": stats.teacher_seconds,
                    "distill_student": stats.seconds - stats.teacher_seconds}
         tasks, fitness_replicates = self.score_student(student, timings)
-        fitness, stderr = mean_and_stderr(fitness_replicates)
         timings["total"] = time.perf_counter() - t_start
         if checkpoints is not None:
             shutil.rmtree(checkpoints, ignore_errors=True)
-        return EvaluationRecord(
-            genome=mapping.text, fitness=float(fitness), tasks=tasks, distill_loss=stats.final_loss,
-            timings=timings, peak_memory_mb=_peak_memory_mb(st.device),
-            fitness_replicates=fitness_replicates, fitness_stderr=stderr, environment=environment(st.device),
-        )
+        return _record(mapping, tasks, fitness_replicates, stats.final_loss, timings, st.device)
 
     def evaluate_many(self, genomes: Sequence[Sequence[int]]) -> list[EvaluationRecord | Exception]:
         """Evaluate a chunk of genomes as one lockstep population (``run.population``): their students are distilled
@@ -304,13 +299,9 @@ class ProxyEvaluator:
                 out.append(outcome)
                 continue
             tasks, replicates = outcome
-            fitness, stderr = mean_and_stderr(replicates)
             t = timings[id(r)]
             t["total"] = sum(v for key, v in t.items() if key in ("setup", "distill", "finetune", "eval"))
-            out.append(EvaluationRecord(
-                genome=r.mapping.text, fitness=float(fitness), tasks=tasks, distill_loss=r.stats.final_loss, timings=t,
-                peak_memory_mb=_peak_memory_mb(st.device), fitness_replicates=replicates, fitness_stderr=stderr,
-                environment=environment(st.device)))
+            out.append(_record(r.mapping, tasks, replicates, r.stats.final_loss, t, st.device))
         return out
 
     def _evaluate_or_error(self, genes: Sequence[int]) -> EvaluationRecord | Exception:
@@ -323,25 +314,31 @@ class ProxyEvaluator:
         """:meth:`score_student` with the probe head for K students of one spec: every task's features of all K come
         from one batched pass per batch (:func:`proxy_tasks.probe.probe_and_score_many`), the fits stay per student.
         A task that fails fails every student (the same data would fail each alone)."""
+        try:
+            return self._probe_scores(students, timings)
+        except Exception as exc:  # noqa: BLE001
+            return [exc for _ in students]
+
+    def _probe_scores(self, students: list, timings: list[dict[str, float]]) -> list[tuple[dict[str, TaskScore], list[float]]]:
+        """The probe head's (task scores, [fitness]) of each student, adding each kind of work's wall seconds to its
+        ``timings`` (``finetune`` and ``eval``, and ``tokenize``, ``extract`` and ``fit``)."""
         from proxy_tasks.probe import ProbeSettings, probe_and_score_many
 
         st = self._load()
         settings = ProbeSettings(max_seq_len=self.config.proxy.seq_len)
         tasks: list[dict[str, TaskScore]] = [{} for _ in students]
-        try:
-            for data in st.tasks:
-                for i, r in enumerate(probe_and_score_many(students, st.teacher.tokenizer, data, settings, device=st.device)):
-                    tasks[i][r.task] = TaskScore(metrics=dict(r.metrics), score=float(r.score), replicates=[float(r.score)])
-                    t = timings[i]
-                    for key in ("finetune", "eval"):
-                        t.setdefault(key, 0.0)
-                    t["finetune"] += r.train_seconds
-                    t["eval"] += r.eval_seconds
-                    for key, value in (("tokenize", r.tokenize_seconds), ("extract", r.extract_seconds),
-                                       ("fit", r.fit_seconds)):
-                        t[key] = t.get(key, 0.0) + value
-        except Exception as exc:  # noqa: BLE001
-            return [exc for _ in students]
+        for t in timings:
+            for key in ("finetune", "eval"):
+                t.setdefault(key, 0.0)
+        for data in st.tasks:
+            for i, r in enumerate(probe_and_score_many(students, st.teacher.tokenizer, data, settings, device=st.device)):
+                tasks[i][r.task] = TaskScore(metrics=dict(r.metrics), score=float(r.score), replicates=[float(r.score)])
+                t = timings[i]
+                t["finetune"] += r.train_seconds
+                t["eval"] += r.eval_seconds
+                for key, value in (("tokenize", r.tokenize_seconds), ("extract", r.extract_seconds),
+                                   ("fit", r.fit_seconds)):
+                    t[key] = t.get(key, 0.0) + value
         return [(t, [sum(s.score for s in t.values()) / len(t)]) for t in tasks]
 
     def checkpoint_dir(self, mapping: LayerMapping) -> Path:
@@ -366,18 +363,7 @@ class ProxyEvaluator:
         for key in ("finetune", "eval"):
             timings.setdefault(key, 0.0)
         if head == "probe":
-            from proxy_tasks.probe import ProbeSettings, probe_and_score
-
-            settings = ProbeSettings(max_seq_len=self.config.proxy.seq_len)
-            tasks: dict[str, TaskScore] = {}
-            for data in st.tasks:
-                r = probe_and_score(student, st.teacher.tokenizer, data, settings, device=st.device)
-                tasks[r.task] = TaskScore(metrics=dict(r.metrics), score=float(r.score), replicates=[float(r.score)])
-                timings["finetune"] += r.train_seconds
-                timings["eval"] += r.eval_seconds
-                for key, value in (("tokenize", r.tokenize_seconds), ("extract", r.extract_seconds), ("fit", r.fit_seconds)):
-                    timings[key] = timings.get(key, 0.0) + value
-            return tasks, [sum(t.score for t in tasks.values()) / len(tasks)]
+            return self._probe_scores([student], [timings])[0]
 
         from proxy_tasks import finetune_and_score
 
@@ -401,6 +387,17 @@ class ProxyEvaluator:
             tasks[name] = TaskScore(metrics=metrics, score=float(score), replicates=scores, std=std)
         fitness_replicates = [sum(runs[name][r].score for name in runs) / len(runs) for r in range(repeats)]
         return tasks, [float(f) for f in fitness_replicates]
+
+
+def _record(mapping: LayerMapping, tasks: dict[str, TaskScore], fitness_replicates: list[float], distill_loss: float,
+            timings: dict[str, float], device: torch.device) -> EvaluationRecord:
+    """One genome's record: its fitness is the mean of its replicate fitnesses, with their standard error."""
+    fitness, stderr = mean_and_stderr(fitness_replicates)
+    return EvaluationRecord(
+        genome=mapping.text, fitness=float(fitness), tasks=tasks, distill_loss=distill_loss, timings=timings,
+        peak_memory_mb=_peak_memory_mb(device), fitness_replicates=fitness_replicates, fitness_stderr=stderr,
+        environment=environment(device),
+    )
 
 
 def _proxy_identity(proxy) -> dict:
