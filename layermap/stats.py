@@ -122,6 +122,24 @@ def reliability(scores: Sequence[Sequence[float]]) -> dict:
     }
 
 
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
+    """The mean of ``values`` and its standard error (sample std / sqrt(n)); ``None`` for n < 2."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_and_stderr needs at least one value")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(sample_var(values) / n)
+
+
+def sample_var(values: Sequence[float]) -> float:
+    """Sample variance (n - 1 in the denominator)."""
+    n = len(values)
+    mean = sum(values) / n
+    return sum((v - mean) ** 2 for v in values) / (n - 1)
+
+
 def paired_t_pvalue(differences: Sequence[float]) -> float | None:
     """Two-sided p-value of a one-sample Student-t test of mean(differences) = 0 (None below 2 pairs).
 
@@ -131,7 +149,7 @@ def paired_t_pvalue(differences: Sequence[float]) -> float | None:
     if n < 2:
         return None
     mean = sum(differences) / n
-    var = sum((d - mean) ** 2 for d in differences) / (n - 1)
+    var = sample_var(differences)
     if var <= 0.0:
         return 1.0 if mean == 0.0 else 0.0
     from scipy.stats import t
@@ -183,8 +201,7 @@ def replicate_mean(values: Sequence[float], noise_std: float | None = None) -> t
         raise ValueError("replicate_mean needs at least one value")
     mean = sum(values) / n
     if n >= OWN_SPREAD_MIN or (n == 2 and not noise_std):
-        var = sum((v - mean) ** 2 for v in values) / (n - 1)
-        return mean, math.sqrt(var / n), "replicates"
+        return mean_and_stderr(values) + ("replicates",)
     if noise_std:
         return mean, noise_std / math.sqrt(n), "noise_std"
     return mean, None, ""
@@ -209,7 +226,7 @@ def paired_one_sided(a: dict, b: dict, noise_std: float | None = None) -> dict:
         return out
     mean = sum(diffs) / n
     out["difference"] = mean
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n >= 2 else 0.0
+    sd = math.sqrt(sample_var(diffs)) if n >= 2 else 0.0
     if n >= 2 and sd > 0:
         se = sd / math.sqrt(n)
         t = mean / se

@@ -38,7 +38,8 @@ from ..distill.loop import LiveTeacher, TeacherSource, distill
 from ..mapping import LayerMapping
 from ..distill.models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
     pick_device, quiet_transformers, teacher_identity
-from .records import EvaluationRecord, TaskScore, environment, mean_and_stderr, sample_var
+from ..stats import mean_and_stderr, sample_var
+from .records import EvaluationRecord, TaskScore, environment
 
 _log = get_logger(__name__)
 

@@ -118,24 +118,6 @@ def json_safe(value):
     return value
 
 
-def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
-    """The mean of ``values`` and its standard error (sample std / sqrt(n)); ``None`` for n < 2."""
-    n = len(values)
-    if n == 0:
-        raise ValueError("mean_and_stderr needs at least one value")
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    return mean, math.sqrt(sample_var(values) / n)
-
-
-def sample_var(values: Sequence[float]) -> float:
-    """Sample variance (n - 1 in the denominator)."""
-    n = len(values)
-    mean = sum(values) / n
-    return sum((v - mean) ** 2 for v in values) / (n - 1)
-
-
 class Evaluator(Protocol):
     """What the search needs from a fitness function.
 

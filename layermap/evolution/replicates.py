@@ -21,7 +21,7 @@ import dataclasses
 import math
 from typing import Any, Iterable, Sequence
 
-from ..stats import replicate_mean
+from ..stats import mean_and_stderr, replicate_mean, sample_var
 from .records import EvaluationRecord, TaskScore
 
 
@@ -69,8 +69,8 @@ def combine(by_seed_set: dict[int, EvaluationRecord], noise_std: float | None = 
         scores = [rec.tasks[name].score for rec in ok.values() if name in rec.tasks]
         metrics = {k: sum(rec.tasks[name].metrics.get(k, math.nan) for rec in ok.values() if name in rec.tasks) / len(scores)
                    for k in base.tasks[name].metrics}
-        m = sum(scores) / len(scores)
-        std = math.sqrt(sum((s - m) ** 2 for s in scores) / (len(scores) - 1)) if len(scores) > 1 else None
+        m, _ = mean_and_stderr(scores)
+        std = math.sqrt(sample_var(scores)) if len(scores) > 1 else None
         tasks[name] = TaskScore(metrics=metrics, score=m, replicates=scores, std=std)
     return dataclasses.replace(base, fitness=mean, fitness_stderr=stderr, fitness_replicates=[], tasks=tasks,
                                seed_set_fitness=values, seed_set=min(ok))
