@@ -258,6 +258,11 @@ def baselines(student_layers: int, teacher_layers: int) -> dict[str, tuple[int, 
     return {name: baseline(name, student_layers, teacher_layers) for name in BASELINES}
 
 
+def baseline_names(student_layers: int, teacher_layers: int) -> dict[str, str]:
+    """Genome text -> baseline name (``{'2-4-6': 'uniform', ...}``): which evaluated genomes are baselines."""
+    return {format_genes(g): name for name, g in baselines(student_layers, teacher_layers).items()}
+
+
 def space_size(student_layers: int, teacher_layers: int, constraint: str = "free") -> int:
     """Number of genomes in the search space (zeros allowed on any layer).
 

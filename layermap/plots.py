@@ -432,7 +432,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: f
 
     The evolution curve's noise band is each genome's replicate standard error where it has one, else the
     run's ``search.noise_std``; ``noise_std`` (``layermap plot --noise-std``) replaces both for every genome."""
-    from .mapping import baselines
+    from .mapping import baseline_names, baselines
     from .evolution.results import load_result
     from .evolution.store import open_run
     from .evolution.verdict import run_noise_std
@@ -454,7 +454,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: f
     panels = {f"best {result.best_record.genome}": result.best_record.genome}
     panels.update({f"{name} {'-'.join(map(str, g))}": "-".join(map(str, g))
                    for name, g in baselines(row.student_layers, row.teacher_layers).items()})
-    base_texts = {"-".join(map(str, g)) for g in baselines(row.student_layers, row.teacher_layers).values()}
+    base_texts = baseline_names(row.student_layers, row.teacher_layers)
     stderr = {g: r.fitness_stderr for g, r in records.items()} if noise_std is None else {}
     noise = noise_std if noise_std is not None else (run_noise_std(row.config) or 0.0)
     evolution = evolution_data(generations, noise_std=noise, stderr=stderr,

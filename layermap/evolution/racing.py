@@ -34,7 +34,7 @@ import math
 from typing import TYPE_CHECKING, Iterable
 
 from ..logs import get_logger
-from ..mapping import baselines, format_genes, parse_genes
+from ..mapping import baseline_names, format_genes, parse_genes
 from ..stats import replicate_mean
 from .executors import create_executor
 from .replicates import seed_set_evaluator
@@ -189,7 +189,7 @@ def _racers(search: "SearchState", known: list[str]) -> list[str]:
 def _best_baseline(search: "SearchState", known: list[str]) -> str | None:
     if search.student_layers > search.teacher_layers:
         return None
-    names = {format_genes(g) for g in baselines(search.student_layers, search.teacher_layers).values()}
+    names = baseline_names(search.student_layers, search.teacher_layers)
     base = [t for t in known if t in names]
     return min(base, key=lambda t: (-mean_fitness(search, t), t)) if base else None
 

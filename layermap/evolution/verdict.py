@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import LayermapError
-from ..mapping import baselines
+from ..mapping import baseline_names
 from ..stats import OWN_SPREAD_MIN, paired_one_sided
 from .records import EvaluationRecord
 from .replicates import combined_records
@@ -69,7 +69,7 @@ def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teac
 
     if not records:
         return None
-    names = {"-".join(map(str, g)): name for name, g in baselines(student_layers, teacher_layers).items()}
+    names = baseline_names(student_layers, teacher_layers)
     records = sorted(records, key=lambda r: -r.fitness)
     best = final_pick(records, min_seed_sets) if min_seed_sets > 1 else records[0]
     if best is not records[0]:
