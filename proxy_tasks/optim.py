@@ -14,19 +14,25 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+import torch
 from torch import nn
 
-__all__ = ["param_groups", "warmup_steps", "linear_warmup_decay"]
+__all__ = ["param_groups", "named_param_groups", "warmup_steps", "linear_warmup_decay"]
 
 
 def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
     """AdamW groups over the trainable parameters of ``modules``, in order: weight decay on matrices and
     embeddings, none on biases and LayerNorm (any parameter with fewer than 2 dimensions, or named LayerNorm)."""
+    return named_param_groups(((name, p) for module in modules for name, p in module.named_parameters()
+                               if p.requires_grad), weight_decay)
+
+
+def named_param_groups(named: Iterable[tuple[str, torch.Tensor]], weight_decay: float, *, stacked: int = 0) -> list[dict]:
+    """:func:`param_groups` over ``(name, tensor)`` pairs; ``stacked`` leading dimensions (a lockstep population's K
+    students stacked on one tensor) do not count towards a parameter's dimensions."""
     decay, no_decay = [], []
-    for module in modules:
-        for name, p in module.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    for name, p in named:
+        (no_decay if p.ndim - stacked < 2 or "LayerNorm" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -120,12 +120,26 @@ def _optimizer(student: nn.Module, loss_fn: nn.Module, settings: DistillSettings
     """AdamW over the student and the loss's projection, and the linear warm-up/decay schedule shared with
     fine-tuning (:mod:`proxy_tasks.optim`; warm-up steps rounded down, as distillation always has)."""
     opt = torch.optim.AdamW(param_groups((student, loss_fn), settings.weight_decay), lr=settings.learning_rate)
+    return opt, distill_schedule(opt, settings, steps)
+
+
+def distill_schedule(opt: torch.optim.Optimizer, settings: DistillSettings, steps: int):
+    """The distillation's learning-rate schedule: linear warm-up over ``distill.warmup_ratio`` of ``steps`` (rounded
+    down), then linear decay to 0."""
     warmup = warmup_steps(settings.warmup_ratio, steps, round_up=False)
 
     def lr_lambda(step: int) -> float:     # a plain function: the scheduler's state_dict stays as it was
         return linear_warmup_decay(step, steps, warmup)
 
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+
+
+def check_mapping(mapping: LayerMapping, student_layers: int) -> None:
+    """A mapping a student can be distilled with: some loss at all, and one gene per student layer."""
+    if not mapping.embedding and not mapping.teacher_layers_used():
+        raise MappingError(f"mapping {mapping} has no loss at all (every gene 0 and no embedding loss); map at least one layer")
+    if mapping.student_layers != student_layers:
+        raise MappingError(f"mapping {mapping} has {mapping.student_layers} genes but the student has {student_layers} layers")
 
 
 def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapping, segments: Segments,
@@ -143,12 +157,7 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
     corpus slice's identity, the teacher's width).  A checkpoint with another digest is refused
     (:class:`DistillError`), never resumed.
     """
-    if not mapping.embedding and not mapping.teacher_layers_used():
-        raise MappingError(f"mapping {mapping} has no loss at all (every gene 0 and no embedding loss); map at least one layer")
-    if mapping.student_layers != student.config.num_hidden_layers:
-        raise MappingError(
-            f"mapping {mapping} has {mapping.student_layers} genes but the student has {student.config.num_hidden_layers} layers"
-        )
+    check_mapping(mapping, student.config.num_hidden_layers)
     device = torch.device(device)
     precision = settings.precision
     check_precision(precision, device)

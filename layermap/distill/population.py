@@ -40,7 +40,6 @@ steps against :func:`distill`.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -51,13 +50,14 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from transformers import PreTrainedModel
 
-from proxy_tasks.optim import linear_warmup_decay, warmup_steps
+from proxy_tasks.optim import named_param_groups
 
 from ..config import ConfigError, DistillSettings
 from ..logs import get_logger
-from ..mapping import LayerMapping, MappingError
+from ..mapping import LayerMapping
 from .corpus import Segments
-from .loop import DistillError, DistillStats, TeacherSource, batch_order, total_steps
+from .loop import (DistillError, DistillStats, TeacherSource, batch_order, check_mapping, distill_schedule,
+                   total_steps)
 from .losses import LossWeights, TransformerDistillationLoss, attention_mse, hidden_mse
 from .models import attention_scores, capture_qk
 from .precision import autocast, check_precision, tf32_matmuls
@@ -103,12 +103,7 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     for i, (student, mapping) in enumerate(zip(students, mappings)):
         if student.config.to_dict() != config.to_dict():
             raise ValueError(f"student {i} has another config than student 0; a population shares one spec")
-        if not mapping.embedding and not mapping.teacher_layers_used():
-            raise MappingError(f"mapping {mapping} has no loss at all (every gene 0 and no embedding loss); "
-                               "map at least one layer")
-        if mapping.student_layers != config.num_hidden_layers:
-            raise MappingError(f"mapping {mapping} has {mapping.student_layers} genes but the student has "
-                               f"{config.num_hidden_layers} layers")
+        check_mapping(mapping, config.num_hidden_layers)
     k_count, layers = len(students), config.num_hidden_layers
     weights = LossWeights(settings.attention_weight, settings.hidden_weight, settings.embedding_weight)
 
@@ -299,19 +294,12 @@ class _Plan:
 
 
 def _optimizer(params: dict[str, torch.Tensor], proj: dict[str, torch.Tensor], settings: DistillSettings, steps: int):
-    """:func:`layermap.distill.loop._optimizer` on stacked tensors: the same decay groups (a stacked tensor has one
-    more dimension, so the rule reads the per-student shape), the same schedule."""
-    decay, no_decay = [], []
-    for name, p in list(params.items()) + [("projection." + n, p) for n, p in proj.items()]:
-        (no_decay if p.ndim - 1 < 2 or "LayerNorm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
-    warmup = warmup_steps(settings.warmup_ratio, steps, round_up=False)
-
-    def lr_lambda(step: int) -> float:
-        return linear_warmup_decay(step, steps, warmup)
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    """:func:`layermap.distill.loop._optimizer` on stacked tensors: the same decay groups (counted on the
+    per-student shape), the same schedule."""
+    named = list(params.items()) + [("projection." + n, p) for n, p in proj.items()]
+    opt = torch.optim.AdamW(named_param_groups(named, settings.weight_decay, stacked=1), lr=settings.learning_rate,
+                            fused=True)
+    return opt, distill_schedule(opt, settings, steps)
 
 
 def _record(values: np.ndarray, first: int, steps: int, batch: int, elapsed: float, teacher_seconds: float,
