@@ -103,14 +103,18 @@ def extract_features(encoder: nn.Module, split: EncodedSplit, *, batch_size: int
         for start in range(0, len(by_length), batch_size):
             indices = by_length[start:start + batch_size].tolist()
             inputs = collate_batch(split, indices, device, accepted)  # each (B, T)
-            out = encoder(**inputs)
-            hidden = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]).float()  # (B, T, H)
-            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
-            features[indices] = torch.cat([hidden[:, 0], mean], dim=-1).cpu().numpy()  # (B, 2H)
+            features[indices] = _pooled(encoder(**inputs), inputs["attention_mask"]).cpu().numpy()  # (B, 2H)
     finally:
         encoder.train(was_training)
     return features
+
+
+def _pooled(out, attention_mask: torch.Tensor) -> torch.Tensor:
+    """An encoder output's features: the [CLS] final hidden state ++ the masked mean of the final hidden states."""
+    hidden = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]).float()  # (B, T, H)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+    return torch.cat([hidden[:, 0], mean], dim=-1)  # (B, 2H)
 
 
 @torch.inference_mode()
@@ -134,11 +138,7 @@ def extract_features_many(encoders: list[nn.Module], split: EncodedSplit, *, bat
     base = copy.deepcopy(encoders[0]).to("meta").eval()
 
     def features(p, b, inputs):
-        out = functional_call(base, (p, b), (), inputs)
-        hidden = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]).float()  # (B, T, H)
-        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
-        return torch.cat([hidden[:, 0], mean], dim=-1)  # (B, 2H)
+        return _pooled(functional_call(base, (p, b), (), inputs), inputs["attention_mask"])  # (B, 2H)
 
     batched = vmap(features, in_dims=(0, 0, None))
     lengths = np.array([len(ids) for ids in split.input_ids])
