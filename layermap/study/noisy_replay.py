@@ -44,7 +44,7 @@ from ..evolution.records import EvaluationRecord
 from ..evolution.replicates import final_pick
 from ..mapping import format_genes, parse_genes
 from .replay import (METHODS, Genes, Table, TableError, TableEvaluator, aging_evolution, ga_config, gaussian_draw,
-                     landscape_stats, local_search, random_search)
+                     landscape_stats, local_search, quantile, random_search)
 
 NOISY_METHODS = METHODS + ("racing",)
 
@@ -119,11 +119,11 @@ class NoisyReplayResult:
             regrets = [optimum - table.fitness[g] for g in picks]
             methods[method] = {
                 "picks": [format_genes(g) for g in picks], "regret": regrets,
-                "regret_median": _quantile(regrets, 0.5), "regret_q1": _quantile(regrets, 0.25),
-                "regret_q3": _quantile(regrets, 0.75), "regret_mean": statistics.fmean(regrets),
+                "regret_median": quantile(regrets, 0.5), "regret_q1": quantile(regrets, 0.25),
+                "regret_q3": quantile(regrets, 0.75), "regret_mean": statistics.fmean(regrets),
                 "optimum_rate": sum(r == 0 for r in regrets) / len(regrets),
-                "evaluations_median": _quantile(self.evaluations[method], 0.5),
-                "distinct_genomes_median": _quantile(self.distinct[method], 0.5),
+                "evaluations_median": quantile(self.evaluations[method], 0.5),
+                "distinct_genomes_median": quantile(self.distinct[method], 0.5),
             }
         if "racing" in methods:
             methods["racing"]["settings"] = self.racing_settings
@@ -244,10 +244,3 @@ def _racing_pick(log: Sequence[tuple[str, int, float]], cap: int) -> Genes:
     records = [EvaluationRecord(genome=t, fitness=statistics.fmean(v.values()), seed_set=min(v),
                                 seed_set_fitness=dict(v) if len(v) > 1 else {}) for t, v in sorted(values.items())]
     return parse_genes(final_pick(records, cap).genome)
-
-
-def _quantile(values: Sequence[float], q: float) -> float:
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)

@@ -498,9 +498,9 @@ class ReplayResult:
                 entry[f"evals_to_{name}"] = [evals_to(t, target) for t in trajs]
             entry["summary"] = {name: summarise(entry[f"evals_to_{name}"]) for name in targets}
             curves = [regret_curve(t, table.fitness, self.budget) for t in trajs]
-            entry["regret"] = {"median": [_q(col, 0.5) for col in zip(*curves)],
-                               "q1": [_q(col, 0.25) for col in zip(*curves)],
-                               "q3": [_q(col, 0.75) for col in zip(*curves)]}
+            entry["regret"] = {"median": [quantile(col, 0.5) for col in zip(*curves)],
+                               "q1": [quantile(col, 0.25) for col in zip(*curves)],
+                               "q3": [quantile(col, 0.75) for col in zip(*curves)]}
             methods[method] = entry
         if "ga" in methods:
             methods["ga"]["settings"] = self.ga_settings
@@ -538,7 +538,8 @@ class ReplayResult:
         }
 
 
-def _q(values: Sequence[float], q: float) -> float | None:
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (linear interpolation) of the non-NaN ``values``; ``None`` when there are none."""
     xs = sorted(v for v in values if not math.isnan(v))
     if not xs:
         return None
