@@ -225,7 +225,6 @@ class CompareWorker:
 
     def _distill(self, text: str, seed: int) -> dict:
         from ..distill.loop import distill
-        from ..distill.models import build_student, init_student_from_teacher
         from ..distill.output import save_student
 
         folder = student_dir(self.out, text, seed)
@@ -238,13 +237,7 @@ class CompareWorker:
         teacher = self._load_teacher()
         segments, source = self._load_corpus()
         mapping = LayerMapping.parse(text, teacher.num_layers, student_layers=self.config.student.layers)
-        from ..distill.models import StudentSpec
-
-        s = self.config.student
-        spec = StudentSpec.resolve(teacher.model.config, s.layers, s.hidden_size, s.heads, s.ffn)
-        student = build_student(teacher.model.config, spec, seed=seed)
-        if self.init == "teacher":
-            init_student_from_teacher(student, teacher.model, mapping)
+        student = self._new_student(teacher, mapping, seed)
         _, stats = distill(student, source, mapping, segments, distill_settings(self.config, seed),
                            teacher_width=teacher.hidden_size, device=self._device_obj(), progress=self.progress,
                            checkpoint_dir=folder / "checkpoints", desc=f"distilling {text} (full)",
@@ -253,6 +246,18 @@ class CompareWorker:
         first = float(np.mean(stats.losses[:10])) if stats.losses else float("nan")
         return {"distill_loss": stats.final_loss, "first_loss": first, "steps": stats.steps,
                 "timings": {"distill": stats.seconds, "teacher": stats.teacher_seconds}}
+
+    def _new_student(self, teacher, mapping: LayerMapping, seed: int):
+        """The student a distillation starts from: the spec's random initialisation with the distillation seed, or
+        layers extracted from the teacher (``compare.init = "teacher"``)."""
+        from ..distill.models import StudentSpec, build_student, init_student_from_teacher
+
+        s = self.config.student
+        spec = StudentSpec.resolve(teacher.model.config, s.layers, s.hidden_size, s.heads, s.ffn)
+        student = build_student(teacher.model.config, spec, seed=seed)
+        if self.init == "teacher":
+            init_student_from_teacher(student, teacher.model, mapping)
+        return student
 
     def _population_chunk(self, text: str, seed: int) -> list[str]:
         """The mappings distilled together with ``text`` (``run.population`` > 1): the chunk of this distillation
@@ -272,7 +277,6 @@ class CompareWorker:
         restarts the chunk).  The distillation's wall time is shared equally among the chunk's students."""
         import fcntl
 
-        from ..distill.models import StudentSpec, build_student, init_student_from_teacher
         from ..distill.output import save_student
         from ..distill.population import distill_population
 
@@ -284,15 +288,9 @@ class CompareWorker:
             if text in group:
                 teacher = self._load_teacher()
                 segments, source = self._load_corpus()
-                s = self.config.student
-                spec = StudentSpec.resolve(teacher.model.config, s.layers, s.hidden_size, s.heads, s.ffn)
-                mappings = [LayerMapping.parse(m, teacher.num_layers, student_layers=s.layers) for m in group]
-                students = []
-                for mapping in mappings:
-                    student = build_student(teacher.model.config, spec, seed=seed)
-                    if self.init == "teacher":
-                        init_student_from_teacher(student, teacher.model, mapping)
-                    students.append(student)
+                mappings = [LayerMapping.parse(m, teacher.num_layers, student_layers=self.config.student.layers)
+                            for m in group]
+                students = [self._new_student(teacher, mapping, seed) for mapping in mappings]
                 settings = dataclasses.replace(distill_settings(self.config, seed), checkpoint_every=0)
                 t0 = time.perf_counter()
                 results = distill_population(students, source, mappings, segments, settings,
