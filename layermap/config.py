@@ -133,6 +133,11 @@ class ProxySettings:
     teacher_cache: bool = True     # reuse the teacher's outputs across genomes
     head: str = "finetune"         # finetune (a copy of the student is fine-tuned per task) | probe (frozen student, linear probe)
     repeats: int = 1               # fine-tuning seeds per task (proxy.seed + r); fitness = their mean, with its standard error
+    probe_pairs: str = "apart"     # probe head, pair tasks: apart (each sentence alone, [u, v, |u-v|, u*v]) | joint
+    probe_c: float = 0.0           # probe head: the logistic regression's C (ridge alpha for stsb); 0 = chosen by
+                                   # 4-fold cross-validation on the training set
+    reference_seed_sets: int = 2   # seed sets the reference rows (teacher, no distillation, constant) are measured on
+    allow_invalid: tuple[str, ...] = ()   # proxy tasks kept although invalid at these settings ("*" = any)
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -150,6 +155,13 @@ class ProxySettings:
             raise ConfigError(f"proxy.head must be 'finetune' or 'probe', got {self.head!r}")
         if isinstance(self.repeats, bool) or self.repeats < 1:
             raise ConfigError(f"proxy.repeats must be at least 1, got {self.repeats}")
+        if self.probe_pairs not in ("apart", "joint"):
+            raise ConfigError(f"proxy.probe_pairs must be 'apart' or 'joint', got {self.probe_pairs!r}")
+        if not (self.probe_c >= 0 and math.isfinite(self.probe_c)):
+            raise ConfigError(f"proxy.probe_c must be >= 0 (0 = chosen by cross-validation), got {self.probe_c}")
+        if isinstance(self.reference_seed_sets, bool) or self.reference_seed_sets < 2:
+            raise ConfigError(f"proxy.reference_seed_sets must be at least 2 (the seed noise of a task is their spread), "
+                              f"got {self.reference_seed_sets}")
         if self.head == "probe" and self.repeats > 1:
             raise ConfigError("proxy.repeats > 1 needs proxy.head = 'finetune': the probe head has no seed and gives "
                               "the same score every time; set proxy.repeats = 1")

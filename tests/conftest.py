@@ -150,6 +150,7 @@ max_eval = 16
 epochs = 1.0
 batch_size = 16
 seq_len = 32
+allow_invalid = ["*"]       # a tiny random teacher is no valid proxy; the validity tests remove this line
 [search]
 population = 4
 generations = 2

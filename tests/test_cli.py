@@ -141,7 +141,7 @@ def test_every_option_has_help_and_every_command_ends_its_help_with_an_example()
 
 
 def test_validate_checks_everything_and_sizes_the_work_without_training(tiny_config_toml, tmp_path, capsys):
-    assert main(["validate", "--config", str(tiny_config_toml)]) == 0
+    assert main(["validate", "--config", str(tiny_config_toml), "--no-references"]) == 0
     out = capsys.readouterr().out
     assert "search space: 25 genomes (free)" in out                   # (4 + 1)^2 for a 4-layer teacher, 2-layer student
     assert "at most 10 distinct genomes" in out and "final stage (compare)" in out and "sst2 ok" in out

@@ -224,10 +224,11 @@ def test_an_older_store_is_read_as_it_is_and_upgraded_only_for_writing(tmp_path,
         assert len(store.run_evaluations(run_id)) > 0 and store.generations(run_id)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before and _version(path) == old
     with Store(path) as store:                                         # a driver: upgraded in place
-        assert store.schema_version == str(SCHEMA_VERSION) == "3"
+        assert store.schema_version == str(SCHEMA_VERSION) == "4"
+        assert store.lookup_references("none") is None
         assert store.claim("f", "1-2-3", "h:1:r") == "claimed" and len(store.claims()) == 1
         assert store.lookup(store.get_run(run_id).fingerprint, "1-2-3").fitness == pytest.approx(63.51, abs=0.01)
-    assert _version(path) == "3"
+    assert _version(path) == "4"
 
 
 def test_show_of_a_version_2_run_folder_does_not_write_its_store(tmp_path, capsys):

@@ -128,6 +128,8 @@ def _add_fitness(sub) -> None:
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-references", action="store_true",
+                   help="skip the reference rows (teacher, no distillation, constant predictor) and the headroom")
     p.set_defaults(func=_cmd_fitness)
 
 
@@ -141,20 +143,39 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
     check_proxy_inputs(config)
     evaluator = ProxyEvaluator(config, progress=not args.quiet and sys.stderr.isatty())
     mapping = _parse_mapping(args.mapping, evaluator.teacher_layers, evaluator.student_layers)
+    refs = None if args.no_references else evaluator.references()       # cached per reference fingerprint
     record = evaluator.evaluate(mapping.genes)
+    scores = {name: task.score for name, task in record.tasks.items()}
     if args.json:
         d = record.to_dict()
         d["mapping"] = d.pop("genome")
         d["fingerprint"] = evaluator.fingerprint
+        if refs is not None:
+            d["references"] = refs.to_json()
+            d["headroom"] = refs.headroom(scores)
         print(json.dumps(d, indent=2))
         return 0
+    from ..evolution.references import describe, format_headroom, headroom_line, learnt_sentence
+
     print(f"mapping {record.genome}   fingerprint {evaluator.fingerprint}")
+    room = refs.headroom(scores) if refs is not None else {}
     for name, task in record.tasks.items():
         metrics = "  ".join(f"{k} {v:6.2f}" for k, v in task.metrics.items())
-        print(f"  {name:<6} score {task.score:6.2f}   {metrics}")
+        extra = f"   headroom {format_headroom(room[name])}" if refs is not None else ""
+        print(f"  {name:<6} score {task.score:6.2f}   {metrics}{extra}")
     t = record.timings
     print(f"fitness {record.fitness:.2f}   distill loss {record.distill_loss:.4f}   "
           f"time: distill {t['distill']:.1f}s, fine-tune {t['finetune']:.1f}s, eval {t['eval']:.1f}s, total {t['total']:.1f}s")
+    if refs is not None:
+        for line in describe(refs):
+            print("  " + line)
+        print(headroom_line(refs, scores))
+        note = learnt_sentence(refs, record.fitness, config.search.noise_std or None)
+        if note:
+            print(note)
+        for v in refs.validity().values():
+            if not v.valid:
+                print(f"warning: {v.sentence()}")
     return 0
 
 

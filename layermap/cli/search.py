@@ -138,6 +138,10 @@ def show_command(args: argparse.Namespace) -> int:
             "top": [{**record_entry(r), "within_noise_of_best": tie} for r, tie in zip(report.top, report.ties)],
             "tie_rule": verdict.tie_rule, "noise_std": verdict.noise_std, "noise_std_from": verdict.noise_std_from,
             "best_vs_baselines": report.best_vs_baselines, "verdict": verdict.to_dict(),
+            "references": result.references.to_json() if result.references else None,
+            "headroom": ({r.genome: result.references.headroom({t: s.score for t, s in r.tasks.items()})
+                          for r in report.top} if result.references else None),
+            "not_learnt": _not_learnt(result.references, report.top, verdict.noise_std),
         }, indent=2))
         return 0
     identity = f", {report.teacher_identity}" if report.teacher_identity else ""
@@ -157,10 +161,24 @@ def show_command(args: argparse.Namespace) -> int:
             fit = f"{record.fitness:6.2f} ± {se:4.2f}" if se is not None else f"{record.fitness:6.2f}   ?   "
             tasks = "  ".join(f"{name} {task.score:.2f}" + (f"±{task.std:.1f}" if task.std is not None else "")
                               for name, task in record.tasks.items())
-            print(f"{mark} {record.genome:<16} {fit}  n={record.seed_sets:<2}  {tasks}")
+            room = ""
+            if result.references is not None:
+                from ..evolution.references import format_headroom
+
+                h = result.references.headroom({t: s.score for t, s in record.tasks.items()})
+                room = f"  headroom {format_headroom(h['mean'])}"
+            print(f"{mark} {record.genome:<16} {fit}  n={record.seed_sets:<2}  {tasks}{room}")
         print(noise_note(report.top, report.ties, verdict.noise_std, verdict.noise_std_from or "--noise-std"))
-        print(verdict.sentence)
+    _print_references(result.references, report.top[0] if report.top else None)
+    if report.top:
+        print(_verdict_or_not_learnt(verdict, result.references, report.top[0]))
     return 0
+
+
+def _not_learnt(refs, top, noise_std) -> str | None:
+    from ..evolution.references import learnt_sentence
+
+    return learnt_sentence(refs, top[0].fitness if top else None, noise_std)
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -223,11 +241,32 @@ def _print_summary(result: SearchResult) -> None:
               f" (n={result.best_record.seed_sets} replicate(s))" + (f"   ({tasks})" if tasks else ""))
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed   "
           f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
+    _print_references(result.references, result.best_record)
     if result.best_record is not None:
         from ..api import verdict
 
-        print(verdict(result).sentence)
+        print(_verdict_or_not_learnt(verdict(result), result.references, result.best_record))
     print(f"run folder: {result.run_dir}   (layermap show {result.run_dir}; layermap export {result.run_dir})")
+
+
+def _print_references(refs, best) -> None:
+    """The yardsticks of a run: the reference rows, the seed noise, each task's validity, the best's headroom."""
+    from ..evolution.references import describe, headroom_line
+
+    if refs is None:
+        return
+    for line in describe(refs):
+        print("  " + line)
+    if best is not None:
+        print(f"  best {best.genome}: " + headroom_line(refs, {t: s.score for t, s in best.tasks.items()}))
+
+
+def _verdict_or_not_learnt(verdict, refs, best) -> str:
+    """The verdict's sentence, or, when the best (or the teacher) is within noise of the floor, the sentence that the
+    students have not learnt and the ranking is noise."""
+    from ..evolution.references import learnt_sentence
+
+    return learnt_sentence(refs, best.fitness if best else None, verdict.noise_std) or verdict.sentence
 
 
 def _num(value: float | None, width: int) -> str:

@@ -14,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  layermap validate --config demo --teacher $TEACHER --corpus corpus.txt --glue-dir glue",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
+    p.add_argument("--no-references", action="store_true",
+                   help="do not measure the reference rows (teacher, no distillation, constant) nor check task validity")
     p.set_defaults(func=validate_command)
 
 
@@ -76,6 +78,8 @@ def validate_command(args: argparse.Namespace) -> int:
               "set compare.tasks (or --tasks on layermap compare) to tasks you have")
     elif later:
         print("final-stage data: " + ", ".join(f"{t} ok" for t in later))
+    if not args.no_references:
+        _check_references(config)
     if evaluations < min(size, 2 * search.population):
         print(f"note: {evaluations} evaluations explore {100 * evaluations / size:.1f} % of the space "
               f"(a random search needs about (N+1)/(k+1) = {math.ceil((size + 1) / 2)} to find one given genome)")
@@ -90,3 +94,16 @@ def _check_task_data(tasks: dict, glue_dir: str) -> None:
 
     for spec in tasks.values():
         resolve_split_paths(spec, glue_dir)
+
+
+def _check_references(config) -> None:
+    """Measure (or read from the cache) the reference rows, print them and refuse an invalid proxy task (one sentence,
+    exit 2) unless proxy.allow_invalid names it: the same check evolve makes before its first evaluation."""
+    from ..evolution.fitness import ProxyEvaluator
+    from ..evolution.references import describe, ensure_references
+
+    print("reference rows (measured once per setting, then cached; the teacher's probe takes a few CPU-minutes):",
+          flush=True)
+    refs = ensure_references(ProxyEvaluator(config), None, config.proxy.allow_invalid)
+    for line in describe(refs):
+        print("  " + line)

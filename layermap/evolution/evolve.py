@@ -411,6 +411,9 @@ def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
         if search.claims is not None:
             search.owner = claim_owner(search.run_id)
             heartbeat = ClaimHeartbeat(search.claims.path, search.owner).start()
+        from .references import ensure_references
+
+        ensure_references(search.evaluator, search.store, search.config.proxy.allow_invalid)   # refuses an invalid task
         search.store.set_run_status(search.run_id, "running")
         try:
             evolve(search, start)

@@ -252,6 +252,9 @@ def provenance(row: RunRow, result: SearchResult) -> dict:
         "tasks": record_entry(record)["tasks"], "fingerprint": row.fingerprint,
         "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": "layermap evolve",
+        **({"references": result.references.to_json(),
+            "headroom": result.references.headroom({t: s.score for t, s in record.tasks.items()})}
+           if result.references is not None else {}),
     }
 
 

@@ -26,8 +26,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import torch
 
 from ..config import Config, digest
@@ -40,6 +41,9 @@ from ..distill.models import StudentSpec, Teacher, build_student, init_student_f
     pick_device, quiet_transformers, teacher_identity
 from ..stats import mean_and_stderr, sample_var
 from .records import EvaluationRecord, TaskScore, environment
+
+if TYPE_CHECKING:
+    from .references import References
 
 _log = get_logger(__name__)
 
@@ -109,38 +113,57 @@ class ProxyEvaluator:
         return StudentSpec.resolve(self._teacher_config, s.layers, s.hidden_size, s.heads, s.ffn)
 
     def describe(self) -> dict:
-        spec = self.spec
         c = self.config
         return {"teacher": teacher_label(c.teacher.name), "teacher_identity": teacher_identity(c.teacher.name, c.teacher.revision),
                 "teacher_layers": self.teacher_layers,
                 "teacher_hidden_size": int(self._teacher_config.hidden_size),
                 "teacher_heads": int(self._teacher_config.num_attention_heads),
-                "student": {"layers": spec.layers, "hidden_size": spec.hidden_size, "heads": spec.heads,
-                            "ffn": spec.ffn, "init": self.config.student.init},
-                "tasks": list(self.config.proxy.tasks)}
+                "student": self._student_description(),
+                "tasks": list(self.config.proxy.tasks), "reference_fingerprint": self.reference_fingerprint}
+
+    def _student_description(self) -> dict:
+        spec = self.spec
+        return {"layers": spec.layers, "hidden_size": spec.hidden_size, "heads": spec.heads, "ffn": spec.ffn,
+                "init": self.config.student.init}
 
     @property
     def fingerprint(self) -> str:
         """Hash of everything that changes a fitness value, and of nothing else."""
         if self._fingerprint is None:
-            from proxy_tasks import data_fingerprint
-
             c = self.config
-            parts = {
-                "format": FITNESS_FORMAT,
-                "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
-                "student": self.describe()["student"],
+            parts = self._identity_parts()
+            parts.update({
                 "corpus": corpus_identity(c.corpus.path),
                 "slice": {k: getattr(c.corpus, k) for k in c.corpus.__dataclass_fields__ if k != "path"},
                 "distill": {k: getattr(c.distill, k) for k in c.distill.__dataclass_fields__ if k != "checkpoint_every"},
-                "proxy": _proxy_identity(c.proxy),
-                "data": {t: data_fingerprint(t, c.proxy.glue_dir or None) for t in c.proxy.tasks},
-                "device": self.device_class,
-                "versions": {"torch": ".".join(torch.__version__.split(".")[:2]),
-                             "transformers": _major_minor("transformers")},
-            }
+            })
             self._fingerprint = digest(parts)[:32]
         return self._fingerprint
+
+    @property
+    def reference_fingerprint(self) -> str:
+        """Hash of everything that changes the reference rows: the fitness's settings without the corpus and the
+        distillation budget (no reference row distils), with the student's initialisation seed and the number of
+        seed sets."""
+        c = self.config
+        parts = self._identity_parts()
+        parts.update({"kind": "references", "init_seed": c.distill.seed, "seed_sets": c.proxy.reference_seed_sets})
+        return digest(parts)[:32]
+
+    def _identity_parts(self) -> dict:
+        from proxy_tasks import data_fingerprint
+
+        c = self.config
+        return {
+            "format": FITNESS_FORMAT,
+            "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
+            "student": self._student_description(),
+            "proxy": _proxy_identity(c.proxy),
+            "data": {t: data_fingerprint(t, c.proxy.glue_dir or None) for t in c.proxy.tasks},
+            "device": self.device_class,
+            "versions": {"torch": ".".join(torch.__version__.split(".")[:2]),
+                         "transformers": _major_minor("transformers")},
+        }
 
     @property
     def device_class(self) -> str:
@@ -191,7 +214,6 @@ class ProxyEvaluator:
     def _load(self) -> _State:
         if self._state is not None:
             return self._state
-        from proxy_tasks import load_task
 
         c = self.config
         quiet_transformers()
@@ -213,13 +235,34 @@ class ProxyEvaluator:
             source = LiveTeacher(teacher.model)
         spec = self.spec
         init = build_student(teacher.model.config, spec, seed=c.distill.seed)
-        tasks = tuple(load_task(t, c.proxy.glue_dir or None, max_train=c.proxy.max_train or None,
-                                max_eval=c.proxy.max_eval or None, seed=c.proxy.seed) for t in c.proxy.tasks)
+        tasks = self._load_tasks(c.proxy.seed)
         self._state = _State(teacher=teacher, segments=segments, source=source, spec=spec,
                              init_state=copy.deepcopy(init.state_dict()), tasks=tasks, device=device)
         _log.info(f"prepared in {time.perf_counter() - started:.0f}s: {len(segments)} segments, proxy tasks "
                   f"{', '.join(c.proxy.tasks)}; the first evaluation follows")
         return self._state
+
+    def _load_tasks(self, seed: int) -> tuple:
+        """The proxy tasks' data, subsampled with ``seed``."""
+        from proxy_tasks import load_task
+
+        p = self.config.proxy
+        return tuple(load_task(t, p.glue_dir or None, max_train=p.max_train or None, max_eval=p.max_eval or None,
+                               seed=seed) for t in p.tasks)
+
+    def _reference_state(self) -> _State:
+        """The loaded state, or, before any evaluation (``layermap validate``), the teacher and the tasks alone: the
+        reference rows need neither the corpus nor the teacher's outputs on it."""
+        if self._state is not None:
+            return self._state
+
+        c = self.config
+        quiet_transformers()
+        device = pick_device(self._device)
+        teacher = load_teacher(c.teacher.name, c.teacher.revision, device=device)
+        tasks = self._load_tasks(c.proxy.seed)
+        return _State(teacher=teacher, segments=None, source=None, spec=self.spec, init_state={}, tasks=tasks,
+                      device=device)
 
     def new_student(self, mapping: LayerMapping):
         """The common initialisation (or teacher extraction for ``student.init = teacher``)."""
@@ -320,18 +363,20 @@ class ProxyEvaluator:
         except Exception as exc:  # noqa: BLE001
             return [exc for _ in students]
 
-    def _probe_scores(self, students: list, timings: list[dict[str, float]]) -> list[tuple[dict[str, TaskScore], list[float]]]:
+    def _probe_scores(self, students: list, timings: list[dict[str, float]],
+                      task_data: tuple | None = None) -> list[tuple[dict[str, TaskScore], list[float]]]:
         """The probe head's (task scores, [fitness]) of each student, adding each kind of work's wall seconds to its
-        ``timings`` (``finetune`` and ``eval``, and ``tokenize``, ``extract`` and ``fit``)."""
-        from proxy_tasks.probe import ProbeSettings, probe_and_score_many
+        ``timings`` (``finetune`` and ``eval``, and ``tokenize``, ``extract`` and ``fit``).  ``task_data``: other
+        task subsamples than the evaluator's own (the reference rows' seed sets)."""
+        from proxy_tasks.probe import probe_and_score_many
 
         st = self._load()
-        settings = ProbeSettings(max_seq_len=self.config.proxy.seq_len)
+        settings = probe_settings(self.config.proxy)
         tasks: list[dict[str, TaskScore]] = [{} for _ in students]
         for t in timings:
             for key in ("finetune", "eval"):
                 t.setdefault(key, 0.0)
-        for data in st.tasks:
+        for data in (task_data if task_data is not None else st.tasks):
             for i, r in enumerate(probe_and_score_many(students, st.teacher.tokenizer, data, settings, device=st.device)):
                 tasks[i][r.task] = TaskScore(metrics=dict(r.metrics), score=float(r.score), replicates=[float(r.score)])
                 t = timings[i]
@@ -342,6 +387,62 @@ class ProxyEvaluator:
                     t[key] = t.get(key, 0.0) + value
         return [(t, [sum(s.score for s in t.values()) / len(t)]) for t in tasks]
 
+    # -- reference rows --------------------------------------------------------------------------
+    def references(self, store=None) -> "References":
+        """The reference rows of these settings (:mod:`layermap.evolution.references`): from ``store`` or the file
+        cache when they were measured before (same :attr:`reference_fingerprint`), else measured now and cached in
+        both, so a check costs once per fingerprint."""
+        import json
+
+        from ..distill.corpus import default_cache_dir
+        from .references import References
+
+        fp = self.reference_fingerprint
+        path = default_cache_dir(self.config.run.cache_dir) / "references" / f"{fp}.json"
+        payload = store.lookup_references(fp) if store is not None else None
+        if payload is None and path.exists():
+            payload = json.loads(path.read_text())
+        if payload is None:
+            payload = self.compute_references().to_json()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+            tmp.replace(path)
+        if store is not None and store.lookup_references(fp) is None:
+            store.save_references(fp, payload)
+        return References.from_json(payload)
+
+    def compute_references(self) -> "References":
+        """Measure the three reference rows on ``proxy.reference_seed_sets`` seed sets: the teacher through the proxy
+        head, the student spec at its initialisation with 0 distillation steps (seed ``distill.seed + r``; extracted
+        from the teacher with the uniform mapping for ``student.init = "teacher"``), and the constant predictor."""
+
+        from ..mapping import baseline
+        from .references import build_references, constant_scores
+
+        st = self._reference_state()
+        c = self.config
+        rows: tuple[list, list, list] = ([], [], [])
+        for r in range(c.proxy.reference_seed_sets):
+            other = self.with_seed_set(r)
+            tasks = st.tasks if r == 0 else self._load_tasks(c.proxy.seed + r)
+            other._state = dataclasses.replace(st, tasks=tasks)
+            other._fingerprint = self.fingerprint
+            _log.info(f"reference rows, seed set {r + 1} of {c.proxy.reference_seed_sets}: the teacher through the "
+                      f"{c.proxy.head} head")
+            teacher_scores, _ = other.score_student(st.teacher.model)
+            student = build_student(st.teacher.model.config, st.spec, seed=c.distill.seed + r)
+            if c.student.init == "teacher":
+                uniform = LayerMapping(baseline("uniform", self.student_layers, self.teacher_layers), self.teacher_layers)
+                init_student_from_teacher(student, st.teacher.model, uniform)
+            _log.info(f"reference rows, seed set {r + 1}: the student with no distillation")
+            student_scores, _ = other.score_student(student)
+            rows[0].append({t: s.score for t, s in teacher_scores.items()})
+            rows[1].append({t: s.score for t, s in student_scores.items()})
+            rows[2].append({d.task.name: constant_scores(d.task, {split: np.asarray([e.label for e in ex])
+                                                                   for split, ex in d.dev.items()}) for d in tasks})
+        return build_references(*rows, fingerprint=self.reference_fingerprint)
+
     def checkpoint_dir(self, mapping: LayerMapping) -> Path:
         """Where an evaluation's distillation checkpoints (``distill.checkpoint_every`` > 0) live until it
         finishes: a killed evaluation resumes from there in the next run or ``--resume``."""
@@ -349,8 +450,8 @@ class ProxyEvaluator:
 
         return default_cache_dir(self.config.run.cache_dir) / "checkpoints" / self.fingerprint / mapping.text
 
-    def score_student(self, student, timings: dict[str, float] | None = None,
-                      head: str | None = None) -> tuple[dict[str, TaskScore], list[float]]:
+    def score_student(self, student, timings: dict[str, float] | None = None, head: str | None = None,
+                      task_data: tuple | None = None) -> tuple[dict[str, TaskScore], list[float]]:
         """Score a distilled student on the proxy tasks with ``head`` (default ``proxy.head``).
 
         Returns the task scores and the fitness of each replicate (fine-tuning seed
@@ -364,16 +465,17 @@ class ProxyEvaluator:
         for key in ("finetune", "eval"):
             timings.setdefault(key, 0.0)
         if head == "probe":
-            return self._probe_scores([student], [timings])[0]
+            return self._probe_scores([student], [timings], task_data)[0]
 
         from proxy_tasks import finetune_and_score
 
         repeats = self.config.proxy.repeats if head == self.config.proxy.head else 1
         base = finetune_settings(self.config)
-        runs: dict[str, list] = {data.task.name: [] for data in st.tasks}
+        task_data = task_data if task_data is not None else st.tasks
+        runs: dict[str, list] = {data.task.name: [] for data in task_data}
         for r in range(repeats):
             settings = dataclasses.replace(base, seed=base.seed + r)
-            for data in st.tasks:
+            for data in task_data:
                 result = finetune_and_score(student, st.teacher.tokenizer, data, settings, device=st.device,
                                             progress=self.progress)
                 runs[result.task].append(result)
@@ -404,7 +506,7 @@ def _record(mapping: LayerMapping, tasks: dict[str, TaskScore], fitness_replicat
 def _proxy_identity(proxy) -> dict:
     """The proxy settings that change a fitness.  ``head`` and ``repeats`` enter only when they differ
     from the single fine-tuning run every record before them had, so those records keep their key."""
-    d = {k: getattr(proxy, k) for k in proxy.__dataclass_fields__ if k != "glue_dir"}
+    d = {k: getattr(proxy, k) for k in proxy.__dataclass_fields__ if k not in _NOT_FITNESS}
     if d.get("head") == "finetune":
         del d["head"]
     if d.get("repeats") == 1:
@@ -412,7 +514,21 @@ def _proxy_identity(proxy) -> dict:
     if d.get("head") == "probe":                 # the probe does not fine-tune: its settings do not matter
         for k in ("epochs", "batch_size", "learning_rate"):    # (seed stays: it draws the task subsamples)
             d.pop(k, None)
+    else:                                        # fine-tuning does not probe
+        for k in ("probe_pairs", "probe_c"):
+            d.pop(k, None)
     return d
+
+
+_NOT_FITNESS = ("glue_dir", "reference_seed_sets", "allow_invalid")   # proxy keys that change no fitness
+
+
+def probe_settings(proxy):
+    """The probe head's settings from ``[proxy]``."""
+    from proxy_tasks.probe import ProbeSettings
+
+    fixed = proxy.probe_c or None
+    return ProbeSettings(max_seq_len=proxy.seq_len, pairs=proxy.probe_pairs, c=fixed, alpha=fixed)
 
 
 def _major_minor(package: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..mapping import LayerMapping, format_genes, parse_genes
 from .records import EvaluationRecord
+from .references import References, references_of
 from .replicates import combined_records, final_pick
 from .store import RunRow, Store
 
@@ -53,6 +54,7 @@ class SearchResult:
     cached: int
     failed: int
     wall_time: float         # this session
+    references: References | None = None     # teacher / no distillation / constant rows, where the run has them
 
     @property
     def best_mapping(self) -> LayerMapping | None:
@@ -79,7 +81,8 @@ def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wa
     return SearchResult(row.run_id, Path(run_dir or row.run_dir), store.path, row.teacher_layers,
                         row.config.get("search", {}).get("constraint", "free"),
                         parse_genes(best.genome) if best else None, best, hof,
-                        [GenerationStats(**g.stats) for g in gens], counts.computed, counts.cached, counts.failed, wall_time)
+                        [GenerationStats(**g.stats) for g in gens], counts.computed, counts.cached, counts.failed, wall_time,
+                        references_of(store, row.description))
 
 
 def run_noise_std(config: dict) -> float | None:

@@ -65,11 +65,11 @@ from .records import COMPLETE, FAILED, RUNNING, EvaluationRecord, json_safe
 
 _log = get_logger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # 1: runs, evaluations, generations (layermap 0.1 later added the cache table without a bump);
-# 2: the cache and cells tables are guaranteed; 3: the claims table.  Older versions listed here are
+# 2: the cache and cells tables are guaranteed; 3: the claims table; 4: the reference_rows table.  Older versions listed here are
 # upgraded in place by a store opened for writing (only tables are added; no row is touched).
-UPGRADABLE_VERSIONS = ("1", "2")
+UPGRADABLE_VERSIONS = ("1", "2", "3")
 STORE_NAME = "layermap.sqlite"
 
 CLAIM_HEARTBEAT_SECONDS = 10.0      # how often a driver refreshes its claims
@@ -112,6 +112,9 @@ CREATE TABLE IF NOT EXISTS cells (
     task TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, score REAL, record TEXT NOT NULL,
     wall_time REAL, error TEXT, created TEXT NOT NULL,
     PRIMARY KEY (fingerprint, kind, mapping, distill_seed, task, seed)
+);
+CREATE TABLE IF NOT EXISTS reference_rows (
+    fingerprint TEXT PRIMARY KEY, payload TEXT NOT NULL, created TEXT NOT NULL
 );
 """
 
@@ -371,6 +374,19 @@ class Store:
             " wall_time, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (fingerprint, *key, status, record.get("score"), json.dumps(json_safe(record), sort_keys=True),
              record.get("timings", {}).get("total"), record.get("error"), now()))
+
+    # -- reference rows (teacher, no distillation, constant) --------------------------------------
+    def lookup_references(self, fingerprint: str) -> dict | None:
+        """The reference rows measured under a reference fingerprint (``References.to_json``), else ``None``."""
+        try:
+            row = self._db.execute("SELECT payload FROM reference_rows WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        except sqlite3.OperationalError:         # a store of schema 3 or older, opened read-only: no reference rows
+            return None
+        return json.loads(row[0]) if row else None
+
+    def save_references(self, fingerprint: str, payload: dict) -> None:
+        self._db.execute("INSERT OR REPLACE INTO reference_rows (fingerprint, payload, created) VALUES (?, ?, ?)",
+                         (fingerprint, json.dumps(json_safe(payload), sort_keys=True), now()))
 
     # -- generations ----------------------------------------------------------------------------
     def save_generation(self, run_id: str, generation: int, *, population: list[str], fitnesses: list[float | None],

@@ -1,0 +1,275 @@
+"""Reference rows: the yardsticks every proxy score is read against.
+
+A fitness alone says nothing: 61 is good where the teacher scores 62 and an undistilled student 50, and noise
+where the undistilled student scores 60.  So beside every score layermap computes, with the same head, data,
+subsamples and budget:
+
+- ``teacher``: the teacher itself through the proxy head;
+- ``no distillation``: the student spec at its initialisation (random, or extracted from the teacher with the
+  uniform mapping for ``student.init = "teacher"``), 0 distillation steps;
+- ``constant``: the best constant prediction on each dev set (its majority class, or the positive class where
+  F1 makes that score more; the mean, for regression), whose score needs no model.
+
+Each row is measured on ``proxy.reference_seed_sets`` seed sets (seed set r raises ``distill.seed`` and
+``proxy.seed`` by r, as a replicate does); the row is their mean, and the **seed noise of a task score**,
+``sigma``, is the pooled sample std over seed sets of the teacher and no-distillation rows (never below
+:data:`MIN_TASK_NOISE`, so that two lucky draws cannot make a task look noiseless).
+
+**Headroom recovered** by a student on a task = ``(student - floor) / (teacher - floor)``, floor =
+max(no distillation, constant): 0 at the floor, 1 at the teacher.  A task where the teacher does not beat the
+floor has no headroom (printed as "no headroom", never divided by).
+
+**Validity.** A task is a valid proxy at given settings when ``teacher - floor >= VALIDITY_SIGMAS * sigma``.
+Why 4: a student that recovers half the headroom then sits 2 sigma above the floor, and 4 sigma is the gap at
+which one score at the floor and one at the teacher differ in a two-sided 5 % test with 80 % power
+((1.96 + 0.84) * sqrt(2) = 3.96).  Below it, the task cannot tell a good student from an undistilled one, so the
+proxy averages noise into the fitness.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import LayermapError
+from ..logs import get_logger
+
+_log = get_logger(__name__)
+
+VALIDITY_SIGMAS = 4.0           # teacher - floor must reach this many seed noises
+MIN_TASK_NOISE = 0.5            # points: the least seed noise a task is assumed to have
+ROW_NAMES = ("teacher", "no distillation", "constant")
+
+
+class InvalidProxyTask(LayermapError):
+    """A proxy task at which the teacher does not beat the floor by a clear multiple of the seed noise."""
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """One reference row: its task scores (mean over seed sets), the per-seed-set scores, and the fitness."""
+
+    name: str
+    tasks: dict[str, float]
+    replicates: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def fitness(self) -> float:
+        return float(np.mean(list(self.tasks.values())))
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "fitness": self.fitness, "tasks": dict(self.tasks),
+                "replicates": {k: list(v) for k, v in self.replicates.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ReferenceRow":
+        return cls(name=d["name"], tasks={k: float(v) for k, v in d["tasks"].items()},
+                   replicates={k: [float(x) for x in v] for k, v in d.get("replicates", {}).items()})
+
+
+@dataclass(frozen=True)
+class TaskValidity:
+    """The validity verdict of one task: its three reference scores, its seed noise and the margin it needs."""
+
+    task: str
+    teacher: float
+    no_distillation: float
+    constant: float
+    sigma: float
+    valid: bool
+
+    @property
+    def floor(self) -> float:
+        return max(self.no_distillation, self.constant)
+
+    @property
+    def gap(self) -> float:
+        return self.teacher - self.floor
+
+    def sentence(self) -> str:
+        return (f"proxy task {self.task} is not a valid proxy at these settings: the teacher scores {self.teacher:.1f}, "
+                f"a student with no distillation {self.no_distillation:.1f} and the constant predictor "
+                f"{self.constant:.1f}, so the teacher beats the floor by {self.gap:.1f} points, less than "
+                f"{VALIDITY_SIGMAS:g} x its seed noise {self.sigma:.2f}")
+
+
+@dataclass(frozen=True)
+class References:
+    """The three reference rows of one set of proxy settings, with the seed noise of each task."""
+
+    teacher: ReferenceRow
+    no_distillation: ReferenceRow
+    constant: ReferenceRow
+    sigma: dict[str, float]
+    fingerprint: str = ""
+    seed_sets: int = 1
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.teacher.tasks)
+
+    @property
+    def rows(self) -> list[ReferenceRow]:
+        return [self.teacher, self.no_distillation, self.constant]
+
+    def floor(self, task: str) -> float:
+        return max(self.no_distillation.tasks[task], self.constant.tasks[task])
+
+    @property
+    def fitness_noise(self) -> float:
+        """Seed noise of a fitness (the mean of the task scores) if the task noises are independent."""
+        return math.sqrt(sum(s * s for s in self.sigma.values())) / len(self.sigma)
+
+    def validity(self) -> dict[str, TaskValidity]:
+        out = {}
+        for t in self.tasks:
+            sigma = self.sigma[t]
+            out[t] = TaskValidity(task=t, teacher=self.teacher.tasks[t],
+                                  no_distillation=self.no_distillation.tasks[t], constant=self.constant.tasks[t],
+                                  sigma=sigma, valid=self.teacher.tasks[t] - self.floor(t) >= VALIDITY_SIGMAS * sigma)
+        return out
+
+    def headroom(self, task_scores: dict[str, float]) -> dict[str, float | None]:
+        """Headroom recovered per task (None where the teacher does not beat the floor: no headroom), and under
+        ``"mean"`` its mean over the tasks that have headroom (None if none has)."""
+        out: dict[str, float | None] = {}
+        for t, score in task_scores.items():
+            if t not in self.teacher.tasks:
+                continue
+            room = self.teacher.tasks[t] - self.floor(t)
+            out[t] = (score - self.floor(t)) / room if room > 0 else None
+        have = [v for v in out.values() if v is not None]
+        out["mean"] = float(np.mean(have)) if have else None
+        return out
+
+    def check(self, allow: tuple[str, ...] = ()) -> list[TaskValidity]:
+        """Raise :class:`InvalidProxyTask` (one sentence) for the first invalid task not in ``allow`` (``"*"`` allows
+        every task); return the invalid tasks that were allowed."""
+        allowed = []
+        for v in self.validity().values():
+            if v.valid:
+                continue
+            if "*" in allow or v.task in allow:
+                allowed.append(v)
+                continue
+            raise InvalidProxyTask(
+                f"{v.sentence()}; raise proxy.max_train or the distillation budget, drop the task "
+                f"(--tasks), or keep it anyway with --set proxy.allow_invalid='[\"{v.task}\"]'")
+        return allowed
+
+    def to_json(self) -> dict:
+        return {"fingerprint": self.fingerprint, "seed_sets": self.seed_sets,
+                "rows": {r.name: r.to_json() for r in self.rows}, "sigma": dict(self.sigma),
+                "fitness_noise": self.fitness_noise, "validity_sigmas": VALIDITY_SIGMAS,
+                "validity": {t: {"valid": v.valid, "gap": v.gap, "floor": v.floor, "sigma": v.sigma}
+                             for t, v in self.validity().items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "References":
+        rows = {name: ReferenceRow.from_json(r) for name, r in d["rows"].items()}
+        return cls(teacher=rows["teacher"], no_distillation=rows["no distillation"], constant=rows["constant"],
+                   sigma={k: float(v) for k, v in d["sigma"].items()}, fingerprint=d.get("fingerprint", ""),
+                   seed_sets=int(d.get("seed_sets", 1)))
+
+
+def build_references(teacher: list[dict[str, float]], no_distillation: list[dict[str, float]],
+                     constant: list[dict[str, float]], *, fingerprint: str = "") -> References:
+    """References from the per-seed-set task scores of each row (one dict per seed set)."""
+    rows = [_row(name, per_set) for name, per_set in zip(ROW_NAMES, (teacher, no_distillation, constant))]
+    sigma = {}
+    for t in rows[0].tasks:
+        variances = [float(np.var(r.replicates[t], ddof=1)) for r in rows[:2] if len(r.replicates[t]) > 1]
+        pooled = math.sqrt(float(np.mean(variances))) if variances else 0.0
+        sigma[t] = max(pooled, MIN_TASK_NOISE)
+    return References(*rows, sigma=sigma, fingerprint=fingerprint, seed_sets=len(teacher))
+
+
+def _row(name: str, per_set: list[dict[str, float]]) -> ReferenceRow:
+    tasks = list(per_set[0])
+    reps = {t: [float(s[t]) for s in per_set] for t in tasks}
+    return ReferenceRow(name=name, tasks={t: float(np.mean(v)) for t, v in reps.items()}, replicates=reps)
+
+
+def format_headroom(value: float | None) -> str:
+    """A headroom for a table: a percentage, or "no headroom" where the teacher does not beat the floor."""
+    return "no headroom" if value is None else f"{100 * value:.0f} %"
+
+
+def constant_scores(task, dev_labels: dict[str, np.ndarray]) -> float:
+    """The task score of the best constant predictor on the dev splits: the class whose constant prediction scores
+    best (the majority class for accuracy; the positive class where F1 counts and pays more), or the mean for a
+    regression task (a constant prediction has correlation 0)."""
+    from proxy_tasks.metrics import compute_metrics, task_score
+
+    if task.is_regression:
+        return float(task_score(compute_metrics(task, {s: np.full(len(y), float(np.mean(y))) for s, y in dev_labels.items()},
+                                                dev_labels)))
+    return max(float(task_score(compute_metrics(task, {s: np.full(len(y), c) for s, y in dev_labels.items()}, dev_labels)))
+               for c in range(task.num_labels))
+
+
+def describe(refs: References) -> list[str]:
+    """Lines for a summary: each row's fitness and task scores, the seed noise and each task's validity."""
+    tasks = refs.tasks
+    head = f"{'reference':<16} {'fitness':>7}  " + "  ".join(f"{t:>7}" for t in tasks)
+    lines = [head]
+    for r in refs.rows:
+        lines.append(f"{r.name:<16} {r.fitness:7.2f}  " + "  ".join(f"{r.tasks[t]:7.2f}" for t in tasks))
+    lines.append(f"{'seed noise':<16} {refs.fitness_noise:7.2f}  " + "  ".join(f"{refs.sigma[t]:7.2f}" for t in tasks))
+    validity = refs.validity()
+    lines.append(f"{'valid proxy':<16} {'':>7}  " + "  ".join(f"{'yes' if validity[t].valid else 'NO':>7}" for t in tasks))
+    return lines
+
+
+def ensure_references(evaluator, store=None, allow: tuple[str, ...] = ()) -> References | None:
+    """The evaluator's reference rows (measured once per reference fingerprint, cached in ``store`` and the file
+    cache), after refusing an invalid task not in ``allow`` (:meth:`References.check`); None for an evaluator
+    without reference rows (a synthetic landscape)."""
+    measure = getattr(evaluator, "references", None)
+    if not callable(measure):
+        return None
+    refs = measure(store)
+    for v in refs.check(allow):
+        _log.warning(f"{v.sentence()}; kept because proxy.allow_invalid names it")
+    return refs
+
+
+def references_of(store, description: dict) -> References | None:
+    """The reference rows a run recorded (its description names their fingerprint), or None for a run from before
+    them or of an evaluator without them."""
+    fp = (description or {}).get("reference_fingerprint")
+    payload = store.lookup_references(fp) if fp else None
+    return References.from_json(payload) if payload else None
+
+
+def learnt_sentence(refs: References | None, fitness: float | None, noise_std: float | None = None) -> str | None:
+    """One sentence when a score cannot rank students: the teacher within noise of the floor (on average over the
+    tasks), or ``fitness`` (the best genome's) within noise of the floor; None otherwise.  Within noise = less
+    than 1.96 * sqrt(2) seed noises of a fitness (a two-sided 5 % comparison of two single scores) with
+    ``noise_std`` as that noise, else the references' own estimate."""
+    if refs is None or fitness is None:
+        return None
+    sigma = noise_std or refs.fitness_noise
+    margin = 1.96 * math.sqrt(2) * sigma
+    floor = float(np.mean([refs.floor(t) for t in refs.tasks]))
+    teacher = refs.teacher.fitness
+    if teacher - floor < margin:
+        return (f"the students have not learnt at this budget: the teacher's fitness {teacher:.2f} is within noise "
+                f"(± {margin:.2f}) of the floor {floor:.2f} (no distillation or the constant predictor), so the "
+                "proxy cannot rank students and the ranking is noise")
+    if fitness - floor < margin:
+        return (f"the students have not learnt at this budget: the best fitness {fitness:.2f} is within noise "
+                f"(± {margin:.2f}) of the floor {floor:.2f} that a student with no distillation or the constant "
+                f"predictor reaches (teacher {teacher:.2f}), so the ranking is noise")
+    return None
+
+
+def headroom_line(refs: References | None, task_scores: dict[str, float]) -> str:
+    """``headroom recovered 43 % (sst2 61 %, mrpc 25 %)`` for a summary line; "" without references."""
+    if refs is None:
+        return ""
+    h = refs.headroom(task_scores)
+    per = ", ".join(f"{t} {format_headroom(h[t])}" for t in task_scores if t in h)
+    return f"headroom recovered {format_headroom(h['mean'])} ({per})"

@@ -1,0 +1,174 @@
+"""Reference rows (teacher, no distillation, constant), headroom, task validity and the pair probe."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from layermap.cli.main import main
+from layermap.config import load_config
+from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evolution.references import (MIN_TASK_NOISE, VALIDITY_SIGMAS, InvalidProxyTask, build_references,
+                                           format_headroom, learnt_sentence)
+
+
+def _strict(tiny_config_toml: Path) -> Path:
+    """The tiny config without its allow_invalid line: validity is enforced."""
+    text = "\n".join(line for line in tiny_config_toml.read_text().splitlines() if not line.startswith("allow_invalid"))
+    tiny_config_toml.write_text(text + "\n")
+    return tiny_config_toml
+
+
+# -- rows, cache, resume ---------------------------------------------------------------------------
+def test_the_teacher_scored_as_a_student_equals_its_row_and_the_constant_is_the_majority_share(tiny_config_toml):
+    config = load_config(str(tiny_config_toml), ["proxy.head='probe'"])
+    ev = ProxyEvaluator(config)
+    refs = ev.references()
+    tasks, _ = ev.score_student(ev._load().teacher.model)
+    for name, score in tasks.items():
+        assert refs.teacher.replicates[name][0] == pytest.approx(score.score)
+    dev = {d.task.name: np.array([e.label for e in d.dev["dev"]]) for d in ev._load().tasks}
+    for name, labels in dev.items():
+        majority = 100 * max(np.mean(labels == 0), np.mean(labels == 1))       # sst2 and rte score accuracy alone
+        assert refs.constant.replicates[name][0] == pytest.approx(majority)
+    assert len(refs.teacher.replicates["sst2"]) == config.proxy.reference_seed_sets == 2
+    assert all(s >= MIN_TASK_NOISE for s in refs.sigma.values())
+
+
+def test_rows_are_cached_once_per_fingerprint_and_survive_resume(tiny_config_toml, tmp_path, monkeypatch, capsys):
+    from layermap.evolution.evolve import resume_search, run_search
+    from layermap.evolution.store import Store, read_run_info
+
+    calls = []
+    real = ProxyEvaluator.compute_references
+
+    def counted(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(ProxyEvaluator, "compute_references", counted)
+    config = load_config(str(tiny_config_toml), ["proxy.head='probe'", "search.generations=1", "run.workers=1"])
+    result = run_search(config, ProxyEvaluator(config), tmp_path / "run", progress=False)
+    assert calls == [1] and result.references is not None
+    assert set(result.references.tasks) == {"sst2", "rte"}
+    info = read_run_info(tmp_path / "run")
+    with Store(info.store_path(tmp_path / "run")) as store:
+        assert store.lookup_references(result.references.fingerprint) is not None
+    again = resume_search(tmp_path / "run", progress=False)
+    assert calls == [1] and again.references == result.references
+    assert main(["show", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "no distillation" in out and "constant" in out and "seed noise" in out and "headroom" in out
+
+
+# -- validity ----------------------------------------------------------------------------------------
+def _refs(teacher: float, student: float, constant: float, spread: float = 1.0):
+    t = [{"sst2": teacher - spread / 2}, {"sst2": teacher + spread / 2}]
+    s = [{"sst2": student - spread / 2}, {"sst2": student + spread / 2}]
+    return build_references(t, s, [{"sst2": constant}, {"sst2": constant}])
+
+
+def test_the_validity_rule_needs_the_stated_multiple_of_the_seed_noise():
+    refs = _refs(70.0, 55.0, 50.9)
+    sigma = refs.sigma["sst2"]
+    assert sigma == pytest.approx(np.std([0, 1], ddof=1))
+    assert refs.validity()["sst2"].valid
+    edge = _refs(55.0 + VALIDITY_SIGMAS * sigma - 0.01, 55.0, 50.9)
+    assert not edge.validity()["sst2"].valid
+    with pytest.raises(InvalidProxyTask, match=r"proxy task sst2 is not a valid proxy.*teacher scores .*allow_invalid"):
+        edge.check()
+    assert [v.task for v in edge.check(("sst2",))] == ["sst2"] and edge.check(("*",))
+
+
+def test_headroom_is_a_share_of_the_gap_and_no_headroom_is_never_a_division():
+    refs = _refs(70.0, 55.0, 50.9)
+    assert refs.headroom({"sst2": 62.5})["sst2"] == pytest.approx(0.5)
+    assert refs.headroom({"sst2": 55.0})["mean"] == pytest.approx(0.0)
+    flat = _refs(52.0, 53.0, 50.9)                       # the teacher below the floor
+    h = flat.headroom({"sst2": 60.0})
+    assert h["sst2"] is None and h["mean"] is None and format_headroom(h["sst2"]) == "no headroom"
+    assert "have not learnt" in learnt_sentence(flat, 60.0)
+    assert "have not learnt" in learnt_sentence(refs, 55.5)          # the best within noise of the floor
+    assert learnt_sentence(refs, 65.0) is None
+
+
+def test_a_task_with_shuffled_labels_is_refused_with_one_sentence_and_the_override_works(tiny_config_toml, tmp_path,
+                                                                                          capsys):
+    strict = _strict(tiny_config_toml)
+    glue = Path(load_config(str(strict)).proxy.glue_dir)
+    shuffled = tmp_path / "glue"
+    for task in ("SST-2", "RTE"):
+        (shuffled / task).mkdir(parents=True)
+        for split in ("train", "dev"):
+            lines = (glue / task / f"{split}.tsv").read_text().splitlines()
+            rows = [line.split("\t") for line in lines[1:]]
+            labels = [r[-1] for r in rows]
+            random.Random(0).shuffle(labels)
+            body = ["\t".join(r[:-1] + [lab]) for r, lab in zip(rows, labels)]
+            (shuffled / task / f"{split}.tsv").write_text("\n".join([lines[0], *body]) + "\n")
+    base = ["--config", str(strict), "--glue-dir", str(shuffled), "--set", "proxy.head='probe'"]
+    assert main(["validate", *base]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("reference rows")]
+    assert len(err) == 1 and "is not a valid proxy at these settings" in err[0] and "allow_invalid" in err[0]
+    assert main(["evolve", *base, "--out", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()                          # refused before the run folder holds anything
+    capsys.readouterr()
+    assert main(["validate", *base, "--set", "proxy.allow_invalid=['*']"]) == 0
+    assert "valid proxy" in capsys.readouterr().out
+
+
+# -- the pair probe ------------------------------------------------------------------------------------
+class _BagOfWords(nn.Module):
+    """An encoder whose every position is its token's embedding: no position, no interaction between tokens."""
+
+    def __init__(self, vocab: int, width: int = 24) -> None:
+        super().__init__()
+        from transformers import BertConfig
+
+        self.config = BertConfig(vocab_size=vocab, hidden_size=width)
+        self.embed = nn.Embedding(vocab, width)
+        torch.nn.init.normal_(self.embed.weight, std=1.0)
+
+    def forward(self, input_ids, attention_mask=None):
+        from transformers.modeling_outputs import BaseModelOutput
+
+        return BaseModelOutput(last_hidden_state=self.embed(input_ids))
+
+
+def test_the_pair_probe_reads_the_difference_of_the_sentences_where_the_joint_probe_cannot(tmp_path):
+    """Label 1: the second sentence is the first one shuffled; label 0: another sentence.  Only |u - v| tells them
+    apart (the words of both sides are drawn alike), so the SentEval pair features beat the constant predictor and
+    the single joint sequence does not."""
+    from conftest import WORDS, _write_vocab, make_tokenizer
+
+    from proxy_tasks import get_task
+    from proxy_tasks.data import Example, TaskData
+    from proxy_tasks.probe import ProbeSettings, probe_and_score
+    from layermap.evolution.references import constant_scores
+
+    tok = make_tokenizer(_write_vocab(tmp_path / "vocab.txt"))
+    rng = random.Random(0)
+    words = sorted(set(WORDS))
+
+    def example():
+        a = [rng.choice(words) for _ in range(6)]
+        label = rng.randint(0, 1)
+        b = rng.sample(a, len(a)) if label else [rng.choice(words) for _ in range(6)]
+        return Example(text_a=" ".join(a), text_b=" ".join(b), label=label)
+
+    task = get_task("mrpc")
+    data = TaskData(task=task, train=tuple(example() for _ in range(400)),
+                    dev={"dev": tuple(example() for _ in range(200))}, source="synthetic")
+    torch.manual_seed(0)
+    encoder = _BagOfWords(len(tok))
+    apart = probe_and_score(encoder, tok, data, ProbeSettings(max_seq_len=32, pairs="apart"))
+    joint = probe_and_score(encoder, tok, data, ProbeSettings(max_seq_len=32, pairs="joint"))
+    constant = constant_scores(task, {"dev": np.array([e.label for e in data.dev["dev"]])})
+    assert apart.score > constant + 15
+    assert joint.score < constant + 5
+    assert apart.regularisation in ProbeSettings().c_grid            # chosen by cross-validation on train
