@@ -253,6 +253,8 @@ class CompareSettings:
     # fine-tuning and scoring on GLUE dev sets
     tasks: tuple[str, ...] = ("sst2", "mrpc", "rte", "cola")
     seeds: int = 3                 # fine-tuning seeds per (student, task)
+    references: bool = True        # reference rows: the teacher and a student with no distillation fine-tuned like the
+                                   # students (every fine-tuning seed), and the constant predictor of each dev set
     max_train: int = 0             # training examples per task; 0 = all
     max_eval: int = 0              # dev examples per task; 0 = all
     finetune_epochs: float = 3.0

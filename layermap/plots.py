@@ -57,6 +57,7 @@ class EvolutionData:
     band_label: str = ""                                            # what the band is, for the legend
     baseline: float | None = None                                   # the best baseline's fitness in the run
     baseline_genome: str | None = None
+    references: dict[str, float] = field(default_factory=dict)      # reference row -> its fitness (teacher, ...)
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,18 @@ class ComparisonData:
     reference: str | None
     verdicts: list[str]           # per mapping, on the average
     correction: str = "Holm–Bonferroni"   # what the verdicts are corrected by
+    references: dict[str, list[float]] = field(default_factory=dict)   # reference row -> its mean per task (NaN: none)
 
 
 def evolution_data(generations: Sequence, *, noise_std: float = 0.0, stderr: Mapping[str, float | None] | None = None,
-                   baselines: Mapping[str, float] | None = None) -> EvolutionData:
+                   baselines: Mapping[str, float] | None = None,
+                   references: Mapping[str, float] | None = None) -> EvolutionData:
     """From :meth:`Store.generations` rows (``population``, ``fitnesses``, ``stats``).
 
     The best so far carries a noise band: ± ``stderr[genome]`` (the standard error of the genome's
     replicate mean) where known, else ± ``noise_std`` (one fitness's seed std, ``search.noise_std``),
-    else none.  ``baselines`` maps the run's baseline genomes to their fitnesses; the best is marked."""
+    else none.  ``baselines`` maps the run's baseline genomes to their fitnesses; the best is marked.
+    ``references`` (reference row name -> fitness: teacher, no distillation, constant) are drawn as lines."""
     stderr = dict(stderr or {})
     gens, best, mean, worst, evals, so_far, holder, band = [], [], [], [], [], [], [], []
     total, top, top_genome, sources = 0, None, None, set()
@@ -134,7 +138,8 @@ def evolution_data(generations: Sequence, *, noise_std: float = 0.0, stderr: Map
     finite = {g: f for g, f in (baselines or {}).items() if f is not None and math.isfinite(f)}
     base_genome = max(finite, key=lambda g: finite[g]) if finite else None
     return EvolutionData(gens, best, mean, worst, evals, so_far, holder, band, label,
-                         finite.get(base_genome) if base_genome else None, base_genome)
+                         finite.get(base_genome) if base_genome else None, base_genome,
+                         {k: float(v) for k, v in (references or {}).items() if v is not None and math.isfinite(v)})
 
 
 def gene_frequency_data(generations: Sequence, student_layers: int, teacher_layers: int) -> np.ndarray:
@@ -185,8 +190,10 @@ def comparison_data(table: Mapping) -> ComparisonData:
         labels.append(f"{m} ({kind})")
         verdicts.append(avg["paired"]["verdict"] if avg.get("paired") else "reference")
     names = [get_task(t).glue_dir_name if t != "average" else "average" for t in tasks]
+    refs = {name: [_nan([row.get(t, {}).get("mean")])[0] for t in tasks]
+            for name, row in (table.get("references") or {}).items()}
     return ComparisonData(names, mappings, labels, means, stds, table.get("reference"), verdicts,
-                          correction_name(table))
+                          correction_name(table), references=refs)
 
 
 def forest_data(table: Mapping) -> ForestData:
@@ -262,6 +269,8 @@ def draw_evolution(data: EvolutionData):
         if data.baseline is not None:
             ax.axhline(data.baseline, color="0.25", lw=0.9, ls="-.",
                        label=f"best baseline {data.baseline_genome} {data.baseline:.2f}")
+        for (name, value), style in zip(data.references.items(), (("0.0", ":"), ("C7", "--"), ("C5", (0, (1, 3))))):
+            ax.axhline(value, color=style[0], lw=0.9, ls=style[1], label=f"{name} {value:.2f}")
         ax.set_xlabel("generation")
         ax.set_ylabel("population fitness (proxy, %)")
         ax.set_xticks(x)
@@ -395,6 +404,10 @@ def draw_comparison(data: ComparisonData):
                    label=data.labels[i] + (" — reference" if is_ref else f" — {_short_verdict(data.verdicts[i])}"),
                    color=colour, edgecolor="black" if is_ref else "white", linewidth=1.0 if is_ref else 0.3,
                    hatch=hatch or None, capsize=2, error_kw={"lw": 0.7})
+        for (name, values), (colour, marker) in zip(data.references.items(),
+                                                    (("black", "_"), ("0.45", "_"), ("C3", "_"))):
+            ax.scatter(x, values, marker=marker, s=900 / max(t, 1), color=colour, linewidths=1.6 if marker == "_" else 1,
+                       zorder=5, label=f"{name} (reference)")
         ax.set_xticks(x)
         ax.set_xticklabels(data.tasks)
         ax.set_ylabel("dev score (%)")
@@ -457,8 +470,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: f
     base_texts = baseline_names(row.student_layers, row.teacher_layers)
     stderr = {g: r.fitness_stderr for g, r in records.items()} if noise_std is None else {}
     noise = noise_std if noise_std is not None else (run_noise_std(row.config) or 0.0)
+    refs = result.references
     evolution = evolution_data(generations, noise_std=noise, stderr=stderr,
-                               baselines={g: r.fitness for g, r in records.items() if g in base_texts})
+                               baselines={g: r.fitness for g, r in records.items() if g in base_texts},
+                               references={r.name: r.fitness for r in refs.rows} if refs is not None else None)
     files = save_figure(draw_evolution(evolution), out, "evolution")
     files += save_figure(draw_mapping_diagram(diagram_data(panels, row.student_layers, row.teacher_layers)), out, "mappings")
     freq = gene_frequency_data(generations, row.student_layers, row.teacher_layers)

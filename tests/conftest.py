@@ -214,6 +214,7 @@ finetune_epochs = 1.0
 finetune_batch_size = 16
 finetune_learning_rate = 1e-3
 finetune_seq_len = 32
+references = false          # the reference rows are tested on their own (test_compare_reference_rows...)
 """
 
 

@@ -46,6 +46,30 @@ def test_compare_writes_the_table_and_loadable_students(compare_toml, tmp_path):
     assert json.loads((student_dir(out, "1-2", 0) / "mapping.json").read_text())["genes"] == [1, 2]
 
 
+def test_compare_reference_rows_fine_tune_the_teacher_and_the_undistilled_student_like_the_students(compare_toml,
+                                                                                                   tmp_path):
+    out = tmp_path / "cmp"
+    result = run_compare(_config(compare_toml, "compare.references=true"), ["2-4", "1-2"], out, progress=False)
+    table = json.loads((out / "comparison.json").read_text())
+    refs = table["references"]
+    assert set(refs) == {"teacher", "no distillation", "constant"}
+    assert refs["teacher"]["sst2"]["n"] == 2 and refs["no distillation"]["rte"]["n"] == 2     # every seed unit
+    assert table["mappings"] == ["2-4", "1-2"]                      # the reference student is no compared mapping
+    assert result.computed == 8 + 4 and table["cells"]["distillations"] == 2
+    dev = [line.rsplit("\t", 1)[-1] for line in (Path(_config(compare_toml).proxy.glue_dir) / "SST-2" / "dev.tsv")
+           .read_text().splitlines()[1:]][:16]
+    assert refs["constant"]["sst2"]["mean"] >= 50.0
+    assert set(table["headroom"]) == {"2-4", "1-2"} and "average" in table["headroom"]["2-4"]
+    md = (out / "comparison.md").read_text()
+    assert "| teacher |" in md and "| no distillation |" in md and "Headroom recovered" in md
+    again = run_compare(_config(compare_toml, "compare.references=true"), ["2-4", "1-2"], out, progress=False)
+    assert again.computed == 0 and again.cached == 12              # the reference cells are cached like the others
+    from layermap.plots import comparison_data
+
+    assert set(comparison_data(table).references) == {"teacher", "no distillation", "constant"}
+    assert len(dev) == 16
+
+
 def test_a_second_identical_compare_computes_nothing_and_more_seeds_compute_only_new_cells(compare_toml, tmp_path):
     out = tmp_path / "cmp"
     run_compare(_config(compare_toml), ["2-4", "1-2"], out, progress=False)

@@ -150,6 +150,11 @@ def test_evolution_band_follows_the_best_so_far_and_marks_the_best_baseline():
     from matplotlib.figure import Figure
 
     assert isinstance(draw_evolution(noisy), Figure)
+    refs = evolution_data(gens, references={"teacher": 70.0, "no distillation": 55.5, "constant": float("nan")})
+    assert refs.references == {"teacher": 70.0, "no distillation": 55.5}          # a NaN row is not drawn
+    fig = draw_evolution(refs)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "teacher 70.00" in labels and "no distillation 55.50" in labels
 
 
 def test_a_compare_folder_gets_the_forest_plot_as_its_comparison_figure_and_the_bars_beside_it(tmp_path):

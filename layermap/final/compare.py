@@ -48,6 +48,7 @@ _log = get_logger(__name__)
 COMPARE_FORMAT = 2          # 2: the teacher's identity covers its tokenizer; hub names carry their resolved commit
 DISTILL, FINETUNE, TEACHER = "distill", "finetune", "teacher"
 TEACHER_MAPPING = "teacher"
+NO_DISTILL = "no-distillation"   # the reference student: the spec at its initialisation, fine-tuned with 0 distillation steps
 INFO_NAME = "compare.json"
 
 Job = tuple  # (kind, mapping, distill_seed, task, seed)
@@ -316,6 +317,12 @@ class CompareWorker:
         from transformers import AutoModel
 
         _, mapping, d, _, _ = job
+        if mapping == NO_DISTILL:                  # the reference row: the initialisation itself, never distilled
+            from ..mapping import baseline
+
+            teacher = self._load_teacher()
+            uniform = LayerMapping(baseline("uniform", self.config.student.layers, teacher.num_layers), teacher.num_layers)
+            return self._finetune(job, self._new_student(teacher, uniform, d))
         folder = student_dir(self.out, mapping, d)
         if not (folder / "config.json").is_file():
             raise CompareError(f"the distilled student {folder} is missing; its distillation did not finish")
@@ -434,10 +441,13 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
             return fingerprint if job[0] == DISTILL else cell_fp[job[3]]
 
         wanted = [(FINETUNE, m, d, t, s) for m in genomes for t in tasks for d, s in units]
-        teacher_jobs = [(TEACHER, TEACHER_MAPPING, 0, t, 0) for t in tasks] if teacher_finetune else []
-        done = {job: store.lookup_cell(fp_of(job), job) for job in wanted + teacher_jobs}
-        missing = [job for job in wanted if done[job] is None]
-        students = list(dict.fromkeys((job[1], job[2]) for job in missing))
+        refs = config.compare.references
+        teacher_seeds = range(config.compare.seeds) if refs else range(1 if teacher_finetune else 0)
+        teacher_jobs = [(TEACHER, TEACHER_MAPPING, 0, t, s) for t in tasks for s in teacher_seeds]
+        reference_jobs = [(FINETUNE, NO_DISTILL, d, t, s) for t in tasks for d, s in units] if refs else []
+        done = {job: store.lookup_cell(fp_of(job), job) for job in wanted + teacher_jobs + reference_jobs}
+        missing = [job for job in wanted + reference_jobs if done[job] is None]
+        students = list(dict.fromkeys((job[1], job[2]) for job in missing if job[1] != NO_DISTILL))
         distill_jobs = [(DISTILL, m, d, "", -1) for m, d in students
                         if not ((student_dir(out, m, d) / "config.json").is_file()
                                 and store.lookup_cell(fingerprint, (DISTILL, m, d, "", -1)))]
@@ -458,6 +468,9 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
             runner.close()
         cells = _cells(out, wanted, done, teacher_finetune)
         table = build_table(cells, genomes, tasks, units, kinds=kinds, proxy_fitness=proxy_fitness)
+        if refs:
+            table["references"] = reference_rows(config, tasks, done, teacher_jobs, reference_jobs, worker)
+            table["headroom"] = headroom_rows(table)
         computed = sum(1 for job in missing if done[job] is not None)
         table.update(
             fingerprint=fingerprint, created=now(), source=dict(source or {}),
@@ -466,13 +479,14 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
             student={"layers": m_layers, "hidden_size": config.student.hidden_size or int(teacher_cfg.hidden_size),
                      "init": worker.init},
             budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
-            teacher_scores={job[3]: done[job]["score"] for job in teacher_jobs if done[job] is not None},
-            cells={"computed": computed, "cached": len(wanted) - len(missing), "failed": len(missing) - computed,
-                   "total": len(wanted), "distillations": sum(1 for j in runner.finished if j[0] == DISTILL)},
+            teacher_scores={job[3]: done[job]["score"] for job in teacher_jobs if job[4] == 0 and done[job] is not None},
+            cells={"computed": computed, "cached": len(wanted) + len(reference_jobs) - len(missing),
+                   "failed": len(missing) - computed, "total": len(wanted) + len(reference_jobs),
+                   "distillations": sum(1 for j in runner.finished if j[0] == DISTILL)},
             wall_time=time.perf_counter() - clock,
         )
         write_table(out, table, header=_header(table))
-        return CompareResult(out, table, computed, len(wanted) - len(missing), len(missing) - computed,
+        return CompareResult(out, table, computed, len(wanted) + len(reference_jobs) - len(missing), len(missing) - computed,
                              table["cells"]["distillations"], table["wall_time"])
     finally:
         store.close()
@@ -614,6 +628,48 @@ def _loyalty(out: Path, job: Job) -> dict[str, float]:
         return loyalty(np.concatenate([s[k] for k in splits]), np.concatenate([t[k] for k in splits]))
 
 
+def reference_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict | None], teacher_jobs: Sequence[Job],
+                   reference_jobs: Sequence[Job], worker: "CompareWorker") -> dict:
+    """The compare table's yardsticks, per task and on the average: the fine-tuned teacher and the fine-tuned student
+    with no distillation (mean and std over their seed units), and the best constant predictor of each dev set."""
+    from ..evolution.references import constant_scores
+
+    rows: dict[str, dict] = {}
+    for name, jobs in (("teacher", teacher_jobs), ("no distillation", reference_jobs)):
+        per_task = {t: [done[j]["score"] for j in jobs if j[3] == t and done.get(j) is not None] for t in tasks}
+        rows[name] = {t: {"mean": float(np.mean(v)) if v else None,
+                          "std": float(np.std(v, ddof=1)) if len(v) > 1 else None, "n": len(v)}
+                      for t, v in per_task.items()}
+    constant = {}
+    for t in tasks:
+        data = worker._task(t)
+        constant[t] = {"mean": constant_scores(data.task, {split: np.asarray([e.label for e in ex])
+                                                           for split, ex in data.dev.items()}), "std": None, "n": 1}
+    rows["constant"] = constant
+    for row in rows.values():
+        means = [row[t]["mean"] for t in tasks]
+        row[AVERAGE] = {"mean": float(np.mean(means)) if all(m is not None for m in means) else None, "std": None,
+                        "n": min(row[t]["n"] for t in tasks)}
+    return rows
+
+
+def headroom_rows(table: Mapping) -> dict:
+    """mapping -> task (and average) -> headroom recovered, (mean - floor) / (teacher - floor), floor = max(no
+    distillation, constant); None where the teacher does not beat the floor (no headroom) or a row is missing."""
+    refs = table["references"]
+    out: dict[str, dict] = {}
+    for r in table["rows"]:
+        t = r["task"]
+        teacher, nod, const = (refs[k].get(t, {}).get("mean") for k in ("teacher", "no distillation", "constant"))
+        if None in (teacher, nod, const, r["mean"]):
+            value = None
+        else:
+            floor = max(nod, const)
+            value = (r["mean"] - floor) / (teacher - floor) if teacher > floor else None
+        out.setdefault(r["mapping"], {})[t] = value
+    return out
+
+
 def _budget(config: Config) -> dict:
     c = config.compare
     return {"max_steps": c.max_steps, "epochs": c.epochs, "batch_size": c.batch_size, "seq_len": c.seq_len,
@@ -647,8 +703,44 @@ def _header(table: dict) -> list[str]:
         "'better'/'worse' only when the Holm–Bonferroni-adjusted p of the paired t-test (within each task, and "
         "for the average) is below 0.05.",
     ]
-    if table.get("teacher_scores"):
+    if table.get("references"):
+        lines += ["", *reference_lines(table)]
+    elif table.get("teacher_scores"):
         lines += ["", "Fine-tuned teacher (seed 0): " + ", ".join(f"{t} {v:.2f}" for t, v in table["teacher_scores"].items())]
+    return lines
+
+
+def reference_lines(table: Mapping) -> list[str]:
+    """The yardsticks as a Markdown table (teacher, no distillation, constant; mean ± std over seed units) and each
+    mapping's headroom recovered on the average, with a sentence when the students have not learnt."""
+    from ..evolution.references import format_headroom
+
+    refs, tasks = table["references"], [*table["tasks"], AVERAGE]
+
+    def cell(d):
+        if d.get("mean") is None:
+            return "–"
+        return f"{d['mean']:.2f}" + (f" ± {d['std']:.2f}" if d.get("std") is not None else "")
+
+    lines = ["Reference rows (the same fine-tuning for the teacher and for a student with no distillation; the constant "
+             "is the best constant prediction on each dev set):", "",
+             "| reference | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for name in ("teacher", "no distillation", "constant"):
+        lines.append(f"| {name} | " + " | ".join(cell(refs[name].get(t, {})) for t in tasks) + " |")
+    room = table.get("headroom", {})
+    lines += ["", "Headroom recovered on the average, (mapping − floor) / (teacher − floor) with floor = max(no "
+              "distillation, constant): " + ", ".join(f"{m} {format_headroom(room.get(m, {}).get(AVERAGE))}"
+                                                      for m in table["mappings"]) + "."]
+    best = max((r["mean"] for r in table["rows"] if r["task"] == AVERAGE and r["mean"] is not None), default=None)
+    t, nod, const = (refs[k][AVERAGE]["mean"] for k in ("teacher", "no distillation", "constant"))
+    avg_std = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
+    if None not in (best, t, nod, const):
+        floor = max(nod, const)
+        noise = max(avg_std) if avg_std else 0.0
+        if t - floor <= 2 * noise or best - floor <= 2 * noise:
+            lines += ["", f"**The students have not learnt at this budget:** the best mapping's average {best:.2f} and the "
+                          f"teacher's {t:.2f} against a floor of {floor:.2f} (seed std up to {noise:.2f}); the ranking "
+                          "of the mappings is noise."]
     return lines
 
 
