@@ -209,10 +209,20 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     return results
 
 
-def largest_population(k: int, trial: Callable[[int], None]) -> int:
+def worst_case_mappings(k: int, student_layers: int, teacher_layers: int) -> list[LayerMapping]:
+    """``k`` mappings whose lockstep chunk needs the most memory a chunk of ``k`` can need: every student layer mapped,
+    the embedding loss on, and the ``k`` mappings together reading every teacher layer (student ``i`` maps layer ``j``
+    to ``(i * M + j) % N + 1``; all N of them once ``k * M >= N``), so the teacher serves all its layers and each mapped
+    student layer stacks ``k`` teacher tensors."""
+    m, n = student_layers, teacher_layers
+    return [LayerMapping(tuple((i * m + j) % n + 1 for j in range(m)), n) for i in range(k)]
+
+
+def largest_population(k: int, trial: Callable[[int], None], device: torch.device | str = "the device") -> int:
     """The largest population size <= ``k`` for which ``trial(size)`` raises no ``torch.OutOfMemoryError``: ``k``
     halved until a size fits, then bisected between the last size that fit and the first that did not.
-    Returns 0 when not even one student fits."""
+    Returns 0 when not even one student fits.  Any other error of the trial is a :class:`ConfigError` in one
+    sentence (the trial is the first population this process distils: a failure there would fail every chunk)."""
 
     def fits(size: int) -> bool:
         try:
@@ -222,6 +232,11 @@ def largest_population(k: int, trial: Callable[[int], None]) -> int:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return False
+        except Exception as exc:  # noqa: BLE001 - whatever the trial meets, one sentence
+            message = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ConfigError(f"the memory trial of a population of {size} students on {device} failed "
+                              f"({type(exc).__name__}: {message}); set run.population = 1 to distil one student at "
+                              "a time") from None
 
     if fits(k):
         return k
@@ -238,7 +253,7 @@ def largest_population(k: int, trial: Callable[[int], None]) -> int:
 
 def check_population_fits(k: int, trial: Callable[[int], None], device: torch.device | str) -> None:
     """A ``run.population`` the device's memory cannot hold is a :class:`ConfigError` naming the largest that fits."""
-    fit = largest_population(k, trial)
+    fit = largest_population(k, trial, device)
     if fit == k:
         return
     if fit == 0:

@@ -178,14 +178,14 @@ class ProxyEvaluator:
             check_population_fits(k, self._trial_population, st.device)
 
     def _trial_population(self, k: int) -> None:
-        """One distillation step of ``k`` students (the memory check of :meth:`prepare`)."""
-        from ..distill.population import distill_population
-        from ..mapping import baseline
+        """One distillation step of ``k`` students in the worst case a chunk can meet (the memory check of
+        :meth:`prepare`): all teacher layers read, ``k`` teacher tensors per mapped student layer."""
+        from ..distill.population import distill_population, worst_case_mappings
 
         st = self._load()
-        mapping = LayerMapping(baseline("uniform", self.student_layers, self.teacher_layers), self.teacher_layers)
+        mappings = worst_case_mappings(k, self.student_layers, self.teacher_layers)
         settings = dataclasses.replace(self.config.distill, max_steps=1, checkpoint_every=0)
-        distill_population([self.new_student(mapping) for _ in range(k)], st.source, [mapping] * k, st.segments,
+        distill_population([self.new_student(m) for m in mappings], st.source, mappings, st.segments,
                            settings, teacher_width=st.teacher.hidden_size, device=st.device)
 
     def _load(self) -> _State:
