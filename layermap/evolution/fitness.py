@@ -81,12 +81,16 @@ class ProxyEvaluator:
         self.config = config
         self.progress = progress
         self._device = config.run.device
+        from .executors import fingerprint_device_class
+
+        self._device_class = fingerprint_device_class(config.run) if config.run.executor == "ray" else None
         self._fingerprint: str | None = None
         self._teacher_config = load_teacher_config(config.teacher.name, config.teacher.revision)
         check_source(config.corpus.path)                  # a missing corpus fails now, not inside the search
         from ..distill.precision import check_precision
 
-        check_precision(config.distill.precision, pick_device(self._device))   # bf16 where it cannot run: exit 2
+        if self._device_class is None:                    # Ray workers check it where they run
+            check_precision(config.distill.precision, pick_device(self._device))   # bf16 where it cannot run: exit 2
         self._state: _State | None = None
 
     def __getstate__(self) -> dict:
@@ -123,34 +127,41 @@ class ProxyEvaluator:
     def fingerprint(self) -> str:
         """Hash of everything that changes a fitness value, and of nothing else."""
         if self._fingerprint is None:
-            from proxy_tasks import data_fingerprint
-
-            c = self.config
-            parts = {
-                "format": FITNESS_FORMAT,
-                "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
-                "student": self.describe()["student"],
-                "corpus": corpus_identity(c.corpus.path),
-                "slice": {k: getattr(c.corpus, k) for k in c.corpus.__dataclass_fields__ if k != "path"},
-                "distill": {k: getattr(c.distill, k) for k in c.distill.__dataclass_fields__ if k != "checkpoint_every"},
-                "proxy": _proxy_identity(c.proxy),
-                "data": {t: data_fingerprint(t, c.proxy.glue_dir or None) for t in c.proxy.tasks},
-                "device": self.device_class,
-                "versions": {"torch": ".".join(torch.__version__.split(".")[:2]),
-                             "transformers": _major_minor("transformers")},
-            }
-            self._fingerprint = digest(parts)[:32]
+            self._fingerprint = self.fingerprint_on(self.device_class)
         return self._fingerprint
+
+    def fingerprint_on(self, device_class: str) -> str:
+        """The fingerprint these settings have on a device of ``device_class`` (cpu, cuda, mps)."""
+        from proxy_tasks import data_fingerprint
+
+        c = self.config
+        parts = {
+            "format": FITNESS_FORMAT,
+            "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
+            "student": self.describe()["student"],
+            "corpus": corpus_identity(c.corpus.path),
+            "slice": {k: getattr(c.corpus, k) for k in c.corpus.__dataclass_fields__ if k != "path"},
+            "distill": {k: getattr(c.distill, k) for k in c.distill.__dataclass_fields__ if k != "checkpoint_every"},
+            "proxy": _proxy_identity(c.proxy),
+            "data": {t: data_fingerprint(t, c.proxy.glue_dir or None) for t in c.proxy.tasks},
+            "device": device_class,
+            "versions": {"torch": ".".join(torch.__version__.split(".")[:2]),
+                         "transformers": _major_minor("transformers")},
+        }
+        return digest(parts)[:32]
 
     @property
     def device_class(self) -> str:
-        """``cpu`` or ``cuda`` (or ``mps``): the kind of device evaluations run on, part of the fingerprint."""
-        return pick_device(self._device).type
+        """``cpu`` or ``cuda`` (or ``mps``): the kind of device evaluations run on, part of the fingerprint.  In the
+        driver of a Ray run, the workers' (:func:`layermap.evolution.executors.worker_device`); in a worker, its own."""
+        return self._device_class or pick_device(self._device).type
 
     def set_device(self, device: str) -> None:
-        if pick_device(device).type != self.device_class:
+        """Compute on ``device`` from now on (a worker's own device: its records are stamped with it)."""
+        before = self.device_class
+        self._device, self._device_class = device, None
+        if self.device_class != before:
             self._fingerprint = None           # another device class is another fingerprint
-        self._device = device
         self._state = None
 
     def with_seed_set(self, seed_set: int) -> "ProxyEvaluator":

@@ -80,6 +80,7 @@ def _outputs_path(out: Path, job: Job) -> Path:
 
 
 # [compare] keys that do not shape a cell: a folder grows with more tasks and seeds under one fingerprint
+# (compare.teacher_cache shapes the students, but enters the fingerprint apart: _device_and_cache)
 _NOT_SHAPING = frozenset({"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache"})
 
 
@@ -103,7 +104,23 @@ def compare_fingerprint(config: Config) -> str:
     }
     if c.distill.precision != "fp32":          # enters only when not fp32, so folders from before it keep their key
         parts["precision"] = c.distill.precision
+    parts.update(_device_and_cache(c))
     return digest(parts)[:32]
+
+
+def _device_and_cache(config: Config) -> dict:
+    """What shapes a cell beside the settings, entering only where it differs from what every folder before it had
+    (so those keep their key): the device class the distillations and fine-tunings run on (a CUDA run differs from a
+    CPU run of the same seeds), and the float16 teacher cache (its students differ from the live teacher's)."""
+    from ..evolution.executors import fingerprint_device_class
+
+    shaping: dict = {}
+    device = fingerprint_device_class(config.run)
+    if device != "cpu":
+        shaping["device"] = device
+    if config.compare.teacher_cache:
+        shaping["compare.teacher_cache"] = True
+    return shaping
 
 
 def distill_settings(config: Config, seed: int) -> DistillSettings:
@@ -683,4 +700,5 @@ def _folder_settings(config: Config) -> dict:
     flat["teacher.name"] = teacher_label(config.teacher.name)          # compare.json names no machine path
     flat.update({"corpus.path": config.corpus.path, "corpus.seed": config.corpus.seed})
     flat.update({f"compare.{k}": v for k, v in d["compare"].items() if k not in _NOT_SHAPING})
+    flat.update(_device_and_cache(config))
     return json.loads(json.dumps(flat))
