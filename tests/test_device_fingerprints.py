@@ -108,3 +108,13 @@ def test_a_cpu_compare_without_teacher_cache_keeps_its_former_key(compare_toml):
     """Folders made before the device class and teacher_cache entered (CPU, no cache) keep their fingerprint."""
     config = load_config(str(compare_toml), ["compare.teacher_cache=false"])
     assert compare_mod._device_and_cache(config) == {}
+
+
+def test_tf32_for_ray_workers_given_no_gpu_is_one_sentence(tiny_config_toml):
+    from layermap.config import ConfigError
+
+    with pytest.raises(ConfigError, match="distill.precision = 'tf32' needs a CUDA GPU, but the run uses cpu"):
+        ProxyEvaluator(load_config(str(tiny_config_toml), ["run.executor=ray", "run.device=auto",
+                                                           'distill.precision="tf32"']))
+    gpu = ProxyEvaluator(load_config(str(tiny_config_toml), [*RAY_GPU, 'distill.precision="tf32"']))
+    assert gpu.device_class == "cuda"                # the GPU workers check it where they run

@@ -89,8 +89,9 @@ class ProxyEvaluator:
         check_source(config.corpus.path)                  # a missing corpus fails now, not inside the search
         from ..distill.precision import check_precision
 
-        if self._device_class is None:                    # Ray workers check it where they run
-            check_precision(config.distill.precision, pick_device(self._device))   # bf16 where it cannot run: exit 2
+        if self._device_class != "cuda":                  # Ray GPU workers check it where they run
+            check_precision(config.distill.precision, pick_device(self._device) if self._device_class is None
+                            else torch.device(self._device_class))       # tf32/bf16 where it cannot run: exit 2
         self._state: _State | None = None
 
     def __getstate__(self) -> dict:
