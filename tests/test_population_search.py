@@ -279,3 +279,30 @@ def test_compare_distils_its_mappings_as_one_population(compare_toml, tmp_path):
     rows_a = {(r["mapping"], r["task"]): r["mean"] for r in one.table["rows"]}
     rows_b = {(r["mapping"], r["task"]): r["mean"] for r in three.table["rows"]}
     assert rows_b == pytest.approx(rows_a, abs=1e-6)
+
+
+def test_compare_refuses_a_population_the_gpu_cannot_hold(compare_toml, tmp_path, monkeypatch):
+    from layermap.final.compare import CompareWorker
+
+    worker = CompareWorker(load_config(str(compare_toml), ["run.population=8"]), tmp_path / "cmp", "fp")
+    worker._load_corpus()
+    asked = []
+    inner = worker._source
+
+    class Recording:
+        def outputs(self, indices, ids, mask, hidden_layers, att_layers):
+            asked.append(tuple(att_layers))
+            return inner.outputs(indices, ids, mask, hidden_layers, att_layers)
+
+    worker._source = Recording()
+    worker._trial_population(2)                               # the real trial, on the CPU: every teacher layer read
+    assert asked == [(1, 2, 3, 4)]
+
+    def trial(k):
+        if k > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(worker, "_device_obj", lambda: torch.device("cuda:0"))     # as if on a GPU
+    monkeypatch.setattr(worker, "_trial_population", trial)
+    with pytest.raises(ConfigError, match="run.population = 8 does not fit .* set run.population = 3"):
+        worker._check_population()

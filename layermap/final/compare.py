@@ -167,6 +167,28 @@ class CompareWorker:
         self._load_teacher()
         if distill:
             self._load_corpus()
+            self._check_population()
+
+    def _check_population(self) -> None:
+        """On a GPU with ``run.population`` > 1: a population the memory cannot hold is a ConfigError naming the
+        largest that fits (exit 2), found by distilling one step of the worst case (:meth:`_trial_population`)."""
+        k, device = self.config.run.population, self._device_obj()
+        if k > 1 and device.type == "cuda":
+            from ..distill.population import check_population_fits
+
+            check_population_fits(k, self._trial_population, device)
+
+    def _trial_population(self, k: int) -> None:
+        """One full-distillation step of ``k`` students in the worst case a chunk can meet (every teacher layer read,
+        ``k`` teacher tensors per mapped student layer)."""
+        from ..distill.population import distill_population, worst_case_mappings
+
+        teacher = self._load_teacher()
+        segments, source = self._load_corpus()
+        mappings = worst_case_mappings(k, self.config.student.layers, teacher.num_layers)
+        settings = dataclasses.replace(distill_settings(self.config, 0), max_steps=1, checkpoint_every=0)
+        distill_population([self._new_student(teacher, m, 0) for m in mappings], source, mappings, segments, settings,
+                           teacher_width=teacher.hidden_size, device=self._device_obj())
 
     def _load_teacher(self):
         if self._teacher is None:
