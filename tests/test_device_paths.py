@@ -184,3 +184,21 @@ def test_batches_without_padding_give_the_models_no_mask(setup):
     assert torch.equal(padded.keys[:, 0, 0], padded.mask.bool()) and not bool(padded.mask.all())
     ids, mask = segments.batch(order[1])
     assert torch.equal(padded.ids, ids) and torch.equal(padded.mask, mask)
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_the_4d_mask_of_a_padded_batch_gives_what_the_2d_mask_gives(setup, implementation):
+    from layermap.distill.loop import forward_layers
+
+    teacher, segments = setup
+    model = build_student(teacher.model.config, SPEC, seed=0).eval()
+    model.config._attn_implementation = implementation
+    order = np.flatnonzero(segments.lengths < segments.seq_len)[:4][None, :]
+    batch = batches_mod.DeviceBatches(segments, order, "cpu")[0]
+    with torch.no_grad():
+        want = forward_layers(model, batch.ids, batch.mask, (0, 1, 2), (1, 2))
+        got = forward_layers(model, batch.ids, batch.keys, (0, 1, 2), (1, 2))
+    real = batch.mask.bool()
+    for k in (1, 2):                                # padded positions' outputs are not compared (no loss reads them)
+        torch.testing.assert_close(got.hidden[k][real], want.hidden[k][real])
+    torch.testing.assert_close(got.scores[2], want.scores[2])
