@@ -179,6 +179,42 @@ def test_the_evaluator_refuses_a_population_the_gpu_cannot_hold(tiny_config_toml
         ev.prepare()
 
 
+def test_an_unexpected_error_in_the_memory_trial_is_one_sentence():
+    def trial(k):
+        raise RuntimeError("Vmap does not currently support same randomness with a batched tensor input.\nmore")
+
+    with pytest.raises(ConfigError) as err:
+        pop.check_population_fits(16, trial, "cuda:0")
+    text = str(err.value)
+    assert "\n" not in text and "memory trial of a population of 16 students on cuda:0 failed" in text
+    assert "RuntimeError: Vmap does not currently support same randomness" in text and "run.population = 1" in text
+
+
+def test_the_worst_case_mappings_read_every_teacher_layer_and_map_every_student_layer():
+    mappings = pop.worst_case_mappings(3, 3, 8)
+    assert [m.text for m in mappings] == ["1-2-3", "4-5-6", "7-8-1"]
+    assert {k for m in mappings for k in m.teacher_layers_used()} == set(range(1, 9))
+    assert all(m.embedding and all(g > 0 for g in m.genes) for m in mappings)
+    assert {k for m in pop.worst_case_mappings(2, 3, 8) for k in m.teacher_layers_used()} == set(range(1, 7))
+
+
+def test_the_memory_trial_distils_the_worst_case(tiny_config_toml):
+    """The trial's teacher serves all N teacher layers (a uniform-only trial served M of them)."""
+    ev = ProxyEvaluator(load_config(str(tiny_config_toml), ["run.population=2"]))
+    st = ev._load()
+    asked = []
+    inner = st.source
+
+    class Recording:
+        def outputs(self, indices, ids, mask, hidden_layers, att_layers):
+            asked.append((tuple(hidden_layers), tuple(att_layers)))
+            return inner.outputs(indices, ids, mask, hidden_layers, att_layers)
+
+    st.source = Recording()
+    ev._trial_population(2)
+    assert asked == [((0, 1, 2, 3, 4), (1, 2, 3, 4))]        # 2 students x 2 layers cover the tiny teacher's 4
+
+
 @pytest.mark.parametrize("setting, expected", [
     ('distill.precision="tf32"', "distill.precision = 'tf32' needs a CUDA GPU"),
     ("run.population=0", "run.population must be at least 1"),
@@ -243,3 +279,30 @@ def test_compare_distils_its_mappings_as_one_population(compare_toml, tmp_path):
     rows_a = {(r["mapping"], r["task"]): r["mean"] for r in one.table["rows"]}
     rows_b = {(r["mapping"], r["task"]): r["mean"] for r in three.table["rows"]}
     assert rows_b == pytest.approx(rows_a, abs=1e-6)
+
+
+def test_compare_refuses_a_population_the_gpu_cannot_hold(compare_toml, tmp_path, monkeypatch):
+    from layermap.final.compare import CompareWorker
+
+    worker = CompareWorker(load_config(str(compare_toml), ["run.population=8"]), tmp_path / "cmp", "fp")
+    worker._load_corpus()
+    asked = []
+    inner = worker._source
+
+    class Recording:
+        def outputs(self, indices, ids, mask, hidden_layers, att_layers):
+            asked.append(tuple(att_layers))
+            return inner.outputs(indices, ids, mask, hidden_layers, att_layers)
+
+    worker._source = Recording()
+    worker._trial_population(2)                               # the real trial, on the CPU: every teacher layer read
+    assert asked == [(1, 2, 3, 4)]
+
+    def trial(k):
+        if k > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(worker, "_device_obj", lambda: torch.device("cuda:0"))     # as if on a GPU
+    monkeypatch.setattr(worker, "_trial_population", trial)
+    with pytest.raises(ConfigError, match="run.population = 8 does not fit .* set run.population = 3"):
+        worker._check_population()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from layermap.cli.main import main
 from conftest import import_textbrewer
 
 EVOLVE = ["evolve", "--synthetic", "8", "--set", "student.layers=3", "--set", "search.population=6",
-          "--set", "search.generations=2", "--quiet"]
+          "--set", "search.generations=2", "--set", "run.shared_fitness=false", "--quiet"]
 
 
 def _textbrewer():
@@ -41,11 +42,11 @@ def _load(path):
     return module
 
 
-def _bert(layers: int, width: int, seed: int):
+def _bert(layers: int, width: int, seed: int, heads: int = 4):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    return BertModel(BertConfig(vocab_size=60, hidden_size=width, num_hidden_layers=layers, num_attention_heads=4,
+    return BertModel(BertConfig(vocab_size=60, hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
                                 intermediate_size=2 * width, max_position_embeddings=32))
 
 
@@ -119,3 +120,42 @@ def test_the_1_based_matches_with_hugging_faces_tuple_fail_as_the_issue_says(run
         pytest.skip("the run's best maps neither top layer, so the 1-based matches stay inside the tuple")
     with pytest.raises(IndexError):
         distiller.compute_loss(hf.adaptor_S(batch, student(**batch)), hf.adaptor_T(batch, teacher(**batch)))
+
+
+@pytest.mark.parametrize("scores", [False, True], ids=["probabilities", "scores"])
+def test_a_student_with_fewer_heads_trains_two_steps_on_head_averaged_attention(run_dir, tmp_path, scores):
+    """TextBrewer's attention_mse compares (B, H, L, L) elementwise: a 2-head student of a 4-head teacher crashed at
+    the first step; the adaptors average both sides over heads, as layermap's fitness did."""
+    tb = _textbrewer()
+    torch.set_num_threads(1)
+    path = tmp_path / "matches.json"
+    adaptors = _load(layermap.export(run_dir, path, format="textbrewer").adaptor_path)
+    assert adaptors.AVERAGE_HEADS is None                  # a synthetic run records no head counts: prepare() decides
+    teacher, student = adaptors.prepare(_bert(8, 64, 0, heads=4)), adaptors.prepare(_bert(3, 32, 1, heads=2))
+    adaptor_T = adaptors.score_adaptor(teacher) if scores else adaptors.adaptor_T
+    adaptor_S = adaptors.score_adaptor(student) if scores else adaptors.adaptor_S
+    config = tb.DistillationConfig.from_json_file(str(path))
+    batch = _batches(1)[0]
+    features = adaptor_S(batch, student(**batch))
+    assert features["attention"][0].shape == (2, 1, 12, 12)
+    before = [p.detach().clone() for p in student.parameters()]
+    distiller = tb.GeneralDistiller(tb.TrainingConfig(device="cpu", output_dir=str(tmp_path / "ckpt"), log_dir=None,
+                                                      ckpt_steps=2), config, teacher, student, adaptor_T, adaptor_S)
+    with distiller:
+        distiller.train(torch.optim.AdamW(student.parameters(), lr=1e-3), _batches(2), num_steps=2)
+    assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
+    total, losses = distiller.compute_loss(adaptor_S(batch, student(**batch)), adaptor_T(batch, teacher(**batch)))
+    assert any(k.startswith("unweighted_attention") for k in losses) and torch.isfinite(total)
+    adaptors.AVERAGE_HEADS = False                         # per-head maps: the crash the averaging avoids
+    with pytest.raises(RuntimeError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")                    # torch's broadcasting warning before the error
+        distiller.compute_loss(adaptor_S(batch, student(**batch)), adaptor_T(batch, teacher(**batch)))
+
+
+def test_the_export_bakes_in_the_runs_head_counts():
+    from layermap.evolution.export import heads_differ
+
+    def row(teacher_heads, student_heads):
+        return type("Row", (), {"description": {"teacher_heads": teacher_heads, "student": {"heads": student_heads}}})()
+
+    assert heads_differ(row(12, 4)) is True and heads_differ(row(12, 12)) is False and heads_differ(row(None, 4)) is None

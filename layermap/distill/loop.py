@@ -2,11 +2,15 @@
 
 One step::
 
-    ids, mask    = segments.batch(order[step])                  # (B, L)
+    ids, mask    = batches[step]                                # (B, L), already on the device
     T            = teacher.outputs(indices, ids, mask)           # only the layers the mapping reads
-    S            = student forward with hidden states + hooked Q/K of mapped layers
+    S            = student forward with hidden states + hooked Q/K of mapped layers (math SDPA kernel)
     loss, parts  = TransformerDistillationLoss(S, T, mask)
-    loss.backward(); clip; AdamW step; linear warm-up/decay step
+    loss.backward(); clip; fused AdamW step; linear warm-up/decay step
+    every ``sync_every`` steps: the host reads the loss buffer, NaN check
+
+The host reads nothing from the device between two sync points (:mod:`layermap.distill.batches`): a non-finite loss
+is found at the next sync point and raised with the step it appeared at.
 
 The teacher side is a :class:`TeacherSource`: :class:`LiveTeacher` runs the teacher, and
 :class:`layermap.distill.teacher_cache.CachedTeacher` reads outputs precomputed once for a corpus
@@ -30,12 +34,13 @@ from transformers import PreTrainedModel
 from proxy_tasks.optim import linear_warmup_decay, param_groups, warmup_steps
 
 from ..config import DistillSettings, digest
+from .batches import SYNC_EVERY, DeviceBatches, read_losses
 from .corpus import Segments
 from ..errors import LayermapError
 from .losses import LayerOutputs, LossWeights, TransformerDistillationLoss
 from ..mapping import LayerMapping, MappingError
 from ..logs import get_logger
-from .models import attention_scores, capture_qk
+from .models import attention_scores, capture_qk, model_mask, student_attention
 from .precision import autocast, check_precision, tf32_matmuls
 
 _log = get_logger(__name__)
@@ -46,7 +51,10 @@ class DistillError(LayermapError):
 
 
 class TeacherSource(Protocol):
-    def outputs(self, indices: np.ndarray, ids: torch.Tensor, mask: torch.Tensor,
+    """``mask`` is the batch's real keys, (B, 1, 1, L) bool, or None when the batch has no padding
+    (:class:`layermap.distill.batches.Batch`); a forward turns it into its model's mask with ``models.model_mask``."""
+
+    def outputs(self, indices: np.ndarray, ids: torch.Tensor, mask: torch.Tensor | None,
                 hidden_layers: tuple[int, ...], att_layers: tuple[int, ...]) -> LayerOutputs: ...
 
 
@@ -61,10 +69,13 @@ class LiveTeacher:
         return forward_layers(self.model, ids, mask, hidden_layers, att_layers)
 
 
-def forward_layers(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor,
+def forward_layers(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor | None,
                    hidden_layers: tuple[int, ...], att_layers: tuple[int, ...]) -> LayerOutputs:
-    """One forward of an encoder -> the asked-for hidden states and pre-softmax attention scores."""
+    """One forward of an encoder -> the asked-for hidden states and pre-softmax attention scores.  ``mask``: a 2D
+    attention mask, or the (B, 1, 1, L) real keys of a :class:`layermap.distill.batches.Batch` (None: no padding)."""
     heads = model.config.num_attention_heads
+    if mask is not None and mask.dim() == 4:
+        mask = model_mask(model.config, mask)
     with capture_qk(model, att_layers) as qk:
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     hidden = {k: out.hidden_states[k] for k in hidden_layers}                    # each (B, L, D)
@@ -119,7 +130,8 @@ def batch_order(num_segments: int, batch_size: int, steps: int, seed: int) -> np
 def _optimizer(student: nn.Module, loss_fn: nn.Module, settings: DistillSettings, steps: int):
     """AdamW over the student and the loss's projection, and the linear warm-up/decay schedule shared with
     fine-tuning (:mod:`proxy_tasks.optim`; warm-up steps rounded down, as distillation always has)."""
-    opt = torch.optim.AdamW(param_groups((student, loss_fn), settings.weight_decay), lr=settings.learning_rate)
+    opt = torch.optim.AdamW(param_groups((student, loss_fn), settings.weight_decay), lr=settings.learning_rate,
+                            fused=True)      # as the population's: no host read of a step counter, one kernel
     return opt, distill_schedule(opt, settings, steps)
 
 
@@ -145,7 +157,7 @@ def check_mapping(mapping: LayerMapping, student_layers: int) -> None:
 def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapping, segments: Segments,
             settings: DistillSettings, *, teacher_width: int, device: torch.device | str = "cpu",
             progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
-            desc: str = "distilling", run_digest: str = "") -> tuple[TransformerDistillationLoss, DistillStats]:
+            desc: str = "distilling", run_digest: str = "", sync_every: int = SYNC_EVERY) -> tuple[TransformerDistillationLoss, DistillStats]:
     """Distil ``student`` in place against ``teacher`` with ``mapping``; returns the loss module
     (it owns the learnt projection) and the statistics.  With ``checkpoint_dir`` and
     ``settings.checkpoint_every`` the run saves ``checkpoint.pt`` periodically and a later call
@@ -179,34 +191,48 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
 
     from tqdm.auto import tqdm
     bar = tqdm(range(start, steps), desc=desc, disable=not progress, unit="step", leave=False)
+    batches = DeviceBatches(segments, order, device, sync_every)
+    buffer = torch.zeros(sync_every, device=device)                       # the losses since the last sync point
+    first, chunk_start = start, time.perf_counter()
+
+    def sync(step: int) -> None:
+        """The host's read of the losses of steps ``first .. step``; a non-finite one is raised at its step."""
+        nonlocal first, chunk_start
+        values = read_losses(buffer[:step + 1 - first])
+        elapsed = time.perf_counter() - chunk_start
+        for i, value in enumerate(values.tolist()):
+            if not math.isfinite(value):
+                raise DistillError(
+                    f"distillation loss became {value} at step {first + i + 1} of {steps} (mapping {mapping}); "
+                    "lower distill.learning_rate or check the teacher and corpus")
+        stats.losses.extend(values.tolist())
+        stats.step_seconds.extend([elapsed / len(values)] * len(values))           # per-step times: the chunk's mean
+        stats.segments += len(values) * len(order[0])
+        bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
+        first, chunk_start = step + 1, time.perf_counter()
+
     with tf32_matmuls(precision == "tf32"):             # forward and backward; the flags are restored after
         for step in bar:
             t0 = time.perf_counter()
-            idx = order[step]
-            ids, mask = segments.batch(idx, device)                                        # (B, L), (B, L)
-            t_out = teacher.outputs(idx, ids, mask, t_hidden, t_att)
+            idx, ids, mask, keys = batches[step]                                          # (B, L), (B, L)
+            t_out = teacher.outputs(idx, ids, keys, t_hidden, t_att)
             t1 = time.perf_counter()
-            with autocast(precision, device):
-                s_out = forward_layers(student, ids, mask, s_hidden, s_att)
+            with autocast(precision, device), student_attention():
+                s_out = forward_layers(student, ids, keys, s_hidden, s_att)
                 loss, parts = loss_fn(s_out, t_out, mask)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise DistillError(
-                    f"distillation loss became {value} at step {step + 1} of {steps} (mapping {mapping}); "
-                    "lower distill.learning_rate or check the teacher and corpus"
-                )
             loss.backward()
             if settings.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], settings.max_grad_norm)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            stats.losses.append(value)
-            stats.segments += len(idx)
-            stats.step_seconds.append(time.perf_counter() - t0)
+            buffer[step - first] = loss.detach().float()
             stats.teacher_step_seconds.append(t1 - t0)
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-            if checkpoint_dir and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
+            checkpoint = bool(checkpoint_dir and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0
+                              and step + 1 < steps)
+            if step + 1 - first == sync_every or step + 1 == steps or checkpoint:
+                sync(step)
+            if checkpoint:
                 _save_checkpoint(checkpoint_dir, step + 1, student, loss_fn, opt, sched, stats, digest_)
     bar.close()
     student.eval()

@@ -280,6 +280,38 @@ def capture_qk(model: PreTrainedModel, layers: Sequence[int]) -> Iterator[dict[i
             h.remove()
 
 
+@contextmanager
+def student_attention() -> Iterator[None]:
+    """The one attention path of every student forward that trains (:func:`layermap.distill.loop.distill` and the
+    lockstep population alike, on every device): PyTorch's math SDPA kernel.
+
+    Students inherit the teacher's ``sdpa`` attention.  Left to itself, SDPA on CUDA picks the flash, memory-efficient
+    or cuDNN kernel, which draw attention dropout inside the kernel: their vmap batch rules refuse
+    ``randomness="same"`` with dropout > 0 (the population would crash before its first step), and a sequential run
+    would draw other dropout masks than the population.  The math kernel is what the CPU takes anyway: its dropout is
+    an ordinary op, the same under vmap and outside it, so lockstep training equals sequential training on every
+    device.  The teacher (no dropout, no gradient) keeps the fused kernels."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def model_mask(config, keys: torch.Tensor | None) -> torch.Tensor | None:
+    """What a forward of a model with ``config`` gets as ``attention_mask`` for a batch whose real keys are ``keys``
+    ((B, 1, 1, L) bool, :class:`layermap.distill.batches.Batch`): a prepared 4D mask, which transformers takes as it is
+    (a 2D mask it reads on the host, ``padding_mask.all()``, to decide whether it may drop it): boolean for SDPA,
+    additive for eager attention, the 2D mask for any other implementation."""
+    if keys is None:
+        return None
+    implementation = getattr(config, "_attn_implementation", None) or "sdpa"
+    if implementation == "sdpa":
+        return keys
+    if implementation == "eager":
+        return torch.zeros(keys.shape, device=keys.device).masked_fill(~keys, torch.finfo(torch.float32).min)
+    return keys[:, 0, 0].long()
+
+
 def attention_scores(q: torch.Tensor, k: torch.Tensor, heads: int) -> torch.Tensor:
     """Projected queries and keys (B, L, D) -> scores ``Q K^T / sqrt(d_head)`` (B, H, L, L),
     before softmax and before the attention mask is added."""

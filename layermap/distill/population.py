@@ -4,9 +4,9 @@
 
     params        = stack_module_state(students)                    # every tensor (K, ...)
     for step:
-        ids, mask = segments.batch(order[step])                      # (B, L): the same batches for every student
+        ids, mask = batches[step]                                    # (B, L) on the device: the same for every student
         T         = teacher.outputs(union of the K mappings' layers) # ONE teacher forward (or cache read) for all K
-        loss      = vmap(student forward + per-student loss, randomness="same")(params, genes)   # (K,)
+        loss      = vmap(student forward + per-student loss, randomness="same")(params, genes)   # (K,), math SDPA
         loss.sum().backward()                                        # students share no parameter: K separate grads
         clip each student's gradients on its own norm; one AdamW step (elementwise = per student); schedule step
         every ``sync_every`` steps: read the (steps, K) loss buffer, NaN check per student
@@ -25,7 +25,11 @@ its width projection, its AdamW state (AdamW is elementwise and the schedule is 
 failed student's slice keeps being computed until the end (its values are discarded): removing it from the
 stack would cost a re-stack for no gain in a lockstep run.
 
-Losses stay on the device; the host reads them every ``sync_every`` steps (no host sync per step on a GPU).
+Losses stay on the device; the host reads them every ``sync_every`` steps and nothing else in between: the batches
+are on the device ahead of their steps, a batch without padding gives the models no mask to check
+(:mod:`layermap.distill.batches`), and the students' attention is the math SDPA kernel, inside vmap as in
+:func:`distill` (:func:`layermap.distill.models.student_attention`: CUDA's fused kernels refuse vmap's "same"
+randomness with dropout).
 Why vmap over the Hugging Face model and not a hand-written batched encoder (einsum/``baddbmm`` on the stacked
 weights): it runs the very modules :func:`distill` runs (attention implementation, dropout placement and random
 stream, hooks), so equality with the sequential loop holds by construction, and on the CPU the two measured the
@@ -55,16 +59,15 @@ from proxy_tasks.optim import named_param_groups
 from ..config import ConfigError, DistillSettings
 from ..logs import get_logger
 from ..mapping import LayerMapping
+from .batches import SYNC_EVERY, DeviceBatches, read_losses
 from .corpus import Segments
-from .loop import (DistillError, DistillStats, TeacherSource, batch_order, check_mapping, distill_schedule,
-                   total_steps)
+from .loop import (DistillError, DistillStats, TeacherSource, batch_order, check_mapping,
+                   distill_schedule, total_steps)
 from .losses import LossWeights, TransformerDistillationLoss, attention_mse, hidden_mse
-from .models import attention_scores, capture_qk
+from .models import attention_scores, capture_qk, model_mask, student_attention
 from .precision import autocast, check_precision, tf32_matmuls
 
 _log = get_logger(__name__)
-
-SYNC_EVERY = 25          # steps between two reads of the loss buffer (and NaN checks) by the host
 
 
 @dataclass
@@ -160,16 +163,13 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     from tqdm.auto import tqdm
 
     bar = tqdm(range(steps), desc=desc, disable=not progress, unit="step", leave=False)
+    batches = DeviceBatches(segments, order, device, sync_every)
     chunk_start, chunk_teacher, first = time.perf_counter(), 0.0, 0
     with tf32_matmuls(precision == "tf32"):
         for step in bar:
             t0 = time.perf_counter()
-            idx = order[step]
-            ids, mask = segments.batch(idx, device)                                    # (B, L), (B, L)
-            # no padding in the batch (known on the host): the model gets no mask, so transformers need not read
-            # the device mask to find that out (a host sync); it would ignore an all-ones mask anyway
-            full = bool((segments.lengths[idx] >= segments.seq_len).all())
-            t_out = teacher.outputs(idx, ids, mask, plan.teacher_hidden, plan.teacher_att)
+            idx, ids, mask, keys = batches[step]                                      # (B, L), (B, L), keys
+            t_out = teacher.outputs(idx, ids, keys, plan.teacher_hidden, plan.teacher_att)
             t_emb = t_out.hidden[0] if plan.any_embedding else None                      # (B, L, Dt)
             # each student's teacher tensors, per student layer that some student maps: (K, B, L, Dt), (K, B, Ht, L, L)
             t_hid = [torch.stack([t_out.hidden[k] for k in plan.sources[m - 1]]) for m in plan.student_att] \
@@ -177,10 +177,10 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
             t_att = [torch.stack([t_out.scores[k] for k in plan.sources[m - 1]]) for m in plan.student_att] \
                 if weights.attention else []
             chunk_teacher += time.perf_counter() - t0
-            with autocast(precision, device):
+            with autocast(precision, device), student_attention():
                 embeds = word[:, ids]                                                  # (K, B, L, Ds)
                 loss = batched(stacked, buffers, proj, embeds, plan.active, plan.embedding, t_emb, t_hid, t_att,
-                               mask, None if full else mask)                           # (K,)
+                               mask, model_mask(config, keys))                         # (K,)
             loss.float().sum().backward()
             if settings.max_grad_norm:
                 clip_per_student(all_params, settings.max_grad_norm)
@@ -189,7 +189,7 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
             opt.zero_grad(set_to_none=True)
             buffer[step - first] = loss.detach().float()
             if step + 1 - first == sync_every or step + 1 == steps:
-                values = buffer[:step + 1 - first].cpu().numpy()                        # the one host sync: (n, K)
+                values = read_losses(buffer[:step + 1 - first])                        # the one host sync: (n, K)
                 elapsed = time.perf_counter() - chunk_start
                 _record(values, first, steps, len(idx), elapsed, chunk_teacher, stats, failed, mappings)
                 bar.set_postfix(loss=f"{float(np.nanmean(values[-1])):.4f}", refresh=False)
@@ -209,10 +209,20 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     return results
 
 
-def largest_population(k: int, trial: Callable[[int], None]) -> int:
+def worst_case_mappings(k: int, student_layers: int, teacher_layers: int) -> list[LayerMapping]:
+    """``k`` mappings whose lockstep chunk needs the most memory a chunk of ``k`` can need: every student layer mapped,
+    the embedding loss on, and the ``k`` mappings together reading every teacher layer (student ``i`` maps layer ``j``
+    to ``(i * M + j) % N + 1``; all N of them once ``k * M >= N``), so the teacher serves all its layers and each mapped
+    student layer stacks ``k`` teacher tensors."""
+    m, n = student_layers, teacher_layers
+    return [LayerMapping(tuple((i * m + j) % n + 1 for j in range(m)), n) for i in range(k)]
+
+
+def largest_population(k: int, trial: Callable[[int], None], device: torch.device | str = "the device") -> int:
     """The largest population size <= ``k`` for which ``trial(size)`` raises no ``torch.OutOfMemoryError``: ``k``
     halved until a size fits, then bisected between the last size that fit and the first that did not.
-    Returns 0 when not even one student fits."""
+    Returns 0 when not even one student fits.  Any other error of the trial is a :class:`ConfigError` in one
+    sentence (the trial is the first population this process distils: a failure there would fail every chunk)."""
 
     def fits(size: int) -> bool:
         try:
@@ -222,6 +232,11 @@ def largest_population(k: int, trial: Callable[[int], None]) -> int:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return False
+        except Exception as exc:  # noqa: BLE001 - whatever the trial meets, one sentence
+            message = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ConfigError(f"the memory trial of a population of {size} students on {device} failed "
+                              f"({type(exc).__name__}: {message}); set run.population = 1 to distil one student at "
+                              "a time") from None
 
     if fits(k):
         return k
@@ -238,7 +253,7 @@ def largest_population(k: int, trial: Callable[[int], None]) -> int:
 
 def check_population_fits(k: int, trial: Callable[[int], None], device: torch.device | str) -> None:
     """A ``run.population`` the device's memory cannot hold is a :class:`ConfigError` naming the largest that fits."""
-    fit = largest_population(k, trial)
+    fit = largest_population(k, trial, device)
     if fit == k:
         return
     if fit == 0:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..config import digest
+from .batches import to_device
 from .corpus import Segments, default_cache_dir
 from ..errors import LayermapError
 from .losses import LayerOutputs
@@ -72,14 +73,22 @@ class CachedTeacher:
         self.k = np.load(self.folder / "k.npy", mmap_mode="r")             # (S, N, L, D) fp16
 
     def outputs(self, indices, ids, mask, hidden_layers, att_layers) -> LayerOutputs:
+        """The asked-for layers of the batch ``indices``: one gather per file on the host, one non-blocking copy each
+        from pinned memory to the device (no host sync), then float32 and the scores there."""
         device = ids.device
         idx = np.asarray(indices)
+        hidden_layers, att_layers = list(hidden_layers), list(att_layers)
 
-        def _take(arr: np.ndarray, layer: int) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(arr[idx, layer])).to(device=device, dtype=torch.float32)  # (B, L, D)
+        def _take(arr: np.ndarray, layers: list[int]) -> torch.Tensor:
+            if not layers:
+                return torch.empty(0)
+            gathered = arr[idx[:, None], np.asarray(layers)[None, :]]                          # (B, n, L, D) fp16
+            return to_device(gathered, device).to(torch.float32)
 
-        hidden = {k: _take(self.hidden, k) for k in hidden_layers}
-        scores = {k: attention_scores(_take(self.q, k - 1), _take(self.k, k - 1), self.heads) for k in att_layers}
+        h, q, k = _take(self.hidden, hidden_layers), _take(self.q, [j - 1 for j in att_layers]), \
+            _take(self.k, [j - 1 for j in att_layers])
+        hidden = {layer: h[:, j] for j, layer in enumerate(hidden_layers)}                     # each (B, L, D)
+        scores = {layer: attention_scores(q[:, j], k[:, j], self.heads) for j, layer in enumerate(att_layers)}
         return LayerOutputs(hidden=hidden, scores=scores)
 
 

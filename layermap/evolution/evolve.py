@@ -343,6 +343,12 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
         config = _resumed_config(run_dir, row, overrides)
         evaluator = (evaluator_factory or default_evaluator_factory(row))(config)
         if evaluator.fingerprint != row.fingerprint:
+            was = former_device_class(evaluator, row.fingerprint)
+            if was:
+                raise StoreError(f"run {row.run_id} in {run_dir} was computed on {was}, but this resume would compute on "
+                                 f"{evaluator.device_class} (its fitnesses differ by device class); resume it on {was} "
+                                 f"(run.device = {'cpu' if was == 'cpu' else was + ':0'}), or start a new run with a "
+                                 "new --out folder")
             raise StoreError(
                 f"run {row.run_id} in {run_dir} was computed under fingerprint {row.fingerprint}, but the evaluator now gives "
                 f"{evaluator.fingerprint} (teacher, data, corpus or library versions changed); start a new run with a new --out folder"
@@ -371,6 +377,15 @@ def resume_search(run_dir: str | Path, evaluator_factory: Callable[[Config], Eva
                          row.teacher_layers, random.Random(config.search.seed), memo, progress, executor, executor is None, lock,
                          seen=seen, retry=retry, replicas=replicas, backlog=backlog)
     return _drive(search, start)
+
+
+def former_device_class(evaluator: Evaluator, fingerprint: str) -> str | None:
+    """The device class (cpu, cuda, mps) under which ``evaluator``'s settings give ``fingerprint``, when it is not the
+    evaluator's own; None when the fingerprint differs for another reason (or the evaluator has no device)."""
+    other = getattr(evaluator, "fingerprint_on", None)
+    if other is None:
+        return None
+    return next((c for c in ("cpu", "cuda", "mps") if c != evaluator.device_class and other(c) == fingerprint), None)
 
 
 def default_evaluator_factory(row: RunRow) -> Callable[[Config], Evaluator]:

@@ -25,6 +25,11 @@ population, :mod:`layermap.distill.population`) and returns one record per genom
 ``evaluate_many``, or a chunk of one, is evaluated genome by genome as before.  A chunk's records arrive together
 when it is done, so a kill in the middle loses that chunk's genomes only (their store rows stay ``running`` and a
 resume evaluates them again); a dead worker fails the genomes of its chunk.
+
+Devices: a record's ``environment`` is stamped by the process that computed it (the worker), and every executor
+checks it against the device class the driver's fingerprint names (``evaluator.device_class``, which for Ray is the
+workers' class, :func:`worker_device`): a record computed on another device class is a failed record, never cached
+under the wrong fingerprint.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 from ..config import RunSettings
 from ..errors import LayermapError
 from ..mapping import format_genes
-from .records import COMPLETE, EvaluationRecord
+from .records import COMPLETE, EvaluationRecord, environment
 
 Genes = tuple[int, ...]
 
@@ -61,7 +66,12 @@ class Executor(Protocol):
 
 
 def evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
-    """``evaluator.evaluate(genes)``, with every exception and non-finite fitness turned into a failed record."""
+    """``evaluator.evaluate(genes)``, with every exception and non-finite fitness turned into a failed record,
+    stamped with this process's environment (:func:`_stamped`)."""
+    return _stamped(evaluator, _evaluate_safely(evaluator, genes))
+
+
+def _evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
     genes = tuple(int(g) for g in genes)
     text = format_genes(genes)
     start = time.perf_counter()
@@ -77,6 +87,10 @@ def evaluate_chunk_safely(evaluator: Any, chunk: Sequence[Sequence[int]]) -> lis
     """One record per genome of ``chunk``: ``evaluator.evaluate_many(chunk)`` when the evaluator has it and the chunk
     holds more than one genome, else :func:`evaluate_safely` of each.  An exception of the whole chunk (e.g. CUDA out
     of memory) fails every genome of it; an exception the evaluator returns in a genome's place fails that genome."""
+    return [_stamped(evaluator, r) for r in _evaluate_chunk_safely(evaluator, chunk)]
+
+
+def _evaluate_chunk_safely(evaluator: Any, chunk: Sequence[Sequence[int]]) -> list[EvaluationRecord]:
     chunk = [tuple(int(g) for g in genes) for genes in chunk]
     many = getattr(evaluator, "evaluate_many", None)
     if many is None or len(chunk) == 1:
@@ -173,11 +187,11 @@ class LocalExecutor:
     def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
         if self.population == 1:
             for genes in genomes:
-                yield tuple(genes), run_job(self.evaluator, genes)
+                yield tuple(genes), on_fingerprint_device(self.evaluator, run_job(self.evaluator, genes))
             return
         for chunk in _chunks(genomes, self.population):
             chunk = [tuple(genes) for genes in chunk]
-            yield from zip(chunk, run_chunk(self.evaluator, chunk))
+            yield from zip(chunk, (on_fingerprint_device(self.evaluator, r) for r in run_chunk(self.evaluator, chunk)))
 
     def close(self) -> None:
         pass
@@ -227,7 +241,7 @@ class ProcessExecutor:
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: running[f][0]):
                 slot, chunk = running.pop(future)
-                yield from zip(chunk, self._collect(future, slot, chunk))
+                yield from zip(chunk, (on_fingerprint_device(self.evaluator, r) for r in self._collect(future, slot, chunk)))
 
     def close(self) -> None:
         """Shut the workers down; evaluations still running (the driver stopped reading) are terminated."""
@@ -277,9 +291,10 @@ class RayExecutor:
                      runtime_env=None if settings.ray_address else _local_runtime_env())
         self._ray = ray
         self._key = _evaluator_key(evaluator)
+        self._evaluator = evaluator
         self._evaluator_ref = ray.put(evaluator)
         self._threads = settings.threads or max(1, int(settings.cpus_per_eval))
-        self._device = "cpu" if settings.device == "cpu" or settings.gpus_per_eval == 0 else "cuda:0"
+        self._device = worker_device(settings)
         self._pending: dict = {}
         self.population = chunk_size(evaluator, settings)
         self._task = ray.remote(_evaluate_in_ray).options(
@@ -301,7 +316,7 @@ class RayExecutor:
                 except Exception as exc:  # noqa: BLE001 - worker died twice, or the task could not run
                     message = (str(exc).strip().splitlines() or [""])[0][:300]
                     records = [EvaluationRecord.failure(_label(genes), f"{type(exc).__name__}: {message}") for genes in chunk]
-                yield from zip(chunk, records)
+                yield from zip(chunk, (on_fingerprint_device(self._evaluator, r) for r in records))
 
     def close(self) -> None:
         """Cancel tasks nobody will read (the driver stopped early); shut down a Ray this executor started."""
@@ -351,6 +366,57 @@ def _evaluate_in_ray(key: str, evaluator: Any, chunk: list, threads: int, device
             evaluator.set_device(device)
         _WORKER[key] = evaluator
     return run_chunk(_WORKER[key], chunk)
+
+
+def worker_device(settings: RunSettings) -> str:
+    """The device setting the workers evaluate on, as the driver knows it before any worker starts: a Ray worker
+    gets ``cuda:0`` exactly when it is given GPUs (``run.gpus_per_eval`` > 0 and ``run.device`` not cpu), else the CPU,
+    whatever the driver has; local and process workers use ``run.device`` on the driver's machine."""
+    if settings.executor == "ray":
+        return "cpu" if settings.device == "cpu" or settings.gpus_per_eval == 0 else "cuda:0"
+    return settings.device
+
+
+def fingerprint_device_class(settings: RunSettings) -> str:
+    """The device class (cpu, cuda, mps) the results of a run with ``settings`` are computed on, as a fingerprint
+    names it: the Ray workers' (:func:`worker_device`), else that of ``run.device`` here."""
+    if settings.executor == "ray":
+        return worker_device(settings).split(":")[0]
+    from ..distill.models import pick_device
+
+    return pick_device(settings.device).type
+
+
+def on_fingerprint_device(evaluator: Any, record: Any) -> Any:
+    """``record``, or a failed record when the process that computed it stamped another device class than the one
+    the driver's fingerprint names (``evaluator.device_class``): a result of one class must never be cached under
+    the other's fingerprint."""
+    expected = getattr(evaluator, "device_class", None)
+    if not isinstance(record, EvaluationRecord) or not record.ok or not isinstance(expected, str):
+        return record
+    got = record.environment.get("device")
+    if not got or got == expected:
+        return record
+    return dataclasses.replace(EvaluationRecord.failure(
+        record.genome, f"DeviceMismatch: this genome was evaluated on {got}, but the run's fingerprint is for {expected}; "
+        f"make the workers use {expected} (run.device, and run.gpus_per_eval for Ray workers)", record.timings),
+        environment=record.environment)
+
+
+def _stamped(evaluator: Any, record: EvaluationRecord) -> EvaluationRecord:
+    """A record of an evaluator that computes on a device (it has ``device_class``), failed ones included, carries the
+    environment of the process that computed it: the record's own, else this process's."""
+    if record.environment or not isinstance(getattr(evaluator, "device_class", None), str):
+        return record
+    return dataclasses.replace(record, environment=environment(_device_of(evaluator)))
+
+
+def _device_of(evaluator: Any) -> str:
+    """The device an evaluator in this process computes on, for the environment of a record it did not stamp."""
+    device = getattr(evaluator, "_device", None)
+    if isinstance(device, str) and device != "auto":
+        return device.split(":")[0]
+    return getattr(evaluator, "device_class", None) or "cpu"
 
 
 def _configure_torch(threads: int) -> None:

@@ -69,8 +69,10 @@ def render_export(run_dir: str | Path, format: str = "json", attention_index: st
     beside = {"mapping": mapping.text, **metadata, "attention_index": attention_index,
               "layer_numbering": NUMBERING[attention_index], "attention_feature": ATTENTION_FEATURE,
               "projection": PROJECTION_NOTE}
+    average = heads_differ(row)
+    beside["attention_heads"] = HEADS_NOTE
     return Rendered(mapping, result.best_record.fitness, json.dumps(payload, indent=2) + "\n", beside,
-                    render_adaptor(mapping, attention_index, metadata.get("teacher")), result.best_record.seed_sets)
+                    render_adaptor(mapping, attention_index, metadata.get("teacher"), average), result.best_record.seed_sets)
 
 
 def export_run(run_dir: str | Path, path: str | Path | None = None, format: str = "json",
@@ -115,6 +117,10 @@ ATTENTION_FEATURE = (
     "pass those probabilities, so they train as they are but distil another attention target than the fitness "
     "measured; score_adaptor(model) gives the pre-softmax scores Q K^T / sqrt(d_head) from hooks on each layer's "
     "query and key, the target layermap's fitness used.")
+HEADS_NOTE = ("TextBrewer's attention_mse compares (B, H, L, L) maps elementwise, so teacher and student must agree in "
+              "head count. When they differ, layermap's fitness averaged both sides over heads; the adaptors do the "
+              "same (AVERAGE_HEADS in the adaptor module: set from the run's head counts, else decided by prepare() "
+              "from the two models it saw), giving (B, 1, L, L) maps.")
 PROJECTION_NOTE = ("TextBrewer builds one linear projection per hidden match (proj); layermap's fitness shares one "
                    "projection across all layers.")
 
@@ -140,12 +146,23 @@ def textbrewer_matches(mapping: LayerMapping, student_width: int, teacher_width:
     return matches
 
 
-def render_adaptor(mapping: LayerMapping, attention_index: str, teacher: str | None = None) -> str:
-    """The source of ``<name>.adaptor.py``: TextBrewer adaptors whose 'attention' numbering matches the export."""
+def render_adaptor(mapping: LayerMapping, attention_index: str, teacher: str | None = None,
+                   average_heads: bool | None = None) -> str:
+    """The source of ``<name>.adaptor.py``: TextBrewer adaptors whose 'attention' numbering matches the export, and
+    that average attention over heads when the head counts differ (``average_heads``; None: decided by the models
+    ``prepare`` sees)."""
     prepend = "(None,) + tuple(attentions)" if attention_index == "textbrewer-examples" else "tuple(attentions)"
     return (ADAPTOR_TEMPLATE.replace("{MAPPING}", mapping.text).replace("{TEACHER}", str(teacher or "?"))
             .replace("{INDEX}", attention_index).replace("{NUMBERING}", NUMBERING[attention_index])
-            .replace("{ATTENTIONS}", prepend))
+            .replace("{ATTENTIONS}", prepend).replace("{AVERAGE}", repr(average_heads)))
+
+
+def heads_differ(row: RunRow) -> bool | None:
+    """Whether the run's student has another head count than its teacher; None when the run does not record both."""
+    d = row.description
+    student = d.get("student") if isinstance(d.get("student"), dict) else {}
+    teacher, own = d.get("teacher_heads"), student.get("heads")
+    return None if not teacher or not own else int(teacher) != int(own)
 
 
 ADAPTOR_TEMPLATE = '''"""TextBrewer adaptors for the layer mapping {MAPPING} that layermap exported (teacher {TEACHER}).
@@ -166,15 +183,21 @@ Batches are dicts of the models' keyword arguments (input_ids, attention_mask, .
 passed on as TextBrewer's inputs_mask, so padding is left out of every loss.  Give it: without inputs_mask
 TextBrewer's attention_mse sets every value <= -0.001 to 0 (it expects scores with -10000 on padding), which
 would also zero the negative pre-softmax scores of score_adaptor.  score_adaptor's hooks stay on the model.
+When teacher and student have different head counts, every attention map is averaged over its heads, (B, 1, L, L),
+as layermap's fitness compared them (TextBrewer's attention_mse needs equal shapes).
 """
 
 import torch
 
 ATTENTION_INDEX = "{INDEX}"
+AVERAGE_HEADS = {AVERAGE}          # True / False from the run's head counts; None: prepare() decides from the models
+_HEADS = set()
 
 
 def prepare(model):
-    """Make a Hugging Face encoder return every hidden state and (eager) attention probabilities."""
+    """Make a Hugging Face encoder return every hidden state and (eager) attention probabilities; notes its head
+    count (two models of different head counts: attention is averaged over heads)."""
+    _HEADS.add(model.config.num_attention_heads)
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")      # sdpa/flash attention return no attention probabilities
     else:
@@ -188,6 +211,8 @@ def _features(batch, outputs, attentions):
     if outputs.hidden_states is None or attentions is None:
         raise ValueError("the model returned no hidden states or attentions: call prepare(model) on it first")
     features = {"hidden": tuple(outputs.hidden_states), "attention": {ATTENTIONS}}
+    if AVERAGE_HEADS or (AVERAGE_HEADS is None and len(_HEADS) > 1):
+        features["attention"] = tuple(None if a is None else a.mean(dim=1, keepdim=True) for a in features["attention"])
     if isinstance(batch, dict) and batch.get("attention_mask") is not None:
         features["inputs_mask"] = batch["attention_mask"]
     return features

@@ -85,12 +85,17 @@ class ProxyEvaluator:
         self.config = config
         self.progress = progress
         self._device = config.run.device
+        from .executors import fingerprint_device_class
+
+        self._device_class = fingerprint_device_class(config.run) if config.run.executor == "ray" else None
         self._fingerprint: str | None = None
         self._teacher_config = load_teacher_config(config.teacher.name, config.teacher.revision)
         check_source(config.corpus.path)                  # a missing corpus fails now, not inside the search
         from ..distill.precision import check_precision
 
-        check_precision(config.distill.precision, pick_device(self._device))   # bf16 where it cannot run: exit 2
+        if self._device_class != "cuda":                  # Ray GPU workers check it where they run
+            check_precision(config.distill.precision, pick_device(self._device) if self._device_class is None
+                            else torch.device(self._device_class))       # tf32/bf16 where it cannot run: exit 2
         self._state: _State | None = None
 
     def __getstate__(self) -> dict:
@@ -130,15 +135,19 @@ class ProxyEvaluator:
     def fingerprint(self) -> str:
         """Hash of everything that changes a fitness value, and of nothing else."""
         if self._fingerprint is None:
-            c = self.config
-            parts = self._identity_parts()
-            parts.update({
-                "corpus": corpus_identity(c.corpus.path),
-                "slice": {k: getattr(c.corpus, k) for k in c.corpus.__dataclass_fields__ if k != "path"},
-                "distill": {k: getattr(c.distill, k) for k in c.distill.__dataclass_fields__ if k != "checkpoint_every"},
-            })
-            self._fingerprint = digest(parts)[:32]
+            self._fingerprint = self.fingerprint_on(self.device_class)
         return self._fingerprint
+
+    def fingerprint_on(self, device_class: str) -> str:
+        """The fingerprint these settings have on a device of ``device_class`` (cpu, cuda, mps)."""
+        c = self.config
+        parts = self._identity_parts(device_class)
+        parts.update({
+            "corpus": corpus_identity(c.corpus.path),
+            "slice": {k: getattr(c.corpus, k) for k in c.corpus.__dataclass_fields__ if k != "path"},
+            "distill": {k: getattr(c.distill, k) for k in c.distill.__dataclass_fields__ if k != "checkpoint_every"},
+        })
+        return digest(parts)[:32]
 
     @property
     def reference_fingerprint(self) -> str:
@@ -146,11 +155,11 @@ class ProxyEvaluator:
         distillation budget (no reference row distils), with the student's initialisation seed and the number of
         seed sets."""
         c = self.config
-        parts = self._identity_parts()
+        parts = self._identity_parts(self.device_class)
         parts.update({"kind": "references", "init_seed": c.distill.seed, "seed_sets": c.proxy.reference_seed_sets})
         return digest(parts)[:32]
 
-    def _identity_parts(self) -> dict:
+    def _identity_parts(self, device_class: str) -> dict:
         from proxy_tasks import data_fingerprint
 
         c = self.config
@@ -160,20 +169,23 @@ class ProxyEvaluator:
             "student": self._student_description(),
             "proxy": _proxy_identity(c.proxy),
             "data": {t: data_fingerprint(t, c.proxy.glue_dir or None) for t in c.proxy.tasks},
-            "device": self.device_class,
+            "device": device_class,
             "versions": {"torch": ".".join(torch.__version__.split(".")[:2]),
                          "transformers": _major_minor("transformers")},
         }
 
     @property
     def device_class(self) -> str:
-        """``cpu`` or ``cuda`` (or ``mps``): the kind of device evaluations run on, part of the fingerprint."""
-        return pick_device(self._device).type
+        """``cpu`` or ``cuda`` (or ``mps``): the kind of device evaluations run on, part of the fingerprint.  In the
+        driver of a Ray run, the workers' (:func:`layermap.evolution.executors.worker_device`); in a worker, its own."""
+        return self._device_class or pick_device(self._device).type
 
     def set_device(self, device: str) -> None:
-        if pick_device(device).type != self.device_class:
+        """Compute on ``device`` from now on (a worker's own device: its records are stamped with it)."""
+        before = self.device_class
+        self._device, self._device_class = device, None
+        if self.device_class != before:
             self._fingerprint = None           # another device class is another fingerprint
-        self._device = device
         self._state = None
 
     def with_seed_set(self, seed_set: int) -> "ProxyEvaluator":
@@ -201,14 +213,14 @@ class ProxyEvaluator:
             check_population_fits(k, self._trial_population, st.device)
 
     def _trial_population(self, k: int) -> None:
-        """One distillation step of ``k`` students (the memory check of :meth:`prepare`)."""
-        from ..distill.population import distill_population
-        from ..mapping import baseline
+        """One distillation step of ``k`` students in the worst case a chunk can meet (the memory check of
+        :meth:`prepare`): all teacher layers read, ``k`` teacher tensors per mapped student layer."""
+        from ..distill.population import distill_population, worst_case_mappings
 
         st = self._load()
-        mapping = LayerMapping(baseline("uniform", self.student_layers, self.teacher_layers), self.teacher_layers)
+        mappings = worst_case_mappings(k, self.student_layers, self.teacher_layers)
         settings = dataclasses.replace(self.config.distill, max_steps=1, checkpoint_every=0)
-        distill_population([self.new_student(mapping) for _ in range(k)], st.source, [mapping] * k, st.segments,
+        distill_population([self.new_student(m) for m in mappings], st.source, mappings, st.segments,
                            settings, teacher_width=st.teacher.hidden_size, device=st.device)
 
     def _load(self) -> _State:

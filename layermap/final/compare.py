@@ -81,6 +81,7 @@ def _outputs_path(out: Path, job: Job) -> Path:
 
 
 # [compare] keys that do not shape a cell: a folder grows with more tasks and seeds under one fingerprint
+# (compare.teacher_cache shapes the students, but enters the fingerprint apart: _device_and_cache)
 _NOT_SHAPING = frozenset({"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache"})
 
 
@@ -104,7 +105,23 @@ def compare_fingerprint(config: Config) -> str:
     }
     if c.distill.precision != "fp32":          # enters only when not fp32, so folders from before it keep their key
         parts["precision"] = c.distill.precision
+    parts.update(_device_and_cache(c))
     return digest(parts)[:32]
+
+
+def _device_and_cache(config: Config) -> dict:
+    """What shapes a cell beside the settings, entering only where it differs from what every folder before it had
+    (so those keep their key): the device class the distillations and fine-tunings run on (a CUDA run differs from a
+    CPU run of the same seeds), and the float16 teacher cache (its students differ from the live teacher's)."""
+    from ..evolution.executors import fingerprint_device_class
+
+    shaping: dict = {}
+    device = fingerprint_device_class(config.run)
+    if device != "cpu":
+        shaping["device"] = device
+    if config.compare.teacher_cache:
+        shaping["compare.teacher_cache"] = True
+    return shaping
 
 
 def distill_settings(config: Config, seed: int) -> DistillSettings:
@@ -151,6 +168,28 @@ class CompareWorker:
         self._load_teacher()
         if distill:
             self._load_corpus()
+            self._check_population()
+
+    def _check_population(self) -> None:
+        """On a GPU with ``run.population`` > 1: a population the memory cannot hold is a ConfigError naming the
+        largest that fits (exit 2), found by distilling one step of the worst case (:meth:`_trial_population`)."""
+        k, device = self.config.run.population, self._device_obj()
+        if k > 1 and device.type == "cuda":
+            from ..distill.population import check_population_fits
+
+            check_population_fits(k, self._trial_population, device)
+
+    def _trial_population(self, k: int) -> None:
+        """One full-distillation step of ``k`` students in the worst case a chunk can meet (every teacher layer read,
+        ``k`` teacher tensors per mapped student layer)."""
+        from ..distill.population import distill_population, worst_case_mappings
+
+        teacher = self._load_teacher()
+        segments, source = self._load_corpus()
+        mappings = worst_case_mappings(k, self.config.student.layers, teacher.num_layers)
+        settings = dataclasses.replace(distill_settings(self.config, 0), max_steps=1, checkpoint_every=0)
+        distill_population([self._new_student(teacher, m, 0) for m in mappings], source, mappings, segments, settings,
+                           teacher_width=teacher.hidden_size, device=self._device_obj())
 
     def _load_teacher(self):
         if self._teacher is None:
@@ -775,4 +814,5 @@ def _folder_settings(config: Config) -> dict:
     flat["teacher.name"] = teacher_label(config.teacher.name)          # compare.json names no machine path
     flat.update({"corpus.path": config.corpus.path, "corpus.seed": config.corpus.seed})
     flat.update({f"compare.{k}": v for k, v in d["compare"].items() if k not in _NOT_SHAPING})
+    flat.update(_device_and_cache(config))
     return json.loads(json.dumps(flat))
