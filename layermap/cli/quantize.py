@@ -22,37 +22,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("student_dir", metavar="STUDENT_DIR", help="a folder written by 'layermap distill' or save_pretrained")
     p.add_argument("--out", default=None, metavar="DIR", help="where the ONNX files and quantize.json go "
                                                              "(default STUDENT_DIR/onnx)")
-    p.add_argument("--glue-dir", default=None, help="local GLUE folder in the standard layout; scores the probe head")
-    p.add_argument("--tasks", default=None, help="comma-separated GLUE tasks to score (default with --glue-dir: "
+    p.add_argument("--config", default=None, help="preset or TOML file: its [latency] and [proxy] sections are used")
+    p.add_argument("--glue-dir", default=None, help="local GLUE folder in the standard layout (proxy.glue_dir); with it "
+                                                    "the probe scores fp32 and int8 on proxy.tasks")
+    p.add_argument("--tasks", default=None, help="comma-separated GLUE tasks to score (proxy.tasks, default "
                                                  "sst2,mrpc,rte)")
-    p.add_argument("--max-train", type=int, default=0, help="probe training examples per task (0 = all)")
-    p.add_argument("--max-eval", type=int, default=0, help="dev examples per task (0 = all)")
-    p.add_argument("--batch-size", type=int, default=1, help="latency: sequences per forward pass (latency.batch_size)")
-    p.add_argument("--seq-len", type=int, default=128, help="latency: tokens per sequence (latency.seq_len)")
-    p.add_argument("--threads", type=int, default=1, help="latency: intra-op threads (latency.threads)")
-    p.add_argument("--warmup", type=int, default=5, help="latency: untimed passes first (latency.warmup)")
-    p.add_argument("--repeats", type=int, default=30, help="latency: timed passes, median reported (latency.repeats)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="latency device (latency.device)")
+    p.add_argument("--max-train", type=int, default=None, help="probe training examples per task (proxy.max_train, "
+                                                               "default 2000; 0 = all)")
+    p.add_argument("--max-eval", type=int, default=None, help="dev examples per task (proxy.max_eval, default 0 = all)")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per timed pass (latency.batch_size, default 1)")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (latency.seq_len, default 128)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (latency.threads, default 1)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed passes first (latency.warmup, default 5)")
+    p.add_argument("--repeats", type=int, default=None, help="timed passes, median reported (latency.repeats, default 30)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="latency device (latency.device, default cpu)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting, e.g. --set latency.repeats=100 (repeatable)")
     p.add_argument("--json", action="store_true", help="print quantize.json instead of a table")
     p.add_argument("--quiet", action="store_true", help="no log lines")
     p.set_defaults(func=quantize_command)
 
 
 def quantize_command(args: argparse.Namespace) -> int:
-    from ..config import LatencySettings
+    from .common import config_from_args
     from ..deploy.quantize import load_student, quantize_student, require_onnxruntime
 
-    settings = LatencySettings(device=args.device, threads=args.threads, batch_size=args.batch_size,
-                               seq_len=args.seq_len, warmup=args.warmup, repeats=args.repeats)
-    tasks: tuple[str, ...] = ()
-    if args.tasks or args.glue_dir:
+    config = config_from_args(args)
+    settings, proxy = config.latency, config.proxy
+    tasks = tuple(proxy.tasks) if (args.tasks or proxy.glue_dir) else ()
+    if tasks:
         from proxy_tasks import parse_task_list
 
-        tasks = tuple(t.name for t in parse_task_list(args.tasks or "sst2,mrpc,rte"))
+        tasks = tuple(t.name for t in parse_task_list(list(tasks)))      # an unknown task: one sentence, before work
     require_onnxruntime()
     load_student(args.student_dir)               # a folder that is not a model: one sentence before any work
-    report = quantize_student(args.student_dir, args.out, settings=settings, tasks=tasks, glue_dir=args.glue_dir,
-                              max_train=args.max_train or None, max_eval=args.max_eval or None)
+    report = quantize_student(args.student_dir, args.out, settings=settings, tasks=tasks, glue_dir=proxy.glue_dir or None,
+                              max_train=proxy.max_train or None, max_eval=proxy.max_eval or None,
+                              max_seq_len=proxy.seq_len)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
