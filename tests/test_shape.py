@@ -124,3 +124,13 @@ def test_novel_offspring_avoids_known_genomes_and_says_when_it_cannot():
                   (["0", "1", "2", "3"] if s.layers == 1 else [f"{i}-{j}" for i in range(4) for j in range(4)])}
     child, new = novel_offspring(lambda: random_shaped(rng, grid, 3, "free"), everything, tries=5)
     assert not new and child.text in everything
+
+
+def test_a_bad_grid_on_the_command_line_is_one_sentence_and_exit_2(capsys):
+    from layermap.cli.main import main
+
+    assert main(["validate", "--set", "shape.hidden_sizes=[100]", "--set", "shape.heads=[3]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "hidden size 100 is divisible by none of the head counts 3" in err
+    assert main(["validate", "--set", "search.objectives=['fitness', 'energy']"]) == 2
+    assert "unknown objective 'energy'" in capsys.readouterr().err
