@@ -8,7 +8,7 @@ import pytest
 
 from layermap.config import LatencySettings
 from layermap.deploy import latency as latency_mod
-from layermap.deploy.cost import count_flops, count_params, shape_costs
+from layermap.deploy.cost import count_flops, count_params, objective_costs, shape_costs
 from layermap.deploy.latency import Latency, cached_latency, latency_key, measure_shape, time_call
 from layermap.evolution.store import Store
 from layermap.shape import StudentShape
@@ -104,3 +104,13 @@ def test_params_and_flops_formulas_match_a_built_student(tiny_teacher_dir, shape
         eager(input_ids=ids, attention_mask=torch.ones_like(ids))
     assert count_flops(shape, batch_size=2, seq_len=24) == counter.get_total_flops()
     assert shape_costs(shape, config, batch_size=2, seq_len=24)["flops"] == counter.get_total_flops()
+
+
+def test_objective_costs_give_the_cost_objectives_of_a_shape(tmp_path, tiny_teacher_dir):
+    config = _teacher_config(tiny_teacher_dir)
+    shape = StudentShape(2, 32, 4, 64)
+    with Store(tmp_path / "s.sqlite") as store:
+        costs = objective_costs(shape, ("fitness", "latency", "params", "flops"), config, FAST, store)
+        assert set(costs) == {"latency", "params", "flops"} and costs["latency"] > 0
+        assert costs["flops"] == count_flops(shape, batch_size=1, seq_len=16)
+        assert objective_costs(shape, ("latency",), config, FAST, store) == {"latency": costs["latency"]}   # cached

@@ -134,3 +134,15 @@ def test_a_bad_grid_on_the_command_line_is_one_sentence_and_exit_2(capsys):
     assert len(err.splitlines()) == 1 and "hidden size 100 is divisible by none of the head counts 3" in err
     assert main(["validate", "--set", "search.objectives=['fitness', 'energy']"]) == 2
     assert "unknown objective 'energy'" in capsys.readouterr().err
+
+
+def test_the_first_population_holds_the_baselines_at_the_anchor_and_uniform_at_other_depths():
+    from layermap.evolution.shaped import initial_shaped
+
+    grid = ShapeGrid.resolve(**MINILM)
+    anchor = StudentShape(3, 192, 12, 768)
+    genomes = initial_shaped(random.Random(0), 20, grid, 6, "increasing", anchor=anchor)
+    texts = [g.text for g in genomes]
+    assert texts[:3] == ["L3-H192-A12-F768:2-4-6", "L3-H192-A12-F768:4-5-6", "L3-H192-A12-F768:1-2-3"]
+    assert "L3-H192-A12-F768:0-0-6" in texts and "L6-H192-A12-F768:1-2-3-4-5-6" in texts
+    assert len(set(texts)) == 20 and all(is_valid(g, grid, 6, "increasing") for g in genomes)

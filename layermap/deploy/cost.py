@@ -9,10 +9,16 @@ For hidden size H, FFN size F, L layers, vocabulary V, P positions and T token t
   products (as ``torch.utils.flop_counter`` does): each layer ``2 B (S (4 H^2 + 2 H F) + 2 S^2 H)`` (projections,
   FFN, the two attention products), the pooler ``2 B H^2``.  Softmax, LayerNorm, GELU and the embedding lookup are
   left out: they are a few percent at S = 128 and no matrix unit runs them.
+
+:func:`objective_costs` gives a search's cost objectives of a shape (``params``, ``flops``, and ``latency``
+measured by :mod:`layermap.deploy.latency`).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
+from ..config import LatencySettings
 from ..shape import StudentShape
 
 
@@ -39,3 +45,23 @@ def shape_costs(shape: StudentShape, teacher_config, *, batch_size: int = 1, seq
                                    max_positions=teacher_config.max_position_embeddings,
                                    type_vocab_size=getattr(teacher_config, "type_vocab_size", 2)),
             "flops": count_flops(shape, batch_size=batch_size, seq_len=seq_len)}
+
+
+def objective_costs(shape: StudentShape, names: Sequence[str], teacher_config, settings: LatencySettings,
+                    store=None) -> dict[str, float]:
+    """The cost objectives among ``names`` (``latency`` in ms, ``params``, ``flops``; others, such as ``fitness``,
+    are skipped) of a student of ``shape``: params and FLOPs by formula (FLOPs at the latency settings' batch and
+    sequence), latency measured (:func:`layermap.deploy.latency.cached_latency` when a ``store`` is given, else
+    :func:`~layermap.deploy.latency.measure_shape`)."""
+    from .latency import cached_latency, measure_shape
+
+    out: dict[str, float] = {}
+    fixed = shape_costs(shape, teacher_config, batch_size=settings.batch_size, seq_len=settings.seq_len)
+    for name in names:
+        if name in fixed:
+            out[name] = float(fixed[name])
+        elif name == "latency":
+            latency = (cached_latency(store, teacher_config, shape, settings)[0] if store is not None
+                       else measure_shape(teacher_config, shape, settings))
+            out[name] = latency.median_ms
+    return out

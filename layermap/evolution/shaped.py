@@ -12,6 +12,9 @@ student layer in ``0..N`` under the order constraint.
 * :func:`crossover_shaped` swaps each of hidden size, heads, FFN between the parents with probability 1/2 (then
   heads and FFN move to the nearest grid value that fits the hidden size); the mapping travels with the layer
   count, and when both parents have the same depth their mappings are crossed two-point as today.
+* :func:`initial_shaped` is the first population: seeds, the four baselines at the anchor shape (the ``[student]``
+  shape fitted to the grid), the uniform mapping at every other grid depth of the anchor's width, then random
+  genomes, all distinct.
 * :func:`novel_offspring` breeds until a child is new to the run, up to ``tries`` times (then keeps the last),
   as the GA does with :data:`layermap.evolution.evolve.NOVELTY_TRIES`.
 """
@@ -22,7 +25,7 @@ import math
 import random
 from typing import Callable, Collection, Sequence
 
-from ..mapping import repair, satisfies
+from ..mapping import baseline, baselines, repair, satisfies
 from ..shape import ShapedGenome, ShapeGrid, StudentShape
 from .operators import crossover_two_point, mutate_genes, random_genome
 
@@ -120,6 +123,28 @@ def crossover_shaped(rng: random.Random, a: ShapedGenome, b: ShapedGenome, grid:
         crossover_two_point(rng, ga, gb)
     return (ShapedGenome(grid.fit(**sa), repair(ga, teacher_layers, constraint)),
             ShapedGenome(grid.fit(**sb), repair(gb, teacher_layers, constraint)))
+
+
+def initial_shaped(rng: random.Random, size: int, grid: ShapeGrid, teacher_layers: int, constraint: str, *,
+                   anchor: StudentShape, seeds: Sequence[ShapedGenome] = (), seed_baselines: bool = True,
+                   tries: int = 200) -> list[ShapedGenome]:
+    """The first population (module docstring); fewer than ``size`` only when the grid and space hold fewer."""
+    candidates = list(seeds)
+    if seed_baselines:
+        home = grid.nearest(anchor)
+        candidates += [ShapedGenome(home, g) for g in baselines(home.layers, teacher_layers).values()
+                       if home.layers <= teacher_layers]
+        candidates += [ShapedGenome(home.replace(layers=m), baseline("uniform", m, teacher_layers))
+                       for m in grid.layers if m != home.layers and m <= teacher_layers]
+    valid = [g for g in candidates if satisfies(g.genes, constraint)]
+    genomes = list(dict.fromkeys(valid))[:size]
+    for _ in range(tries * size):
+        if len(genomes) >= size:
+            break
+        genome = random_shaped(rng, grid, teacher_layers, constraint)
+        if genome not in genomes:
+            genomes.append(genome)
+    return genomes
 
 
 def novel_offspring(breed: Callable[[], ShapedGenome], seen: Collection[str], tries: int) -> tuple[ShapedGenome, bool]:
