@@ -26,6 +26,7 @@ from typing import Any, Sequence
 from .errors import LayermapError
 from .logs import get_logger
 from .mapping import CONSTRAINTS, parse_genes
+from .shape import DEFAULT_FFN_RATIOS, DEFAULT_HIDDEN_STEP, ShapeError, check_divisible
 
 _log = get_logger(__name__)
 
@@ -190,8 +191,11 @@ class SearchSettings:
     noise_std: float = 0.0         # seed std of one fitness at this budget (benchmarks/bench_noise.py); show and the
                                    # run summary mark genomes within noise of the best with it; 0 = not measured
     replicate_cap: int = 4         # racing: the most seed sets one genome is evaluated under (the final pick needs this many)
+    objectives: tuple[str, ...] = ("fitness",)   # fitness (maximised) first, then any of latency, params, flops
+                                   # (minimised); more than fitness needs strategy "nsga2" (not wired yet)
 
     def __post_init__(self) -> None:
+        _check_objectives(self.objectives)
         if not (self.noise_std >= 0 and math.isfinite(self.noise_std)):
             raise ConfigError(f"search.noise_std must be a finite standard deviation >= 0 (0 = not measured), "
                               f"got {self.noise_std}")
@@ -221,6 +225,18 @@ class SearchSettings:
             raise ConfigError(f"search.hall_of_fame must be at least 1, got {self.hall_of_fame}")
         for text in self.seed_mappings:
             _check_seed_mapping(text)
+
+
+OBJECTIVES = ("fitness", "latency", "params", "flops")
+
+
+def _check_objectives(objectives: tuple[str, ...]) -> None:
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown:
+        raise ConfigError(f"search.objectives has an unknown objective {unknown[0]!r}; choose from {', '.join(OBJECTIVES)}")
+    if not objectives or objectives[0] != "fitness" or len(set(objectives)) != len(objectives):
+        raise ConfigError(f"search.objectives must start with 'fitness' and name each objective once, got "
+                          f"{list(objectives)}; e.g. ['fitness', 'latency']")
 
 
 def _check_seed_mapping(text: str) -> None:
@@ -282,6 +298,58 @@ class CompareSettings:
             raise ConfigError(f"compare.init must be 'random', 'teacher' or '' (= student.init), got {self.init!r}")
         if not self.tasks:
             raise ConfigError("compare.tasks is empty; name at least one GLUE task, e.g. ['sst2', 'cola']")
+
+
+@dataclass(frozen=True)
+class ShapeSettings:
+    """The grid of student shapes a joint shape-and-mapping search chooses from (:class:`layermap.shape.ShapeGrid`);
+    empty lists take the defaults derived from the teacher.  Off by default: the student is ``[student]``'s shape."""
+
+    search: bool = False           # choose the shape too (needs search.strategy = "nsga2", not wired yet)
+    layers: tuple[int, ...] = ()   # [] = 1 .. the teacher's layers
+    hidden_sizes: tuple[int, ...] = ()   # [] = hidden_step, 2 * hidden_step, ... up to the teacher's hidden size
+    hidden_step: int = DEFAULT_HIDDEN_STEP
+    heads: tuple[int, ...] = ()    # [] = every count up to the teacher's heads (each hidden size takes its divisors)
+    ffn_ratios: tuple[float, ...] = DEFAULT_FFN_RATIOS   # FFN size = ratio x hidden size
+
+    def __post_init__(self) -> None:
+        for key in ("layers", "hidden_sizes", "heads"):
+            if any(v < 1 for v in getattr(self, key)):
+                raise ConfigError(f"shape.{key} must hold whole numbers >= 1, got {list(getattr(self, key))}")
+        if self.hidden_step < 1:
+            raise ConfigError(f"shape.hidden_step must be at least 1, got {self.hidden_step}")
+        if not self.ffn_ratios or not all(0 < r < math.inf for r in self.ffn_ratios):
+            raise ConfigError(f"shape.ffn_ratios must hold positive numbers, e.g. [1.5, 2, 3, 4], got {list(self.ffn_ratios)}")
+        if self.hidden_sizes and self.heads:
+            try:
+                check_divisible(self.hidden_sizes, self.heads)
+            except ShapeError as exc:
+                raise ConfigError(f"[shape]: {exc}") from None
+
+
+LATENCY_DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How a student's latency is measured (:mod:`layermap.deploy.latency`, ``layermap quantize``): a forward pass of
+    ``batch_size`` x ``seq_len`` tokens, the median of ``repeats`` timings after ``warmup`` untimed passes."""
+
+    device: str = "cpu"            # cpu | cuda
+    threads: int = 1               # torch / ONNX Runtime intra-op threads (CPU)
+    batch_size: int = 1
+    seq_len: int = 128
+    warmup: int = 5
+    repeats: int = 30
+
+    def __post_init__(self) -> None:
+        if self.device not in LATENCY_DEVICES:
+            raise ConfigError(f"latency.device must be cpu or cuda, got {self.device!r}")
+        for key in ("threads", "batch_size", "seq_len", "repeats"):
+            if isinstance(getattr(self, key), bool) or getattr(self, key) < 1:
+                raise ConfigError(f"latency.{key} must be at least 1, got {getattr(self, key)}")
+        if self.warmup < 0:
+            raise ConfigError(f"latency.warmup must be >= 0, got {self.warmup}")
 
 
 @dataclass(frozen=True)
@@ -366,6 +434,15 @@ class Config:
     search: SearchSettings = field(default_factory=SearchSettings)
     compare: CompareSettings = field(default_factory=CompareSettings)
     run: RunSettings = field(default_factory=RunSettings)
+    shape: ShapeSettings = field(default_factory=ShapeSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+
+    def __post_init__(self) -> None:
+        wants = ["shape.search = true"] if self.shape.search else []
+        wants += [f"search.objectives = {list(self.search.objectives)}"] if self.search.objectives != ("fitness",) else []
+        if wants and self.search.strategy != "nsga2":
+            raise ConfigError(f"{' and '.join(wants)} need search.strategy = 'nsga2', which this layermap does not run "
+                              "yet; leave them at their defaults")
 
     def to_dict(self) -> dict:
         return {f.name: _section_to_dict(getattr(self, f.name)) for f in fields(self)}
@@ -394,6 +471,11 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     where = f"{section}.{key}"
     origin = typing.get_origin(annotation)
     if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        if item is not str:                          # a list of numbers: each item checked as that number type
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{where} must be a list of {'integers' if item is int else 'numbers'}, got {value!r}")
+            return tuple(_coerce(section, key, v, item) for v in value)
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):

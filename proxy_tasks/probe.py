@@ -109,6 +109,7 @@ class ProbeResult:
     extract_seconds: float = 0.0
     fit_seconds: float = 0.0
     regularisation: float = 0.0
+    predictions: dict | None = None         # dev split -> the probe's predictions (class ids, or scores)
 
 
 POOLS = ("cls_mean", "mean")
@@ -257,7 +258,7 @@ def probe_and_score_many(encoders: list[nn.Module], tokenizer, data: TaskData, s
                                    eval_seconds=(1 - share) * (t_tok + t_extract) + t_score,
                                    num_train=n_train, num_eval=data.num_eval,
                                    tokenize_seconds=t_tok, extract_seconds=t_extract, fit_seconds=t_fit,
-                                   regularisation=float(strength)))
+                                   regularisation=float(strength), predictions=predictions))
     return results
 
 

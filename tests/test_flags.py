@@ -19,6 +19,7 @@ REQUIRED = {
     "distill": ["--teacher", "t", "--student-layers", "2", "--mapping", "1-2", "--corpus", "c.txt", "--out", "o"],
     "compare": ["--out", "o"],
     "fitness": ["--mapping", "1-2"],
+    "quantize": ["student-dir"],
 }
 
 

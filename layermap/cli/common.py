@@ -1,7 +1,7 @@
 """The one route from command-line flags to settings, and the arguments shared by the commands that take settings.
 
 :data:`FLAG_SETTINGS` says which settings key each flag sets; every command that takes settings (``distill``,
-``fitness``, ``evolve`` and ``evolve --resume``, ``compare``, ``validate``) turns its flags into settings through
+``fitness``, ``evolve`` and ``evolve --resume``, ``compare``, ``validate``, ``quantize``) turns its flags into settings through
 :func:`flag_settings_given` and nothing else.  Settings resolve in one order everywhere::
 
     defaults <- --config preset or TOML file (or a run's own settings) <- flags <- --set section.key=value
@@ -51,10 +51,14 @@ FLAG_SETTINGS: dict[str, tuple[str, ...]] = {
 # where one command gives a flag another key
 COMMAND_FLAG_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
     "compare": {"--tasks": ("compare.tasks",)},     # the final stage's tasks, not the proxy's
+    "quantize": {"--device": ("latency.device",), "--batch-size": ("latency.batch_size",),   # the latency objective's
+                 "--seq-len": ("latency.seq_len",), "--threads": ("latency.threads",),
+                 "--warmup": ("latency.warmup",), "--repeats": ("latency.repeats",),
+                 "--max-train": ("proxy.max_train",), "--max-eval": ("proxy.max_eval",)},
 }
 
 # the commands whose flags go through the table
-SETTINGS_COMMANDS = ("distill", "fitness", "evolve", "compare", "validate")
+SETTINGS_COMMANDS = ("distill", "fitness", "evolve", "compare", "validate", "quantize")
 
 # flags of those commands that name no setting
 NOT_SETTINGS = frozenset({"-h", "--help", "--config", "--set", "--out", "--resume", "--synthetic", "--quiet", "--json",

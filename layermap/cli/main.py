@@ -218,8 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_compare(sub)
     register_validate(sub)
     from .bench import register as register_bench
+    from .quantize import register as register_quantize
 
     register_bench(sub)
+    register_quantize(sub)
     return parser
 
 

@@ -5,8 +5,9 @@
 ``operators`` (DEAP-style genome operators), ``evolve`` (the generation loop, checkpoint and resume),
 ``executors`` (in-process, process pool, Ray), ``store`` (SQLite: runs, evaluations, generations,
 the shared fitness cache and claims; the final stage's cells too), ``results`` (a search read back),
-``verdict`` (ties within noise, best against the baselines).
+``verdict`` (ties within noise, best against the baselines); ``shaped`` (operators over shaped genomes, a student
+shape with its mapping) and ``nsga2`` (noise-aware fronts, selection and hypervolume), not wired into ``evolve`` yet.
 
-May import ``distill``, ``proxy_tasks`` and the top-level modules; never ``final``, ``study`` or ``cli``
+May import ``deploy``, ``distill``, ``proxy_tasks`` and the top-level modules; never ``final``, ``study`` or ``cli``
 (the synthetic landscape of ``study`` is imported lazily, only to rebuild a synthetic run's evaluator).
 """

@@ -18,6 +18,11 @@ One file, WAL mode, written only by the driver process (workers return records).
                    ``complete`` row is never computed again, a ``failed`` one is retried;
 * ``claims``       one row per ``(fingerprint, genome)`` some driver is computing now: its owner
                    (``host:pid:run_id``) and a heartbeat time (see *Claims* below).
+* ``latency``      measured latencies of student shapes (:mod:`layermap.deploy.latency`), keyed by
+                   ``(device identity, shape, settings)`` and never by a fitness fingerprint: accuracy records
+                   stay shareable across devices, a latency belongs to the device that measured it.  The table
+                   is additive and needs no schema bump: a new store has it, an older one gets it (created if
+                   missing) the first time a latency is saved, and a store without it reads no latency.
 
 The fitness cache is keyed by ``(fingerprint, genome)``: :meth:`Store.lookup` returns a complete
 record from any run.  Each statement commits on its own (autocommit), so a ``kill -9`` right after
@@ -116,7 +121,13 @@ CREATE TABLE IF NOT EXISTS cells (
 CREATE TABLE IF NOT EXISTS reference_rows (
     fingerprint TEXT PRIMARY KEY, payload TEXT NOT NULL, created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS latency (
+    device TEXT NOT NULL, shape TEXT NOT NULL, settings TEXT NOT NULL, median_ms REAL NOT NULL,
+    spread_ms REAL NOT NULL, record TEXT NOT NULL, created TEXT NOT NULL,
+    PRIMARY KEY (device, shape, settings)
+);
 """
+_LATENCY_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS latency"):]
 
 
 class StoreError(LayermapError):
@@ -387,6 +398,25 @@ class Store:
     def save_references(self, fingerprint: str, payload: dict) -> None:
         self._db.execute("INSERT OR REPLACE INTO reference_rows (fingerprint, payload, created) VALUES (?, ?, ?)",
                          (fingerprint, json.dumps(json_safe(payload), sort_keys=True), now()))
+
+    # -- latency (per device; never mixed with accuracy records) ----------------------------------
+    def lookup_latency(self, device: str, shape: str, settings: str) -> dict | None:
+        """The measured latency record of ``shape`` on ``device`` under ``settings`` (canonical JSON), else ``None``."""
+        if "latency" not in self._tables:
+            return None
+        row = self._db.execute("SELECT record FROM latency WHERE device = ? AND shape = ? AND settings = ?",
+                               (device, shape, settings)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_latency(self, device: str, shape: str, settings: str, record: dict) -> None:
+        """Keep a measured latency (a later measurement of the same key replaces it); the table is created if the
+        store predates it."""
+        if "latency" not in self._tables:
+            self._db.execute(_LATENCY_TABLE)
+            self._tables.add("latency")
+        self._db.execute("INSERT OR REPLACE INTO latency (device, shape, settings, median_ms, spread_ms, record, created)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", (device, shape, settings, record["median_ms"],
+                                                           record["spread_ms"], json.dumps(record), now()))
 
     # -- generations ----------------------------------------------------------------------------
     def save_generation(self, run_id: str, generation: int, *, population: list[str], fitnesses: list[float | None],

@@ -1,0 +1,162 @@
+"""A student's latency, *measured* on the device it is meant for, and cached per (device, shape, settings).
+
+A measurement runs ``latency.warmup`` untimed forward passes of ``latency.batch_size`` x ``latency.seq_len``
+random tokens, then times ``latency.repeats`` more (``time.perf_counter``; on CUDA after a synchronise), with
+``latency.threads`` intra-op threads (restored afterwards).  Defaults follow AutoTinyBERT's window: this machine's
+CPU, one thread, batch 1, sequence 128.  The result is the median and its spread (the inter-quartile range) in
+milliseconds, with the samples.
+
+A latency belongs to the device that measured it, so the cache key is (:func:`device_identity`, shape text,
+:func:`latency_key`: the settings that change a timing, the runtime and the library version).  It lives in the
+store's ``latency`` table (:meth:`layermap.evolution.store.Store.lookup_latency`), apart from accuracy records:
+an accuracy fingerprint stays shareable across devices, a latency is re-measured on another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+from ..config import LatencySettings
+from ..errors import LayermapError
+from ..shape import StudentShape
+
+TORCH_FP32 = "torch-fp32"
+
+
+class LatencyError(LayermapError):
+    """A latency that cannot be measured as asked (e.g. CUDA asked for on a machine without it)."""
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One measurement: the median and inter-quartile range of ``repeats`` timings, in milliseconds."""
+
+    median_ms: float
+    spread_ms: float                   # inter-quartile range (75th - 25th percentile)
+    min_ms: float
+    repeats: int
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict:
+        return {"median_ms": self.median_ms, "spread_ms": self.spread_ms, "min_ms": self.min_ms,
+                "repeats": self.repeats, "samples_ms": list(self.samples_ms)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Latency":
+        return cls(float(d["median_ms"]), float(d["spread_ms"]), float(d["min_ms"]), int(d["repeats"]),
+                   tuple(float(x) for x in d.get("samples_ms", ())))
+
+
+class LatencyStore(Protocol):
+    """What :func:`cached_latency` needs of a store (:class:`layermap.evolution.store.Store` has it)."""
+
+    def lookup_latency(self, device: str, shape: str, settings: str) -> dict | None: ...
+
+    def save_latency(self, device: str, shape: str, settings: str, record: dict) -> None: ...
+
+
+def time_call(fn: Callable[[], object], *, warmup: int, repeats: int, sync: Callable[[], None] = lambda: None) -> Latency:
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones (``sync()`` before each clock read)."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        samples.append(1000.0 * (time.perf_counter() - start))
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (samples[0],) * 3
+    return Latency(statistics.median(samples), q3 - q1, min(samples), repeats, tuple(samples))
+
+
+def device_identity(device: str = "cpu") -> str:
+    """What a latency belongs to: ``cpu:<model name> x<logical cores>`` or ``cuda:<device name>``."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise LatencyError("latency.device = 'cuda' was asked for but CUDA is not available; use latency.device = 'cpu'")
+        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+    return f"cpu:{_cpu_name()} x{os.cpu_count() or 1}"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def latency_key(settings: LatencySettings, runtime: str = TORCH_FP32, model: dict | None = None) -> str:
+    """The settings that change a timing, as canonical JSON: batch, sequence, threads, the runtime (``torch-fp32``,
+    ``onnx-fp32``, ``onnx-int8``) and its library's version, and the model family (type, vocabulary)."""
+    version = torch.__version__ if runtime.startswith("torch") else _onnxruntime_version()
+    return json.dumps({"batch_size": settings.batch_size, "seq_len": settings.seq_len, "threads": settings.threads,
+                       "runtime": runtime, "version": version, "model": model or {}}, sort_keys=True)
+
+
+def _onnxruntime_version() -> str:
+    try:
+        import onnxruntime
+    except ImportError:
+        return "absent"
+    return onnxruntime.__version__
+
+
+def random_inputs(vocab_size: int, settings: LatencySettings, *, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` (all ones) and ``token_type_ids`` (zeros), each (batch, seq) int64."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab_size, (settings.batch_size, settings.seq_len), generator=generator)  # (B, S)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+
+
+def measure_model(model: torch.nn.Module, settings: LatencySettings) -> Latency:
+    """The forward latency of ``model`` (a ``transformers`` encoder) under ``settings``; the model is put in eval
+    mode on ``settings.device`` and left there."""
+    device = torch.device(settings.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LatencyError("latency.device = 'cuda' was asked for but CUDA is not available; use latency.device = 'cpu'")
+    model.eval().to(device)
+    inputs = {k: v.to(device) for k, v in random_inputs(model.config.vocab_size, settings).items()}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        with torch.inference_mode():
+            return time_call(lambda: model(**inputs), warmup=settings.warmup, repeats=settings.repeats, sync=sync)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def measure_shape(teacher_config, shape: StudentShape, settings: LatencySettings) -> Latency:
+    """The latency of a randomly initialised student of ``shape`` in the teacher's family (weights do not change a
+    dense model's timing)."""
+    from ..distill.models import StudentSpec, build_student
+
+    return measure_model(build_student(teacher_config, StudentSpec(**shape.to_dict()), seed=0), settings)
+
+
+def cached_latency(store: LatencyStore, teacher_config, shape: StudentShape, settings: LatencySettings,
+                   *, measure: Callable[[], Latency] | None = None) -> tuple[Latency, bool]:
+    """The latency of ``shape`` on ``settings.device`` from the store, else measured (``measure()``, default
+    :func:`measure_shape`) and saved; returns it and whether it came from the store."""
+    device = device_identity(settings.device)
+    key = latency_key(settings, TORCH_FP32, {"model_type": getattr(teacher_config, "model_type", ""),
+                                             "vocab_size": int(teacher_config.vocab_size)})
+    record = store.lookup_latency(device, shape.text, key)
+    if record is not None:
+        return Latency.from_dict(record), True
+    latency = (measure or (lambda: measure_shape(teacher_config, shape, settings)))()
+    store.save_latency(device, shape.text, key, latency.to_dict())
+    return latency, False

@@ -1,0 +1,254 @@
+"""A saved student made ready to ship: ONNX export, ONNX Runtime dynamic int8 quantisation, and what each costs.
+
+:func:`quantize_student` takes a folder that ``AutoModel.from_pretrained`` loads (``layermap distill``'s output):
+
+1. exports the encoder to ONNX (``torch.onnx.export``, TorchScript exporter, opset 17; inputs ``input_ids``,
+   ``attention_mask``, ``token_type_ids``, output ``last_hidden_state``, batch and sequence dynamic), traced in eval
+   mode with a padded example so that the attention mask stays an input of the graph;
+2. quantises it with ``onnxruntime.quantization.quantize_dynamic`` (int8 weights of every MatMul and Gather, the
+   word embeddings included, activations quantised at run time);
+3. reports the file sizes (MB), the latency of PyTorch fp32, ONNX fp32 and ONNX int8 under the same
+   :class:`~layermap.config.LatencySettings` as the latency objective, the largest absolute difference of the
+   ONNX outputs from PyTorch's on random inputs, and, for the GLUE tasks asked for, the dev scores of fp32 (PyTorch)
+   and int8 (ONNX) through the linear probe head (:mod:`proxy_tasks.probe`: the int8 features come from the ONNX
+   session) with their agreement (the share of dev examples whose predictions are equal).
+
+Needs the optional extra ``pip install -e ".[deploy]"`` (``onnx``, ``onnxruntime``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import LatencySettings
+from ..errors import LayermapError
+from .latency import Latency, random_inputs, time_call
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+INSTALL = 'pip install -e ".[deploy]"'
+OPSET = 17
+
+
+class QuantizeError(LayermapError):
+    """A student folder or an environment that ``layermap quantize`` cannot work with."""
+
+
+def require_onnxruntime():
+    """``onnxruntime`` and ``onnx``, or one sentence naming the install command."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as exc:
+        raise QuantizeError(f"layermap quantize needs onnx and onnxruntime ({exc.name} is missing); install the extra "
+                            f"with {INSTALL}") from None
+    return onnxruntime
+
+
+def load_student(folder: str | os.PathLike):
+    """The encoder and tokenizer of a saved student folder, or one sentence saying why it is not one."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(folder).expanduser()
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise QuantizeError(f"{os.fspath(folder)!r} is not a model folder (no config.json); give a folder written by "
+                            "'layermap distill' or save_pretrained")
+    try:
+        model = AutoModel.from_pretrained(path).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as exc:  # noqa: BLE001 - any loading failure is the folder's, in one sentence
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise QuantizeError(f"{os.fspath(folder)!r} could not be loaded as a model with its tokenizer ({first}); "
+                            "give a folder written by 'layermap distill' or save_pretrained") from None
+    return model, tokenizer
+
+
+class _Encoder(torch.nn.Module):
+    """The encoder with positional inputs and one output, as the ONNX graph has them."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state  # (B, T, H)
+
+
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Export ``model`` to ``path`` (module docstring, step 1)."""
+    ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))  # (2, 16)
+    mask = torch.ones_like(ids)
+    mask[1, 10:] = 0                         # a padded row: the mask must stay a graph input, not a traced constant
+    wrapper = _Encoder(model).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # the TorchScript exporter's deprecation and tracer warnings
+        torch.onnx.export(wrapper, (ids, mask, torch.zeros_like(ids)), os.fspath(path), input_names=list(INPUTS),
+                          output_names=["last_hidden_state"], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "sequence"} for n in (*INPUTS, "last_hidden_state")})
+    return Path(path)
+
+
+def quantize_int8(fp32_path: str | os.PathLike, int8_path: str | os.PathLike) -> Path:
+    """Dynamic int8 quantisation of an ONNX file (module docstring, step 2)."""
+    import logging
+
+    require_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)             # quantize_dynamic logs a pre-processing hint on the root logger
+    try:
+        quantize_dynamic(os.fspath(fp32_path), os.fspath(int8_path), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    return Path(int8_path)
+
+
+class OnnxEncoder(torch.nn.Module):
+    """An ONNX Runtime session that the probe can use as an encoder: ``forward`` takes the tokenised batch and returns
+    ``(last_hidden_state,)``; ``config`` is the PyTorch model's (hidden size, vocabulary)."""
+
+    def __init__(self, session, config) -> None:
+        super().__init__()
+        self.config = config
+        self.session = session
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids}
+        out = self.session.run(None, {k: v.cpu().numpy().astype(np.int64) for k, v in feeds.items()})[0]
+        return (torch.from_numpy(out),)  # (B, T, H)
+
+
+def open_session(path: str | os.PathLike, settings: LatencySettings):
+    """An ONNX Runtime session with ``settings.threads`` intra-op threads, on CUDA when ``settings.device`` asks."""
+    ort = require_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.threads
+    options.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    if settings.device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise QuantizeError("latency device cuda was asked for but this onnxruntime has no CUDA provider; install "
+                                "onnxruntime-gpu or measure on cpu")
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(os.fspath(path), options, providers=providers)
+
+
+def measure_session(session, vocab_size: int, settings: LatencySettings) -> Latency:
+    """The latency of an ONNX Runtime session under ``settings`` (the same inputs and timing as the PyTorch one)."""
+    feeds = {k: v.numpy() for k, v in random_inputs(vocab_size, settings).items()}
+    return time_call(lambda: session.run(None, feeds), warmup=settings.warmup, repeats=settings.repeats)
+
+
+def max_abs_difference(model: torch.nn.Module, session, settings: LatencySettings) -> float:
+    """The largest absolute difference of the session's ``last_hidden_state`` from the model's, on random tokens of
+    the latency settings' size with the second half of the last row padded."""
+    inputs = random_inputs(model.config.vocab_size, settings, seed=1)
+    inputs["attention_mask"][-1, settings.seq_len // 2:] = 0
+    with torch.inference_mode():
+        expected = model(**inputs).last_hidden_state.numpy()  # (B, S, H)
+    got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    return float(np.abs(got - expected).max())
+
+
+@dataclass(frozen=True)
+class TaskComparison:
+    task: str
+    fp32: float                          # probe score of the PyTorch fp32 student
+    int8: float                          # probe score of the ONNX int8 student
+    agreement: float                     # share of dev examples with equal predictions (percent)
+    metrics_fp32: dict[str, float] = field(default_factory=dict)
+    metrics_int8: dict[str, float] = field(default_factory=dict)
+
+
+def probe_predictions(encoder: torch.nn.Module, tokenizer, data, max_seq_len: int = 128):
+    """The probe head's dev predictions, metrics and score for one task (:func:`proxy_tasks.probe.probe_and_score`, which
+    keeps the predictions for the agreement)."""
+    from proxy_tasks.probe import ProbeSettings, probe_and_score
+
+    result = probe_and_score(encoder, tokenizer, data, ProbeSettings(max_seq_len=max_seq_len))
+    return result.predictions, result.metrics, result.score
+
+
+def compare_probe(model: torch.nn.Module, int8: OnnxEncoder, tokenizer, data, max_seq_len: int = 128) -> TaskComparison:
+    """Probe scores of the fp32 and int8 students on one task and the agreement of their predictions."""
+    p32, m32, s32 = probe_predictions(model, tokenizer, data, max_seq_len)
+    p8, m8, s8 = probe_predictions(int8, tokenizer, data, max_seq_len)
+    same = sum(int(np.sum(np.isclose(p32[k], p8[k]) if data.task.is_regression else p32[k] == p8[k])) for k in p32)
+    total = sum(len(p32[k]) for k in p32)
+    return TaskComparison(data.task.name, float(s32), float(s8), 100.0 * same / max(total, 1), dict(m32), dict(m8))
+
+
+@dataclass(frozen=True)
+class QuantizeReport:
+    """What ``layermap quantize`` measured (``quantize.json`` beside the ONNX files)."""
+
+    student: str
+    out_dir: str
+    shape: str                               # L<layers>-H<hidden>-A<heads>-F<ffn>
+    device: str                              # the latency device's identity
+    settings: LatencySettings
+    size_mb: dict[str, float]                # pytorch_fp32 (weight files), onnx_fp32, onnx_int8; MB = 10^6 bytes
+    latency: dict[str, Latency]              # torch-fp32, onnx-fp32, onnx-int8
+    max_abs_diff: dict[str, float]           # onnx_fp32, onnx_int8: against PyTorch fp32's last_hidden_state
+    tasks: tuple[TaskComparison, ...] = ()
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {"student": self.student, "out_dir": self.out_dir, "shape": self.shape, "device": self.device,
+                "settings": asdict(self.settings), "size_mb": dict(self.size_mb),
+                "latency": {k: v.to_dict() for k, v in self.latency.items()}, "max_abs_diff": dict(self.max_abs_diff),
+                "tasks": [asdict(t) for t in self.tasks]}
+
+
+def quantize_student(folder: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                     settings: LatencySettings = LatencySettings(), tasks: tuple[str, ...] = (),
+                     glue_dir: str | None = None, max_train: int | None = None, max_eval: int | None = None,
+                     max_seq_len: int = 128) -> QuantizeReport:
+    """Export, quantise and measure the student in ``folder`` (module docstring); writes ``model.onnx``,
+    ``model.int8.onnx`` and ``quantize.json`` into ``out_dir`` (default ``folder/onnx``)."""
+    import json
+
+    from ..shape import StudentShape
+    from .latency import TORCH_FP32, device_identity, measure_model
+
+    require_onnxruntime()
+    model, tokenizer = load_student(folder)
+    out = Path(out_dir) if out_dir is not None else Path(folder) / "onnx"
+    out.mkdir(parents=True, exist_ok=True)
+    fp32_path, int8_path = export_onnx(model, out / "model.onnx"), out / "model.int8.onnx"
+    quantize_int8(fp32_path, int8_path)
+    sessions = {"onnx-fp32": open_session(fp32_path, settings), "onnx-int8": open_session(int8_path, settings)}
+    c = model.config
+    latency = {TORCH_FP32: measure_model(model, settings)}
+    model.to("cpu")
+    latency.update({name: measure_session(s, c.vocab_size, settings) for name, s in sessions.items()})
+    weights = [p for p in Path(folder).iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file()]
+    comparisons = []
+    if tasks:
+        from proxy_tasks import load_task
+
+        int8 = OnnxEncoder(sessions["onnx-int8"], c)
+        for name in tasks:
+            data = load_task(name, glue_dir, max_train=max_train, max_eval=max_eval)
+            comparisons.append(compare_probe(model, int8, tokenizer, data, max_seq_len))
+    report = QuantizeReport(
+        student=os.fspath(folder), out_dir=os.fspath(out),
+        shape=StudentShape(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size).text,
+        device=device_identity(settings.device), settings=settings,
+        size_mb={"pytorch_fp32": sum(p.stat().st_size for p in weights) / 1e6, "onnx_fp32": fp32_path.stat().st_size / 1e6,
+                 "onnx_int8": int8_path.stat().st_size / 1e6},
+        latency=latency,
+        max_abs_diff={name.replace("-", "_"): max_abs_difference(model, s, settings) for name, s in sessions.items()},
+        tasks=tuple(comparisons))
+    (out / "quantize.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return report
