@@ -178,6 +178,8 @@ class SearchSettings:
     noise_std: float = 0.0         # seed std of one fitness at this budget (benchmarks/bench_noise.py); show and the
                                    # run summary mark genomes within noise of the best with it; 0 = not measured
     replicate_cap: int = 4         # racing: the most seed sets one genome is evaluated under (the final pick needs this many)
+    confirm_seed_sets: int = 1     # racing: the last seed sets under the cap, kept out of the race: the final pick and the
+                                   # best baseline are tested on them only (0 = test on the seed sets that chose them)
 
     def __post_init__(self) -> None:
         if not (self.noise_std >= 0 and math.isfinite(self.noise_std)):
@@ -186,6 +188,11 @@ class SearchSettings:
         if self.replicate_cap < 1:
             raise ConfigError(f"search.replicate_cap must be at least 1 (the most seed sets a genome is evaluated under), "
                               f"got {self.replicate_cap}")
+        if self.confirm_seed_sets < 0:
+            raise ConfigError(f"search.confirm_seed_sets must be >= 0 (0 = no confirmation), got {self.confirm_seed_sets}")
+        if self.strategy == "racing" and self.confirm_seed_sets >= self.replicate_cap:
+            raise ConfigError(f"search.confirm_seed_sets = {self.confirm_seed_sets} leaves no seed set for the race under "
+                              f"search.replicate_cap = {self.replicate_cap}; raise the cap above it or confirm on fewer seed sets")
         if self.strategy not in SEARCH_STRATEGIES:
             raise ConfigError(f"search.strategy must be one of {', '.join(SEARCH_STRATEGIES)}, got {self.strategy!r}")
         if self.constraint not in CONSTRAINTS:
