@@ -242,7 +242,7 @@ class CompareSettings:
     fraction: float = 1.0
     max_documents: int = 0         # 0 = read the whole corpus
     init: str = ""                 # random | teacher; "" = student.init
-    distill_seeds: int = 1         # independent full distillations per mapping (seeds 0 .. D-1)
+    distill_seeds: int = 3         # independent full distillations per mapping (seeds 0 .. D-1): the units of a verdict
     teacher_cache: bool = False    # share the teacher's outputs on the slice between mappings (disk: ~0.9 MB a 64-token MiniLM segment)
     checkpoint_every: int = 200    # steps between resumable checkpoints of a full distillation
     # fine-tuning and scoring on GLUE dev sets

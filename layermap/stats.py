@@ -293,3 +293,33 @@ def pooled_residual_std(values: dict[str, dict[int, float]], shifts: dict[int, f
     if df < POOLED_MIN_DF:
         return None
     return math.sqrt(ss / df), df
+
+
+# -- paired tests with a variance floor (the final stage's table) ----------------------------------------
+MIN_DIFF_SD = 0.5       # points: the smallest std of a paired difference a test assumes (one dev example of RTE: 0.36)
+
+
+def floored_paired_t(differences: Sequence[float], minimum_sd: float = MIN_DIFF_SD) -> dict | None:
+    """A paired t-test of mean(differences) = 0 whose std has a stated floor, so that differences that happen not to
+    vary (two seeds each one dev example better) are not read as certainty.
+
+    The std of one difference is the larger of the differences' own sample std (``"pairs"``) and ``minimum_sd``
+    (``"minimum"``), with n - 1 degrees of freedom.  (A std pooled over the table's column was tried and left out:
+    one noisy mapping then hides another's precise gain, since seed variances differ between mappings.)  Returns ``mean``, ``sd``, ``df``, ``stderr``, ``t``, the two-sided ``p`` and the
+    one-sided ``p_greater`` / ``p_less``, and ``sd_from``; ``None`` below 2 differences."""
+    from scipy.stats import t as student
+
+    n = len(differences)
+    if n < 2:
+        return None
+    mean = sum(differences) / n
+    candidates = [(math.sqrt(sample_var(differences)), n - 1, "pairs"), (float(minimum_sd), n - 1, "minimum")]
+    sd, df, source = max(candidates, key=lambda c: c[0])
+    if sd <= 0.0:                                    # no floor and no spread: the old behaviour (exactly 0 or certain)
+        p = 1.0 if mean == 0.0 else 0.0
+        return {"mean": mean, "sd": 0.0, "df": df, "stderr": 0.0, "t": None, "p": p,
+                "p_greater": 0.0 if mean > 0 else 1.0, "p_less": 0.0 if mean < 0 else 1.0, "sd_from": source}
+    se = sd / math.sqrt(n)
+    t = mean / se
+    return {"mean": mean, "sd": sd, "df": df, "stderr": se, "t": t, "p": float(min(1.0, 2.0 * student.sf(abs(t), df))),
+            "p_greater": float(student.sf(t, df)), "p_less": float(student.cdf(t, df)), "sd_from": source}
