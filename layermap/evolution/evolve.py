@@ -2,12 +2,13 @@
 
 ``run_search`` starts a run in a folder (``config.toml``, ``run.json`` and, by default, the store
 ``layermap.sqlite``); ``resume_search`` continues it from its last finished generation.  Fitness
-comes from an evaluator (``layermap.evolution.fitness.ProxyEvaluator`` for real runs) through an executor;
-every genome is looked up first in the run's memo, then in the shared cache under the evaluator's
-fingerprint, and only unknown genomes are evaluated.  A genome is claimed in the shared store before
-it is computed (:meth:`layermap.evolution.store.Store.claim`): two runs with the same settings started together
-compute it once, the second waiting for the first's record after computing the rest of its
-generation.  All randomness comes from one private ``random.Random(search.seed)`` whose state is
+comes from an evaluator (``layermap.evolution.fitness.ProxyEvaluator`` for real runs) through the one evaluate step
+of :mod:`layermap.evolution.search_state`: every genome is looked up first in the run's memo, then in the shared
+cache under the evaluator's fingerprint, and only unknown genomes are evaluated; a genome is claimed in the shared
+store before it is computed (two runs with the same settings started together compute it once, the second waiting
+for the first's record after computing the rest of its generation).  What a genome's selection fitness is, and what
+else is evaluated once a generation is, belongs to the strategy object (:func:`strategy_of`: the GA's ``Plain``,
+:class:`layermap.evolution.racing.Racing`).  All randomness comes from one private ``random.Random(search.seed)`` whose state is
 checkpointed, so a resumed run follows exactly the trajectory of an uninterrupted one.
 """
 
@@ -207,7 +208,9 @@ def _breed(search: SearchState, toolbox: base.Toolbox, population: list):
 
 def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, executor: Executor | None = None,
                progress: bool = True) -> SearchResult:
-    """Start a new search in ``run_dir`` (which must be empty or absent) and run it to the end."""
+    """Start a new search in ``run_dir`` (which must be empty or absent) and run it to the end.  An ``executor``, if
+    given, is submitted ``(genes, seed set)`` jobs: build it around
+    ``layermap.evolution.search_state.SeedSetEvaluator(evaluator)``."""
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise StoreError(f"run folder {run_dir} is not empty; pass --resume {run_dir} to continue it, or choose a new --out folder")
