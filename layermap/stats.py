@@ -213,12 +213,13 @@ def paired_one_sided(a: dict, b: dict, noise_std: float | None = None, pooled: t
 
     ``a`` and ``b`` map a seed set to a fitness; the seed sets both have are used (only those in ``keys`` when given).
     Returns the pairs ``n``, the mean difference, its standard error, ``t``, the one-sided ``p`` and where the error
-    came from.  The error has a floor, so that differences that happen not to vary are not certainty: the std of one
-    difference is the larger of the pairs' own sample std (Student t, n - 1 degrees of freedom) and the floor, which
-    is ``sqrt(2)`` times the pooled std ``pooled = (std, df)`` of one fitness about its genome and seed-set effects
-    (Student t with ``df``) where there is one, else ``sqrt(2) * noise_std`` (the measured std of one fitness, two
-    independent draws, normal; it holds the common seed-set shift that pairing removes, so it is the cautious
-    floor).  With fewer than 2 pairs or no spread and no floor, ``p`` is ``None``."""
+    came from.  The std of one difference comes from a noise estimate where the pairs are few, and has it as a floor
+    otherwise, so that differences that happen not to vary are not certainty: the estimate is ``sqrt(2)`` times the
+    pooled std ``pooled = (std, df)`` of one fitness about its genome and seed-set effects (Student t with ``df``)
+    where there is one, else ``sqrt(2) * noise_std`` (the measured std of one fitness, two independent draws, normal;
+    it holds the common seed-set shift that pairing removes, so it is the cautious choice).  From
+    :data:`OWN_SPREAD_MIN` pairs on, the pairs' own sample std (Student t, n - 1 degrees of freedom) is used where it
+    is larger; without an estimate, from 2 pairs on.  With neither, ``p`` is ``None``."""
     from scipy import stats as st
 
     keys = sorted((set(a) & set(b)) if keys is None else (set(a) & set(b) & set(keys)))
@@ -230,12 +231,12 @@ def paired_one_sided(a: dict, b: dict, noise_std: float | None = None, pooled: t
     mean = sum(diffs) / n
     out["difference"] = mean
     candidates = []                                       # (std of one difference, degrees of freedom or None: normal)
-    if n >= 2 and sample_var(diffs) > 0:
-        candidates.append((math.sqrt(sample_var(diffs)), n - 1, "pairs"))
     if pooled is not None and pooled[0] > 0 and pooled[1] >= 1:
         candidates.append((math.sqrt(2.0) * pooled[0], int(pooled[1]), "pooled"))
     elif noise_std:
         candidates.append((math.sqrt(2.0) * noise_std, None, "noise_std"))
+    if n >= (OWN_SPREAD_MIN if candidates else 2) and sample_var(diffs) > 0:
+        candidates.append((math.sqrt(sample_var(diffs)), n - 1, "pairs"))
     if not candidates:
         return out
     sd, df, source = max(candidates, key=lambda c: c[0])
