@@ -15,8 +15,9 @@ plain GA.  Then, each generation (after the offspring are evaluated, before sele
         means   <- every evaluated genome's shift-adjusted mean over its race seed sets
         racers  <- the search.hall_of_fame best genomes by mean, and the best baseline by mean; leader = the best
         for each racer t: paired difference t - leader over their common seed sets, with the standard error of
-                 stats.paired_one_sided (the pairs' own spread, floored by sqrt(2) x the pooled residual std of the
-                 additive model and by sqrt(2) x search.noise_std; unknown with neither and one pair)
+                 stats.paired_one_sided (sqrt(2) x the pooled residual std of the additive model, else sqrt(2) x
+                 search.noise_std; from 3 pairs on the pairs' own spread where larger; unknown with neither and
+                 one pair)
         wanted  <- for each racer within RACE_Z standard errors of the leader: whichever of the two has fewer race
                    seed sets (both when equal), if below R - C
         if wanted is empty: stop
