@@ -193,6 +193,8 @@ class SearchSettings:
     replicate_cap: int = 4         # racing: the most seed sets one genome is evaluated under (the final pick needs this many)
     objectives: tuple[str, ...] = ("fitness",)   # fitness (maximised) first, then any of latency, params, flops
                                    # (minimised); more than fitness needs strategy "nsga2" (not wired yet)
+    confirm_seed_sets: int = 1     # racing: the last seed sets under the cap, kept out of the race: the final pick and the
+                                   # best baseline are tested on them only (0 = test on the seed sets that chose them)
 
     def __post_init__(self) -> None:
         _check_objectives(self.objectives)
@@ -202,6 +204,11 @@ class SearchSettings:
         if self.replicate_cap < 1:
             raise ConfigError(f"search.replicate_cap must be at least 1 (the most seed sets a genome is evaluated under), "
                               f"got {self.replicate_cap}")
+        if self.confirm_seed_sets < 0:
+            raise ConfigError(f"search.confirm_seed_sets must be >= 0 (0 = no confirmation), got {self.confirm_seed_sets}")
+        if self.strategy == "racing" and self.confirm_seed_sets >= self.replicate_cap:
+            raise ConfigError(f"search.confirm_seed_sets = {self.confirm_seed_sets} leaves no seed set for the race under "
+                              f"search.replicate_cap = {self.replicate_cap}; raise the cap above it or confirm on fewer seed sets")
         if self.strategy not in SEARCH_STRATEGIES:
             raise ConfigError(f"search.strategy must be one of {', '.join(SEARCH_STRATEGIES)}, got {self.strategy!r}")
         if self.constraint not in CONSTRAINTS:
@@ -263,7 +270,7 @@ class CompareSettings:
     fraction: float = 1.0
     max_documents: int = 0         # 0 = read the whole corpus
     init: str = ""                 # random | teacher; "" = student.init
-    distill_seeds: int = 1         # independent full distillations per mapping (seeds 0 .. D-1)
+    distill_seeds: int = 3         # independent full distillations per mapping (seeds 0 .. D-1): the units of a verdict
     teacher_cache: bool = False    # share the teacher's outputs on the slice between mappings (disk: ~0.9 MB a 64-token MiniLM segment)
     checkpoint_every: int = 200    # steps between resumable checkpoints of a full distillation
     # fine-tuning and scoring on GLUE dev sets

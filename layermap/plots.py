@@ -81,6 +81,7 @@ class ForestData:
     reference: str | None
     reference_label: str
     correction: str               # "Holm–Bonferroni", or "uncorrected" for a table made before the correction
+    unit: str = "seed units"      # what a verdict's units are: "distillation seeds", or "fine-tuning seeds (one student)"
 
 
 @dataclass(frozen=True)
@@ -230,8 +231,10 @@ def forest_data(table: Mapping) -> ForestData:
     labels = [f"{m} ({kind_label((rows.get((m, 'average')) or {}).get('kind') or [], table)})" for m in mappings]
     ref_kind = kind_label((rows.get((reference, "average")) or {}).get("kind") or [], table) if reference else ""
     names = ["average"] + [get_task(t).glue_dir_name for t in table["tasks"]]
+    unit = {"distillation seed": "distillation seeds",
+            "fine-tuning seed": "fine-tuning seeds (one student per mapping)"}.get(table.get("unit"), "seed units")
     return ForestData(names, mappings, labels, mean, low, high, padj, significant, nominal, reference,
-                      f"{reference} ({ref_kind})" if reference else "", correction_name(table))
+                      f"{reference} ({ref_kind})" if reference else "", correction_name(table), unit)
 
 
 def bar_styles(n: int) -> list[tuple[str, str]]:
@@ -382,7 +385,7 @@ def draw_forest(data: ForestData):
         rule = "verdicts uncorrected" if data.correction == "uncorrected" else \
             f"filled: {data.correction}-adjusted p < 0.05 within the column"
         fig.suptitle(f"Paired differences against the reference {data.reference_label}, mean and 95 % interval over "
-                     f"seed units\n({rule})", fontsize=8)
+                     f"{data.unit}\n({rule})", fontsize=8)
     return fig
 
 

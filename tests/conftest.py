@@ -208,6 +208,7 @@ checkpoint_every = 2
 teacher_cache = true
 tasks = ["sst2", "rte"]
 seeds = 2
+distill_seeds = 1
 max_train = 32
 max_eval = 16
 finetune_epochs = 1.0

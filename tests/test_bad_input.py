@@ -245,6 +245,16 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], str]] = [
     ("resume-racing-with-another-cap", _racing_resume_other_cap, "search.replicate_cap cannot change on --resume"),
     ("bench-noisy-table-one-seed-set", lambda c: ["bench", "search", str(ROOT / "results/benchmarks/landscape_synthetic.csv"),
                                                   "--noisy", "--seeds", "1"], "has only one seed set"),
+    # statistics that hold up (issue 21)
+    ("search-confirm-without-a-race", lambda c: ["evolve", "--synthetic", "6", "--set", 'search.strategy="racing"', "--set",
+                                                 "search.replicate_cap=2", "--set", "search.confirm_seed_sets=2", "--quiet",
+                                                 "--out", str(c.tmp / "r")], "leaves no seed set for the race"),
+    ("bench-confirm-beyond-the-table", lambda c: ["bench", "search", str(ROOT / "results/benchmarks/landscape.csv"),
+                                                  "--noisy", "--seeds", "1", "--methods", "racing", "--set",
+                                                  "search.confirm_seed_sets=2"], "leaves no seed set for the race"),
+    ("compare-distill-seeds-zero", lambda c: ["compare", "--mappings", "1-2", "--teacher", "t", "--corpus", "c",
+                                              "--set", "compare.distill_seeds=0", "--out", str(c.tmp / "cmp")],
+     "compare.distill_seeds must be at least 1"),
 ]
 
 

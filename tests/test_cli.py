@@ -151,4 +151,4 @@ def test_validate_checks_everything_and_sizes_the_work_without_training(tiny_con
     assert "SST-2/train.tsv" in capsys.readouterr().err
     assert main(["validate", "--config", str(tiny_config_toml), "--set", 'search.strategy="racing"',
                  "--set", "search.replicate_cap=3"]) == 0
-    assert "up to 3 seed sets each (search.replicate_cap) -> at most 30 evaluations" in capsys.readouterr().out
+    assert "up to 2 seed sets each, then the answer and the best baseline under 1 fresh one(s) (search.replicate_cap, search.confirm_seed_sets) -> at most 30 evaluations" in capsys.readouterr().out

@@ -235,3 +235,17 @@ def test_the_ray_executor_runs_compare_cells_and_matches_local(compare_toml, tmp
     rows = {(r["mapping"], r["task"]): r for r in remote.table["rows"]}
     assert set(rows) == {(r["mapping"], r["task"]) for r in local.table["rows"]}
     assert all(r["n"] == 1 and 0 <= r["mean"] <= 100 for r in rows.values())
+
+
+def test_compare_with_two_distillation_by_three_finetuning_seeds_tests_over_two_units(compare_toml, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(_config(compare_toml, "compare.distill_seeds=2", "compare.seeds=3", 'compare.tasks=["sst2"]'),
+                ["2-4", "1-2"], out, progress=False)
+    table = json.loads((out / "comparison.json").read_text())
+    assert len(table["units"]) == 6 and table["unit"] == "distillation seed" and table["verdict_units"] == [0, 1]
+    paired = [r["paired"] for r in table["rows"] if r["paired"]]
+    assert paired and all(p["n"] == 2 and p["unit"] == "distillation seed" for p in paired)
+    row = next(r for r in table["rows"] if r["mapping"] == "1-2" and r["task"] == "sst2")
+    assert row["unit_scores"] == pytest.approx([sum(row["scores"][:3]) / 3, sum(row["scores"][3:]) / 3])
+    md = (out / "comparison.md").read_text()
+    assert "by distillation seed (2 units)" in md and "about these particular students" not in md

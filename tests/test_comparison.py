@@ -125,6 +125,7 @@ def _family_cells():
 
 
 def test_holm_adjusts_each_column_and_the_verdict_uses_the_adjusted_p(tmp_path):
+    from scipy.stats import t as student_t
     from scipy.stats import ttest_rel
 
     mappings = ["1-1-1", "2-2-2", "3-3-3", "4-4-4", "0-0-6"]
@@ -133,8 +134,14 @@ def test_holm_adjusts_each_column_and_the_verdict_uses_the_adjusted_p(tmp_path):
     assert table["correction"]["method"] == "holm" and table["correction"]["tests"] == {"sst2": 4, AVERAGE: 4}
     raw = {m: rows[(m, "sst2")]["paired"]["p"] for m in mappings[:4]}
     cells = {(c.mapping, c.seed): c.score for c in _family_cells()}
-    for m in raw:                                           # the raw p is the paired t-test's, by seed
-        expected = ttest_rel([cells[(m, s)] for s in range(4)], [cells[("0-0-6", s)] for s in range(4)]).pvalue
+    diffs = {m: [cells[(m, s)] - cells[("0-0-6", s)] for s in range(4)] for m in raw}
+    assert table["variance_floor"] == {"minimum_sd": 0.5}
+    for m in raw:                   # the raw p is the paired t-test's by seed where its own spread exceeds the floor
+        own = np.std(diffs[m], ddof=1)
+        if own >= 0.5:
+            expected = ttest_rel([cells[(m, s)] for s in range(4)], [cells[("0-0-6", s)] for s in range(4)]).pvalue
+        else:                       # else the stated minimum std of a difference, 0.5 points
+            expected = 2 * student_t.sf(abs(np.mean(diffs[m])) / (0.5 / 2), 3)
         assert raw[m] == pytest.approx(expected, rel=1e-9)
     borderline = rows[("2-2-2", "sst2")]["paired"]
     assert 0.01 < borderline["p"] < 0.05 and borderline["uncorrected_verdict"] == BETTER
@@ -243,3 +250,55 @@ def test_bad_render_and_plot_input_ends_in_one_sentence(tmp_path, capsys, argv, 
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+# -- issue 21: the variance floor, the distillation seed as the unit, the choice of the reference -------------------
+def test_a_zero_variance_difference_is_not_better_at_two_seeds():
+    """One RTE example (0.36 points of 277) better under each of two fine-tuning seeds: no spread, but no certainty."""
+    ref = [52.71, 53.07]
+    cells = [Cell("0-0-6", 0, "rte", s, v) for s, v in enumerate(ref)]
+    cells += [Cell("1-2-3", 0, "rte", s, v + 100 / 277) for s, v in enumerate(ref)]
+    table = build_table(cells, ["1-2-3", "0-0-6"], ["rte"], [(0, 0), (0, 1)], kinds={"0-0-6": ["last"]})
+    paired = {(r["mapping"], r["task"]): r["paired"] for r in table["rows"]}[("1-2-3", "rte")]
+    assert paired["mean"] == pytest.approx(100 / 277) and paired["verdict"] == SAME
+    assert paired["p"] > 0.3 and paired["low"] < 0 < paired["high"]           # the 0.5-point floor, 1 df
+    assert paired_difference([1.0, 1.0], [0.0, 0.0]).verdict == SAME
+    assert paired_difference([10.0, 10.0], [0.0, 0.0]).verdict == BETTER     # a large gain is still one: 10 +- 4.5
+
+
+def test_two_distillation_by_three_finetuning_seeds_test_over_two_units():
+    units = [(d, s) for d in range(2) for s in range(3)]
+    ref = {(0, 0): 60.0, (0, 1): 61.0, (0, 2): 59.0, (1, 0): 64.0, (1, 1): 65.0, (1, 2): 66.0}
+    gain = {0: 1.0, 1: 1.6}                          # per distillation seed; fine-tuning seeds add noise
+    cells = [Cell("0-0-6", d, "sst2", s, ref[(d, s)]) for d, s in units]
+    cells += [Cell("1-2-3", d, "sst2", s, ref[(d, s)] + gain[d] + 0.1 * s) for d, s in units]
+    table = build_table(cells, ["1-2-3", "0-0-6"], ["sst2"], units, kinds={"0-0-6": ["last"]})
+    rows = {(r["mapping"], r["task"]): r for r in table["rows"]}
+    paired = rows[("1-2-3", "sst2")]["paired"]
+    assert table["unit"] == "distillation seed" and table["verdict_units"] == [0, 1] and not table["students_only"]
+    assert paired["n"] == 2 and paired["unit"] == "distillation seed"       # 2 units, not 6
+    assert rows[("1-2-3", "sst2")]["unit_scores"] == pytest.approx([61.1, 66.7])    # means over fine-tuning seeds
+    assert paired["mean"] == pytest.approx(1.4) and len(rows[("1-2-3", "sst2")]["scores"]) == 6
+    assert "One distillation seed" not in render_markdown(table)
+    single = build_table([c for c in cells if c.distill_seed == 0], ["1-2-3", "0-0-6"], ["sst2"], units[:3],
+                         kinds={"0-0-6": ["last"]})
+    assert single["students_only"] and single["unit"] == "fine-tuning seed"
+    assert {(r["mapping"], r["task"]): r for r in single["rows"]}[("1-2-3", "sst2")]["paired"]["n"] == 3
+    assert "about these particular students, not about the mappings" in render_markdown(single)
+
+
+def test_the_verdict_accounts_for_the_reference_being_the_best_baseline_on_these_data():
+    """1-1-1 beats the best baseline (uniform) on every seed, but the other baseline (top) comes close on average
+    and varies: 'better than the best baseline' needs both beaten, so the verdict is not 'better'."""
+    seeds = range(4)
+    uniform = [60.0, 61.0, 60.5, 61.5]
+    top = [58.0, 64.0, 57.0, 63.5]
+    mine = [u + 2.0 + e for u, e in zip(uniform, (0.1, -0.1, 0.05, -0.05))]
+    cells = [Cell(m, 0, "sst2", s, v) for m, vs in (("2-4-6", uniform), ("4-5-6", top), ("1-1-1", mine))
+             for s, v in zip(seeds, vs)]
+    table = build_table(cells, ["1-1-1", "2-4-6", "4-5-6"], ["sst2"], [(0, s) for s in seeds],
+                        kinds={"2-4-6": ["uniform"], "4-5-6": ["top"]})
+    paired = {(r["mapping"], r["task"]): r["paired"] for r in table["rows"]}[("1-1-1", "sst2")]
+    assert table["reference"] == "2-4-6" and paired["against"] == ["2-4-6", "4-5-6"]
+    assert paired["p_reference"] < 0.01 and paired["p"] > 0.05 and paired["uncorrected_verdict"] == SAME
+    assert "'better' needs every one of them beaten" in render_markdown(table)

@@ -1,7 +1,7 @@
 """``layermap bench``: benchmarks of the search itself (``cli.py`` calls :func:`register`).
 
     layermap bench search TABLE [--seeds 20] [--budget N] [--methods ga,random,local,aging] [--set search.k=v ...]
-                                [--noisy | --noise-std S] [--json] [-o FILE.json] [--plot FILE.png]
+                                [--noisy | --noise-std S [--shift-std T]] [--json] [-o FILE.json] [--plot FILE.png]
     layermap bench landscape STORE -o landscape.csv
     layermap bench fidelity COMPARE_DIR --proxy SOURCE [--proxy SOURCE ...] [--json] [-o FILE.json] [--plot FILE.png]
 
@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     noisy.add_argument("--noise-std", type=float, default=None, metavar="S",
                        help="noisy evaluations: the table's fitness plus Gaussian noise of std S (e.g. on the noiseless "
                             "synthetic landscape); report each method's final-pick regret")
+    p.add_argument("--shift-std", type=float, default=0.0, metavar="T",
+                   help="with --noise-std: add a shift of std T common to every genome of one seed set (as proxy.seed + r "
+                        "moves every genome alike); default 0")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="search.KEY=VALUE",
                    help="change a GA setting from the shipped default (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -82,7 +85,7 @@ def search_command(args: argparse.Namespace) -> int:
         if args.plot:
             raise LayermapError("--plot draws the noiseless replays' regret curves; leave it out with --noisy or --noise-std")
         result = noisy_replay(table, seeds=args.seeds, budget=args.budget, methods=methods, overrides=args.overrides,
-                              noise_std=args.noise_std).to_json()
+                              noise_std=args.noise_std, shift_std=args.shift_std).to_json()
         result["command"] = "layermap bench search " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "search"] else None
         return _emit(args, result, None, lambda: format_noisy_report(result))
     result = replay(table, seeds=args.seeds, budget=args.budget, methods=methods, ga_overrides=args.overrides).to_json()

@@ -56,8 +56,9 @@ def validate_command(args: argparse.Namespace) -> int:
     print(f"search: population {search.population} + {search.generations} generations x {offspring} offspring "
           f"-> at most {evaluations} distinct genomes evaluated")
     if search.strategy == "racing":
-        print(f"racing: the elites and the best baseline under up to {search.replicate_cap} seed sets each "
-              f"(search.replicate_cap) -> at most {evaluations * search.replicate_cap} evaluations")
+        print(f"racing: the elites and the best baseline under up to {search.replicate_cap - search.confirm_seed_sets} "
+              f"seed sets each, then the answer and the best baseline under {search.confirm_seed_sets} fresh one(s) "
+              f"(search.replicate_cap, search.confirm_seed_sets) -> at most {evaluations * search.replicate_cap} evaluations")
     steps = distill.max_steps or f"{distill.epochs:g} epochs of"
     tokens = (distill.max_steps * distill.batch_size * config.corpus.seq_len) if distill.max_steps else None
     print(f"one evaluation: distil {steps} steps of {distill.batch_size} x {config.corpus.seq_len} tokens"

@@ -2,48 +2,47 @@
 
 ``run_search`` starts a run in a folder (``config.toml``, ``run.json`` and, by default, the store
 ``layermap.sqlite``); ``resume_search`` continues it from its last finished generation.  Fitness
-comes from an evaluator (``layermap.evolution.fitness.ProxyEvaluator`` for real runs) through an executor;
-every genome is looked up first in the run's memo, then in the shared cache under the evaluator's
-fingerprint, and only unknown genomes are evaluated.  A genome is claimed in the shared store before
-it is computed (:meth:`layermap.evolution.store.Store.claim`): two runs with the same settings started together
-compute it once, the second waiting for the first's record after computing the rest of its
-generation.  All randomness comes from one private ``random.Random(search.seed)`` whose state is
+comes from an evaluator (``layermap.evolution.fitness.ProxyEvaluator`` for real runs) through the one evaluate step
+of :mod:`layermap.evolution.search_state`: every genome is looked up first in the run's memo, then in the shared
+cache under the evaluator's fingerprint, and only unknown genomes are evaluated; a genome is claimed in the shared
+store before it is computed (two runs with the same settings started together compute it once, the second waiting
+for the first's record after computing the rest of its generation).  What a genome's selection fitness is, and what
+else is evaluated once a generation is, belongs to the strategy object (:func:`strategy_of`: the GA's ``Plain``,
+:class:`layermap.evolution.racing.Racing`).  All randomness comes from one private ``random.Random(search.seed)`` whose state is
 checkpointed, so a resumed run follows exactly the trajectory of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import operator
 import random
 import sqlite3
 import statistics
-import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import Callable, Sequence
 
 from deap import base, creator, tools
-from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, dump_toml, load_config, parse_override
 from ..distill.corpus import default_cache_dir
 from ..errors import LayermapError
-from .executors import Executor, create_executor
-from ..logs import get_logger, live_progress
+from .executors import Executor
+from ..logs import get_logger
 from ..mapping import enumerate_space, format_genes, parse_genes, repair
 from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
                         select_survivors, select_tournament)
+from .racing import Racing
 from .records import EvaluationRecord, Evaluator
 from .results import GenerationStats, SearchResult, load_result
-from . import store as store_mod
-from .store import (BUSY, CLAIMED, KNOWN, STORE_NAME, ClaimHeartbeat, GenerationRow, RunInfo, RunRow, Store, StoreError,
-                    claim_owner, lock_run, now, open_run, write_run_info)
+from .search_state import SearchState, evaluate
+from .search_state import close as close_executor
+from .store import (STORE_NAME, ClaimHeartbeat, GenerationRow, RunInfo, RunRow, Store, StoreError, claim_owner, lock_run,
+                    now, open_run, write_run_info)
 
 CONFIG_NAME = "config.toml"
 WORST = -math.inf       # the selection fitness of a failed genome
@@ -52,6 +51,31 @@ RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address",
 SHARED_CACHE_NAME = "fitness.sqlite"
 BREEDING = ("ga", "racing")   # strategies that breed generations (the others evaluate one fixed generation 0)
 NOVELTY_TRIES = 50      # breedings per offspring slot before a genome the run already knows is accepted
+
+
+class Plain:
+    """The GA's strategy object: a genome's fitness is its one evaluation (seed set 0); nothing is re-evaluated."""
+
+    name = "ga"
+
+    def score(self, search: SearchState, text: str) -> float:
+        record = search.memo.get(text)
+        return record.fitness if record is not None and record.ok else WORST
+
+    def settle(self, search: SearchState, individuals: list, generation: int, last: bool) -> None:
+        pass
+
+    def update_hall_of_fame(self, search: SearchState, hof: tools.HallOfFame, individuals: list, make) -> None:
+        hof.update([ind for ind in individuals if math.isfinite(ind.fitness.values[0])])
+
+
+STRATEGY_OBJECTS: dict[str, type] = {"racing": Racing}    # search.strategy -> its object; every other one is Plain
+
+
+def strategy_of(search: SearchState):
+    """The strategy object of ``search.strategy``: what a genome's selection fitness is, and what happens once a
+    generation is evaluated (``settle``: racing's race, final race and confirmation)."""
+    return STRATEGY_OBJECTS.get(search.config.search.strategy, Plain)()
 
 _log = get_logger(__name__)
 
@@ -62,36 +86,6 @@ def _ensure_creator() -> None:
         creator.create("LayermapFitness", base.Fitness, weights=(1.0,))
     if not hasattr(creator, "LayermapGenome"):
         creator.create("LayermapGenome", list, fitness=creator.LayermapFitness)
-
-
-@dataclass
-class SearchState:
-    """What the generation loop works with; built by ``run_search`` / ``resume_search``.  ``lock`` holds
-    ``RUN_DIR/run.lock`` while the run is driven."""
-
-    config: Config
-    evaluator: Evaluator
-    store: Store
-    run_id: str
-    run_dir: Path
-    fingerprint: str
-    student_layers: int
-    teacher_layers: int
-    rng: random.Random
-    memo: dict[str, EvaluationRecord]
-    progress: bool
-    executor: Executor | None = None
-    owns_executor: bool = True
-    lock: IO | None = None
-    shared: Store | None = None          # the user-wide fitness store (run.shared_fitness)
-    seen: set[str] = dataclasses.field(default_factory=set)   # genomes of finished generations (novelty of offspring)
-    retry: list[str] = dataclasses.field(default_factory=list)  # failed genomes to evaluate again first (--retry-failed)
-    claims: Store | None = None          # where genomes are claimed before they are computed: a store other runs share
-    owner: str = ""                      # this driver's claim owner id (host:pid:run_id)
-    replicas: dict[str, dict[int, EvaluationRecord]] = dataclasses.field(default_factory=dict)  # racing: seed sets >= 1
-    seed_set_evaluators: dict[int, Evaluator] = dataclasses.field(default_factory=dict)
-    replicate_executor: tuple[int, Executor] | None = None     # (seed set, its executor): one at a time
-    backlog: dict[tuple[str, int], EvaluationRecord] = dataclasses.field(default_factory=dict)  # resumed replicates
 
 
 def build_toolbox(search: SearchState) -> base.Toolbox:
@@ -120,9 +114,10 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         else:
             population, hof, rng state <- checkpoint of generation start
         (search.strategy = "enumerate[-mapped]": generation 0 is the whole space and G counts as 0)
-        (search.strategy = "racing": after every evaluate(), race(population + offspring) re-evaluates the elites
-         under new seed sets (layermap.evolution.racing); fitness = replicate mean, the hall of fame is rebuilt
-         from the means, and the last generation ends with final_race() before its checkpoint)
+        (a strategy object, strategy_of(search), gives every fitness (score) and may evaluate more after each
+         evaluate() (settle): the GA's does nothing; racing's races the elites under new seed sets, its fitness is
+         the shift-adjusted replicate mean, and the last generation ends with its final race and confirmation
+         (layermap.evolution.racing))
         for gen in (last finished + 1) .. G:
             offspring <- []
             repeat lambda times:
@@ -141,7 +136,9 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
     """
     s = search.config.search
     toolbox = build_toolbox(search)
+    strategy = strategy_of(search)
     hof = tools.HallOfFame(s.hall_of_fame, similar=operator.eq)
+    last = s.generations if s.strategy in BREEDING else 0
     mu, lambda_ = s.population, s.offspring or s.population
     if start is None:
         clock = time.perf_counter()
@@ -150,18 +147,17 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
                                    seeds=seeds, seed_baselines=s.seed_baselines) if s.strategy in BREEDING
                    else _enumerated(search))
         population = [toolbox.individual(g) for g in genomes]
-        evaluated = _evaluate(search, population, 0)
+        evaluated = _evaluate(search, strategy, population, 0, last == 0)
         search.seen.update(format_genes(ind) for ind in population)
-        hof.update([ind for ind in population if math.isfinite(ind.fitness.values[0])])
-        _race(search, toolbox, hof, population, 0)
+        strategy.update_hall_of_fame(search, hof, population, toolbox.individual)
         _checkpoint(search, 0, population, hof, evaluated, clock)
         first = 1
     else:
-        population = _restore(search, toolbox, hof, start)
+        population = _restore(search, strategy, toolbox, hof, start)
         first = start.generation + 1
         if search.retry:
-            _retry_failed(search, population, hof, first)
-    for gen in range(first, (s.generations if s.strategy in BREEDING else 0) + 1):
+            _retry_failed(search, strategy, toolbox, population, hof, first)
+    for gen in range(first, last + 1):
         clock = time.perf_counter()
         offspring, fresh, repeats = [], set(), 0
         for _ in range(lambda_):
@@ -177,27 +173,11 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         if repeats and search.progress:
             _log.info(f"gen {gen}/{s.generations}: {repeats} of {lambda_} offspring repeat a known genome after "
                       f"{NOVELTY_TRIES} breedings each (few new genomes are left in the search space)")
-        evaluated = _evaluate(search, offspring, gen)
+        evaluated = _evaluate(search, strategy, offspring, gen, gen == last, also=population)
         search.seen.update(fresh)
-        hof.update([ind for ind in offspring if math.isfinite(ind.fitness.values[0])])
-        _race(search, toolbox, hof, population + offspring, gen)
+        strategy.update_hall_of_fame(search, hof, offspring, toolbox.individual)
         population = [toolbox.clone(ind) for ind in toolbox.survive(population + offspring, mu)]
         _checkpoint(search, gen, population, hof, evaluated, clock)
-
-
-def _race(search: SearchState, toolbox: base.Toolbox, hof: tools.HallOfFame, individuals: list, generation: int) -> None:
-    """``search.strategy = "racing"``: race the elites, give ``individuals`` their replicate means, rebuild the hall of
-    fame from the means; after the last generation's race, the final race (:mod:`layermap.evolution.racing`)."""
-    if search.config.search.strategy != "racing":
-        return
-    from . import racing
-
-    racing.race(search, individuals, generation)
-    if generation == search.config.search.generations:
-        racing.final_race(search, generation)
-        for ind in individuals:                             # their means after the final race
-            ind.fitness.values = (racing.mean_fitness(search, format_genes(ind)),)
-    racing.rebuild_hall_of_fame(search, hof, toolbox.individual)
 
 
 def _enumerated(search: SearchState) -> list[tuple[int, ...]]:
@@ -228,7 +208,9 @@ def _breed(search: SearchState, toolbox: base.Toolbox, population: list):
 
 def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, executor: Executor | None = None,
                progress: bool = True) -> SearchResult:
-    """Start a new search in ``run_dir`` (which must be empty or absent) and run it to the end."""
+    """Start a new search in ``run_dir`` (which must be empty or absent) and run it to the end.  An ``executor``, if
+    given, is submitted ``(genes, seed set)`` jobs: build it around
+    ``layermap.evolution.search_state.SeedSetEvaluator(evaluator)``."""
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise StoreError(f"run folder {run_dir} is not empty; pass --resume {run_dir} to continue it, or choose a new --out folder")
@@ -436,11 +418,7 @@ def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
             search.store.set_run_status(search.run_id, "interrupted")
             raise
         finally:
-            if search.executor is not None and search.owns_executor:
-                search.executor.close()
-            if search.replicate_executor is not None:
-                search.replicate_executor[1].close()
-                search.replicate_executor = None
+            close_executor(search)
         search.store.set_run_status(search.run_id, "finished")
         return load_result(search.store, search.store.get_run(search.run_id), search.run_dir, time.perf_counter() - clock)
     finally:
@@ -458,129 +436,34 @@ def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
             search.lock.close()
 
 
-def _evaluate(search: SearchState, individuals: list, generation: int) -> int:
-    """Give every individual its fitness; evaluate only genomes neither the run nor the cache knows.
-
-    Returns the number of distinct genomes in ``individuals``.  Each record is written to the store
-    the moment it arrives (cache hits as ``computed = 0`` rows).  Unknown genomes are claimed as the
-    executor takes them (:func:`_compute`); those another run holds are taken up again once the others
-    are done, until the owner's record arrives or its claim can be taken over."""
-    fp = search.fingerprint
-    distinct = list(dict.fromkeys(format_genes(ind) for ind in individuals))
-    pending, cached = [], 0
-    for text in distinct:
-        if text in search.memo:
-            continue
-        record = search.store.lookup(fp, text) or (search.shared.lookup(fp, text) if search.shared else None)
-        if record is None:
-            pending.append(text)
-            continue
-        _use_cached(search, record, generation)
-        cached += 1
-    said = False
-    while pending:
-        busy = _compute(search, pending, generation, cached)
-        if len(busy) == len(pending):                    # all held by other runs: wait for them
-            if search.progress and not said:
-                _log.info(f"gen {generation}/{search.config.search.generations}: waiting for {len(busy)} genome(s) another "
-                          f"run is computing under the same fingerprint ({', '.join(busy[:4])}{' ...' if len(busy) > 4 else ''})")
-                said = True
-            time.sleep(store_mod.CLAIM_POLL_SECONDS)
-        pending = busy
-    for ind in individuals:
-        record = search.memo[format_genes(ind)]
-        ind.fitness.values = (record.fitness if record.ok else WORST,)
-    return len(distinct)
+def _evaluate(search: SearchState, strategy, individuals: list, generation: int, last: bool, also: list = ()) -> int:
+    """Evaluate ``individuals`` under seed set 0 (:func:`layermap.evolution.search_state.evaluate`: only genomes
+    neither the run nor the cache knows are computed), let the strategy settle, then give them and ``also`` (the
+    parents, whose fitness a strategy may have moved) their fitness.  Returns the number of distinct genomes in
+    ``individuals``."""
+    evaluated = evaluate(search, [(format_genes(ind), 0) for ind in individuals], generation)
+    strategy.settle(search, individuals, generation, last)
+    for ind in [*individuals, *also]:
+        ind.fitness.values = (strategy.score(search, format_genes(ind)),)
+    return evaluated
 
 
-def _use_cached(search: SearchState, record: EvaluationRecord, generation: int) -> None:
-    record = dataclasses.replace(record, seed_set=0)     # seed set 0 of this run, whichever run computed it
-    search.store.record_cached(search.run_id, search.fingerprint, generation, record)
-    search.memo[record.genome] = record
-
-
-def _compute(search: SearchState, pending: list[str], generation: int, cached: int) -> list[str]:
-    """Claim and evaluate ``pending`` through the executor; returns the genomes another run holds.
-
-    Each genome is claimed when the executor takes it (the process pool takes one per free worker), so two runs
-    started together share a generation's work; a genome whose record appeared meanwhile is taken from the
-    cache.  Each record is written as it arrives and its claim released."""
-    store, run_id, fp = search.store, search.run_id, search.fingerprint
-    busy: list[str] = []
-    rows: dict[str, int] = {}
-
-    def claimed():
-        for text in pending:
-            status = search.claims.claim(fp, text, search.owner) if search.claims is not None else CLAIMED
-            if status == KNOWN:
-                _use_cached(search, search.claims.lookup(fp, text), generation)
-            elif status == BUSY:
-                busy.append(text)
-            else:
-                rows[text] = store.start_evaluation(run_id, fp, text, generation)
-                yield parse_genes(text)
-
-    stream = claimed()
-    first = next(stream, None)
-    if first is None:                                    # nothing to compute: no executor, no teacher loaded
-        return busy
-    if search.progress and search.executor is None and hasattr(search.evaluator, "prepare"):
-        run = search.config.run                          # a piped log is not silent while the evaluator prepares
-        _log.info(f"gen {generation}/{search.config.search.generations}: evaluating {len(pending)} genome(s) on "
-                  f"{run.workers} {run.executor} worker(s); preparing first")
-    with tqdm(total=len(pending), desc=f"gen {generation}/{search.config.search.generations}", unit="eval",
-              file=sys.stderr, disable=not (search.progress and live_progress())) as bar:
-        bar.set_postfix(cached=cached, best=_best_known(search.memo))
-        for genes, record in _executor(search).submit(itertools.chain([first], stream)):
-            text = format_genes(genes)
-            store.finish_evaluation(rows[text], record)
-            if search.shared is not None:
-                search.shared.remember(fp, record)
-            if search.claims is not None:
-                search.claims.release(search.owner, fp, text)
-            search.memo[text] = record
-            bar.set_postfix(cached=cached, failed=sum(not search.memo[t].ok for t in rows if t in search.memo),
-                            best=_best_known(search.memo))
-            bar.update()
-            if search.progress and bar.disable:             # no terminal: one log line per evaluation
-                outcome = f"fitness {record.fitness:.2f}" if record.ok else f"failed ({record.error})"
-                done = sum(t in search.memo for t in rows)
-                _log.info(f"gen {generation}/{search.config.search.generations}  eval {done}/{len(pending)}  {text}  "
-                          f"{outcome}  {record.timings.get('total', 0.0):.0f}s  (cached {cached}, best "
-                          f"{_best_known(search.memo)})")
-    return busy
-
-
-def _retry_failed(search: SearchState, population: list, hof: tools.HallOfFame, generation: int) -> None:
+def _retry_failed(search: SearchState, strategy, toolbox: base.Toolbox, population: list, hof: tools.HallOfFame,
+                  generation: int) -> None:
     """Evaluate the run's failed genomes again (``run.retry_failed`` on resume), before ``generation`` breeds.
 
     Each attempt is a new row of the store under ``generation``; the failed rows stay, with their errors.
     The restored population takes the new fitnesses, and a success may enter the hall of fame."""
-    _ensure_creator()
-    retried = [creator.LayermapGenome(parse_genes(text)) for text in search.retry]
-    _evaluate(search, retried, generation)
+    retried = [toolbox.individual(parse_genes(text)) for text in search.retry]
+    evaluate(search, [(text, 0) for text in search.retry], generation)
+    for ind in [*retried, *population]:
+        if format_genes(ind) in search.memo:
+            ind.fitness.values = (strategy.score(search, format_genes(ind)),)
     ok = sum(math.isfinite(ind.fitness.values[0]) for ind in retried)
     if search.progress:
         _log.info(f"retried {len(retried)} failed genome(s): {ok} succeeded, {len(retried) - ok} failed again")
-    for ind in population:
-        record = search.memo.get(format_genes(ind))
-        if record is not None:
-            ind.fitness.values = (record.fitness if record.ok else WORST,)
-        if record is not None and search.config.search.strategy == "racing":
-            from .racing import mean_fitness
-
-            ind.fitness.values = (mean_fitness(search, format_genes(ind)),)   # the replicate mean, as selection uses
-    hof.update([ind for ind in retried if math.isfinite(ind.fitness.values[0])])
+    strategy.update_hall_of_fame(search, hof, retried, toolbox.individual)
     search.retry = []
-
-
-def _executor(search: SearchState) -> Executor:
-    """The executor, created (and the evaluator prepared) only once something must be computed."""
-    if search.executor is None:
-        if hasattr(search.evaluator, "prepare"):
-            search.evaluator.prepare()
-        search.executor = create_executor(search.evaluator, search.config.run)
-    return search.executor
 
 
 def _checkpoint(search: SearchState, generation: int, population: list, hof: tools.HallOfFame, evaluated: int,
@@ -607,7 +490,7 @@ def _checkpoint(search: SearchState, generation: int, population: list, hof: too
                                  fitnesses=checkpoint["fitnesses"], stats=dataclasses.asdict(stats), checkpoint=checkpoint)
 
 
-def _restore(search: SearchState, toolbox: base.Toolbox, hof: tools.HallOfFame, start: GenerationRow) -> list:
+def _restore(search: SearchState, strategy, toolbox: base.Toolbox, hof: tools.HallOfFame, start: GenerationRow) -> list:
     """Population, hall of fame and generator state as checkpointed after ``start.generation``."""
     cp = start.checkpoint
     version, internal, gauss = cp["rng_state"]
@@ -619,13 +502,7 @@ def _restore(search: SearchState, toolbox: base.Toolbox, hof: tools.HallOfFame, 
         population.append(ind)
     for genes in reversed(cp["hall_of_fame"]):      # reversed: DEAP inserts ties in front, this restores their order
         ind = toolbox.individual(genes)
-        record = search.memo[format_genes(genes)]
-        if search.config.search.strategy == "racing":
-            from .racing import mean_fitness
-
-            ind.fitness.values = (mean_fitness(search, format_genes(genes)),)
-        else:
-            ind.fitness.values = (record.fitness,)
+        ind.fitness.values = (strategy.score(search, format_genes(genes)),)
         hof.insert(ind)
     return population
 
@@ -657,8 +534,3 @@ def _normalised(d: dict) -> dict:
 def _describe(evaluator: Evaluator) -> dict:
     describe = getattr(evaluator, "describe", None)
     return dict(describe()) if callable(describe) else {"evaluator": type(evaluator).__name__}
-
-
-def _best_known(memo: dict[str, EvaluationRecord]) -> str:
-    scores = [r.fitness for r in memo.values() if r.ok]
-    return f"{max(scores):.2f}" if scores else "-"

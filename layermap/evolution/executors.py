@@ -141,16 +141,21 @@ def run_job(evaluator: Any, job: Sequence) -> Any:
 
 
 def run_chunk(evaluator: Any, chunk: Sequence) -> list:
-    """A chunk of work: :func:`run_job` of each job for an evaluator with jobs of its own, else
-    :func:`evaluate_chunk_safely` of the genomes."""
+    """A chunk of work: ``evaluator.run_jobs(chunk)`` for an evaluator that takes its jobs a chunk at a time (the
+    search's :class:`layermap.evolution.search_state.SeedSetEvaluator`), :func:`run_job` of each job for another
+    evaluator with jobs of its own, else :func:`evaluate_chunk_safely` of the genomes."""
+    many = getattr(evaluator, "run_jobs", None)
+    if many is not None:
+        return many(chunk)
     if getattr(evaluator, "run_job", None) is not None:
         return [run_job(evaluator, job) for job in chunk]
     return evaluate_chunk_safely(evaluator, chunk)
 
 
 def chunk_size(evaluator: Any, settings: RunSettings | None) -> int:
-    """Genomes per chunk: ``run.population`` for a genome evaluator, 1 for an evaluator with jobs of its own."""
-    if settings is None or getattr(evaluator, "run_job", None) is not None:
+    """Genomes per chunk: ``run.population`` for a genome evaluator (or one taking chunks of jobs, ``run_jobs``), 1 for
+    another evaluator with jobs of its own."""
+    if settings is None or (getattr(evaluator, "run_job", None) is not None and getattr(evaluator, "run_jobs", None) is None):
         return 1
     return max(1, int(getattr(settings, "population", 1)))
 

@@ -93,3 +93,25 @@ def final_pick(records: Sequence[EvaluationRecord], min_seed_sets: int = 1) -> E
         if record.seed_sets >= need and (best is None or record.fitness > best.fitness):
             best = record
     return best
+
+
+def restrict(record: EvaluationRecord, seed_sets: int) -> EvaluationRecord:
+    """A combined record seen through its first ``seed_sets`` seed sets only (``0 .. seed_sets - 1``): fitness the mean
+    over those, ``seed_set_fitness`` those; a record without them (one seed set) is returned unchanged."""
+    if not record.seed_set_fitness:
+        return record
+    kept = {r: v for r, v in record.seed_set_fitness.items() if r < seed_sets}
+    if not kept or len(kept) == len(record.seed_set_fitness):
+        return record
+    return dataclasses.replace(record, fitness=sum(kept.values()) / len(kept), fitness_stderr=None,
+                               seed_set_fitness=kept if len(kept) > 1 else {}, seed_set=min(kept))
+
+
+def racing_pick(records: Sequence[EvaluationRecord], race_seed_sets: int) -> EvaluationRecord | None:
+    """The answer of a racing run: the genome :func:`final_pick` chooses on the race's seed sets
+    (``0 .. race_seed_sets - 1``) alone, so the confirmation seed sets after them take no part in the choice; the
+    genome's full record is returned.  Ties go to the lowest genome text, as in the race."""
+    full = {r.genome: r for r in records}
+    restricted = sorted((restrict(r, race_seed_sets) for r in records), key=lambda r: (-(r.fitness or 0.0), r.genome))
+    pick = final_pick(restricted, race_seed_sets)
+    return None if pick is None else full[pick.genome]

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..mapping import LayerMapping, format_genes, parse_genes
 from .records import EvaluationRecord
 from .references import References, references_of
-from .replicates import combined_records, final_pick
+from .replicates import combined_records, final_pick, racing_pick
 from .store import RunRow, Store
 
 
@@ -69,14 +69,14 @@ def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wa
     Each genome's record combines its replicates (:func:`layermap.evolution.replicates.combine`: the mean over
     seed sets, with its standard error; a genome evaluated once keeps its record).  The best genome is the
     highest fitness (the earliest on ties), so it exists as soon as one evaluation has finished; for a racing
-    run it is the best mean among genomes with ``search.replicate_cap`` seed sets
-    (:func:`layermap.evolution.replicates.final_pick`)."""
+    run it is the best mean on the race's seed sets among genomes with all of them
+    (:func:`layermap.evolution.replicates.racing_pick`)."""
     gens = store.generations(row.run_id)
     done = [r.record for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
     memo = combined_records(done, run_noise_std(row.config))
     hof_genomes = gens[-1].checkpoint["hall_of_fame"] if gens else []
     hof = [(tuple(g), memo[format_genes(g)]) for g in hof_genomes if format_genes(g) in memo]
-    best = final_pick(list(memo.values()), final_seed_sets(row.config))
+    best = run_pick(list(memo.values()), row.config)
     counts = store.count_evaluations(row.run_id)
     return SearchResult(row.run_id, Path(run_dir or row.run_dir), store.path, row.teacher_layers,
                         row.config.get("search", {}).get("constraint", "free"),
@@ -95,3 +95,18 @@ def final_seed_sets(config: dict) -> int:
     """How many seed sets the run's answer needs: ``search.replicate_cap`` for a racing run, else 1."""
     search = (config or {}).get("search", {})
     return int(search.get("replicate_cap", 1)) if search.get("strategy") == "racing" else 1
+
+
+def confirm_seed_sets(config: dict) -> int:
+    """How many of a racing run's seed sets are kept for the confirmation (``search.confirm_seed_sets``; 0 for a run
+    made before it existed, whose race used them all, and for any other strategy)."""
+    search = (config or {}).get("search", {})
+    return int(search.get("confirm_seed_sets", 0)) if search.get("strategy") == "racing" else 0
+
+
+def run_pick(records: list[EvaluationRecord], config: dict) -> EvaluationRecord | None:
+    """The run's answer: for a racing run :func:`layermap.evolution.replicates.racing_pick` on its race's seed sets,
+    else the best fitness (the earliest on ties)."""
+    if (config or {}).get("search", {}).get("strategy") == "racing":
+        return racing_pick(records, final_seed_sets(config) - confirm_seed_sets(config))
+    return final_pick(records, 1)

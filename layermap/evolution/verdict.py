@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 
 from ..errors import LayermapError
 from ..mapping import baseline_names
-from ..stats import OWN_SPREAD_MIN, paired_one_sided
+from ..stats import OWN_SPREAD_MIN, paired_one_sided, pooled_residual_std, seed_set_shifts
 from .records import EvaluationRecord
-from .replicates import combined_records
-from .results import final_seed_sets, run_noise_std
+from .replicates import combined_records, racing_pick
+from .results import confirm_seed_sets, final_seed_sets, run_noise_std
 from .store import RunRow, Store
 
 PAIRED_ALPHA = 0.05     # one-sided level of the paired test of a racing run's answer against the best baseline
@@ -57,28 +57,25 @@ def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | Non
 
 
 def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teacher_layers: int,
-                      noise_std: float | None, min_seed_sets: int = 1) -> dict | None:
+                      noise_std: float | None, min_seed_sets: int = 1, confirm: int = 0) -> dict | None:
     """The best genome against the best evaluated baseline, with the noise a difference must exceed.
 
-    With ``min_seed_sets`` > 1 (a racing run: ``search.replicate_cap``) the best is the best mean among genomes
-    with that many seed sets (:func:`layermap.evolution.replicates.final_pick`), the baseline the best mean among
-    baselines with that many where one has them, and ``paired`` holds the one-sided paired test of the best
-    against the baseline over their common seed sets (:func:`layermap.stats.paired_one_sided`); ``beyond_noise``
-    is then ``p < PAIRED_ALPHA``."""
-    from .replicates import final_pick
-
+    With ``min_seed_sets`` > 1 (a racing run: ``search.replicate_cap``) of which the last ``confirm`` are the
+    confirmation's (``search.confirm_seed_sets``), the best and the baseline are chosen on the race's seed sets
+    ``0 .. min_seed_sets - confirm - 1`` alone (:func:`layermap.evolution.replicates.racing_pick`), and ``paired``
+    holds the one-sided paired test of the best against the baseline (:func:`layermap.stats.paired_one_sided`) on the
+    confirmation seed sets only, so the data that chose them never tests them (``confirm = 0``: on every common seed
+    set, the data that chose them); ``beyond_noise`` is then ``p < PAIRED_ALPHA``."""
     if not records:
         return None
     names = baseline_names(student_layers, teacher_layers)
     records = sorted(records, key=lambda r: -r.fitness)
-    best = final_pick(records, min_seed_sets) if min_seed_sets > 1 else records[0]
-    if best is not records[0]:
-        records = [best] + [r for r in records if r is not best]
+    best = pick_best(records, min_seed_sets, confirm)
+    records = [best] + [r for r in records if r is not best]
     base = [r for r in records if r.genome in names]
     if not base:
         return None
-    full = [r for r in base if r.seed_sets >= min_seed_sets]
-    ref = max(full or base, key=lambda r: r.fitness)
+    ref = pick_best(base, min_seed_sets, confirm)
     se_best, se_ref = standard_error(best, noise_std), standard_error(ref, noise_std)
     needed = 2.0 * (se_best ** 2 + se_ref ** 2) ** 0.5 if se_best is not None and se_ref is not None else None
     diff = best.fitness - ref.fitness
@@ -89,11 +86,22 @@ def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teac
            "within_noise_of_best": tied if needed is not None else None, "genomes": len(records),
            "best_seed_sets": best.seed_sets, "baseline_seed_sets": ref.seed_sets, "paired": None}
     if min_seed_sets > 1 and best.genome != ref.genome:
-        paired = paired_one_sided(_by_seed_set(best), _by_seed_set(ref), noise_std)
+        race = min_seed_sets - confirm
+        table = {r.genome: {k: v for k, v in _by_seed_set(r).items() if k < race} for r in records}
+        shifts = seed_set_shifts(table)
+        paired = paired_one_sided(_by_seed_set(best), _by_seed_set(ref), noise_std, pooled_residual_std(table, shifts),
+                                  keys=range(race, min_seed_sets) if confirm else None)
+        paired["fresh"] = bool(confirm)               # tested on seed sets that took no part in choosing the two
         out["paired"] = paired
         if paired["p"] is not None:
             out["beyond_noise"] = bool(paired["p"] < PAIRED_ALPHA)
     return out
+
+
+def pick_best(records: list[EvaluationRecord], min_seed_sets: int = 1, confirm: int = 0) -> EvaluationRecord:
+    """The best of ``records`` (sorted best first): for a racing run (``min_seed_sets`` > 1) the racing rule on the
+    race's seed sets (:func:`layermap.evolution.replicates.racing_pick`), else the first."""
+    return racing_pick(records, min_seed_sets - confirm) if min_seed_sets > 1 else records[0]
 
 
 def _by_seed_set(record: EvaluationRecord) -> dict[int, float]:
@@ -113,8 +121,11 @@ def baseline_sentence(b: dict | None) -> str:
     if paired is not None and paired["p"] is not None:
         verdict = (f"beyond seed noise (p < {PAIRED_ALPHA:g})" if b["beyond_noise"]
                    else "within seed noise: no significant difference")
+        sets = f"{paired['n']} common seed set{'s' if paired['n'] != 1 else ''}"
+        where = (f"on {sets} that took no part in choosing them" if paired.get("fresh")
+                 else f"over {sets} (the seed sets that chose them)")
         return (f"{head} (means over {b['best_seed_sets']} and {b['baseline_seed_sets']} seed sets); one-sided paired "
-                f"test over {paired['n']} common seed sets: difference {paired['difference']:+.2f} ± {paired['stderr']:.2f}, "
+                f"test {where}: difference {paired['difference']:+.2f} ± {paired['stderr']:.2f}, "
                 f"p = {paired['p']:.3f}, so {verdict}")
     if b["difference_needed"] is None:
         return (head + "; seed noise unknown (set search.noise_std to the std benchmarks/bench_noise.py measures at "
@@ -184,19 +195,20 @@ class Verdict:
 
 
 def verdict_of(records: list[EvaluationRecord], run_id: str, student_layers: int, teacher_layers: int,
-               noise_std: float | None = None, noise_std_from: str | None = None, min_seed_sets: int = 1) -> Verdict:
-    """The :class:`Verdict` on a run's successful records (any order); ``min_seed_sets`` as in
-    :func:`best_vs_baselines` (a racing run: its ``search.replicate_cap``)."""
-    b = best_vs_baselines(records, student_layers, teacher_layers, noise_std, min_seed_sets)
-    best = max(records, key=lambda r: r.fitness) if records else None
-    if b is not None:
-        best = next(r for r in records if r.genome == b["best"])
+               noise_std: float | None = None, noise_std_from: str | None = None, min_seed_sets: int = 1,
+               confirm: int = 0) -> Verdict:
+    """The :class:`Verdict` on a run's successful records (any order); ``min_seed_sets`` and ``confirm`` as in
+    :func:`best_vs_baselines` (a racing run: its ``search.replicate_cap`` and ``search.confirm_seed_sets``).  The best
+    is the run's answer (a racing run's capped pick) whether or not a baseline was evaluated."""
+    b = best_vs_baselines(records, student_layers, teacher_layers, noise_std, min_seed_sets, confirm)
+    ranked = sorted(records, key=lambda r: -r.fitness)
+    best = pick_best(ranked, min_seed_sets, confirm) if ranked else None
     return Verdict(
         run_id=run_id, best=best.genome if best else None, best_fitness=best.fitness if best else None,
         baseline=b["baseline"] if b else None, baseline_kind=b["baseline_kind"] if b else None,
         baseline_fitness=b["baseline_fitness"] if b else None, difference=b["difference"] if b else None,
         difference_needed=b["difference_needed"] if b else None, beyond_noise=b["beyond_noise"] if b else None,
-        ties=b["within_noise_of_best"] if b else _ties(records, noise_std), genomes=len(records),
+        ties=b["within_noise_of_best"] if b else _ties(ranked, best, noise_std), genomes=len(records),
         noise_std=noise_std, noise_std_from=noise_std_from if noise_std is not None else None, tie_rule=TIE_RULE,
         sentence=baseline_sentence(b), best_seed_sets=best.seed_sets if best else 1,
         baseline_seed_sets=b["baseline_seed_sets"] if b else None, paired=b["paired"] if b else None)
@@ -208,7 +220,7 @@ def run_verdict(store: Store, row: RunRow, noise_std: float | None = None,
     ``search.noise_std``, else each record's own standard error."""
     noise_std, noise_std_from = resolve_noise(row, noise_std, noise_std_from)
     return verdict_of(ranked_records(store, row), row.run_id, row.student_layers, row.teacher_layers,
-                      noise_std, noise_std_from, final_seed_sets(row.config))
+                      noise_std, noise_std_from, final_seed_sets(row.config), confirm_seed_sets(row.config))
 
 
 def resolve_noise(row: RunRow, noise_std: float | None, noise_std_from: str) -> tuple[float | None, str | None]:
@@ -221,6 +233,7 @@ def resolve_noise(row: RunRow, noise_std: float | None, noise_std_from: str) -> 
     return noise_std, noise_std_from if noise_std is not None else None
 
 
-def _ties(records: list[EvaluationRecord], noise_std: float | None) -> int | None:
-    ties = within_noise_of_best(sorted(records, key=lambda r: -r.fitness), noise_std)
+def _ties(ranked: list[EvaluationRecord], best: EvaluationRecord | None, noise_std: float | None) -> int | None:
+    """Genomes within noise of ``best`` (the run's answer), itself included."""
+    ties = within_noise_of_best([best] + [r for r in ranked if r is not best] if best else [], noise_std)
     return None if not ties or any(t is None for t in ties) else sum(ties)

@@ -738,7 +738,7 @@ def _header(table: dict) -> list[str]:
         "Scores: GLUE dev metrics in percent (two-metric tasks: their mean), mean ± std over seed units.",
         "",
         f"{noise} Each mapping is compared with the reference ({table['reference_kind']}: {table['reference']}) "
-        "by the paired difference over the shared seed units, with a 95 % Student-t interval; "
+        f"by the paired difference over the shared {_unit_words(table)}, with a 95 % Student-t interval; "
         "'better'/'worse' only when the Holm–Bonferroni-adjusted p of the paired t-test (within each task, and "
         "for the average) is below 0.05.",
     ]
@@ -781,6 +781,15 @@ def reference_lines(table: Mapping) -> list[str]:
                           f"teacher's {t:.2f} against a floor of {floor:.2f} (seed std up to {noise:.2f}); the ranking "
                           "of the mappings is noise."]
     return lines
+
+
+def _unit_words(table: dict) -> str:
+    """What the table's verdicts pair over, in words."""
+    if table.get("unit") == "distillation seed":
+        return "distillation seeds (each a student's mean over its fine-tuning seeds)"
+    if table.get("unit") == "fine-tuning seed":
+        return "fine-tuning seeds of one distilled student per mapping"
+    return "seed units"
 
 
 def _claim_folder(out: Path, config: Config, fingerprint: str) -> None:

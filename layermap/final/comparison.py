@@ -33,12 +33,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..stats import CORRECTION_TEXT, HOLM, holm, paired_t_pvalue
+from ..stats import CORRECTION_TEXT, HOLM, MIN_DIFF_SD, floored_paired_t, holm
 
 AVERAGE = "average"
 ALPHA = 0.05                 # family-wise error rate of each column's verdicts (the intervals are 95 %)
 BETTER, SAME, WORSE = "better", "no significant difference", "worse"
 BASELINE_KINDS = ("uniform", "top", "bottom", "last")
+DISTILL_UNIT, FINETUNE_UNIT = "distillation seed", "fine-tuning seed"
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,11 @@ def t_quantile(p: float, df: int) -> float:
         return z + g1 / df + g2 / df**2 + g3 / df**3
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], reference: str = "", level: float = 0.95) -> Paired:
-    """Mean of ``a[i] - b[i]`` with a Student-t interval and a verdict (no interval for fewer than 2 pairs)."""
+def paired_difference(a: Sequence[float], b: Sequence[float], reference: str = "", level: float = 0.95,
+                      minimum_sd: float = MIN_DIFF_SD) -> Paired:
+    """Mean of ``a[i] - b[i]`` with a Student-t interval and a verdict (no interval for fewer than 2 pairs).  The std
+    of a difference has a floor of ``minimum_sd`` points (:func:`layermap.stats.floored_paired_t`), so equal
+    differences are not certainty."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     n = len(d)
     if n == 0:
@@ -104,10 +108,49 @@ def paired_difference(a: Sequence[float], b: Sequence[float], reference: str = "
     mean = float(d.mean())
     if n < 2:
         return Paired(reference, mean, None, None, n, "one seed: no interval")
-    half = t_quantile(0.5 + level / 2, n - 1) * float(d.std(ddof=1)) / math.sqrt(n)
+    test = floored_paired_t([float(x) for x in d], minimum_sd)
+    half = t_quantile(0.5 + level / 2, test["df"]) * test["stderr"]
     low, high = mean - half, mean + half
     verdict = BETTER if low > 0 else WORSE if high < 0 else SAME        # the same as verdict_of(mean, p, 1 - level)
-    return Paired(reference, mean, low, high, n, verdict, paired_t_pvalue([float(x) for x in d]))
+    return Paired(reference, mean, low, high, n, verdict, test["p"])
+
+
+def verdict_units(units: Sequence[tuple[int, int]]) -> tuple[list, str]:
+    """The units a verdict is about, and their name: the distillation seeds when there are at least two (each the
+    mean over its fine-tuning seeds), else the (distillation seed, fine-tuning seed) units of the one student."""
+    distill = list(dict.fromkeys(d for d, _ in units))
+    if len(distill) >= 2:
+        return distill, DISTILL_UNIT
+    return list(units), FINETUNE_UNIT
+
+
+def _per_verdict_unit(scores: Sequence[float | None], units: Sequence[tuple[int, int]], vunits: list,
+                      unit: str) -> list[float | None]:
+    """Per-(d, s) scores as per-verdict-unit scores: a distillation seed's mean over its present fine-tuning seeds."""
+    if unit == FINETUNE_UNIT:
+        return list(scores)
+    out = []
+    for d in vunits:
+        present = [v for (dd, _), v in zip(units, scores) if dd == d and v is not None]
+        out.append(float(np.mean(present)) if present else None)
+    return out
+
+
+def _pairs(a: Sequence[float | None], b: Sequence[float | None]) -> list[float]:
+    return [x - y for x, y in zip(a, b) if x is not None and y is not None]
+
+
+def _against_the_choice(per: Mapping, m: str, column: str, rivals: Sequence[str]) -> float | None:
+    """A p for "m differs from the best of ``rivals``" that accounts for the best having been chosen on these data:
+    better than the best needs better than every rival (intersection-union: the largest one-sided p), worse than
+    the best needs worse than some rival (Bonferroni over the rivals: k times the smallest); two-sided: twice the
+    smaller of the two, at most 1.  With one rival it is the paired t-test's two-sided p."""
+    tests = [floored_paired_t(_pairs(per[(m, column)], per[(r, column)])) for r in rivals]
+    if not tests or any(t is None for t in tests):
+        return None
+    better = max(t["p_greater"] for t in tests)
+    worse = min(1.0, len(tests) * min(t["p_less"] for t in tests))
+    return float(min(1.0, 2.0 * min(better, worse)))
 
 
 def label_loyalty(student: np.ndarray, teacher: np.ndarray) -> float:
@@ -157,12 +200,14 @@ def kinds_of(mappings: Sequence[str], baselines: Mapping[str, str]) -> dict[str,
 def build_table(cells: Sequence[Cell], mappings: Sequence[str], tasks: Sequence[str],
                 units: Sequence[tuple[int, int]], *, kinds: Mapping[str, Sequence[str]] | None = None,
                 proxy_fitness: Mapping[str, float] | None = None) -> dict:
-    """The comparison as a JSON-able dict: ``reference``, ``rows`` (one per mapping and task, plus
-    ``average``), each with ``mean``, ``std``, ``n``, ``scores`` (per unit, in ``units`` order, None when
-    missing), ``metrics`` (per unit), ``loyalty`` (means), ``proxy_fitness`` and ``paired``."""
+    """The comparison as a JSON-able dict: ``reference``, ``unit`` (what a verdict is about), ``rows`` (one per mapping
+    and task, plus ``average``), each with ``mean``, ``std``, ``n``, ``scores`` (per seed unit, in ``units`` order,
+    None when missing), ``unit_scores`` (per verdict unit), ``metrics`` (per unit), ``loyalty`` (means),
+    ``proxy_fitness`` and ``paired``."""
     kinds = {m: list((kinds or {}).get(m, [])) for m in mappings}
     proxy_fitness = dict(proxy_fitness or {})
     by_key = {(c.mapping, c.task, c.unit): c for c in cells}
+    vunits, unit = verdict_units(units)
     per_unit: dict[tuple[str, str], list[float | None]] = {}
     for m in mappings:
         for t in tasks:
@@ -172,6 +217,7 @@ def build_table(cells: Sequence[Cell], mappings: Sequence[str], tasks: Sequence[
             if all(per_unit[(m, t)][i] is not None for t in tasks) else None
             for i in range(len(units))
         ]
+    per = {key: _per_verdict_unit(scores, units, vunits, unit) for key, scores in per_unit.items()}
     averages = {m: _mean(per_unit[(m, AVERAGE)]) for m in mappings}
     baselines = [m for m in mappings if kinds[m] and averages[m] is not None]
     pool = baselines or [m for m in mappings if averages[m] is not None]
@@ -184,7 +230,7 @@ def build_table(cells: Sequence[Cell], mappings: Sequence[str], tasks: Sequence[
             row = {
                 "mapping": m, "task": t, "kind": kinds[m],
                 "mean": _mean(scores), "std": float(np.std(present, ddof=1)) if len(present) > 1 else None,
-                "n": len(present), "scores": scores,
+                "n": len(present), "scores": scores, "unit_scores": per[(m, t)],
                 "proxy_fitness": proxy_fitness.get(m),
                 "paired": None,
             }
@@ -195,15 +241,21 @@ def build_table(cells: Sequence[Cell], mappings: Sequence[str], tasks: Sequence[
             else:
                 row["loyalty"] = _mean_loyalty([r["loyalty"] for r in rows if r["mapping"] == m and r["loyalty"]])
             if reference is not None and m != reference:
-                ref = per_unit[(reference, t)]
-                pairs = [(a, b) for a, b in zip(scores, ref) if a is not None and b is not None]
+                ref = per[(reference, t)]
+                pairs = [(a, b) for a, b in zip(per[(m, t)], ref) if a is not None and b is not None]
                 p = paired_difference([a for a, _ in pairs], [b for _, b in pairs], reference)
+                rivals = [r for r in pool if r != m]
+                chosen = _against_the_choice(per, m, t, rivals) if p.p is not None else None
                 row["paired"] = {"reference": reference, "mean": p.mean, "low": p.low, "high": p.high, "n": p.n,
-                                 "p": p.p, "p_adjusted": None, "verdict": p.verdict, "uncorrected_verdict": p.verdict}
+                                 "unit": unit, "p": chosen, "p_reference": p.p, "against": rivals,
+                                 "p_adjusted": None, "verdict": p.verdict, "uncorrected_verdict": p.verdict}
             rows.append(row)
     tests = adjust_verdicts(rows, [*tasks, AVERAGE])
     return {"reference": reference, "reference_kind": "best baseline" if baselines else "best mapping",
             "mappings": list(mappings), "tasks": list(tasks), "units": [list(u) for u in units], "rows": rows,
+            "unit": unit, "verdict_units": [u if isinstance(u, int) else list(u) for u in vunits],
+            "students_only": unit == FINETUNE_UNIT,
+            "variance_floor": {"minimum_sd": MIN_DIFF_SD},
             "correction": {"method": HOLM, "alpha": ALPHA, "tests": tests,
                            "family": "per column: every mapping-vs-reference test of one task, and of the average"}}
 
@@ -231,9 +283,27 @@ def correction_note(table: Mapping) -> str:
     if not sizes or sizes[-1] == 0:
         return "Verdicts: no paired test (a difference needs at least 2 shared seed units)."
     count = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
-    return (f"Verdicts and p: two-sided paired t-tests by seed unit, {CORRECTION_TEXT.get(c['method'], c['method'])}-"
-            f"adjusted within each column (per task and for the average; {count} tests each) at α = {c['alpha']:g}; "
-            "the 95 % intervals are per comparison (unadjusted).")
+    unit = table.get("unit")
+    if unit is None:                                   # a table made before the unit and the floor existed
+        return (f"Verdicts and p: two-sided paired t-tests by seed unit, {CORRECTION_TEXT.get(c['method'], c['method'])}-"
+                f"adjusted within each column (per task and for the average; {count} tests each) at α = {c['alpha']:g}; "
+                "the 95 % intervals are per comparison (unadjusted).")
+    floor = (table.get("variance_floor") or {}).get("minimum_sd", MIN_DIFF_SD)
+    return (f"Verdicts and p: two-sided paired t-tests by {unit} ({len(table.get('verdict_units') or [])} units), the "
+            f"std of a difference at least {floor:g} points; since the reference is the "
+            f"best of its kind on these data, 'better' needs every one of them beaten (the largest p) and 'worse' one "
+            f"(Bonferroni); {CORRECTION_TEXT.get(c['method'], c['method'])}-adjusted within each column (per task and for "
+            f"the average; {count} tests each) at α = {c['alpha']:g}; the 95 % intervals are per comparison "
+            "(unadjusted, against the reference).")
+
+
+def unit_note(table: Mapping) -> str | None:
+    """The sentence a table with one distillation seed carries: its verdicts are about these students only."""
+    if not table.get("students_only"):
+        return None
+    return ("One distillation seed: the units of these verdicts are fine-tuning seeds of one distilled student per "
+            "mapping, so they are about these particular students, not about the mappings (the distillation seed's "
+            "variance is never sampled); set compare.distill_seeds to 3 or more for verdicts about the mappings.")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -289,6 +359,8 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
                      f"{' | '.join(cells)} | **{_fmt(avg['mean'], avg['std'])}** | {_fmt_paired(avg['paired'])} | "
                      f"{_fmt_p(avg['paired']) if avg['paired'] else '–'} | {verdict} |")
     lines += ["", correction_note(table)]
+    if unit_note(table):
+        lines += ["", unit_note(table)]
     lines += ["", f"Paired differences against the reference {ref} per task (mean [95 % interval], p {correction_name(table)}; "
                   "verdict):", "",
               f"| mapping | {' | '.join(names)} | average |", "|---|" + "---|" * (len(tasks) + 1)]

@@ -41,10 +41,10 @@ from typing import Sequence
 
 from ..errors import LayermapError
 from ..evolution.records import EvaluationRecord
-from ..evolution.replicates import final_pick
+from ..evolution.replicates import racing_pick
 from ..mapping import format_genes, parse_genes
 from .replay import (METHODS, Genes, Table, TableError, TableEvaluator, aging_evolution, ga_config, gaussian_draw,
-                     landscape_stats, local_search, quantile, random_search)
+                     landscape_stats, local_search, quantile, random_search, SHIFT_KEY)
 
 NOISY_METHODS = METHODS + ("racing",)
 
@@ -55,14 +55,20 @@ class NoiseModel:
 
     kind: str
     std: float
+    shift_std: float = 0.0          # gaussian: std of a shift common to every genome of one seed set
 
 
-def noise_model(table: Table, noise_std: float | None) -> NoiseModel:
-    """``gaussian`` with ``noise_std`` when given, else the table's seed sets (a table with one is refused)."""
+def noise_model(table: Table, noise_std: float | None, shift_std: float = 0.0) -> NoiseModel:
+    """``gaussian`` with ``noise_std`` (and a common seed-set shift of std ``shift_std``) when given, else the
+    table's seed sets (a table with one is refused)."""
+    if not (shift_std >= 0 and math.isfinite(shift_std)):
+        raise LayermapError(f"--shift-std must be a standard deviation >= 0, got {shift_std}")
+    if shift_std and noise_std is None:
+        raise LayermapError("--shift-std needs --noise-std: a table's own seed sets already carry their shifts")
     if noise_std is not None:
         if not (noise_std > 0 and math.isfinite(noise_std)):
             raise LayermapError(f"--noise-std must be a standard deviation > 0, got {noise_std}")
-        return NoiseModel("gaussian", float(noise_std))
+        return NoiseModel("gaussian", float(noise_std), float(shift_std))
     if len(table.seed_sets) < 2:
         raise TableError(f"the landscape table has only one seed set ({table.seed_sets[0]}), so a noisy replay has no "
                          "other draw of a genome to take; give a table with several seed sets per genome, or "
@@ -90,12 +96,14 @@ class _Draw:
         text = format_genes(genes)
         if self.values:
             return self.values[text][seed_set]
-        return self.table.fitness[genes] + self.noise.std * gaussian_draw(self.seed, text, seed_set)
+        return (self.table.fitness[genes] + self.noise.std * gaussian_draw(self.seed, text, seed_set)
+                + self.noise.shift_std * gaussian_draw(self.seed, SHIFT_KEY, seed_set))
 
     def evaluator(self) -> TableEvaluator:
         return TableEvaluator({format_genes(g): v for g, v in self.table.fitness.items()}, self.table.teacher_layers,
                               self.table.student_layers, seed_values=self.values,
-                              noise_std=0.0 if self.values else self.noise.std, noise_seed=self.seed)
+                              noise_std=0.0 if self.values else self.noise.std, noise_seed=self.seed,
+                              shift_std=self.noise.shift_std)
 
 
 @dataclass(frozen=True)
@@ -139,14 +147,15 @@ class NoisyReplayResult:
                       "student_layers": table.student_layers, "constraint": table.constraint,
                       "optimum": format_genes(ranked[0]), "optimum_fitness": optimum,
                       "genome_spread": statistics.pstdev(means)},
-            "noise": {"kind": self.noise.kind, "std": self.noise.std},
+            "noise": {"kind": self.noise.kind, "std": self.noise.std,
+                      **({"shift_std": self.noise.shift_std} if self.noise.shift_std else {})},
             "budget": self.budget, "seeds": self.seeds, "measure": "final-pick regret: optimum mean - pick's mean",
             "methods": methods, "racing_vs_ga": comparison,
         }
 
 
 def noisy_replay(table: Table, *, seeds: int = 20, budget: int | None = None, methods: Sequence[str] = NOISY_METHODS,
-                 overrides: Sequence[str] = (), noise_std: float | None = None) -> NoisyReplayResult:
+                 overrides: Sequence[str] = (), noise_std: float | None = None, shift_std: float = 0.0) -> NoisyReplayResult:
     """Replay every method ``seeds`` times with noisy evaluations (see the module docstring)."""
     budget = table.size if budget is None else int(budget)
     if budget < 1 or seeds < 1:
@@ -154,9 +163,10 @@ def noisy_replay(table: Table, *, seeds: int = 20, budget: int | None = None, me
     unknown = [m for m in methods if m not in NOISY_METHODS]
     if unknown:
         raise LayermapError(f"unknown search method(s) {', '.join(unknown)}; choose from {', '.join(NOISY_METHODS)}")
-    noise = noise_model(table, noise_std)
+    noise = noise_model(table, noise_std, shift_std)
     racing = racing_overrides(table, noise, overrides)
-    cap = ga_config(table, budget, 0, racing).search.replicate_cap
+    race_settings = ga_config(table, budget, 0, racing).search
+    cap = race_settings.replicate_cap - race_settings.confirm_seed_sets
     settings = ga_config(table, budget, 0, overrides).search
     picks = {m: [] for m in methods}
     evaluations = {m: [] for m in methods}
@@ -189,11 +199,14 @@ def noisy_replay(table: Table, *, seeds: int = 20, budget: int | None = None, me
 
 def racing_overrides(table: Table, noise: NoiseModel, overrides: Sequence[str]) -> list[str]:
     """The ``--set`` overrides plus racing: ``search.strategy = "racing"``, ``search.noise_std`` = the noise's std
-    (unless given) and a cap no larger than the table's seed sets (seed-set noise)."""
+    (unless given), no confirmation seed sets (unless given: the confirmation never changes the pick, and the replay
+    scores the pick) and a cap no larger than the table's seed sets (seed-set noise)."""
     given = {text.split("=", 1)[0].strip() for text in overrides}
     out = [*overrides, 'search.strategy="racing"']
     if "search.noise_std" not in given:
         out.append(f"search.noise_std={noise.std!r}")
+    if "search.confirm_seed_sets" not in given:
+        out.append("search.confirm_seed_sets=0")
     cap = ga_config(table, 1, 0, out).search.replicate_cap
     if noise.kind == "seed sets" and cap > len(table.seed_sets):
         out.append(f"search.replicate_cap={len(table.seed_sets)}")
@@ -237,10 +250,11 @@ def _best_seen(log: Sequence[tuple[str, int, float]]) -> Genes:
 
 
 def _racing_pick(log: Sequence[tuple[str, int, float]], cap: int) -> Genes:
-    """The racing rule on the evaluations made: the best mean among genomes with the most replicates up to ``cap``."""
+    """The racing rule on the evaluations made: the best mean on the race's seed sets (``0 .. cap - 1``) among genomes
+    with the most of them (:func:`layermap.evolution.replicates.racing_pick`)."""
     values: dict[str, dict[int, float]] = {}
     for text, r, value in log:
         values.setdefault(text, {})[r] = value
     records = [EvaluationRecord(genome=t, fitness=statistics.fmean(v.values()), seed_set=min(v),
                                 seed_set_fitness=dict(v) if len(v) > 1 else {}) for t, v in sorted(values.items())]
-    return parse_genes(final_pick(records, cap).genome)
+    return parse_genes(racing_pick(records, cap).genome)

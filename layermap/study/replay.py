@@ -287,7 +287,8 @@ class TableEvaluator:
 
     Noisy replays (:mod:`layermap.study.noisy_replay`): with ``seed_values`` (genome -> one fitness per seed set,
     in the replay's order) seed set ``r`` answers ``seed_values[genome][r]``; with ``noise_std`` > 0 it answers
-    ``fitness + noise_std * z``, ``z`` a standard normal drawn from ``(noise_seed, genome, r)``.  Every answer is
+    ``fitness + noise_std * z``, ``z`` a standard normal drawn from ``(noise_seed, genome, r)``, plus
+    ``shift_std * z_r`` with ``z_r`` drawn from ``(noise_seed, r)`` alone (a shift every genome of seed set r shares).  Every answer is
     appended to ``log`` as ``(genome, seed set, value)``; :meth:`with_seed_set` shares ``calls`` and ``log``."""
 
     fitness: dict[str, float]
@@ -298,6 +299,7 @@ class TableEvaluator:
     noise_std: float = 0.0
     noise_seed: int = 0
     seed_set: int = 0
+    shift_std: float = 0.0          # a common shift per seed set: every genome's value moves by shift_std * z(r)
     log: list[tuple[str, int, float]] = field(default_factory=list)
 
     @property
@@ -306,6 +308,8 @@ class TableEvaluator:
         if self.seed_values or self.noise_std:
             parts.update(seed_values=sorted(self.seed_values.items()), noise_std=self.noise_std,
                          noise_seed=self.noise_seed, seed_set=self.seed_set)
+        if self.shift_std:
+            parts["shift_std"] = self.shift_std
         return digest(parts)
 
     def with_seed_set(self, seed_set: int) -> "TableEvaluator":
@@ -328,10 +332,14 @@ class TableEvaluator:
             value = self.seed_values[text][self.seed_set]
         elif self.noise_std:
             value = self.fitness[text] + self.noise_std * gaussian_draw(self.noise_seed, text, self.seed_set)
+            value += self.shift_std * gaussian_draw(self.noise_seed, SHIFT_KEY, self.seed_set)
         else:
             value = self.fitness[text]
         self.log.append((text, self.seed_set, value))
         return EvaluationRecord(genome=text, fitness=value)
+
+
+SHIFT_KEY = "common seed-set shift"    # the key of a seed set's shared draw (no genome has this text)
 
 
 def gaussian_draw(seed: int, genome: str, seed_set: int) -> float:

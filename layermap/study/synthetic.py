@@ -146,7 +146,7 @@ class SyntheticEvaluator:
     def _log(self, text: str) -> None:
         if self.log_path:
             with open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(f"{text} {os.getpid()} {self.device}\n")
+                f.write(f"{text} {os.getpid()} {self.device} {self.seed}\n")
 
 
 def rebuild_synthetic(description: dict) -> SyntheticEvaluator:
@@ -159,11 +159,13 @@ def rebuild_synthetic(description: dict) -> SyntheticEvaluator:
     return SyntheticEvaluator(**params)
 
 
-def read_call_log(path: str | os.PathLike) -> list[str]:
-    """Genomes in the order ``log_path`` recorded their evaluations (one per call, any process)."""
+def read_call_log(path: str | os.PathLike, with_seed: bool = False) -> list:
+    """Genomes in the order ``log_path`` recorded their evaluations (one per call, any process); with ``with_seed``
+    ``(genome, seed)`` pairs (the seed tells a racing run's seed sets apart)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return [line.split()[0] for line in f if line.strip()]
+            lines = [line.split() for line in f if line.strip()]
+            return [(p[0], int(p[3]) if len(p) > 3 else 0) if with_seed else p[0] for p in lines]
     except FileNotFoundError:
         return []
 

@@ -1,0 +1,193 @@
+"""Issue 21: racing as a strategy object on one evaluate step, paired racing on shared seed sets, the confirmation
+on fresh seed sets, the no-baseline final pick."""
+
+from __future__ import annotations
+
+import ast
+import collections
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from layermap.cli.main import main
+from layermap.config import ConfigError, load_config
+from layermap.evolution import search_state
+from layermap.evolution.evolve import run_search
+from layermap.evolution.records import EvaluationRecord
+from layermap.evolution.store import Store, open_run, read_run_info
+from layermap.evolution.verdict import verdict_of
+from layermap.stats import paired_one_sided, pooled_residual_std, seed_set_shifts, shift_adjusted_mean
+from layermap.study.noisy_replay import noisy_replay
+from layermap.study.null_confirmation import null_rejection_rate
+from layermap.study.replay import load_table
+from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+
+ROOT = Path(__file__).resolve().parents[1]
+RACING = ['search.strategy="racing"', "search.population=6", "search.generations=3", "search.seed=5",
+          "search.replicate_cap=4", "search.confirm_seed_sets=1", "search.noise_std=2.0"]
+
+
+def noisy(**kw) -> SyntheticEvaluator:
+    return SyntheticEvaluator(teacher_layers=6, student_layers=3, noise=2.0, noise_dist="gaussian", **kw)
+
+
+def run_rows(run_dir: Path) -> list[EvaluationRecord]:
+    info = read_run_info(run_dir)
+    with Store(info.store_path(run_dir)) as store:
+        return [r.record for r in store.run_evaluations(info.run_id) if r.record is not None]
+
+
+# -- the structure ---------------------------------------------------------------------------------------
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.add(node.module or "")
+            found.update(alias.name for alias in node.names if not node.module)
+    return found
+
+
+def test_racing_and_the_ga_share_one_evaluate_step_without_an_import_cycle():
+    evolution = ROOT / "layermap/evolution"
+    assert "evolve" not in _imports(evolution / "racing.py") and "evolve" not in _imports(evolution / "search_state.py")
+    assert "racing" not in _imports(evolution / "search_state.py")
+    source = (evolution / "evolve.py").read_text(encoding="utf-8")
+    assert '== "racing"' not in source and "strategy != \"racing\"" not in source    # evolve has no racing branch
+    assert "search_state" in _imports(evolution / "racing.py")
+
+
+def test_one_executor_serves_every_seed_set(tmp_path, monkeypatch):
+    made = []
+    real = search_state.create_executor
+
+    def counting(evaluator, settings, name=None):
+        made.append(evaluator)
+        return real(evaluator, settings, name)
+
+    monkeypatch.setattr(search_state, "create_executor", counting)
+    result = run_search(load_config(None, RACING), noisy(), tmp_path / "run", progress=False)
+    seed_sets = {r.seed_set for r in run_rows(tmp_path / "run")}
+    assert seed_sets == {0, 1, 2, 3} and result.best_record.seed_sets == 4
+    assert len(made) == 1 and isinstance(made[0], search_state.SeedSetEvaluator)
+
+
+def test_the_seed_set_evaluator_evaluates_a_mixed_chunk_per_seed_set():
+    ev = search_state.SeedSetEvaluator(noisy())
+    records = ev.run_jobs([((1, 2, 3), 0), ((1, 2, 3), 2), ((2, 4, 6), 0)])
+    assert [(r.genome, r.seed_set) for r in records] == [("1-2-3", 0), ("1-2-3", 2), ("2-4-6", 0)]
+    assert records[0].fitness == pytest.approx(noisy().score((1, 2, 3)))
+    assert records[1].fitness == pytest.approx(noisy().with_seed_set(2).score((1, 2, 3)))
+    assert ev.run_job(((1, 2, 3), 2)).fitness == records[1].fitness
+
+
+DRIVER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from layermap.config import load_config
+    from layermap.evolution.evolve import run_search
+    from layermap.study.synthetic import SyntheticEvaluator
+    config = load_config(None, sys.argv[4:])
+    ev = SyntheticEvaluator(teacher_layers=6, student_layers=3, noise=2.0, noise_dist="gaussian", delay=0.05,
+                            log_path=sys.argv[2])
+    go = Path(sys.argv[3])
+    while not go.exists():
+        time.sleep(0.01)
+    run_search(config, ev, sys.argv[1], progress=False)
+""")
+
+
+def test_two_racing_runs_sharing_a_cache_compute_each_replicate_once(tmp_path):
+    log, go = tmp_path / "calls.log", tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path / name), str(log), str(go), *RACING],
+                              env=env, stderr=subprocess.PIPE, text=True) for name in "ab"]
+    time.sleep(1.0)
+    go.touch()
+    errors = [p.communicate(timeout=180)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    calls = collections.Counter(read_call_log(log, with_seed=True))
+    assert {seed for _, seed in calls} == {0, 1, 2, 3}                        # replicates were shared too
+    assert calls and set(calls.values()) == {1}, calls                        # each (genome, seed set) once
+    a, b = ({(r.genome, r.seed_set): r.fitness for r in run_rows(tmp_path / n) if r.ok} for n in "ab")
+    assert a == b
+
+
+# -- paired racing -------------------------------------------------------------------------------------------
+def test_the_additive_model_removes_a_common_seed_set_shift():
+    values = {"a": {0: 10.0, 1: 15.0, 2: 8.0}, "b": {0: 12.0, 1: 17.0}, "c": {0: 11.0}}
+    shifts = seed_set_shifts(values)
+    assert shifts == {0: 0.0, 1: 5.0, 2: -2.0}
+    assert shift_adjusted_mean(values["a"], shifts) == pytest.approx(10.0) and shift_adjusted_mean(values["b"], shifts) == 12.0
+    assert pooled_residual_std(values, shifts) is None                        # too few degrees of freedom
+
+
+def test_racing_with_a_common_seed_set_shift_picks_the_optimum_at_least_as_often_as_before():
+    """Synthetic 56-genome landscape, Gaussian noise = its genome spread (1.76) plus a common shift of std 3.5 per
+    seed set.  Today's racing (issue 17: unpaired means over different seed sets) found the optimum in 3 of these 8
+    replays (measured with that code: regrets 1 1 0 1 1 1 0 0; 8 of 20 replays, 40 %)."""
+    table = load_table(ROOT / "results/benchmarks/landscape_synthetic.csv")
+    shifted = noisy_replay(table, seeds=8, budget=56, methods=("racing",), noise_std=1.7598, shift_std=3.5).to_json()
+    plain = noisy_replay(table, seeds=8, budget=56, methods=("racing",), noise_std=1.7598).to_json()
+    racing = shifted["methods"]["racing"]
+    assert sum(r == 0 for r in racing["regret"]) >= 3                          # measured: 4 of 8
+    assert racing["picks"] == plain["methods"]["racing"]["picks"]             # the shift cannot move a paired race
+
+
+# -- the confirmation ------------------------------------------------------------------------------------------
+def test_the_confirmation_under_no_true_difference_rejects_within_a_binomial_bound_of_five_percent():
+    for genomes in (6, 50, 200):
+        rate = null_rejection_rate(runs=1500, genomes=genomes, confirm=1, seed=genomes)
+        assert rate.tested > 300 and rate.rate <= rate.upper_bound(), (genomes, rate)
+    chosen = null_rejection_rate(runs=1500, genomes=50, confirm=0, seed=3)      # testing on the data that chose
+    assert chosen.rate > 0.08                                                  # measured 13 %: the winner's curse
+
+
+def test_a_racing_verdict_tests_on_the_confirmation_seed_sets_only(tmp_path, capsys):
+    run_search(load_config(None, RACING), noisy(), tmp_path / "run", progress=False)
+    rows = run_rows(tmp_path / "run")
+    at_three = collections.Counter(r.genome for r in rows if r.seed_set == 3)
+    assert 1 <= len(at_three) <= 2                                             # only the pick and the best baseline
+    race_sets = collections.Counter(r.seed_set for r in rows if r.genome not in at_three)
+    assert max(race_sets) <= 2                                                  # the race never used seed set 3
+    import layermap
+
+    verdict = layermap.verdict(tmp_path / "run")
+    assert verdict.best in at_three and verdict.best_seed_sets == 4
+    if verdict.paired is not None:                                              # None: the pick is the baseline
+        assert verdict.paired["seed_sets"] == [3] and verdict.paired["fresh"] is True
+        assert "that took no part in choosing them" in verdict.sentence
+
+
+def test_a_confirmation_needs_a_seed_set_left_under_the_cap(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="leaves no seed set for the race"):
+        load_config(None, ['search.strategy="racing"', "search.replicate_cap=2", "search.confirm_seed_sets=2"])
+    assert main(["evolve", "--synthetic", "6", "--set", 'search.strategy="racing"', "--set", "search.replicate_cap=2",
+                 "--set", "search.confirm_seed_sets=2", "--quiet", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "search.confirm_seed_sets = 2 leaves no seed set for the race" in err
+    assert not (tmp_path / "r").exists()
+
+
+# -- the verdict's pick --------------------------------------------------------------------------------------
+def test_a_racing_verdict_without_an_evaluated_baseline_names_the_capped_pick():
+    lucky = EvaluationRecord(genome="3-3-3", fitness=99.0)                     # one lucky draw
+    capped = EvaluationRecord(genome="1-3-5", fitness=97.0, seed_set_fitness={0: 96.0, 1: 97.0, 2: 98.0},
+                              fitness_stderr=0.5)
+    verdict = verdict_of([lucky, capped], "run", 3, 6, noise_std=1.0, min_seed_sets=3, confirm=1)
+    assert verdict.baseline is None and verdict.best == "1-3-5" and verdict.best_fitness == 97.0
+    assert verdict.best_seed_sets == 3 and verdict.ties is not None
+
+
+def test_paired_one_sided_has_a_floor():
+    # two differences of exactly 1: no spread; without a floor no test, with the pooled std a finite one
+    assert paired_one_sided({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0})["p"] is None
+    floored = paired_one_sided({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0}, pooled=(1.0, 10))
+    assert floored["stderr_from"] == "pooled" and floored["stderr"] == pytest.approx(1.0) and floored["p"] > 0.1
+    fresh = paired_one_sided({0: 5.0, 1: 6.0, 2: 9.0}, {0: 1.0, 1: 2.0, 2: 3.0}, noise_std=1.0, keys=range(2, 3))
+    assert fresh["n"] == 1 and fresh["seed_sets"] == [2] and fresh["difference"] == 6.0
