@@ -32,7 +32,8 @@ class Raising:
 
 
 def read_log(path: Path) -> list[tuple[str, int, str]]:
-    return [(g, int(pid), device) for g, pid, device in (line.split() for line in path.read_text().splitlines())]
+    """(genome, pid, device) per logged evaluation (the synthetic log's 4th column, the seed, is left out)."""
+    return [(g, int(pid), device) for g, pid, device, *_ in (line.split() for line in path.read_text().splitlines())]
 
 
 def comparable(pairs) -> dict:
