@@ -71,6 +71,7 @@ class SyntheticEvaluator:
     teacher_width: int = 64        # hidden sizes reported by describe() (for exports); no effect on fitness
     student_width: int = 32
     shape_loss: float = 0.0        # subtracted from every fitness (with_shape: the shape's penalty)
+    shape_text: str = field(default="", compare=False)   # with_shape: the shape, logged before the genome
     device: str = field(default="cpu", compare=False)
 
     def __post_init__(self) -> None:
@@ -156,7 +157,8 @@ class SyntheticEvaluator:
         """The landscape of a student of ``shape``: the default optimum at its depth, fitness less its
         :func:`shape_penalty`."""
         return dataclasses.replace(self, student_layers=shape.layers, student_width=shape.hidden_size, optimum=(),
-                                   shape_loss=shape_penalty(shape, self.teacher_layers, self.teacher_width))
+                                   shape_loss=shape_penalty(shape, self.teacher_layers, self.teacher_width),
+                                   shape_text=shape.text)
 
     def costs(self, shape, names: Sequence[str], store=None) -> dict[str, float]:
         """``params`` and ``flops`` by formula, ``latency`` = flops / 1e6 (synthetic, never timed), for the names asked."""
@@ -192,7 +194,7 @@ class SyntheticEvaluator:
     def _log(self, text: str) -> None:
         if self.log_path:
             with open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(f"{text} {os.getpid()} {self.device} {self.seed}\n")
+                f.write(f"{self.shape_text + ':' if self.shape_text else ''}{text} {os.getpid()} {self.device} {self.seed}\n")
 
 
 def rebuild_synthetic(description: dict) -> SyntheticEvaluator:
