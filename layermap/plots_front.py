@@ -75,7 +75,9 @@ def draw_front(data: FrontData):
         hv.plot(gens, [v for v in data.hypervolume if v is not None], "o-", color="C2", ms=3, lw=1.2)
         hv.set_xlabel("generation")
         hv.set_ylabel("hypervolume")
-        hv.set_title("reference " + ", ".join(f"{v:.3g}" for v in data.reference), fontsize=6)
+        hv.set_title("reference point: fitness " + ", ".join(f"{v:.3g}" for v in data.reference[:1]) +
+                     "".join(f", {data.axis if i == 1 else 'cost'} {v:.3g}" for i, v in enumerate(data.reference[1:], 1)),
+                     fontsize=6)
     return fig
 
 

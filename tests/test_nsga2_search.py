@@ -181,3 +181,24 @@ def test_bad_input_for_nsga2_is_one_sentence_exit_2(tmp_path, capsys):
                  "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "divisible by none of the head counts" in err and len(err.strip().splitlines()) == 1
+
+
+def test_distill_takes_an_exported_front_member_with_the_flags_it_names(tmp_path, tiny_teacher_dir, tiny_corpus, capsys):
+    config = load_config(None, [*SHAPED, "search.generations=1", "search.population=6", "run.shared_fitness=false",
+                                "shape.hidden_sizes=[32]"])
+    run_search(config, SyntheticEvaluator(teacher_layers=4, student_layers=2, teacher_width=32), tmp_path / "run",
+               progress=False)
+    assert main(["export", str(tmp_path / "run"), "--front", str(tmp_path / "front")]) == 0
+    path = sorted((tmp_path / "front").glob("front-*.json"))[0]
+    meta = json.loads(path.read_text())["metadata"]
+    common = ["--mapping", str(path), "--corpus", str(tiny_corpus), "--max-segments", "16", "--max-steps", "2",
+              "--batch-size", "8", "--seq-len", "32", "--quiet"]
+    capsys.readouterr()
+    wrong = ["--student-layers", str(meta["shape"]["layers"]), "--hidden-size", "16", "--heads", "2"]
+    assert main(["distill", "--teacher", str(tiny_teacher_dir), *wrong, *common, "--out", str(tmp_path / "s0")]) == 2
+    assert f"is for a student {meta['shape']['text']}; pass {meta['student_flags']}" in capsys.readouterr().err
+    flags = meta["student_flags"].split()
+    assert main(["distill", "--teacher", str(tiny_teacher_dir), *flags, *common, "--out", str(tmp_path / "s1")]) == 0
+    saved = json.loads((tmp_path / "s1" / "config.json").read_text())
+    assert (saved["num_hidden_layers"], saved["hidden_size"], saved["intermediate_size"]) == (
+        meta["shape"]["layers"], meta["shape"]["hidden_size"], meta["shape"]["ffn"])

@@ -239,7 +239,8 @@ def export_command(args: argparse.Namespace) -> int:
         if args.output is not None or args.format != "json":
             raise LayermapError("--front writes one JSON per front member into its folder; give it without -o and --format")
         paths = export_front(args.run_dir, args.front)
-        print(f"{len(paths)} front member(s) written to {args.front}: " + ", ".join(p.name for p in paths))
+        print(f"{len(paths)} front member(s) written to {args.front} ({paths[0].name}, ...)" if paths else
+              f"the front is empty; nothing written to {args.front}")
         print("each holds the mapping and its student shape (metadata.shape, metadata.student_flags): layermap distill "
               "--mapping FILE <student_flags> ..., or layermap compare --mappings FILE ...")
         return 0
@@ -302,6 +303,10 @@ def _print_summary(result: SearchResult) -> None:
               f" (n={result.best_record.seed_sets} replicate(s))" + (f"   ({tasks})" if tasks else ""))
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed   "
           f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
+    last = result.generations[-1] if result.generations else None
+    if last is not None and last.hypervolume is not None:
+        print(f"nsga2: Pareto front of {last.front_size} genome(s), hypervolume {last.hypervolume:.6g} against "
+              f"{last.reference}   (layermap show {result.run_dir}; layermap export {result.run_dir} --front DIR)")
     _print_references(result.references, result.best_record)
     if result.best_record is not None:
         from ..api import verdict

@@ -25,7 +25,7 @@ file, so tests can count evaluator calls across processes.
 **Two objectives** (the NSGA-II fixture, ``search.strategy = "nsga2"``).  :meth:`SyntheticEvaluator.with_shape` is
 the landscape of a student of another shape: the optimum is the default one at its depth and the fitness loses
 :func:`shape_penalty` (larger students score higher: ``SHAPE_WEIGHT`` x the missing fraction of the teacher's depth
-and width, a fifth of it for a narrow FFN).  :meth:`SyntheticEvaluator.costs` gives ``params`` and ``flops`` by the
+and width, a fifth of it for a narrow FFN, a twentieth for fewer heads).  :meth:`SyntheticEvaluator.costs` gives ``params`` and ``flops`` by the
 BERT formulas (:mod:`layermap.deploy.cost`) for the synthetic teacher family (:attr:`teacher_config`: vocabulary
 ``SYNTHETIC_VOCAB``) and a synthetic ``latency`` of ``flops / 1e6`` "ms" (nothing is timed).  So each shape's best
 genome is known (its optimum mapping, penalty 0) and the true Pareto front is the non-dominated set of those.
@@ -157,7 +157,8 @@ class SyntheticEvaluator:
         """The landscape of a student of ``shape``: the default optimum at its depth, fitness less its
         :func:`shape_penalty`."""
         return dataclasses.replace(self, student_layers=shape.layers, student_width=shape.hidden_size, optimum=(),
-                                   shape_loss=shape_penalty(shape, self.teacher_layers, self.teacher_width),
+                                   shape_loss=shape_penalty(shape, self.teacher_layers, self.teacher_width,
+                                                            self.teacher_config.num_attention_heads),
                                    shape_text=shape.text)
 
     def costs(self, shape, names: Sequence[str], store=None) -> dict[str, float]:
@@ -207,11 +208,13 @@ def rebuild_synthetic(description: dict) -> SyntheticEvaluator:
     return SyntheticEvaluator(**params)
 
 
-def shape_penalty(shape, teacher_layers: int, teacher_width: int) -> float:
+def shape_penalty(shape, teacher_layers: int, teacher_width: int, teacher_heads: int = 1) -> float:
     """What a student of ``shape`` loses against the teacher's size: ``SHAPE_WEIGHT`` x (the missing fraction of the
-    teacher's depth + of its width + a fifth of the missing fraction of a 4 x hidden FFN)."""
+    teacher's depth + of its width + a fifth of the missing fraction of a 4 x hidden FFN + a twentieth of the missing
+    fraction of its heads, which cost no parameters: fewer heads at the same size are dominated)."""
     missing = (max(0.0, 1 - shape.layers / teacher_layers) + max(0.0, 1 - shape.hidden_size / teacher_width)
-               + 0.2 * max(0.0, 1 - shape.ffn / (4 * shape.hidden_size)))
+               + 0.2 * max(0.0, 1 - shape.ffn / (4 * shape.hidden_size))
+               + 0.05 * max(0.0, 1 - shape.heads / teacher_heads))
     return SHAPE_WEIGHT * missing
 
 
