@@ -202,3 +202,31 @@ def test_distill_takes_an_exported_front_member_with_the_flags_it_names(tmp_path
     saved = json.loads((tmp_path / "s1" / "config.json").read_text())
     assert (saved["num_hidden_layers"], saved["hidden_size"], saved["intermediate_size"]) == (
         meta["shape"]["layers"], meta["shape"]["hidden_size"], meta["shape"]["ffn"])
+
+
+def test_a_tiny_real_shaped_search_builds_each_shape_and_measures_its_latency_once(tiny_config_toml, tmp_path):
+    from layermap.evolution.fitness import ProxyEvaluator
+
+    settings = ["search.strategy=nsga2", "search.objectives=['fitness','latency']", "shape.search=true",
+                "shape.layers=[1,2]", "shape.hidden_sizes=[16,32]", "shape.heads=[2]", "shape.ffn_ratios=[2]",
+                "search.population=3", "search.offspring=2", "search.generations=1", "latency.repeats=3",
+                "latency.warmup=1", "latency.seq_len=16", "run.shared_fitness=false"]
+    config = load_config(str(tiny_config_toml), settings)
+    evaluator = ProxyEvaluator(config)
+    assert evaluator.fingerprint == ProxyEvaluator(load_config(str(tiny_config_toml))).fingerprint   # unchanged
+    result = run_search(config, evaluator, tmp_path / "run", progress=False)
+    assert result.failed == 0 and result.computed == 5
+    info = read_run_info(tmp_path / "run")
+    with Store(info.store_path(tmp_path / "run")) as store:
+        rows = store.run_evaluations(info.run_id)
+        shapes = {r.genome.split(":")[0] for r in rows}
+        assert all(":" in r.genome for r in rows)
+        assert all(store.lookup(evaluator.fingerprint, r.genome) is not None for r in rows)   # under the base key
+        latencies = store._db.execute("SELECT shape FROM latency").fetchall()
+    assert sorted(s for (s,) in latencies) == sorted(shapes | {"L2-H32-A2-F64"})      # + the reference's largest
+    front = load_front(tmp_path / "run")
+    assert front.references is not None and all("latency" in m.costs for m in front.members)
+    assert all(m.headroom is None or -10 < m.headroom < 10 for m in front.members)
+    shaped = ShapedGenome.parse(front.members[0].genome)
+    student = evaluator.with_shape(shaped.shape).new_student(LayerMapping(shaped.genes, 4))
+    assert (student.config.num_hidden_layers, student.config.hidden_size) == (shaped.shape.layers, shaped.shape.hidden_size)
