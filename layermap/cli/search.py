@@ -203,8 +203,7 @@ def _show_front(args: argparse.Namespace) -> int:
             "strategy": "nsga2", "fingerprint": row.fingerprint, "objectives": list(front.objectives),
             "reference": list(front.reference), "noise_std": front.noise_std,
             "generations": [dataclasses.asdict(g) for g in front.generations],
-            "front": [{k: v for k, v in member_json(front, m).items() if k != "metadata"} | member_json(front, m)["metadata"]
-                      for m in front.members],
+            "front": [_flat(member_json(front, m)) for m in front.members],
             "references": front.references.to_json() if front.references else None,
         }, indent=2))
         return 0
@@ -230,6 +229,11 @@ def _show_front(args: argparse.Namespace) -> int:
               f"{m.costs['params'] / 1e6:>8.2f}M {m.costs['flops'] / 1e9:>8.3f}G{room}")
     print(f"export it: layermap export {args.run_dir} --front DIR   (one JSON per member; plot: layermap plot {args.run_dir})")
     return 0
+
+
+def _flat(entry: dict) -> dict:
+    """An exported front member with its metadata at the top level (show --json)."""
+    return {**{k: v for k, v in entry.items() if k != "metadata"}, **entry["metadata"]}
 
 
 def export_command(args: argparse.Namespace) -> int:

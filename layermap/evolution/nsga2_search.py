@@ -241,7 +241,8 @@ def _survivors(search: SearchState, space: Space, costs: Costs, pool: list[str],
     """NSGA-II survivors among the successes, then failures (in pool order) while places are left."""
     points = [p for p in (point_of(search, space, costs, t) for t in pool) if p is not None]
     chosen = [p.genome for p in nsga2.select(points, mu, search.config.search.objectives, search.config.search.noise_std)]
-    return chosen + [t for t in pool if t not in set(chosen)][:mu - len(chosen)]
+    taken = set(chosen)
+    return chosen + [t for t in pool if t not in taken][:mu - len(chosen)]
 
 
 def archive_front(search: SearchState, space: Space, costs: Costs):
