@@ -2,8 +2,9 @@
 
 :func:`front_data` reads a :class:`layermap.evolution.front.RunFront` into plain lists (tested); :func:`draw_front`
 draws two panels: fitness against the second objective (latency, params or FLOPs; params when fitness is the only
-objective) with every evaluated genome in grey, the front as a step line with ± 1 standard error bars (ties hollow)
-and the teacher's reference row where the run has one; and the hypervolume per generation against the stated
+objective) with every evaluated genome in grey, the front as a step line with ± 1 standard error bars (ties hollow), the
+fixed-shape baselines (the uniform mapping at each grid depth of the ``[student]`` width) as crosses and the
+teacher's reference row where the run has one; and the hypervolume per generation against the stated
 reference point.
 """
 
@@ -32,6 +33,8 @@ class FrontData:
     hypervolume: list[float | None] = field(default_factory=list)
     reference: list[float] = field(default_factory=list)
     teacher: float | None = None                # the teacher's reference-row fitness, where recorded
+    baselines_x: list[float] = field(default_factory=list)       # the fixed-shape baselines (uniform mapping per depth)
+    baselines_fitness: list[float] = field(default_factory=list)
 
 
 def front_data(front) -> FrontData:
@@ -44,10 +47,12 @@ def front_data(front) -> FrontData:
     others = [(values[index] / scale, values[0]) for genome, (values, _) in front.points.items()
               if genome not in on_front and index is not None]
     teacher = front.references.teacher.fitness if front.references is not None else None
+    base = [front.points[g][0] for g in front.baselines if g in front.points and index is not None]
     return FrontData(axis, xlabel, [m.costs[axis] / scale for m in members], [m.values["fitness"] for m in members],
                      [m.se for m in members], [m.tied for m in members], [m.genome for m in members],
                      [x for x, _ in others], [f for _, f in others], [g.generation for g in front.generations],
-                     list(front.hypervolumes), list(front.reference), teacher)
+                     list(front.hypervolumes), list(front.reference), teacher,
+                     [v[index] / scale for v in base], [v[0] for v in base])
 
 
 def draw_front(data: FrontData):
@@ -65,6 +70,9 @@ def draw_front(data: FrontData):
                 ax.errorbar([data.x[i] for i in pick], [data.fitness[i] for i in pick], yerr=[errors[i] for i in pick],
                             fmt="o", ms=4, color="C0", mfc="C0" if filled else "white", capsize=2, lw=0.8, zorder=3,
                             label="Pareto front (± 1 se)" if filled else "tied (within noise)")
+        if data.baselines_x:
+            ax.scatter(data.baselines_x, data.baselines_fitness, marker="x", s=22, color="C3", zorder=4,
+                       label="fixed-shape baselines (uniform mapping)")
         if data.teacher is not None:
             ax.axhline(data.teacher, color="0.0", lw=0.9, ls=":", label=f"teacher {data.teacher:.2f}")
         ax.set_xlabel(data.xlabel)

@@ -22,7 +22,7 @@ from layermap.evolution import nsga2
 from layermap.evolution.evolve import resume_search, run_search
 from layermap.evolution.front import load_front
 from layermap.evolution.store import Store, read_run_info
-from layermap.mapping import LayerMapping, enumerate_space
+from layermap.mapping import LayerMapping, baseline, enumerate_space
 from layermap.shape import ShapedGenome, ShapeGrid
 from layermap.study.synthetic import SyntheticEvaluator, read_call_log
 
@@ -149,6 +149,9 @@ def test_show_plot_and_export_front_of_a_tiny_synthetic_run(tmp_path, capsys):
     fd = front_data(front)
     assert fd.axis == "params" and fd.x == sorted(fd.x) and len(fd.hypervolume) == 3
     assert len(fd.x) + len(fd.others_x) == len(front.points)
+    assert front.baselines and all(g.endswith(":" + "-".join(map(str, baseline("uniform", int(g[1]), 4))))
+                                   for g in front.baselines)                  # uniform mapping at each depth
+    assert len(fd.baselines_x) == len(front.baselines)
 
     assert main(["export", str(run), "--front", str(tmp_path / "front")]) == 0
     files = sorted((tmp_path / "front").glob("front-*.json"))

@@ -309,10 +309,11 @@ def _print_summary(result: SearchResult) -> None:
           f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
     last = result.generations[-1] if result.generations else None
     if last is not None and last.hypervolume is not None:
-        print(f"nsga2: Pareto front of {last.front_size} genome(s), hypervolume {last.hypervolume:.6g} against "
-              f"{last.reference}   (layermap show {result.run_dir}; layermap export {result.run_dir} --front DIR)")
+        print(f"nsga2: Pareto front of {last.front_size} genome(s), hypervolume {last.hypervolume:.6g} against the "
+              f"reference point ({', '.join(f'{v:.6g}' for v in last.reference)})   (layermap show {result.run_dir}; "
+              f"layermap export {result.run_dir} --front DIR)")
     _print_references(result.references, result.best_record)
-    if result.best_record is not None:
+    if result.best_record is not None and (last is None or last.hypervolume is None):   # a front has no one best
         from ..api import verdict
 
         print(_verdict_or_not_learnt(verdict(result), result.references, result.best_record))

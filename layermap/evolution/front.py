@@ -49,6 +49,7 @@ class RunFront:
     points: dict[str, tuple[tuple[float, ...], float | None]]   # every evaluated genome: values, se
     generations: list[GenerationStats]
     references: References | None
+    baselines: tuple[str, ...] = ()  # the fixed-shape baselines the run evaluated (uniform mapping per grid depth)
 
     @property
     def hypervolumes(self) -> list[float | None]:
@@ -96,7 +97,7 @@ def load_front(run_dir: str | Path) -> RunFront:
         (lambda m: -m.values["fitness"])
     points = {g: (tuple(v), se) for g, (v, se) in cp["points"].items()}
     return RunFront(row, objectives, tuple(cp["reference"]), noise, sorted(members, key=key), points,
-                    [GenerationStats(**g.stats) for g in gens], refs)
+                    [GenerationStats(**g.stats) for g in gens], refs, tuple(cp.get("baselines", ())))
 
 
 def student_flags(shape: StudentShape) -> str:

@@ -33,7 +33,9 @@ Pseudocode (mu = search.population, lambda = search.offspring or mu, G = search.
         hypervolume <- of that archive's Pareto front up to the reference; checkpoint(gen)
 
 Each checkpoint holds the population, the generator state, the reference point, the front (genome, objective
-values, standard error, tied, params, flops) and every evaluated genome's objective values; the generation stats
+values, standard error, tied, params, flops), every evaluated genome's objective values and which of them are the
+fixed-shape baselines (the uniform mapping at every grid depth of the ``[student]`` width; without
+``shape.search`` the four baselines); the generation stats
 hold the hypervolume and the reference.  A resumed run restores the population and generator state and so follows
 the trajectory of an uninterrupted one (costs are recomputed: formulas, or latencies read back from the store).
 """
@@ -49,7 +51,7 @@ from typing import Any
 
 from ..deploy.cost import objective_costs
 from ..logs import get_logger
-from ..mapping import format_genes, parse_genes, repair
+from ..mapping import baseline, baselines, format_genes, parse_genes, repair
 from ..shape import ShapedGenome, ShapeGrid, StudentShape
 from . import nsga2
 from .operators import crossover_two_point, initial_genomes, mutate_genes, parse_seed_mappings
@@ -102,6 +104,15 @@ class Space:
             return format_genes(repair(ga, self.teacher_layers, self.constraint))
         return crossover_shaped(rng, ShapedGenome.parse(a), ShapedGenome.parse(b), self.grid, self.teacher_layers,
                                 self.constraint)[0].text
+
+    def baselines(self) -> list[str]:
+        """The fixed-shape baselines a front is read against: the uniform mapping at every grid depth of the anchor
+        width (the ``[student]`` shape fitted to the grid), or the four baselines of the fixed shape."""
+        n = self.teacher_layers
+        if self.grid is None:
+            return [format_genes(g) for g in baselines(self.fixed.layers, n).values()] if self.fixed.layers <= n else []
+        home = self.grid.nearest(self.fixed)
+        return [ShapedGenome(home.replace(layers=m), baseline("uniform", m, n)).text for m in self.grid.layers if m <= n]
 
     def shape_of(self, text: str) -> StudentShape:
         return shape_and_genes(text, self.fixed)[0]
@@ -277,6 +288,7 @@ def _checkpoint(search: SearchState, space: Space, costs: Costs, reference: tupl
         "objectives": list(objectives), "reference": list(reference), "fixed_shape": space.fixed.text,
         "shape_search": space.grid is not None, "noise_std": search.config.search.noise_std,
         "front": members, "points": {p.genome: [list(p.values), p.se] for p in points},
+        "baselines": [t for t in space.baselines() if t in search.memo],
     }
     search.store.save_generation(search.run_id, generation, population=population, fitnesses=fitnesses,
                                  stats=dataclasses.asdict(stats), checkpoint=checkpoint)
