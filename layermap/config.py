@@ -168,7 +168,7 @@ class ProxySettings:
                               "the same score every time; set proxy.repeats = 1")
 
 
-SEARCH_STRATEGIES = ("ga", "racing", "enumerate", "enumerate-mapped")
+SEARCH_STRATEGIES = ("ga", "racing", "enumerate", "enumerate-mapped", "nsga2")
 
 
 @dataclass(frozen=True)
@@ -188,11 +188,12 @@ class SearchSettings:
     seed: int = 0
     strategy: str = "ga"           # ga | racing (the GA on replicate means, elites re-evaluated under new seed sets) |
                                    # enumerate (every genome of the space, as generation 0) | enumerate-mapped (no zero gene)
+                                   # | nsga2 (a Pareto front over search.objectives, layermap.evolution.nsga2_search)
     noise_std: float = 0.0         # seed std of one fitness at this budget (benchmarks/bench_noise.py); show and the
                                    # run summary mark genomes within noise of the best with it; 0 = not measured
     replicate_cap: int = 4         # racing: the most seed sets one genome is evaluated under (the final pick needs this many)
     objectives: tuple[str, ...] = ("fitness",)   # fitness (maximised) first, then any of latency, params, flops
-                                   # (minimised); more than fitness needs strategy "nsga2" (not wired yet)
+                                   # (minimised); more than fitness needs strategy "nsga2"
     confirm_seed_sets: int = 1     # racing: the last seed sets under the cap, kept out of the race: the final pick and the
                                    # best baseline are tested on them only (0 = test on the seed sets that chose them)
 
@@ -312,7 +313,7 @@ class ShapeSettings:
     """The grid of student shapes a joint shape-and-mapping search chooses from (:class:`layermap.shape.ShapeGrid`);
     empty lists take the defaults derived from the teacher.  Off by default: the student is ``[student]``'s shape."""
 
-    search: bool = False           # choose the shape too (needs search.strategy = "nsga2", not wired yet)
+    search: bool = False           # choose the shape too (needs search.strategy = "nsga2")
     layers: tuple[int, ...] = ()   # [] = 1 .. the teacher's layers
     hidden_sizes: tuple[int, ...] = ()   # [] = hidden_step, 2 * hidden_step, ... up to the teacher's hidden size
     hidden_step: int = DEFAULT_HIDDEN_STEP
@@ -448,8 +449,8 @@ class Config:
         wants = ["shape.search = true"] if self.shape.search else []
         wants += [f"search.objectives = {list(self.search.objectives)}"] if self.search.objectives != ("fitness",) else []
         if wants and self.search.strategy != "nsga2":
-            raise ConfigError(f"{' and '.join(wants)} need search.strategy = 'nsga2', which this layermap does not run "
-                              "yet; leave them at their defaults")
+            raise ConfigError(f"{' and '.join(wants)} need search.strategy = 'nsga2' (a Pareto front); set it, or "
+                              "leave them at their defaults")
 
     def to_dict(self) -> dict:
         return {f.name: _section_to_dict(getattr(self, f.name)) for f in fields(self)}

@@ -17,7 +17,8 @@ compare folder as PNG (300 dpi) and SVG.
   the reference with its 95 % interval, on the average and per task; filled markers survive the
   table's multiple-comparison correction (Holm–Bonferroni within each column);
 * comparison bars: per task and for the average, mean ± std over seeds of each compared mapping; a
-  colour and hatch per mapping (:func:`bar_styles`: distinct for up to 60 mappings).
+  colour and hatch per mapping (:func:`bar_styles`: distinct for up to 60 mappings);
+* an nsga2 run's Pareto front and hypervolume curve: :mod:`layermap.plots_front`.
 """
 
 from __future__ import annotations
@@ -508,6 +509,12 @@ def plot_folder(folder: str | Path, out: str | Path | None = None, *, noise_std:
     if (folder / "comparison.json").is_file():
         return plot_compare(folder, out)
     if (folder / "run.json").is_file():
+        from .evolution.front import is_nsga2_run
+
+        if is_nsga2_run(folder):                    # a Pareto front, not one best genome
+            from .plots_front import plot_front
+
+            return plot_front(folder, out)
         return plot_run(folder, out, noise_std=noise_std)
     raise LayermapError(f"{folder} is neither a run folder (run.json) nor a compare folder (comparison.json); "
                         "give the --out folder of 'layermap evolve' or 'layermap compare'")

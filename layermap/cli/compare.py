@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from .common import config_from_args
@@ -86,8 +87,7 @@ def compare_command(args: argparse.Namespace) -> int:
     if args.run_dir:
         config, mappings, proxy, source = _from_run(args)
     else:
-        config = config_from_args(args)
-        mappings = [m for m in args.mappings.split(",") if m.strip()]
+        config, mappings = mapping_files(config_from_args(args), [m for m in args.mappings.split(",") if m.strip()])
         proxy, source = _shared_proxy_fitness(config, mappings), {"mappings": args.mappings}
     if not config.teacher.name:
         raise LayermapError("no teacher given; pass --teacher (a hub name or a local model folder)")
@@ -105,6 +105,34 @@ def _from_run(args: argparse.Namespace):
 
     plan = plan_from_run(args.run_dir, top=args.top, with_baselines=not args.no_baselines)
     return config_from_args(args, base=plan.settings(args.config)), plan.mappings, plan.proxy_fitness, plan.source
+
+
+def mapping_files(config, mappings: list[str]):
+    """``--mappings`` entries that are mapping JSON files (``layermap export``, ``export --front``) as their genes; a
+    file that names a student shape (a front member) sets ``[student]`` to it (every such file must name the same)."""
+    import dataclasses
+
+    from ..evolution.front import shape_of_mapping_file
+    from ..mapping import LayerMapping
+
+    out, shapes = [], {}
+    for text in mappings:
+        path = Path(text.strip())
+        if not (text.strip().endswith(".json") or path.is_file()):
+            out.append(text)
+            continue
+        out.append(LayerMapping.from_json(path).text)
+        shape = shape_of_mapping_file(json.loads(path.read_text(encoding="utf-8")))
+        if shape is not None:
+            shapes[shape.text] = shape
+    if len(shapes) > 1:
+        raise LayermapError(f"the mapping files name {len(shapes)} student shapes ({', '.join(shapes)}); compare one "
+                            "shape at a time (one compare per shape)")
+    if shapes:
+        shape = next(iter(shapes.values()))
+        config = config.replace(student=dataclasses.replace(config.student, layers=shape.layers,
+                                                            hidden_size=shape.hidden_size, heads=shape.heads, ffn=shape.ffn))
+    return config, out
 
 
 def _shared_proxy_fitness(config, mappings) -> dict[str, float]:

@@ -70,6 +70,20 @@ def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
     return LayerMapping.parse(text, teacher_layers, student_layers=student_layers)
 
 
+def _check_file_shape(text: str, spec) -> None:
+    """A mapping file that names its student shape (an ``export --front`` member) must match the student flags."""
+    import json
+
+    from ..evolution.front import shape_of_mapping_file, student_flags
+
+    if not (text.endswith(".json") or Path(text).is_file()):
+        return
+    shape = shape_of_mapping_file(json.loads(Path(text).read_text(encoding="utf-8")))
+    if shape is not None and (shape.layers, shape.hidden_size, shape.heads, shape.ffn) != \
+            (spec.layers, spec.hidden_size, spec.heads, spec.ffn):
+        raise LayermapError(f"mapping file {text!r} is for a student {shape.text}; pass {student_flags(shape)}")
+
+
 def _cmd_distill(args: argparse.Namespace) -> int:
     from .common import config_from_args
     from ..config import StudentSettings, dump_toml
@@ -89,6 +103,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     check_seq_len(teacher_cfg, args.seq_len, "--seq-len")
     mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, args.student_layers)
     spec = StudentSpec.resolve(teacher_cfg, args.student_layers, args.hidden_size, args.heads, args.ffn)
+    _check_file_shape(args.mapping, spec)
     config = config_from_args(args)                  # the flags, through the one table (layermap.cli.common)
     config = config.replace(student=StudentSettings(layers=spec.layers, hidden_size=spec.hidden_size, heads=spec.heads,
                                                     ffn=spec.ffn, init=config.student.init))   # widths resolved

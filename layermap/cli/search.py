@@ -3,8 +3,9 @@
     layermap evolve [--config PRESET_OR_FILE] [--teacher T] [--corpus FILE] [--glue-dir DIR] [--tasks ...]
                     [--set k=v ...] [--workers N] [--executor local|process|ray] [--store DB] [--quiet] --out RUN_DIR
     layermap evolve --resume RUN_DIR [--workers N] [--executor ...] [--device D] [--set run.k=v ...]
-    layermap show RUN_DIR [--json] [--top K]
+    layermap show RUN_DIR [--json] [--top K]           (an nsga2 run: its Pareto front)
     layermap export RUN_DIR [-o FILE] [--format json|textbrewer] [--attention-index hf|textbrewer-examples]
+    layermap export RUN_DIR --front DIR                (an nsga2 run: one mapping JSON per front member)
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("json", "textbrewer"), default="json",
                    help="json: the mapping with its provenance; textbrewer: a DistillationConfig file, with its "
                         "provenance and ready adaptors (<name>.adaptor.py) beside it")
+    p.add_argument("--front", metavar="DIR", default=None,
+                   help="an nsga2 run: write one JSON per Pareto-front member into DIR (the mapping with its student "
+                        "shape; distill --mapping FILE and compare --mappings FILE read it)")
     p.add_argument("--attention-index", choices=ATTENTION_INDEXES, default="hf",
                    help="textbrewer: how the attention matches count layers - hf (default: Hugging Face's "
                         "outputs.attentions, 0-based, entry k-1 is layer k) or textbrewer-examples (entry k is layer k, "
@@ -121,7 +125,11 @@ def evolve_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
+    from ..evolution.front import is_nsga2_run
     from ..evolution.report import run_report
+
+    if is_nsga2_run(args.run_dir):
+        return _show_front(args)
 
     report = run_report(args.run_dir, args.top, getattr(args, "noise_std", None), "--noise-std")
     row, result, verdict = report.row, report.result, report.verdict
@@ -181,7 +189,65 @@ def _not_learnt(refs, top, noise_std) -> str | None:
     return learnt_sentence(refs, top[0].fitness if top else None, noise_std)
 
 
+def _show_front(args: argparse.Namespace) -> int:
+    """``layermap show`` of an nsga2 run: generations with their hypervolume, then the Pareto front."""
+    from ..evolution.evolve import run_status
+    from ..evolution.front import load_front, member_json
+    from ..evolution.references import format_headroom
+
+    front = load_front(args.run_dir)
+    row = front.row
+    if args.json:
+        print(json.dumps({
+            "run_id": row.run_id, "run_dir": str(Path(args.run_dir).resolve()), "status": run_status(args.run_dir, row),
+            "strategy": "nsga2", "fingerprint": row.fingerprint, "objectives": list(front.objectives),
+            "reference": list(front.reference), "noise_std": front.noise_std,
+            "generations": [dataclasses.asdict(g) for g in front.generations],
+            "front": [_flat(member_json(front, m)) for m in front.members],
+            "references": front.references.to_json() if front.references else None,
+        }, indent=2))
+        return 0
+    print(f"run {row.run_id} ({run_status(args.run_dir, row)})  nsga2 over {', '.join(front.objectives)}  teacher "
+          f"{row.description.get('teacher') or '?'} ({row.teacher_layers} layers)  fingerprint {row.fingerprint[:12]}")
+    print(f"hypervolume reference point: {', '.join(f'{n} {v:.6g}' for n, v in zip(front.objectives, front.reference))}")
+    print(f"{'gen':>3} {'best':>8} {'front':>5} {'hypervolume':>12} {'computed':>8} {'cached':>6} {'failed':>6}")
+    for g in front.generations:
+        hv = f"{g.hypervolume:>12.6g}" if g.hypervolume is not None else f"{'-':>12}"
+        print(f"{g.generation:>3} {_num(g.best, 8)} {g.front_size if g.front_size is not None else '-':>5} {hv} "
+              f"{g.computed:>8} {g.cached:>6} {g.failed:>6}")
+    se_from = f"search.noise_std {front.noise_std:g} where a record has no standard error" if front.noise_std else \
+        "the records' own standard errors (none: '?')"
+    print(f"Pareto front: {len(front.members)} genome(s), fitness ± se ({se_from}); '=' marks a tie: on the front only "
+          "because its fitness is within noise of a genome that dominates it")
+    print(f"  {'shape':<18} {'mapping':<14} {'fitness':>15} {'latency':>10} {'params':>9} {'flops':>9}"
+          + ("  headroom" if front.references is not None else ""))
+    for m in front.members:
+        fit = f"{m.values['fitness']:7.2f} ± {m.se:4.2f}" if m.se is not None else f"{m.values['fitness']:7.2f} ±    ?"
+        latency = f"{m.costs['latency']:7.2f} ms" if "latency" in m.costs else f"{'-':>10}"
+        room = f"  {format_headroom(m.headroom)}" if front.references is not None else ""
+        print(f"{'=' if m.tied else ' '} {m.shape.text:<18} {'-'.join(map(str, m.genes)):<14} {fit:>15} {latency} "
+              f"{m.costs['params'] / 1e6:>8.2f}M {m.costs['flops'] / 1e9:>8.3f}G{room}")
+    print(f"export it: layermap export {args.run_dir} --front DIR   (one JSON per member; plot: layermap plot {args.run_dir})")
+    return 0
+
+
+def _flat(entry: dict) -> dict:
+    """An exported front member with its metadata at the top level (show --json)."""
+    return {**{k: v for k, v in entry.items() if k != "metadata"}, **entry["metadata"]}
+
+
 def export_command(args: argparse.Namespace) -> int:
+    if args.front is not None:
+        from ..evolution.front import export_front
+
+        if args.output is not None or args.format != "json":
+            raise LayermapError("--front writes one JSON per front member into its folder; give it without -o and --format")
+        paths = export_front(args.run_dir, args.front)
+        print(f"{len(paths)} front member(s) written to {args.front} ({paths[0].name}, ...)" if paths else
+              f"the front is empty; nothing written to {args.front}")
+        print("each holds the mapping and its student shape (metadata.shape, metadata.student_flags): layermap distill "
+              "--mapping FILE <student_flags> ..., or layermap compare --mappings FILE ...")
+        return 0
     if args.output == "-":
         sys.stdout.write(render_export(args.run_dir, args.format, args.attention_index).text)
         return 0
@@ -241,8 +307,13 @@ def _print_summary(result: SearchResult) -> None:
               f" (n={result.best_record.seed_sets} replicate(s))" + (f"   ({tasks})" if tasks else ""))
     print(f"evaluations: {result.computed} computed, {result.cached} cached, {result.failed} failed   "
           f"generations: {len(result.generations)}   wall time {result.wall_time:.1f}s")
+    last = result.generations[-1] if result.generations else None
+    if last is not None and last.hypervolume is not None:
+        print(f"nsga2: Pareto front of {last.front_size} genome(s), hypervolume {last.hypervolume:.6g} against the "
+              f"reference point ({', '.join(f'{v:.6g}' for v in last.reference)})   (layermap show {result.run_dir}; "
+              f"layermap export {result.run_dir} --front DIR)")
     _print_references(result.references, result.best_record)
-    if result.best_record is not None:
+    if result.best_record is not None and (last is None or last.hypervolume is None):   # a front has no one best
         from ..api import verdict
 
         print(_verdict_or_not_learnt(verdict(result), result.references, result.best_record))

@@ -49,7 +49,8 @@ WORST = -math.inf       # the selection fitness of a failed genome
 RESUMABLE_RUN_KEYS = ("executor", "workers", "threads", "device", "ray_address", "gpus_per_eval", "cpus_per_eval", "cache_dir",
                       "shared_fitness", "retry_failed")
 SHARED_CACHE_NAME = "fitness.sqlite"
-BREEDING = ("ga", "racing")   # strategies that breed generations (the others evaluate one fixed generation 0)
+BREEDING = ("ga", "racing")   # strategies that breed generations here (nsga2 breeds in layermap.evolution.nsga2_search;
+                              # the others evaluate one fixed generation 0)
 NOVELTY_TRIES = 50      # breedings per offspring slot before a genome the run already knows is accepted
 
 
@@ -135,6 +136,10 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
             statistics(gen); checkpoint(gen)    # population, fitnesses, hof, rng state
     """
     s = search.config.search
+    if s.strategy == "nsga2":                   # a Pareto front over search.objectives: its own loop
+        from .nsga2_search import evolve_nsga2
+
+        return evolve_nsga2(search, start)
     toolbox = build_toolbox(search)
     strategy = strategy_of(search)
     hof = tools.HallOfFame(s.hall_of_fame, similar=operator.eq)

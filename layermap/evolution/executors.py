@@ -71,9 +71,17 @@ def evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
     return _stamped(evaluator, _evaluate_safely(evaluator, genes))
 
 
-def _evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
+def genome_job(genes: Sequence[int] | str) -> tuple[tuple[int, ...] | str, str]:
+    """A job's genome as the evaluator takes it and its text: genes as ints, or a shaped genome's text as it is
+    (``L4-H256-A4-F1024:3-6-9-12``, :mod:`layermap.evolution.shaped_evaluator`)."""
+    if isinstance(genes, str):
+        return genes, genes
     genes = tuple(int(g) for g in genes)
-    text = format_genes(genes)
+    return genes, format_genes(genes)
+
+
+def _evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
+    genes, text = genome_job(genes)
     start = time.perf_counter()
     try:
         record = evaluator.evaluate(genes)
@@ -91,7 +99,7 @@ def evaluate_chunk_safely(evaluator: Any, chunk: Sequence[Sequence[int]]) -> lis
 
 
 def _evaluate_chunk_safely(evaluator: Any, chunk: Sequence[Sequence[int]]) -> list[EvaluationRecord]:
-    chunk = [tuple(int(g) for g in genes) for genes in chunk]
+    chunk = [genome_job(genes)[0] for genes in chunk]
     many = getattr(evaluator, "evaluate_many", None)
     if many is None or len(chunk) == 1:
         return [evaluate_safely(evaluator, genes) for genes in chunk]
@@ -101,14 +109,14 @@ def _evaluate_chunk_safely(evaluator: Any, chunk: Sequence[Sequence[int]]) -> li
     except Exception as exc:  # noqa: BLE001 - a failed chunk must never crash the run
         _release_gpu_memory(exc)
         share = (time.perf_counter() - start) / len(chunk)
-        return [EvaluationRecord.failure(format_genes(g), describe_exception(exc), {"total": share}) for g in chunk]
+        return [EvaluationRecord.failure(genome_job(g)[1], describe_exception(exc), {"total": share}) for g in chunk]
     share = (time.perf_counter() - start) / len(chunk)
     if len(outcomes) != len(chunk):
-        return [EvaluationRecord.failure(format_genes(g), f"TypeError: evaluate_many returned {len(outcomes)} records "
+        return [EvaluationRecord.failure(genome_job(g)[1], f"TypeError: evaluate_many returned {len(outcomes)} records "
                                          f"for {len(chunk)} genomes", {"total": share}) for g in chunk]
     records = []
     for genes, outcome in zip(chunk, outcomes):
-        text = format_genes(genes)
+        text = genome_job(genes)[1]
         if isinstance(outcome, BaseException):
             records.append(EvaluationRecord.failure(text, describe_exception(outcome), {"total": share}))
         else:

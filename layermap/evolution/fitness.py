@@ -199,6 +199,26 @@ class ProxyEvaluator:
         other._state = None
         return other
 
+    @property
+    def teacher_config(self):
+        """The teacher's ``transformers`` config (depth, widths, vocabulary): what a shape grid and costs need."""
+        return self._teacher_config
+
+    def with_shape(self, shape) -> "ProxyEvaluator":
+        """The evaluator of a student of ``shape`` (a :class:`layermap.shape.StudentShape`; a joint shape search):
+        ``config.student``'s sizes replaced by it, the teacher, corpus and tasks this process loaded shared.  Its
+        records are kept by :class:`layermap.evolution.shaped_evaluator.ShapedEvaluator` under this evaluator's
+        fingerprint, keyed by the shaped genome's text."""
+        st = self._load()
+        other = copy.copy(self)
+        other.config = self.config.replace(student=dataclasses.replace(
+            self.config.student, layers=shape.layers, hidden_size=shape.hidden_size, heads=shape.heads, ffn=shape.ffn))
+        other._fingerprint = None
+        spec = other.spec
+        init = build_student(st.teacher.model.config, spec, seed=other.config.distill.seed)
+        other._state = dataclasses.replace(st, spec=spec, init_state=copy.deepcopy(init.state_dict()))
+        return other
+
     # -- evaluation ----------------------------------------------------------------------------
     def prepare(self) -> None:
         """Load the teacher, tokenise the slice and fill the teacher cache (the driver calls this

@@ -34,6 +34,9 @@ class GenerationStats:
     failed: int
     best_genome: str | None
     wall_time: float
+    hypervolume: float | None = None     # nsga2: of the run's front so far, up to `reference`
+    reference: list | None = None        # nsga2: the hypervolume's reference point (one value per objective)
+    front_size: int | None = None        # nsga2: genomes on the noise-aware front (ties included)
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,14 @@ def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wa
     counts = store.count_evaluations(row.run_id)
     return SearchResult(row.run_id, Path(run_dir or row.run_dir), store.path, row.teacher_layers,
                         row.config.get("search", {}).get("constraint", "free"),
-                        parse_genes(best.genome) if best else None, best, hof,
+                        _genes_of(best.genome) if best else None, best, hof,
                         [GenerationStats(**g.stats) for g in gens], counts.computed, counts.cached, counts.failed, wall_time,
                         references_of(store, row.description))
+
+
+def _genes_of(text: str) -> tuple[int, ...]:
+    """The mapping genes of a genome text (a shaped genome's, ``L4-H256-A4-F1024:3-6-9-12``, after its shape)."""
+    return parse_genes(text.split(":", 1)[1] if ":" in text else text)
 
 
 def run_noise_std(config: dict) -> float | None:

@@ -32,7 +32,7 @@ from ..config import Config
 from ..logs import get_logger, live_progress
 from ..mapping import format_genes, parse_genes
 from . import store as store_mod
-from .executors import Executor, create_executor, evaluate_chunk_safely, evaluate_safely
+from .executors import Executor, create_executor, evaluate_chunk_safely, evaluate_safely, genome_job
 from .records import EvaluationRecord, Evaluator
 from .replicates import seed_set_evaluator
 from .store import BUSY, CLAIMED, KNOWN, Store
@@ -221,7 +221,7 @@ def _compute(search: SearchState, pending: list[Job], generation: int, cached: i
                 busy.append((text, r))
             else:
                 rows[(text, r)] = store.start_evaluation(run_id, fp, text, generation)
-                yield (parse_genes(text), r)
+                yield (text if ":" in text else parse_genes(text), r)    # a shaped genome travels as its text
 
     stream = claimed()
     first = next(stream, None)
@@ -235,7 +235,7 @@ def _compute(search: SearchState, pending: list[Job], generation: int, cached: i
               file=sys.stderr, disable=not (search.progress and live_progress())) as bar:
         bar.set_postfix(cached=cached, best=_best_known(search.memo))
         for (genes, r), record in _executor(search).submit(itertools.chain([first], stream)):
-            text = format_genes(genes)
+            text = genome_job(genes)[1]
             fp = fingerprint_of(search, r)
             record = dataclasses.replace(record, genome=text, seed_set=r)
             store.finish_evaluation(rows[(text, r)], record)

@@ -21,6 +21,14 @@ the proxy's.  Options for failure tests: ``fail_genomes`` raise a ``RuntimeError
 ``os._exit`` (worker-death tests with the process or Ray executor; never with ``local``).
 ``delay`` sleeps per evaluation (kill tests); ``log_path`` appends ``genome pid device`` per call to a
 file, so tests can count evaluator calls across processes.
+
+**Two objectives** (the NSGA-II fixture, ``search.strategy = "nsga2"``).  :meth:`SyntheticEvaluator.with_shape` is
+the landscape of a student of another shape: the optimum is the default one at its depth and the fitness loses
+:func:`shape_penalty` (larger students score higher: ``SHAPE_WEIGHT`` x the missing fraction of the teacher's depth
+and width, a fifth of it for a narrow FFN, a twentieth for fewer heads).  :meth:`SyntheticEvaluator.costs` gives ``params`` and ``flops`` by the
+BERT formulas (:mod:`layermap.deploy.cost`) for the synthetic teacher family (:attr:`teacher_config`: vocabulary
+``SYNTHETIC_VOCAB``) and a synthetic ``latency`` of ``flops / 1e6`` "ms" (nothing is timed).  So each shape's best
+genome is known (its optimum mapping, penalty 0) and the true Pareto front is the non-dominated set of those.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ from ..mapping import format_genes, parse_genes
 from ..evolution.records import EvaluationRecord, TaskScore
 
 KIND = "synthetic"
+SHAPE_WEIGHT = 10.0
+SYNTHETIC_VOCAB = 1000
 
 
 @dataclass
@@ -60,6 +70,8 @@ class SyntheticEvaluator:
     log_path: str = ""
     teacher_width: int = 64        # hidden sizes reported by describe() (for exports); no effect on fitness
     student_width: int = 32
+    shape_loss: float = 0.0        # subtracted from every fitness (with_shape: the shape's penalty)
+    shape_text: str = field(default="", compare=False)   # with_shape: the shape, logged before the genome
     device: str = field(default="cpu", compare=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +100,8 @@ class SyntheticEvaluator:
         }
         if self.noise_dist != "uniform":           # enters only when not the default, so older fingerprints stay
             parts["noise_dist"] = self.noise_dist
+        if self.shape_loss:
+            parts["shape_loss"] = self.shape_loss
         return digest(parts)
 
     def describe(self) -> dict:
@@ -118,7 +132,42 @@ class SyntheticEvaluator:
         u = _unit_hash(format_genes(genes), self.seed)
         if self.noise_dist == "gaussian":
             u = statistics.NormalDist().inv_cdf(min(max((u + 1.0) / 2.0, 1e-12), 1.0 - 1e-12))
-        return 100.0 - penalty + self.noise * u
+        return 100.0 - penalty - self.shape_loss + self.noise * u
+
+    # -- the two-objective landscape (module docstring) ----------------------------------------------
+    @property
+    def teacher_config(self):
+        """A BERT config of the synthetic teacher (what shape grids and cost formulas read)."""
+        from types import SimpleNamespace
+
+        heads = max(a for a in (4, 2, 1) if self.teacher_width % a == 0)
+        return SimpleNamespace(model_type="bert", num_hidden_layers=self.teacher_layers, hidden_size=self.teacher_width,
+                               num_attention_heads=heads, intermediate_size=4 * self.teacher_width,
+                               vocab_size=SYNTHETIC_VOCAB, max_position_embeddings=512, type_vocab_size=2)
+
+    @property
+    def fixed_shape(self):
+        """The shape of this evaluator's student (heads: the largest of 4, 2, 1 dividing its width; FFN 4 x width)."""
+        from ..shape import StudentShape
+
+        heads = max(a for a in (4, 2, 1) if self.student_width % a == 0)
+        return StudentShape(self.student_layers, self.student_width, heads, 4 * self.student_width)
+
+    def with_shape(self, shape) -> "SyntheticEvaluator":
+        """The landscape of a student of ``shape``: the default optimum at its depth, fitness less its
+        :func:`shape_penalty`."""
+        return dataclasses.replace(self, student_layers=shape.layers, student_width=shape.hidden_size, optimum=(),
+                                   shape_loss=shape_penalty(shape, self.teacher_layers, self.teacher_width,
+                                                            self.teacher_config.num_attention_heads),
+                                   shape_text=shape.text)
+
+    def costs(self, shape, names: Sequence[str], store=None) -> dict[str, float]:
+        """``params`` and ``flops`` by formula, ``latency`` = flops / 1e6 (synthetic, never timed), for the names asked."""
+        from ..deploy.cost import shape_costs
+
+        fixed = shape_costs(shape, self.teacher_config)
+        values = {"params": float(fixed["params"]), "flops": float(fixed["flops"]), "latency": fixed["flops"] / 1e6}
+        return {name: values[name] for name in names if name in values}
 
     def evaluate(self, genes: Sequence[int]) -> EvaluationRecord:
         genes = tuple(int(g) for g in genes)
@@ -146,7 +195,7 @@ class SyntheticEvaluator:
     def _log(self, text: str) -> None:
         if self.log_path:
             with open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(f"{text} {os.getpid()} {self.device} {self.seed}\n")
+                f.write(f"{self.shape_text + ':' if self.shape_text else ''}{text} {os.getpid()} {self.device} {self.seed}\n")
 
 
 def rebuild_synthetic(description: dict) -> SyntheticEvaluator:
@@ -157,6 +206,16 @@ def rebuild_synthetic(description: dict) -> SyntheticEvaluator:
     for name in ("optimum", "fail_genomes", "nan_genomes", "crash_genomes"):
         params[name] = tuple(params.get(name, ()))
     return SyntheticEvaluator(**params)
+
+
+def shape_penalty(shape, teacher_layers: int, teacher_width: int, teacher_heads: int = 1) -> float:
+    """What a student of ``shape`` loses against the teacher's size: ``SHAPE_WEIGHT`` x (the missing fraction of the
+    teacher's depth + of its width + a fifth of the missing fraction of a 4 x hidden FFN + a twentieth of the missing
+    fraction of its heads, which cost no parameters: fewer heads at the same size are dominated)."""
+    missing = (max(0.0, 1 - shape.layers / teacher_layers) + max(0.0, 1 - shape.hidden_size / teacher_width)
+               + 0.2 * max(0.0, 1 - shape.ffn / (4 * shape.hidden_size))
+               + 0.05 * max(0.0, 1 - shape.heads / teacher_heads))
+    return SHAPE_WEIGHT * missing
 
 
 def read_call_log(path: str | os.PathLike, with_seed: bool = False) -> list:
