@@ -139,6 +139,12 @@ class ProxySettings:
                                    # 4-fold cross-validation on the training set
     reference_seed_sets: int = 2   # seed sets the reference rows (teacher, no distillation, constant) are measured on
     allow_invalid: tuple[str, ...] = ()   # proxy tasks kept although invalid at these settings ("*" = any)
+    task_noise: tuple[str, ...] = ()      # measured seed std of a distilled student's task score, "task=std" each
+                                          # (benchmarks/bench_noise.py); validity uses it where it exceeds the rows' own
+
+    def task_noise_map(self) -> dict[str, float]:
+        """``task_noise`` as task -> measured seed std."""
+        return _task_noise(self.task_noise)
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -163,9 +169,25 @@ class ProxySettings:
         if isinstance(self.reference_seed_sets, bool) or self.reference_seed_sets < 2:
             raise ConfigError(f"proxy.reference_seed_sets must be at least 2 (the seed noise of a task is their spread), "
                               f"got {self.reference_seed_sets}")
+        self.task_noise_map()
         if self.head == "probe" and self.repeats > 1:
             raise ConfigError("proxy.repeats > 1 needs proxy.head = 'finetune': the probe head has no seed and gives "
                               "the same score every time; set proxy.repeats = 1")
+
+
+def _task_noise(entries: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for entry in entries:
+        task, _, value = str(entry).partition("=")
+        try:
+            std = float(value)
+        except ValueError:
+            std = -1.0
+        if not task.strip() or not (std >= 0 and math.isfinite(std)):
+            raise ConfigError(f"proxy.task_noise entry {entry!r} is not 'task=std' with a std >= 0; write e.g. "
+                              "[\"sst2=1.25\", \"mrpc=1.22\"]")
+        out[task.strip().lower().replace("-", "")] = std
+    return out
 
 
 SEARCH_STRATEGIES = ("ga", "racing", "enumerate", "enumerate-mapped", "nsga2")

@@ -172,3 +172,17 @@ def test_the_pair_probe_reads_the_difference_of_the_sentences_where_the_joint_pr
     assert apart.score > constant + 15
     assert joint.score < constant + 5
     assert apart.regularisation in ProbeSettings().c_grid            # chosen by cross-validation on train
+
+
+def test_a_measured_task_noise_raises_the_rows_own_and_can_make_a_task_invalid():
+    refs = _refs(79.0, 76.7, 74.8, spread=0.5)                     # MRPC-like: a 2.3-point gap, rows' noise 0.5
+    assert refs.validity()["sst2"].valid
+    measured = refs.with_measured_noise({"sst2": 1.22, "rte": 3.0})
+    assert measured.sigma["sst2"] == 1.22 and measured.measured == {"sst2": 1.22}
+    assert not measured.validity()["sst2"].valid
+    assert refs.with_measured_noise({"sst2": 0.1}).sigma == refs.sigma      # never lowered
+    from layermap.config import ConfigError
+
+    assert load_config(None, ["proxy.task_noise=['sst2=1.25']"]).proxy.task_noise_map() == {"sst2": 1.25}
+    with pytest.raises(ConfigError, match="task_noise entry 'sst2' is not 'task=std'"):
+        load_config(None, ["proxy.task_noise=['sst2']"])

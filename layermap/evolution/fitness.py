@@ -442,7 +442,7 @@ class ProxyEvaluator:
             tmp.replace(path)
         if store is not None and store.lookup_references(fp) is None:
             store.save_references(fp, payload)
-        return References.from_json(payload)
+        return References.from_json(payload).with_measured_noise(self.config.proxy.task_noise_map())
 
     def compute_references(self) -> "References":
         """Measure the three reference rows on ``proxy.reference_seed_sets`` seed sets: the teacher through the proxy
@@ -552,7 +552,7 @@ def _proxy_identity(proxy) -> dict:
     return d
 
 
-_NOT_FITNESS = ("glue_dir", "reference_seed_sets", "allow_invalid")   # proxy keys that change no fitness
+_NOT_FITNESS = ("glue_dir", "reference_seed_sets", "allow_invalid", "task_noise")   # proxy keys that change no fitness
 
 
 def probe_settings(proxy):

@@ -13,7 +13,9 @@ subsamples and budget:
 Each row is measured on ``proxy.reference_seed_sets`` seed sets (seed set r raises ``distill.seed`` and
 ``proxy.seed`` by r, as a replicate does); the row is their mean, and the **seed noise of a task score**,
 ``sigma``, is the pooled sample std over seed sets of the teacher and no-distillation rows (never below
-:data:`MIN_TASK_NOISE`, so that two lucky draws cannot make a task look noiseless).
+:data:`MIN_TASK_NOISE`, so that two lucky draws cannot make a task look noiseless), raised to the measured seed std
+of a distilled student's score where ``proxy.task_noise`` gives a larger one (the rows do not distil, so they miss
+the distillation seed's share of the noise).
 
 **Headroom recovered** by a student on a task = ``(student - floor) / (teacher - floor)``, floor =
 max(no distillation, constant): 0 at the floor, 1 at the teacher.  A task where the teacher does not beat the
@@ -28,6 +30,7 @@ proxy averages noise into the fitness.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -105,6 +108,15 @@ class References:
     sigma: dict[str, float]
     fingerprint: str = ""
     seed_sets: int = 1
+    measured: dict[str, float] = field(default_factory=dict)   # proxy.task_noise: a distilled student's seed std
+
+    def with_measured_noise(self, measured: dict[str, float]) -> "References":
+        """These rows with each task's noise raised to a measured seed std of a distilled student's score where that is
+        larger (``proxy.task_noise``: the reference rows do not distil, so they miss the distillation seed's share)."""
+        if not measured:
+            return self
+        sigma = {t: max(s, measured.get(t, 0.0)) for t, s in self.sigma.items()}
+        return dataclasses.replace(self, sigma=sigma, measured={t: v for t, v in measured.items() if t in sigma})
 
     @property
     def tasks(self) -> list[str]:
@@ -162,7 +174,7 @@ class References:
     def to_json(self) -> dict:
         return {"fingerprint": self.fingerprint, "seed_sets": self.seed_sets,
                 "rows": {r.name: r.to_json() for r in self.rows}, "sigma": dict(self.sigma),
-                "fitness_noise": self.fitness_noise, "validity_sigmas": VALIDITY_SIGMAS,
+                "fitness_noise": self.fitness_noise, "validity_sigmas": VALIDITY_SIGMAS, "measured_noise": dict(self.measured),
                 "validity": {t: {"valid": v.valid, "gap": v.gap, "floor": v.floor, "sigma": v.sigma}
                              for t, v in self.validity().items()}}
 
@@ -236,12 +248,17 @@ def ensure_references(evaluator, store=None, allow: tuple[str, ...] = ()) -> Ref
     return refs
 
 
-def references_of(store, description: dict) -> References | None:
-    """The reference rows a run recorded (its description names their fingerprint), or None for a run from before
-    them or of an evaluator without them."""
+def references_of(store, description: dict, config: dict | None = None) -> References | None:
+    """The reference rows a run recorded (its description names their fingerprint), with the run's
+    ``proxy.task_noise`` applied, or None for a run from before them or of an evaluator without them."""
     fp = (description or {}).get("reference_fingerprint")
     payload = store.lookup_references(fp) if fp else None
-    return References.from_json(payload) if payload else None
+    if not payload:
+        return None
+    from ..config import _task_noise
+
+    return References.from_json(payload).with_measured_noise(_task_noise(tuple(
+        ((config or {}).get("proxy") or {}).get("task_noise") or ())))
 
 
 def learnt_sentence(refs: References | None, fitness: float | None, noise_std: float | None = None) -> str | None:

@@ -85,7 +85,7 @@ def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wa
                         row.config.get("search", {}).get("constraint", "free"),
                         _genes_of(best.genome) if best else None, best, hof,
                         [GenerationStats(**g.stats) for g in gens], counts.computed, counts.cached, counts.failed, wall_time,
-                        references_of(store, row.description))
+                        references_of(store, row.description, row.config))
 
 
 def _genes_of(text: str) -> tuple[int, ...]:
