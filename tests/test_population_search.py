@@ -233,12 +233,12 @@ def test_bad_population_and_precision_settings_are_one_sentence_and_exit_2(tiny_
 
 
 def test_older_format_stores_stay_readable(tmp_path, capsys):
-    """results/demo-run was written under FITNESS_FORMAT 2: show, export and plot read it as before."""
+    """results/demo-run-2026-11 was written under FITNESS_FORMAT 2: show, export and plot read it as before."""
     from layermap.cli.main import main
     from layermap.evolution.fitness import FITNESS_FORMAT
 
     assert FITNESS_FORMAT == 3
-    run = ROOT / "results" / "demo-run"
+    run = ROOT / "results" / "demo-run-2026-11"
     assert main(["show", str(run)]) == 0
     assert "(finished)" in capsys.readouterr().out
     assert main(["export", str(run), "-o", str(tmp_path / "best.json")]) == 0
