@@ -167,7 +167,7 @@ class References:
                 allowed.append(v)
                 continue
             raise InvalidProxyTask(
-                f"{v.sentence()}; raise proxy.max_train or the distillation budget, drop the task "
+                f"{v.sentence()}; give the probe more training examples (proxy.max_train), drop the task "
                 f"(--tasks), or keep it anyway with --set proxy.allow_invalid='[\"{v.task}\"]'")
         return allowed
 
