@@ -408,10 +408,9 @@ def draw_comparison(data: ComparisonData):
                    label=data.labels[i] + (" — reference" if is_ref else f" — {_short_verdict(data.verdicts[i])}"),
                    color=colour, edgecolor="black" if is_ref else "white", linewidth=1.0 if is_ref else 0.3,
                    hatch=hatch or None, capsize=2, error_kw={"lw": 0.7})
-        for (name, values), (colour, marker) in zip(data.references.items(),
-                                                    (("black", "_"), ("0.45", "_"), ("C3", "_"))):
-            ax.scatter(x, values, marker=marker, s=900 / max(t, 1), color=colour, linewidths=1.6 if marker == "_" else 1,
-                       zorder=5, label=f"{name} (reference)")
+        for (name, values), (colour, style) in zip(data.references.items(), (("black", "-"), ("0.45", "--"), ("C3", ":"))):
+            ax.hlines(values, x - 0.42, x + 0.42, colors=colour, linestyles=style, linewidth=1.4, zorder=5,
+                      label=f"{name} (reference)")          # one line across each task's group of bars
         ax.set_xticks(x)
         ax.set_xticklabels(data.tasks)
         ax.set_ylabel("dev score (%)")
