@@ -510,6 +510,9 @@ def plot_folder(folder: str | Path, out: str | Path | None = None, *, noise_std:
     if (folder / "run.json").is_file():
         from .evolution.front import is_nsga2_run
 
+        if noise_std is not None and not (noise_std >= 0 and math.isfinite(noise_std)):
+            raise LayermapError(f"--noise-std must be a standard deviation >= 0, got {noise_std}")
+
         if is_nsga2_run(folder):                    # a Pareto front, not one best genome
             from .plots_front import plot_front
 
