@@ -92,7 +92,7 @@ def plot(figures: dict, path: str) -> None:
         ax.axhline(0, color="grey", lw=0.8)
         ax.axhline(100, color="black", lw=0.8, ls=":")
         ax.set_xscale("log")
-        ax.set_title(task if task != "mean" else "mean over tasks with headroom")
+        ax.set_title(task if task != "mean" else "mean over valid tasks")
         ax.set_xlabel("distillation steps (0 plotted at 1)")
     axes[0][0].set_ylabel("headroom recovered (%)")
     axes[0][-1].legend(fontsize=7)

@@ -145,14 +145,17 @@ class References:
 
     def headroom(self, task_scores: dict[str, float]) -> dict[str, float | None]:
         """Headroom recovered per task (None where the teacher does not beat the floor: no headroom), and under
-        ``"mean"`` its mean over the tasks that have headroom (None if none has)."""
+        ``"mean"`` its mean over the valid tasks (over the tasks that have headroom where none is valid; None if
+        none has)."""
         out: dict[str, float | None] = {}
         for t, score in task_scores.items():
             if t not in self.teacher.tasks:
                 continue
             room = self.teacher.tasks[t] - self.floor(t)
             out[t] = (score - self.floor(t)) / room if room > 0 else None
-        have = [v for v in out.values() if v is not None]
+        validity = self.validity()
+        valid = [v for t, v in out.items() if v is not None and validity[t].valid]
+        have = valid or [v for v in out.values() if v is not None]      # an invalid task's headroom is mostly noise
         out["mean"] = float(np.mean(have)) if have else None
         return out
 
