@@ -85,7 +85,7 @@ def test_fingerprint_keeps_old_key_for_defaults_and_changes_with_head_and_repeat
 
     legacy = {k: getattr(config.proxy, k) for k in config.proxy.__dataclass_fields__
               if k not in ("glue_dir", "head", "repeats", "probe_pairs", "probe_c", "reference_seed_sets",
-                           "allow_invalid")}
+                           "allow_invalid", "task_noise")}
     assert _proxy_identity(config.proxy) == legacy           # records made before head/repeats keep their key
     base = ProxyEvaluator(config).fingerprint
     probe = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.head='probe'"])).fingerprint
