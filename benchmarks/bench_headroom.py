@@ -57,7 +57,7 @@ def point(ev: ProxyEvaluator, steps: int) -> dict:
         other.config = ev.config.replace(distill=dataclasses.replace(ev.config.distill, max_steps=steps))
         other._fingerprint = None
         record = other.evaluate(mapping.genes)
-        scores, loss = {t: s.score for t, s in record.tasks.items()}, record.distill_loss
+        scores, loss = record.task_scores, record.distill_loss
     return {"mapping": mapping.text, "scores": scores, "distill_loss": loss, "seconds": time.perf_counter() - t0}
 
 

@@ -160,7 +160,7 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
     mapping = _parse_mapping(args.mapping, evaluator.teacher_layers, evaluator.student_layers)
     refs = None if args.no_references else evaluator.references()       # cached per reference fingerprint
     record = evaluator.evaluate(mapping.genes)
-    scores = {name: task.score for name, task in record.tasks.items()}
+    scores = record.task_scores
     if args.json:
         d = record.to_dict()
         d["mapping"] = d.pop("genome")

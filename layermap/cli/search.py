@@ -147,7 +147,7 @@ def show_command(args: argparse.Namespace) -> int:
             "tie_rule": verdict.tie_rule, "noise_std": verdict.noise_std, "noise_std_from": verdict.noise_std_from,
             "best_vs_baselines": report.best_vs_baselines, "verdict": verdict.to_dict(),
             "references": result.references.to_json() if result.references else None,
-            "headroom": ({r.genome: result.references.headroom({t: s.score for t, s in r.tasks.items()})
+            "headroom": ({r.genome: result.references.headroom(r.task_scores)
                           for r in report.top} if result.references else None),
             "not_learnt": _not_learnt(result.references, report.top, verdict.noise_std),
         }, indent=2))
@@ -173,7 +173,7 @@ def show_command(args: argparse.Namespace) -> int:
             if result.references is not None:
                 from ..evolution.references import format_headroom
 
-                h = result.references.headroom({t: s.score for t, s in record.tasks.items()})
+                h = result.references.headroom(record.task_scores)
                 room = f"  headroom {format_headroom(h['mean'])}"
             print(f"{mark} {record.genome:<16} {fit}  n={record.seed_sets:<2}  {tasks}{room}")
         print(noise_note(report.top, report.ties, verdict.noise_std, verdict.noise_std_from or "--noise-std"))
@@ -329,7 +329,7 @@ def _print_references(refs, best) -> None:
     for line in describe(refs):
         print("  " + line)
     if best is not None:
-        print(f"  best {best.genome}: " + headroom_line(refs, {t: s.score for t, s in best.tasks.items()}))
+        print(f"  best {best.genome}: " + headroom_line(refs, best.task_scores))
 
 
 def _verdict_or_not_learnt(verdict, refs, best) -> str:

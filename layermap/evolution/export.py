@@ -278,7 +278,7 @@ def provenance(row: RunRow, result: SearchResult) -> dict:
         "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": "layermap evolve",
         **({"references": result.references.to_json(),
-            "headroom": result.references.headroom({t: s.score for t, s in record.tasks.items()})}
+            "headroom": result.references.headroom(record.task_scores)}
            if result.references is not None else {}),
     }
 

@@ -81,7 +81,7 @@ def load_front(run_dir: str | Path) -> RunFront:
                                 f"'layermap evolve --resume {run_dir}' finish one")
         records = {r.genome: r.record for r in store.run_evaluations(row.run_id)
                    if r.record is not None and r.record.ok and r.record.seed_set == 0}
-        refs = references_of(store, row.description)
+        refs = references_of(store, row.description, row.config)
     cp = gens[-1].checkpoint
     objectives, noise = tuple(cp["objectives"]), float(cp.get("noise_std") or 0.0)
     fixed = StudentShape.parse(cp["fixed_shape"])
@@ -89,7 +89,7 @@ def load_front(run_dir: str | Path) -> RunFront:
     for m in cp["front"]:
         shape, genes = shape_and_genes(m["genome"], fixed)
         record = records.get(m["genome"])
-        room = (refs.headroom({t: s.score for t, s in record.tasks.items()})["mean"]
+        room = (refs.headroom(record.task_scores)["mean"]
                 if refs is not None and record is not None else None)
         members.append(FrontMember(m["genome"], shape, genes, dict(zip(objectives, m["values"])), dict(m["costs"]),
                                    m["se"] if m["se"] is not None else (noise or None), bool(m["tied"]), room, record))

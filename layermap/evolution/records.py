@@ -66,6 +66,11 @@ class EvaluationRecord:
     def ok(self) -> bool:
         return self.status == COMPLETE and self.fitness is not None and math.isfinite(self.fitness)
 
+    @property
+    def task_scores(self) -> dict[str, float]:
+        """Task name -> its score (what a headroom is computed from)."""
+        return {name: task.score for name, task in self.tasks.items()}
+
     def to_dict(self) -> dict:
         """All fields, except ``seed_set`` 0 and an empty ``seed_set_fitness``: a plain record's JSON stays what it was
         before replicates existed, so older layermap versions still read the stores this one writes."""
