@@ -432,6 +432,7 @@ class ProxyEvaluator:
         fp = self.reference_fingerprint
         path = default_cache_dir(self.config.run.cache_dir) / "references" / f"{fp}.json"
         payload = store.lookup_references(fp) if store is not None else None
+        in_store = payload is not None
         if payload is None and path.exists():
             payload = json.loads(path.read_text())
         if payload is None:
@@ -440,7 +441,7 @@ class ProxyEvaluator:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
             tmp.replace(path)
-        if store is not None and store.lookup_references(fp) is None:
+        if store is not None and not in_store:
             store.save_references(fp, payload)
         return References.from_json(payload).with_measured_noise(self.config.proxy.task_noise_map())
 
