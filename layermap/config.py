@@ -214,7 +214,7 @@ class SearchSettings:
     noise_std: float = 0.0         # seed std of one fitness at this budget (benchmarks/bench_noise.py); show and the
                                    # run summary mark genomes within noise of the best with it; 0 = not measured
     replicate_cap: int = 4         # racing: the most seed sets one genome is evaluated under (the final pick needs this many)
-    objectives: tuple[str, ...] = ("fitness",)   # fitness (maximised) first, then any of latency, params, flops
+    objectives: tuple[str, ...] = ("fitness",)   # fitness (maximised) first, then any of latency, latency_int8, params, flops
                                    # (minimised); more than fitness needs strategy "nsga2"
     confirm_seed_sets: int = 1     # racing: the last seed sets under the cap, kept out of the race: the final pick and the
                                    # best baseline are tested on them only (0 = test on the seed sets that chose them)
@@ -257,7 +257,7 @@ class SearchSettings:
             _check_seed_mapping(text)
 
 
-OBJECTIVES = ("fitness", "latency", "params", "flops")
+OBJECTIVES = ("fitness", "latency", "latency_int8", "params", "flops")
 
 
 def _check_objectives(objectives: tuple[str, ...]) -> None:

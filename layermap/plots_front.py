@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .plots import PAPER_RC, WIDTH, _figure, save_figure
 
-UNITS = {"latency": ("latency (ms)", 1.0), "params": ("parameters (M)", 1e6), "flops": ("FLOPs per forward (G)", 1e9)}
+UNITS = {"latency": ("latency (ms)", 1.0), "latency_int8": ("int8 ONNX latency (ms)", 1.0), "params": ("parameters (M)", 1e6), "flops": ("FLOPs per forward (G)", 1e9)}
 
 
 @dataclass(frozen=True)

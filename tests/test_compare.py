@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,82 @@ def test_compare_with_two_distillation_by_three_finetuning_seeds_tests_over_two_
     assert row["unit_scores"] == pytest.approx([sum(row["scores"][:3]) / 3, sum(row["scores"][3:]) / 3])
     md = (out / "comparison.md").read_text()
     assert "by distillation seed (2 units)" in md and "about these particular students" not in md
+
+
+def test_teacher_from_reads_the_teacher_row_of_another_compare_folder_whatever_its_student(compare_toml, tmp_path):
+    first = tmp_path / "cmp3"
+    run_compare(_config(compare_toml, "compare.references=true"), ["2-4"], first, progress=False)
+    other_student = _config(compare_toml, "compare.references=true", "student.layers=1")
+    second = tmp_path / "cmp1"
+    result = run_compare(other_student, ["4"], second, progress=False, teacher_from=first)
+    a = json.loads((first / "comparison.json").read_text())
+    b = json.loads((second / "comparison.json").read_text())
+    assert b["references"]["teacher"] == a["references"]["teacher"]             # the same cells, not new ones
+    assert b["teacher_from"] == {"folder": "cmp3", "cells": 4}
+    assert result.computed == 4 + 4                                              # the student and no distillation
+    assert "were read from the compare folder `cmp3`" in (second / "comparison.md").read_text()
+    again = compare_mod.render_folder(second)
+    assert again.table["references"]["teacher"] == a["references"]["teacher"]   # --render-only keeps the rows
+    # other fine-tuning settings: nothing is borrowed, the teacher is fine-tuned again
+    third = tmp_path / "cmp-lr"
+    run_compare(_config(compare_toml, "compare.references=true", "compare.finetune_learning_rate=0.002"), ["2-4"],
+                third, progress=False, teacher_from=first)
+    assert json.loads((third / "comparison.json").read_text()).get("teacher_from") is None
+    with pytest.raises(CompareError, match="is not a compare folder"):
+        run_compare(other_student, ["4"], tmp_path / "cmp-x", progress=False, teacher_from=tmp_path)
+
+
+def test_teacher_from_reads_a_folder_written_before_the_teachers_own_key(compare_toml, tmp_path, monkeypatch):
+    first = tmp_path / "old"
+    config = _config(compare_toml, "compare.references=true")
+    legacy = {}
+
+    def old_key(cfg):                  # as layermap wrote it: the teacher cells under the folder's cell key
+        legacy["fp"] = compare_mod.compare_fingerprint(cfg)
+        return "unused-" + legacy["fp"]
+
+    real = compare_mod.teacher_cell_fingerprint
+    monkeypatch.setattr(compare_mod, "teacher_cell_fingerprint", old_key)
+    run_compare(config, ["2-4"], first, progress=False)
+    from layermap.evolution.store import Store
+
+    with Store(first / "layermap.sqlite") as store:    # move the teacher cells to the legacy key
+        store._db.execute("UPDATE cells SET fingerprint = (SELECT fingerprint FROM cells WHERE kind = 'finetune' AND "
+                          "task = cells.task LIMIT 1) WHERE kind = 'teacher'")
+        store._db.commit()
+    monkeypatch.setattr(compare_mod, "teacher_cell_fingerprint", real)
+    again = run_compare(config, ["2-4"], first, progress=False)
+    assert again.computed == 0                                   # its own legacy teacher cells are found
+    second = tmp_path / "new"
+    run_compare(_config(compare_toml, "compare.references=true", "student.layers=1"), ["4"], second, progress=False,
+                teacher_from=first)
+    table = json.loads((second / "comparison.json").read_text())
+    assert table["teacher_from"]["cells"] == 4
+
+
+def test_compare_quantize_adds_int8_columns_and_reads_them_back(compare_toml, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime", reason="compare --quantize needs the deploy extra (onnx, onnxruntime)")
+    out = tmp_path / "cmp"
+    config = _config(compare_toml, "latency.seq_len=16", "latency.warmup=1", "latency.repeats=3")
+    run_compare(config, ["2-4", "1-2"], out, progress=False, quantize=True)
+    table = json.loads((out / "comparison.json").read_text())
+    q = table["quantized"]
+    assert set(q) == {"2-4", "1-2"} and (out / "onnx" / "2-4" / "model.int8.onnx").is_file()
+    assert q["2-4"]["size_mb"]["onnx_int8"] > 0 and q["2-4"]["latency"]["onnx-int8"]["repeats"] == 3   # (a 16-wide model
+    # is too small to shrink: test_quantize checks that on a wider one)
+    assert [t["task"] for t in q["1-2"]["tasks"]] == table["tasks"] and q["1-2"]["student"] == "students/1-2"
+    assert "Int8 students" in (out / "comparison.md").read_text()
+    from layermap.deploy import quantize as quantize_mod
+
+    def boom(*args, **kwargs):
+        raise AssertionError("quantised again")
+
+    monkeypatch.setattr(quantize_mod, "quantize_student", boom)
+    again = run_compare(config, ["2-4", "1-2"], out, progress=False, quantize=True)
+    assert again.table["quantized"]["2-4"]["size_mb"] == q["2-4"]["size_mb"]      # read back, not measured again
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)                       # as if the extra were not installed
+    assert main(["compare", "--mappings", "2-4", "--config", str(compare_toml), "--out", str(tmp_path / "c2"),
+                 "--quantize"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'pip install -e ".[deploy]"' in err and len(err.splitlines()) == 1

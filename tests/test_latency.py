@@ -114,3 +114,24 @@ def test_objective_costs_give_the_cost_objectives_of_a_shape(tmp_path, tiny_teac
         assert set(costs) == {"latency", "params", "flops"} and costs["latency"] > 0
         assert costs["flops"] == count_flops(shape, batch_size=1, seq_len=16)
         assert objective_costs(shape, ("latency",), config, FAST, store) == {"latency": costs["latency"]}   # cached
+
+
+def test_the_int8_latency_objective_times_the_shapes_int8_onnx_student_and_caches_it_apart(tmp_path, tiny_teacher_dir,
+                                                                                            monkeypatch):
+    pytest.importorskip("onnxruntime", reason="the latency_int8 objective needs the deploy extra (onnx, onnxruntime)")
+    config = _teacher_config(tiny_teacher_dir)
+    shape = StudentShape(2, 32, 4, 64)
+    with Store(tmp_path / "s.sqlite") as store:
+        costs = objective_costs(shape, ("fitness", "latency", "latency_int8"), config, FAST, store)
+        assert set(costs) == {"latency", "latency_int8"} and costs["latency_int8"] > 0
+        rows = store._db.execute("SELECT settings FROM latency").fetchall()
+        assert len(rows) == 2 and sum('"onnx-int8"' in r[0] for r in rows) == 1      # two records, one per runtime
+
+        def boom(*args, **kwargs):
+            raise AssertionError("measured again")
+
+        monkeypatch.setattr(latency_mod, "measure_shape_int8", boom)
+        assert objective_costs(shape, ("latency_int8",), config, FAST, store) == {"latency_int8": costs["latency_int8"]}
+        monkeypatch.undo()
+    with pytest.raises(latency_mod.LatencyError, match="on the CPU"):
+        latency_mod.measure_shape_int8(config, shape, LatencySettings(device="cuda", seq_len=16, warmup=1, repeats=2))

@@ -219,11 +219,13 @@ def _show_front(args: argparse.Namespace) -> int:
         "the records' own standard errors (none: '?')"
     print(f"Pareto front: {len(front.members)} genome(s), fitness ± se ({se_from}); '=' marks a tie: on the front only "
           "because its fitness is within noise of a genome that dominates it")
-    print(f"  {'shape':<18} {'mapping':<14} {'fitness':>15} {'latency':>10} {'params':>9} {'flops':>9}"
+    latency_columns = ["latency", *(["latency_int8"] if any("latency_int8" in m.costs for m in front.members) else [])]
+    print(f"  {'shape':<18} {'mapping':<14} {'fitness':>15} " + "".join(f"{k:>10}" for k in latency_columns)
+          + f" {'params':>9} {'flops':>9}"
           + ("  headroom" if front.references is not None else ""))
     for m in front.members:
         fit = f"{m.values['fitness']:7.2f} ± {m.se:4.2f}" if m.se is not None else f"{m.values['fitness']:7.2f} ±    ?"
-        latency = f"{m.costs['latency']:7.2f} ms" if "latency" in m.costs else f"{'-':>10}"
+        latency = "".join(f"{m.costs[k]:7.2f} ms" if k in m.costs else f"{'-':>10}" for k in latency_columns)
         room = f"  {format_headroom(m.headroom)}" if front.references is not None else ""
         print(f"{'=' if m.tied else ' '} {m.shape.text:<18} {'-'.join(map(str, m.genes)):<14} {fit:>15} {latency} "
               f"{m.costs['params'] / 1e6:>8.2f}M {m.costs['flops'] / 1e9:>8.3f}G{room}")

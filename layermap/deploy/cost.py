@@ -49,19 +49,21 @@ def shape_costs(shape: StudentShape, teacher_config, *, batch_size: int = 1, seq
 
 def objective_costs(shape: StudentShape, names: Sequence[str], teacher_config, settings: LatencySettings,
                     store=None) -> dict[str, float]:
-    """The cost objectives among ``names`` (``latency`` in ms, ``params``, ``flops``; others, such as ``fitness``,
+    """The cost objectives among ``names`` (``latency`` in ms, ``latency_int8`` in ms (the shape's int8 ONNX student
+    under ONNX Runtime), ``params``, ``flops``; others, such as ``fitness``,
     are skipped) of a student of ``shape``: params and FLOPs by formula (FLOPs at the latency settings' batch and
     sequence), latency measured (:func:`layermap.deploy.latency.cached_latency` when a ``store`` is given, else
     :func:`~layermap.deploy.latency.measure_shape`)."""
-    from .latency import cached_latency, measure_shape
+    from .latency import ONNX_INT8, TORCH_FP32, cached_latency, measure_shape, measure_shape_int8
 
     out: dict[str, float] = {}
     fixed = shape_costs(shape, teacher_config, batch_size=settings.batch_size, seq_len=settings.seq_len)
     for name in names:
         if name in fixed:
             out[name] = float(fixed[name])
-        elif name == "latency":
-            latency = (cached_latency(store, teacher_config, shape, settings)[0] if store is not None
-                       else measure_shape(teacher_config, shape, settings))
+        elif name in ("latency", "latency_int8"):
+            runtime, measure = (ONNX_INT8, measure_shape_int8) if name == "latency_int8" else (TORCH_FP32, measure_shape)
+            latency = (cached_latency(store, teacher_config, shape, settings, runtime=runtime)[0] if store is not None
+                       else measure(teacher_config, shape, settings))
             out[name] = latency.median_ms
     return out

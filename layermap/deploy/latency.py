@@ -20,6 +20,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
@@ -29,6 +30,7 @@ from ..errors import LayermapError
 from ..shape import StudentShape
 
 TORCH_FP32 = "torch-fp32"
+ONNX_INT8 = "onnx-int8"
 
 
 class LatencyError(LayermapError):
@@ -147,16 +149,38 @@ def measure_shape(teacher_config, shape: StudentShape, settings: LatencySettings
     return measure_model(build_student(teacher_config, StudentSpec(**shape.to_dict()), seed=0), settings)
 
 
+def measure_shape_int8(teacher_config, shape: StudentShape, settings: LatencySettings) -> Latency:
+    """The latency of a randomly initialised student of ``shape`` exported to ONNX and quantised to int8 by ONNX
+    Runtime's dynamic quantisation (:mod:`layermap.deploy.quantize`; the ``deploy`` extra), run by an ONNX Runtime
+    session with ``settings.threads`` threads on the CPU."""
+    import tempfile
+
+    from ..distill.models import StudentSpec, build_student
+    from .quantize import export_onnx, measure_session, open_session, quantize_int8, require_onnxruntime
+
+    require_onnxruntime()
+    if settings.device != "cpu":
+        raise LatencyError("the latency_int8 objective is measured by ONNX Runtime on the CPU; set latency.device = "
+                           "'cpu' or use the latency objective")
+    model = build_student(teacher_config, StudentSpec(**shape.to_dict()), seed=0).eval()
+    with tempfile.TemporaryDirectory(prefix="layermap-int8-") as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "model.onnx")
+        int8 = quantize_int8(fp32, Path(tmp) / "model.int8.onnx")
+        return measure_session(open_session(int8, settings), int(teacher_config.vocab_size), settings)
+
+
 def cached_latency(store: LatencyStore, teacher_config, shape: StudentShape, settings: LatencySettings,
-                   *, measure: Callable[[], Latency] | None = None) -> tuple[Latency, bool]:
-    """The latency of ``shape`` on ``settings.device`` from the store, else measured (``measure()``, default
-    :func:`measure_shape`) and saved; returns it and whether it came from the store."""
+                   *, measure: Callable[[], Latency] | None = None, runtime: str = TORCH_FP32) -> tuple[Latency, bool]:
+    """The latency of ``shape`` on ``settings.device`` under ``runtime`` (``torch-fp32``, or ``onnx-int8``) from the
+    store, else measured (``measure()``, default :func:`measure_shape` / :func:`measure_shape_int8`) and saved;
+    returns it and whether it came from the store."""
     device = device_identity(settings.device)
-    key = latency_key(settings, TORCH_FP32, {"model_type": getattr(teacher_config, "model_type", ""),
-                                             "vocab_size": int(teacher_config.vocab_size)})
+    key = latency_key(settings, runtime, {"model_type": getattr(teacher_config, "model_type", ""),
+                                          "vocab_size": int(teacher_config.vocab_size)})
     record = store.lookup_latency(device, shape.text, key)
     if record is not None:
         return Latency.from_dict(record), True
-    latency = (measure or (lambda: measure_shape(teacher_config, shape, settings)))()
+    default = measure_shape_int8 if runtime == ONNX_INT8 else measure_shape
+    latency = (measure or (lambda: default(teacher_config, shape, settings)))()
     store.save_latency(device, shape.text, key, latency.to_dict())
     return latency, False

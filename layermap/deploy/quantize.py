@@ -45,7 +45,7 @@ def require_onnxruntime():
         import onnx  # noqa: F401
         import onnxruntime
     except ImportError as exc:
-        raise QuantizeError(f"layermap quantize needs onnx and onnxruntime ({exc.name} is missing); install the extra "
+        raise QuantizeError(f"ONNX export and int8 quantisation need onnx and onnxruntime ({exc.name} is missing); install the extra "
                             f"with {INSTALL}") from None
     return onnxruntime
 

@@ -109,6 +109,26 @@ def compare_fingerprint(config: Config) -> str:
     return digest(parts)[:32]
 
 
+# [compare] keys that shape the teacher's fine-tuning cells (the teacher row): neither the student nor the distillation
+_TEACHER_SHAPING = ("max_train", "max_eval", "finetune_epochs", "finetune_batch_size", "finetune_learning_rate",
+                    "finetune_seq_len")
+
+
+def teacher_cell_fingerprint(config: Config) -> str:
+    """Hash of what shapes a teacher fine-tuning cell: the teacher (weights and tokenizer), the fine-tuning settings,
+    the library versions and the device class; not the student, the corpus or the distillation budget, so that every
+    compare folder with this teacher and these fine-tuning settings keys its teacher row alike (``--teacher-from``)."""
+    from ..distill.models import teacher_identity
+    from ..evolution.executors import fingerprint_device_class
+    from ..evolution.fitness import _major_minor
+
+    c = config
+    return digest({"format": COMPARE_FORMAT, "kind": TEACHER, "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
+                   "finetune": {k: getattr(c.compare, k) for k in _TEACHER_SHAPING},
+                   "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
+                   "device": fingerprint_device_class(c.run)})[:32]
+
+
 def _device_and_cache(config: Config) -> dict:
     """What shapes a cell beside the settings, entering only where it differs from what every folder before it had
     (so those keep their key): the device class the distillations and fine-tunings run on (a CUDA run differs from a
@@ -447,8 +467,15 @@ def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = T
 
 def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, proxy_fitness: Mapping[str, float] | None = None,
                 source: Mapping[str, Any] | None = None, teacher_finetune: bool = False, progress: bool = True,
-                executor: Executor | None = None) -> CompareResult:
-    """Compare ``mappings`` (genome texts or baseline names) at the ``[compare]`` budget in folder ``out``."""
+                executor: Executor | None = None, teacher_from: str | Path | None = None,
+                quantize: bool = False) -> CompareResult:
+    """Compare ``mappings`` (genome texts or baseline names) at the ``[compare]`` budget in folder ``out``.
+
+    ``teacher_from``: another compare folder whose teacher fine-tuning cells (same teacher, fine-tuning settings,
+    task data, library versions and device class) are copied into this folder's store instead of fine-tuning the
+    teacher again (:func:`_borrow_teacher_cells`).  ``quantize``: each distilled student (distillation seed 0) is also
+    exported to ONNX and quantised to int8 (:func:`quantize_students`; the ``deploy`` extra), its int8 columns in the
+    table."""
     from proxy_tasks import data_fingerprint, get_task
 
     from ..distill.corpus import check_source
@@ -475,8 +502,12 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         kinds = kinds_of(genomes, {k: "-".join(map(str, g)) for k, g in baselines(m_layers, n_layers).items()})
         units = [(d, s) for d in range(config.compare.distill_seeds) for s in range(config.compare.seeds)]
         cell_fp = {t: digest([fingerprint, t, data_fp[t]])[:32] for t in tasks}
+        teacher_fp = teacher_cell_fingerprint(config)
+        teacher_cell_fp = {t: digest([teacher_fp, t, data_fp[t]])[:32] for t in tasks}
 
         def fp_of(job: Job) -> str:
+            if job[0] == TEACHER:
+                return teacher_cell_fp[job[3]]
             return fingerprint if job[0] == DISTILL else cell_fp[job[3]]
 
         wanted = [(FINETUNE, m, d, t, s) for m in genomes for t in tasks for d, s in units]
@@ -485,6 +516,12 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         teacher_jobs = [(TEACHER, TEACHER_MAPPING, 0, t, s) for t in tasks for s in teacher_seeds]
         reference_jobs = [(FINETUNE, NO_DISTILL, d, t, s) for t in tasks for d, s in units] if refs else []
         done = {job: store.lookup_cell(fp_of(job), job) for job in wanted + teacher_jobs + reference_jobs}
+        for job in teacher_jobs:                   # a folder from before the teacher's own key: its row, under the cell key
+            if done[job] is None:
+                done[job] = store.lookup_cell(cell_fp[job[3]], job)
+        borrowed = (_borrow_teacher_cells(Path(teacher_from), store, config, [j for j in teacher_jobs if done[j] is None],
+                                          fp_of, data_fp, out) if teacher_from is not None else {})
+        done.update(borrowed)
         missing = [job for job in wanted + reference_jobs if done[job] is None]
         students = list(dict.fromkeys((job[1], job[2]) for job in missing if job[1] != NO_DISTILL))
         distill_jobs = [(DISTILL, m, d, "", -1) for m, d in students
@@ -519,11 +556,15 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                      "init": worker.init},
             budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
             teacher_scores={job[3]: done[job]["score"] for job in teacher_jobs if job[4] == 0 and done[job] is not None},
+            teacher_from=_teacher_from_entry(out, store, teacher_jobs, fp_of),
             cells={"computed": computed, "cached": len(wanted) + len(reference_jobs) - len(missing),
                    "failed": len(missing) - computed, "total": len(wanted) + len(reference_jobs),
                    "distillations": sum(1 for j in runner.finished if j[0] == DISTILL)},
             wall_time=time.perf_counter() - clock,
         )
+        if quantize:
+            table["quantized"] = quantize_students(config, out, [m for m in genomes if (m, 0) not in failed_students],
+                                                   tasks, progress=progress)
         write_table(out, table, header=_header(table))
         return CompareResult(out, table, computed, len(wanted) + len(reference_jobs) - len(missing), len(missing) - computed,
                              table["cells"]["distillations"], table["wall_time"])
@@ -568,7 +609,8 @@ def render_folder(out: str | Path) -> CompareResult:
                         kinds={m: (averages.get(m) or {}).get("kind") or [] for m in mappings},
                         proxy_fitness={m: r["proxy_fitness"] for m, r in averages.items() if r.get("proxy_fitness") is not None})
     found = sum(1 for job in wanted if done[job] is not None)
-    keep = ("fingerprint", "created", "source", "teacher", "student", "budget", "seeds", "distill_seeds", "teacher_scores")
+    keep = ("fingerprint", "created", "source", "teacher", "student", "budget", "seeds", "distill_seeds", "teacher_scores",
+            "references", "headroom", "teacher_from", "quantized")
     table.update({k: old[k] for k in keep if k in old})
     table.update(fingerprint=fingerprint, rendered=now(),
                  cells={"computed": 0, "cached": found, "failed": 0, "missing": len(wanted) - found,
@@ -709,6 +751,133 @@ def headroom_rows(table: Mapping) -> dict:
     return out
 
 
+def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequence[Job], fp_of, data_fp: Mapping,
+                          out: Path) -> dict:
+    """Copy the teacher fine-tuning cells ``jobs`` from compare folder ``source`` into ``store`` (and their dev outputs,
+    for loyalty); returns job -> record for those found.  A cell is found under the teacher's own key (same teacher,
+    fine-tuning settings, task data, versions and device class); in a folder from before that key, under its cell key,
+    when its recorded teacher identity, fine-tuning settings and device class are this compare's and its record's
+    library versions match.  A folder that is not a compare folder is one sentence; cells it lacks are computed."""
+    from ..distill.models import teacher_identity
+    from ..evolution.fitness import _major_minor
+
+    info = source / INFO_NAME
+    if not (info.is_file() and (source / STORE_NAME).is_file()):
+        raise CompareError(f"--teacher-from {source} is not a compare folder (no {INFO_NAME} and {STORE_NAME}); give a "
+                           "folder written by layermap compare")
+    if source.resolve() == out.resolve():
+        return {}
+    recorded = json.loads(info.read_text("utf-8"))
+    legacy_fp = None
+    table_path = source / "comparison.json"
+    settings = recorded.get("settings", {})
+    ours = _folder_settings(config)
+    same_settings = all(settings.get(f"compare.{k}") == ours.get(f"compare.{k}") for k in _TEACHER_SHAPING) and \
+        settings.get("device") == ours.get("device")
+    if same_settings and table_path.is_file():
+        table = json.loads(table_path.read_text("utf-8"))
+        if table.get("teacher", {}).get("identity") == teacher_identity(config.teacher.name, config.teacher.revision):
+            legacy_fp = recorded.get("fingerprint")
+    versions = {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")}
+    found: dict = {}
+    other = Store(source / STORE_NAME)
+    try:
+        for job in jobs:
+            record = other.lookup_cell(fp_of(job), job)
+            if record is None and legacy_fp is not None:
+                record = other.lookup_cell(digest([legacy_fp, job[3], data_fp[job[3]]])[:32], job)
+                env = (record or {}).get("environment", {})
+                if record is not None and any(_version_of(env.get(k)) != v for k, v in versions.items()):
+                    record = None
+            if record is None:
+                continue
+            record = {**record, "borrowed_from": source.name}
+            store.save_cell(fp_of(job), job, record)
+            src, dst = _outputs_path(source, job), _outputs_path(out, job)
+            if src.is_file() and not dst.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.write_bytes(src.read_bytes())
+            found[job] = record
+    finally:
+        other.close()
+    _log.info(f"teacher row: {len(found)} of {len(jobs)} fine-tuning cell(s) read from {source}")
+    return found
+
+
+def quantize_students(config: Config, out: Path, mappings: Sequence[str], tasks: Sequence[str], *,
+                      progress: bool = True) -> dict:
+    """``compare --quantize``: each distilled student ``DIR/students/<m>/`` (distillation seed 0) through
+    :func:`layermap.deploy.quantize.quantize_student` into ``DIR/onnx/<m>/`` (ONNX fp32 and dynamic int8, latency
+    under ``[latency]``, the probe-head dev scores of fp32 and int8 on the compare's tasks with
+    ``compare.max_train`` examples, and their agreement); a student whose ``quantize.json`` was written under the
+    same settings is read back, not measured again.  Returns mapping -> its ``quantize.json`` payload."""
+    from dataclasses import asdict
+
+    from ..deploy.quantize import quantize_student, require_onnxruntime
+
+    require_onnxruntime()
+    settings = config.latency
+    c = config.compare
+    wanted = {"settings": asdict(settings), "tasks": list(tasks), "max_train": c.max_train or None,
+              "max_eval": c.max_eval or None, "max_seq_len": c.finetune_seq_len}
+    reports: dict = {}
+    for m in mappings:
+        folder, dest = student_dir(out, m, 0), out / "onnx" / m
+        saved = dest / "quantize.json"
+        if saved.is_file():
+            payload = json.loads(saved.read_text("utf-8"))
+            if payload.get("request") == wanted:
+                reports[m] = payload
+                continue
+        if progress:
+            _log.info(f"quantize {m}: ONNX export, int8, latency and probe scores of fp32 and int8")
+        report = quantize_student(folder, dest, settings=settings, tasks=tuple(tasks), glue_dir=config.proxy.glue_dir or None,
+                                  max_train=wanted["max_train"], max_eval=wanted["max_eval"],
+                                  max_seq_len=wanted["max_seq_len"])
+        payload = {**report.to_dict(), "request": wanted}
+        payload["student"], payload["out_dir"] = f"students/{m}", f"onnx/{m}"     # no machine path in a table
+        saved.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        reports[m] = payload
+    return reports
+
+
+def quantized_lines(table: Mapping) -> list[str]:
+    """The int8 columns of ``compare --quantize`` as a Markdown table."""
+    q = table.get("quantized") or {}
+    if not q:
+        return []
+    first = next(iter(q.values()))
+    s = first["settings"]
+    lines = [f"Int8 students (`--quantize`: ONNX Runtime dynamic int8 of each distilled student; latency on "
+             f"{first['device']}, {s['threads']} thread(s), batch {s['batch_size']} × {s['seq_len']} tokens, median of "
+             f"{s['repeats']}; scores through the linear probe head on the frozen encoder, not fine-tuned, with the "
+             "share of equal dev predictions of fp32 and int8):", "",
+             "| mapping | size fp32 → int8 (MB) | latency PyTorch fp32 → ONNX int8 (ms) | probe average fp32 → int8 | "
+             "agreement |", "|---|---|---|---|---|"]
+    for m, r in q.items():
+        tasks = r.get("tasks") or []
+        fp32 = float(np.mean([t["fp32"] for t in tasks])) if tasks else None
+        int8 = float(np.mean([t["int8"] for t in tasks])) if tasks else None
+        agree = float(np.mean([t["agreement"] for t in tasks])) if tasks else None
+        lat = r["latency"]
+        lines.append(f"| {m} | {r['size_mb']['pytorch_fp32']:.1f} → {r['size_mb']['onnx_int8']:.1f} | "
+                     f"{lat['torch-fp32']['median_ms']:.2f} → {lat['onnx-int8']['median_ms']:.2f} | "
+                     + (f"{fp32:.2f} → {int8:.2f} | {agree:.1f} % |" if fp32 is not None else "– | – |"))
+    return lines
+
+
+def _version_of(text: str | None) -> str | None:
+    """``2.13.0+cpu`` -> ``2.13`` (the major.minor a fingerprint holds)."""
+    return ".".join(str(text).split("+")[0].split(".")[:2]) if text else None
+
+
+def _teacher_from_entry(out: Path, store: Store, teacher_jobs: Sequence[Job], fp_of) -> dict | None:
+    """The folder the teacher row's cells were read from and how many (None when all were computed here)."""
+    names = [(store.lookup_cell(fp_of(j), j) or {}).get("borrowed_from") for j in teacher_jobs]
+    names = [n for n in names if n]
+    return {"folder": names[0], "cells": len(names)} if names else None
+
+
 def _budget(config: Config) -> dict:
     c = config.compare
     return {"max_steps": c.max_steps, "epochs": c.epochs, "batch_size": c.batch_size, "seq_len": c.seq_len,
@@ -744,6 +913,8 @@ def _header(table: dict) -> list[str]:
     ]
     if table.get("references"):
         lines += ["", *reference_lines(table)]
+    if table.get("quantized"):
+        lines += ["", *quantized_lines(table)]
     elif table.get("teacher_scores"):
         lines += ["", "Fine-tuned teacher (seed 0): " + ", ".join(f"{t} {v:.2f}" for t, v in table["teacher_scores"].items())]
     return lines
@@ -766,6 +937,11 @@ def reference_lines(table: Mapping) -> list[str]:
              "| reference | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for name in ("teacher", "no distillation", "constant"):
         lines.append(f"| {name} | " + " | ".join(cell(refs[name].get(t, {})) for t in tasks) + " |")
+    borrowed = table.get("teacher_from")
+    if borrowed:
+        lines += ["", f"The teacher row's {borrowed['cells']} fine-tuning cell(s) were read from the compare folder "
+                      f"`{borrowed['folder']}` (the same teacher, fine-tuning settings, task data, library versions and "
+                      "device class; `--teacher-from`)."]
     room = table.get("headroom", {})
     lines += ["", "Headroom recovered on the average, (mapping − floor) / (teacher − floor) with floor = max(no "
               "distillation, constant): " + ", ".join(f"{m} {format_headroom(room.get(m, {}).get(AVERAGE))}"
