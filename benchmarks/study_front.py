@@ -69,7 +69,6 @@ def _ref_std(row: dict, tasks: list[str]) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     from layermap.evolution.front import load_front
     from layermap.final.comparison import paired_difference
-    from layermap.shape import ShapedGenome
     from layermap.stats import holm, spearman_rho, kendall_tau
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

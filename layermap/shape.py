@@ -57,8 +57,7 @@ class StudentShape:
         """Canonical text, e.g. ``L4-H256-A4-F1024``."""
         return f"L{self.layers}-H{self.hidden_size}-A{self.heads}-F{self.ffn}"
 
-    def __str__(self) -> str:
-        return self.text
+    __str__ = lambda self: self.text        # noqa: E731 - a shape prints as its text
 
     @classmethod
     def parse(cls, text: str) -> "StudentShape":
@@ -93,8 +92,7 @@ class ShapedGenome:
         """Canonical text, e.g. ``L4-H256-A4-F1024:3-6-9-12``."""
         return f"{self.shape.text}:{format_genes(self.genes)}"
 
-    def __str__(self) -> str:
-        return self.text
+    __str__ = StudentShape.__str__
 
     @classmethod
     def parse(cls, text: str, teacher_layers: int | None = None, constraint: str = "free") -> "ShapedGenome":

@@ -233,3 +233,24 @@ def test_a_tiny_real_shaped_search_builds_each_shape_and_measures_its_latency_on
     shaped = ShapedGenome.parse(front.members[0].genome)
     student = evaluator.with_shape(shaped.shape).new_student(LayerMapping(shaped.genes, 4))
     assert (student.config.num_hidden_layers, student.config.hidden_size) == (shaped.shape.layers, shaped.shape.hidden_size)
+
+
+def test_a_shaped_nsga2_search_on_ray_workers_follows_the_local_trajectory(tmp_path, monkeypatch):
+    try:
+        import ray
+    except ImportError:
+        pytest.skip("ray not installed (pip install layermap[ray])")
+    settings = [*SHAPED, "search.generations=2", "search.population=6", "run.shared_fitness=false"]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_search(load_config(None, [*settings, "run.executor=ray", "run.workers=2"]),
+                            SyntheticEvaluator(teacher_layers=4, student_layers=2), tmp_path / "ray", progress=False)
+    finally:
+        ray.shutdown()
+    local = run_search(load_config(None, settings), SyntheticEvaluator(teacher_layers=4, student_layers=2),
+                       tmp_path / "local", progress=False)
+    assert _populations(tmp_path / "ray") == _populations(tmp_path / "local")
+    assert any(":" in g for g in _populations(tmp_path / "ray")[-1])            # shaped genomes crossed to the workers
+    assert [g.hypervolume for g in remote.generations] == [g.hypervolume for g in local.generations]

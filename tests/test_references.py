@@ -186,3 +186,23 @@ def test_a_measured_task_noise_raises_the_rows_own_and_can_make_a_task_invalid()
     assert load_config(None, ["proxy.task_noise=['sst2=1.25']"]).proxy.task_noise_map() == {"sst2": 1.25}
     with pytest.raises(ConfigError, match="task_noise entry 'sst2' is not 'task=std'"):
         load_config(None, ["proxy.task_noise=['sst2']"])
+
+
+def test_the_proxy_and_the_final_stage_share_one_not_learnt_rule():
+    from layermap.evolution.references import noise_margin, not_learnt
+    from layermap.final.compare import reference_lines
+
+    assert abs(noise_margin(1.0) - 2.7719) < 1e-3
+    assert not_learnt(60.0, 59.0, 58.0, 1.0) == "teacher"        # the teacher 2 < 2.77 above the floor
+    assert not_learnt(70.0, 60.0, 58.0, 1.0) == "best"
+    assert not_learnt(70.0, 65.0, 58.0, 1.0) is None
+
+    def table(best: float) -> dict:
+        ref = lambda v: {"sst2": {"mean": v, "std": None}, "average": {"mean": v, "std": None}}
+        return {"tasks": ["sst2"], "mappings": ["2-4"], "headroom": {},
+                "references": {"teacher": ref(70.0), "no distillation": ref(58.0), "constant": ref(50.0)},
+                "rows": [{"mapping": "2-4", "task": "average", "mean": best, "std": 1.0}]}
+
+    # 2.5 points above the floor: under the shared margin of 2.77 (the table's old rule, 2 x std, said learnt)
+    assert any("have not learnt" in line for line in reference_lines(table(60.5)))
+    assert not any("have not learnt" in line for line in reference_lines(table(61.0)))

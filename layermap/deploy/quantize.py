@@ -42,7 +42,7 @@ class QuantizeError(LayermapError):
 def require_onnxruntime():
     """``onnxruntime`` and ``onnx``, or one sentence naming the install command."""
     try:
-        import onnx  # noqa: F401
+        import onnx  # noqa: F401 - only that it is there
         import onnxruntime
     except ImportError as exc:
         raise QuantizeError(f"ONNX export and int8 quantisation need onnx and onnxruntime ({exc.name} is missing); install the extra "

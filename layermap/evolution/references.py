@@ -272,17 +272,36 @@ def learnt_sentence(refs: References | None, fitness: float | None, noise_std: f
     if refs is None or fitness is None:
         return None
     sigma = noise_std or refs.fitness_noise
-    margin = 1.96 * math.sqrt(2) * sigma
     floor = float(np.mean([refs.floor(t) for t in refs.tasks]))
     teacher = refs.teacher.fitness
-    if teacher - floor < margin:
+    margin = noise_margin(sigma)
+    reason = not_learnt(teacher, fitness, floor, sigma)
+    if reason == "teacher":
         return (f"the students have not learnt at this budget: the teacher's fitness {teacher:.2f} is within noise "
                 f"(± {margin:.2f}) of the floor {floor:.2f} (no distillation or the constant predictor), so the "
                 "proxy cannot rank students and the ranking is noise")
-    if fitness - floor < margin:
+    if reason == "best":
         return (f"the students have not learnt at this budget: the best fitness {fitness:.2f} is within noise "
                 f"(± {margin:.2f}) of the floor {floor:.2f} that a student with no distillation or the constant "
                 f"predictor reaches (teacher {teacher:.2f}), so the ranking is noise")
+    return None
+
+
+def noise_margin(sigma: float) -> float:
+    """How far apart two single scores of seed noise ``sigma`` must be to differ at a two-sided 5 %: 1.96 * sqrt(2)
+    * sigma."""
+    return 1.96 * math.sqrt(2) * sigma
+
+
+def not_learnt(teacher: float, best: float, floor: float, sigma: float) -> str | None:
+    """The one rule, for the proxy (:func:`learnt_sentence`) and the final stage's table alike, of when scores cannot
+    rank students: ``"teacher"`` when the teacher is within :func:`noise_margin` of the floor (max of no distillation
+    and the constant predictor), ``"best"`` when the best student is, else None."""
+    margin = noise_margin(sigma)
+    if teacher - floor < margin:
+        return "teacher"
+    if best - floor < margin:
+        return "best"
     return None
 
 

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..logs import get_logger, live_progress
-from ..mapping import format_genes, parse_genes
+from ..mapping import parse_genes
 from . import store as store_mod
 from .executors import Executor, create_executor, evaluate_chunk_safely, evaluate_safely, genome_job
 from .records import EvaluationRecord, Evaluator

@@ -950,12 +950,15 @@ def reference_lines(table: Mapping) -> list[str]:
     t, nod, const = (refs[k][AVERAGE]["mean"] for k in ("teacher", "no distillation", "constant"))
     avg_std = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
     if None not in (best, t, nod, const):
+        from ..evolution.references import noise_margin, not_learnt
+
         floor = max(nod, const)
         noise = max(avg_std) if avg_std else 0.0
-        if t - floor <= 2 * noise or best - floor <= 2 * noise:
+        if not_learnt(t, best, floor, noise):
             lines += ["", f"**The students have not learnt at this budget:** the best mapping's average {best:.2f} and the "
-                          f"teacher's {t:.2f} against a floor of {floor:.2f} (seed std up to {noise:.2f}); the ranking "
-                          "of the mappings is noise."]
+                          f"teacher's {t:.2f} against a floor of {floor:.2f}, within noise (± {noise_margin(noise):.2f}: "
+                          f"1.96 × √2 × the largest seed std of an average, {noise:.2f}) of it; the ranking of the "
+                          "mappings is noise."]
     return lines
 
 
