@@ -35,6 +35,7 @@ class FrontData:
     teacher: float | None = None                # the teacher's reference-row fitness, where recorded
     baselines_x: list[float] = field(default_factory=list)       # the fixed-shape baselines (uniform mapping per depth)
     baselines_fitness: list[float] = field(default_factory=list)
+    no_distillation: float | None = None        # the [student] shape's undistilled student (reference row)
 
 
 def front_data(front) -> FrontData:
@@ -52,7 +53,8 @@ def front_data(front) -> FrontData:
                      [m.se for m in members], [m.tied for m in members], [m.genome for m in members],
                      [x for x, _ in others], [f for _, f in others], [g.generation for g in front.generations],
                      list(front.hypervolumes), list(front.reference), teacher,
-                     [v[index] / scale for v in base], [v[0] for v in base])
+                     [v[index] / scale for v in base], [v[0] for v in base],
+                     front.references.no_distillation.fitness if front.references is not None else None)
 
 
 def draw_front(data: FrontData):
@@ -75,9 +77,12 @@ def draw_front(data: FrontData):
                        label="fixed-shape baselines (uniform mapping)")
         if data.teacher is not None:
             ax.axhline(data.teacher, color="0.0", lw=0.9, ls=":", label=f"teacher {data.teacher:.2f}")
+        if data.no_distillation is not None:
+            ax.axhline(data.no_distillation, color="0.4", lw=0.9, ls="--",
+                       label=f"no distillation ([student] shape) {data.no_distillation:.2f}")
         ax.set_xlabel(data.xlabel)
         ax.set_ylabel("fitness (proxy, %)")
-        ax.legend(frameon=False, fontsize=6)
+        ax.legend(frameon=False, fontsize=6, loc="best")
         ax.set_title("Pareto front")
         gens = [g for g, v in zip(data.generations, data.hypervolume) if v is not None]
         hv.plot(gens, [v for v in data.hypervolume if v is not None], "o-", color="C2", ms=3, lw=1.2)
