@@ -61,7 +61,15 @@ def final_row(folder: Path, mapping: str | None = None) -> dict:
             "student": table["student"], "folder": folder.name}
 
 
+def _single_task_headroom(refs, fitness: float) -> float | None:
+    """The proxy headroom of a fitness where the proxy has one task (its fitness is that task's score)."""
+    if refs is None or len(refs.tasks) != 1:
+        return None
+    return refs.headroom({refs.tasks[0]: fitness})["mean"]
+
+
 def _ref_std(row: dict, tasks: list[str]) -> float | None:
+    """The std of the no-distillation row's average over tasks, from its per-task stds (tasks independent)."""
     stds = [row.get(t, {}).get("std") for t in tasks]
     return math.sqrt(sum(s * s for s in stds)) / len(stds) if stds and None not in stds else None
 
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     students.append({"role": "fixed-shape baseline", "genome": base_genome, "shape": base_shape,
                      "mapping": args.baseline_mapping, "latency_ms": base_values[latency_key],
                      "params": None, "proxy": base_values["fitness"], "proxy_se": se or front.noise_std,
-                     "proxy_headroom": None, "tied": False,
+                     "proxy_headroom": _single_task_headroom(front.references, base_values["fitness"]), "tied": False,
                      "final": final_row(Path(args.baseline), args.baseline_mapping)})
     base = students[-1]
 
@@ -186,7 +194,7 @@ def plot(r: dict, out: Path) -> None:
     for name, style in (("teacher", "--"), ("no distillation", ":")):
         value = (rows.get(name) or {}).get("fitness")
         if value is not None:
-            ax.axhline(value, color="k", ls=style, lw=1, label=f"{name} ({fixed_label(r)}, proxy)")
+            ax.axhline(value, color="k", ls=style, lw=1, label="teacher (proxy)" if name == "teacher" else f"no distillation ({fixed_label(r)} student, proxy)")
     ax.set_title("proxy (search)")
     ax = axes[1]
     ax.errorbar(lat, [s["final"]["mean"] for s in studs], yerr=[s["final"]["std"] or 0 for s in studs], fmt="o",
