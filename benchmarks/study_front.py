@@ -76,7 +76,9 @@ def _ref_std(row: dict, tasks: list[str]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     from layermap.evolution.front import load_front
-    from layermap.final.comparison import paired_difference
+    from layermap.final.comparison import paired_difference, verdict_of
+    from layermap.mapping import format_genes
+    from layermap.shape import StudentShape
     from layermap.stats import holm, spearman_rho, kendall_tau
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     front = load_front(args.run)
     latency_key = "latency" if "latency" in front.objectives else front.objectives[1]
     fixed = front.row.config["student"]
-    base_shape = f"L{fixed['layers']}-H{fixed['hidden_size']}-A{fixed['heads']}-F{fixed['ffn']}"
+    base_shape = StudentShape(fixed["layers"], fixed["hidden_size"], fixed["heads"], fixed["ffn"]).text
     base_genome = f"{base_shape}:{args.baseline_mapping}"
     students = []
     for i, member in enumerate(front.members, 1):
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"front member {i} ({member.genome}): no finished compare folder under {args.final}; skipped")
             continue
         students.append({"role": "front", "genome": member.genome, "shape": member.shape.text,
-                         "mapping": "-".join(map(str, member.genes)), "latency_ms": member.values[latency_key],
+                         "mapping": format_genes(member.genes), "latency_ms": member.values[latency_key],
                          "params": member.costs.get("params"), "proxy": member.values["fitness"], "proxy_se": member.se,
                          "proxy_headroom": member.headroom, "tied": member.tied, "final": final_row(folder)})
     values, se = front.points.get(base_genome, (None, None))
@@ -125,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             tests.append({"genome": s["genome"], "mean": d.mean, "low": d.low, "high": d.high, "n": d.n, "p": d.p})
     for t, p in zip(tests, holm([t["p"] for t in tests])):
         t["p_holm"] = p
-        t["verdict"] = ("better" if p is not None and p < 0.05 and t["mean"] > 0 else
-                        "worse" if p is not None and p < 0.05 else "no significant difference")
+        t["verdict"] = verdict_of(t["mean"], p)
     result = {"run": Path(args.run).name, "objectives": list(front.objectives), "noise_std": front.noise_std,
               "proxy_references": front.references.to_json() if front.references is not None else None,
               "students": students, "rank_agreement": agreement, "beats_fixed_shape": tests}
@@ -194,7 +195,8 @@ def plot(r: dict, out: Path) -> None:
     for name, style in (("teacher", "--"), ("no distillation", ":")):
         value = (rows.get(name) or {}).get("fitness")
         if value is not None:
-            ax.axhline(value, color="k", ls=style, lw=1, label="teacher (proxy)" if name == "teacher" else f"no distillation ({fixed_label(r)} student, proxy)")
+            label = "teacher (proxy)" if name == "teacher" else f"no distillation ({fixed_label(r)} student, proxy)"
+            ax.axhline(value, color="k", ls=style, lw=1, label=label)
     ax.set_title("proxy (search)")
     ax = axes[1]
     ax.errorbar(lat, [s["final"]["mean"] for s in studs], yerr=[s["final"]["std"] or 0 for s in studs], fmt="o",

@@ -57,7 +57,8 @@ class StudentShape:
         """Canonical text, e.g. ``L4-H256-A4-F1024``."""
         return f"L{self.layers}-H{self.hidden_size}-A{self.heads}-F{self.ffn}"
 
-    __str__ = lambda self: self.text        # noqa: E731 - a shape prints as its text
+    def __str__(self) -> str:
+        return self.text
 
     @classmethod
     def parse(cls, text: str) -> "StudentShape":

@@ -567,7 +567,12 @@ def probe_settings(proxy):
 def _major_minor(package: str) -> str:
     from importlib.metadata import version
 
-    return ".".join(version(package).split(".")[:2])
+    return major_minor(version(package))
+
+
+def major_minor(text: str | None) -> str | None:
+    """``2.13.0+cpu`` -> ``2.13``: the part of a version a fingerprint holds (None for none)."""
+    return ".".join(str(text).split(".")[:2]) if text else None
 
 
 def _peak_memory_mb(device: torch.device) -> float:

@@ -556,7 +556,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                      "init": worker.init},
             budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
             teacher_scores={job[3]: done[job]["score"] for job in teacher_jobs if job[4] == 0 and done[job] is not None},
-            teacher_from=_teacher_from_entry(out, store, teacher_jobs, fp_of),
+            teacher_from=_teacher_from_entry([done[job] for job in teacher_jobs]),
             cells={"computed": computed, "cached": len(wanted) + len(reference_jobs) - len(missing),
                    "failed": len(missing) - computed, "total": len(wanted) + len(reference_jobs),
                    "distillations": sum(1 for j in runner.finished if j[0] == DISTILL)},
@@ -759,7 +759,7 @@ def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequ
     when its recorded teacher identity, fine-tuning settings and device class are this compare's and its record's
     library versions match.  A folder that is not a compare folder is one sentence; cells it lacks are computed."""
     from ..distill.models import teacher_identity
-    from ..evolution.fitness import _major_minor
+    from ..evolution.fitness import _major_minor, major_minor
 
     info = source / INFO_NAME
     if not (info.is_file() and (source / STORE_NAME).is_file()):
@@ -787,7 +787,7 @@ def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequ
             if record is None and legacy_fp is not None:
                 record = other.lookup_cell(digest([legacy_fp, job[3], data_fp[job[3]]])[:32], job)
                 env = (record or {}).get("environment", {})
-                if record is not None and any(_version_of(env.get(k)) != v for k, v in versions.items()):
+                if record is not None and any(major_minor(env.get(k)) != v for k, v in versions.items()):
                     record = None
             if record is None:
                 continue
@@ -866,15 +866,10 @@ def quantized_lines(table: Mapping) -> list[str]:
     return lines
 
 
-def _version_of(text: str | None) -> str | None:
-    """``2.13.0+cpu`` -> ``2.13`` (the major.minor a fingerprint holds)."""
-    return ".".join(str(text).split("+")[0].split(".")[:2]) if text else None
-
-
-def _teacher_from_entry(out: Path, store: Store, teacher_jobs: Sequence[Job], fp_of) -> dict | None:
-    """The folder the teacher row's cells were read from and how many (None when all were computed here)."""
-    names = [(store.lookup_cell(fp_of(j), j) or {}).get("borrowed_from") for j in teacher_jobs]
-    names = [n for n in names if n]
+def _teacher_from_entry(records: Sequence[dict | None]) -> dict | None:
+    """The folder the teacher row's cells (``records``) were read from and how many (None when all were computed
+    here)."""
+    names = [r["borrowed_from"] for r in records if r is not None and r.get("borrowed_from")]
     return {"folder": names[0], "cells": len(names)} if names else None
 
 
