@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, write_table
+from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, rivals_text, write_table
 from ..config import Config, DistillSettings, digest, dump_toml
 from ..distill.identity import teacher_label
 from ..errors import LayermapError
@@ -903,8 +903,9 @@ def _header(table: dict) -> list[str]:
         "",
         f"{noise} Each mapping is compared with the reference ({table['reference_kind']}: {table['reference']}) "
         f"by the paired difference over the shared {_unit_words(table)}, with a 95 % Student-t interval; "
-        "'better'/'worse' only when the Holm–Bonferroni-adjusted p of the paired t-test (within each task, and "
-        "for the average) is below 0.05.",
+        f"'better' only when paired t-tests against {rivals_text(table)} all find it above (Holm–Bonferroni-adjusted p "
+        "below 0.05 within each task, and for the average), 'worse' only when the test against the reference finds "
+        "it below (the note under the table says how).",
     ]
     if table.get("references"):
         lines += ["", *reference_lines(table)]

@@ -8,13 +8,19 @@ Pure functions over finished cells (no training, no I/O except :func:`write_tabl
   the ``average`` row holds the GLUE-style mean over tasks, per unit, then its mean and std;
 * each mapping is compared with the *reference*: the best baseline (highest average) among the
   compared mappings, or the best mapping when no baseline is compared.  The paired difference
-  d_u = score(mapping, u) − score(reference, u) gives a mean and a 95 % Student-t interval
-  mean ± t(0.975, n − 1) · sd / √n, and the two-sided paired t-test's p-value;
-* a table makes many such tests, so the p-values are adjusted by Holm–Bonferroni within each column:
-  the family is every mapping-vs-reference test of one task (and, separately, of the average).  The
-  verdict is ``better`` / ``worse`` when the adjusted p is below α = 0.05 (sign of the mean), else
-  ``no significant difference``; each row keeps the raw ``p``, the adjusted ``p_adjusted`` and the
-  verdict the raw p alone would give (``uncorrected_verdict``).  The intervals stay per comparison.
+  d_u = score(mapping, u) − score(reference, u) gives the mean and 95 % Student-t interval shown,
+  mean ± t(0.975, n − 1) · sd / √n;
+* the verdict: since the reference is the best baseline *on these data*, "better than the reference" is read as
+  "better than every baseline" (the *comparators*: every baseline but the mapping itself, or every other mapping
+  when no baseline is compared).  Each mapping gets a two-sided paired t-test against each comparator
+  (:func:`layermap.stats.floored_paired_t`); the tests of one column (one task, or the average) form one family,
+  Holm–Bonferroni-adjusted together.  ``better`` when every comparator's difference is positive and its adjusted p
+  below α = 0.05 (the row's p is then the largest of them: an intersection-union test, 1 where a comparator is
+  not beaten); ``worse`` when the difference from the reference is negative and that test's adjusted p is below α
+  (the row's p is that test's); else ``no significant difference``.  The direction is the reference difference's
+  sign and the row's p comes from tests of that sign, so a verdict can never point against its test.  Each row
+  keeps the raw ``p``, the adjusted ``p_adjusted``, the verdict the raw p's alone would give
+  (``uncorrected_verdict``) and every comparator's test (``comparisons``).  The intervals stay per comparison.
 * loyalty (Xu et al. 2021) compares a student's dev outputs with the fine-tuned teacher's:
   label loyalty = % of examples where their predicted classes agree; probability loyalty =
   100 · mean(1 − √JS(p_student, p_teacher)) with the Jensen–Shannon divergence in bits (so in
@@ -140,17 +146,28 @@ def _pairs(a: Sequence[float | None], b: Sequence[float | None]) -> list[float]:
     return [x - y for x, y in zip(a, b) if x is not None and y is not None]
 
 
-def _against_the_choice(per: Mapping, m: str, column: str, rivals: Sequence[str]) -> float | None:
-    """A p for "m differs from the best of ``rivals``" that accounts for the best having been chosen on these data:
-    better than the best needs better than every rival (intersection-union: the largest one-sided p), worse than
-    the best needs worse than some rival (Bonferroni over the rivals: k times the smallest); two-sided: twice the
-    smaller of the two, at most 1.  With one rival it is the paired t-test's two-sided p."""
-    tests = [floored_paired_t(_pairs(per[(m, column)], per[(r, column)])) for r in rivals]
-    if not tests or any(t is None for t in tests):
-        return None
-    better = max(t["p_greater"] for t in tests)
-    worse = min(1.0, len(tests) * min(t["p_less"] for t in tests))
-    return float(min(1.0, 2.0 * min(better, worse)))
+def _comparison(per: Mapping, m: str, rival: str, column: str) -> dict:
+    """The paired test of ``m`` against ``rival`` in ``column`` (per verdict unit): mean difference, two-sided p."""
+    test = floored_paired_t(_pairs(per[(m, column)], per[(rival, column)]))
+    return {"mapping": rival, "mean": None if test is None else test["mean"], "p": None if test is None else test["p"],
+            "p_adjusted": None}
+
+
+def row_claim(paired: Mapping, key: str = "p_adjusted", alpha: float = ALPHA) -> tuple[str, float | None]:
+    """The verdict of a row and the p it rests on, from its comparisons' ``key`` p-values (module docstring): below the
+    reference, ``worse`` by the reference test alone; else ``better`` by the largest p over every comparator (1 for a
+    comparator not beaten).  A missing test gives (no significant difference, None)."""
+    tests = paired.get("comparisons") or []
+    ref = next((t for t in tests if t["mapping"] == paired["reference"]), None)
+    if ref is None or ref[key] is None:
+        return SAME, None
+    if ref["mean"] < 0:
+        p = ref[key]
+        return (WORSE if p < alpha else SAME), p
+    if any(t[key] is None for t in tests):
+        return SAME, None
+    p = max(t[key] if t["mean"] > 0 else 1.0 for t in tests)
+    return (BETTER if p < alpha else SAME), p
 
 
 def label_loyalty(student: np.ndarray, teacher: np.ndarray) -> float:
@@ -245,9 +262,9 @@ def build_table(cells: Sequence[Cell], mappings: Sequence[str], tasks: Sequence[
                 pairs = [(a, b) for a, b in zip(per[(m, t)], ref) if a is not None and b is not None]
                 p = paired_difference([a for a, _ in pairs], [b for _, b in pairs], reference)
                 rivals = [r for r in pool if r != m]
-                chosen = _against_the_choice(per, m, t, rivals) if p.p is not None else None
                 row["paired"] = {"reference": reference, "mean": p.mean, "low": p.low, "high": p.high, "n": p.n,
-                                 "unit": unit, "p": chosen, "p_reference": p.p, "against": rivals,
+                                 "unit": unit, "p": None, "p_reference": p.p, "against": rivals,
+                                 "comparisons": [_comparison(per, m, r, t) for r in rivals] if p.p is not None else [],
                                  "p_adjusted": None, "verdict": p.verdict, "uncorrected_verdict": p.verdict}
             rows.append(row)
     tests = adjust_verdicts(rows, [*tasks, AVERAGE])
@@ -261,16 +278,19 @@ def build_table(cells: Sequence[Cell], mappings: Sequence[str], tasks: Sequence[
 
 
 def adjust_verdicts(rows: Sequence[dict], columns: Sequence[str], alpha: float = ALPHA) -> dict[str, int]:
-    """Holm-adjust the paired tests of each column (task or ``average``) in place: ``p_adjusted`` and the
-    ``verdict`` it gives; returns the family size per column."""
+    """Holm-adjust each column's family (every mapping's test against every comparator, in one task or the average)
+    in place, then set each row's ``p`` / ``p_adjusted`` and verdicts by :func:`row_claim`; returns the family size
+    per column."""
     sizes = {}
     for column in columns:
-        tested = [r["paired"] for r in rows if r["task"] == column and r["paired"] and r["paired"]["p"] is not None]
-        for paired, adjusted in zip(tested, holm([p["p"] for p in tested])):
-            paired["p_adjusted"] = adjusted
-            paired["uncorrected_verdict"] = verdict_of(paired["mean"], paired["p"], alpha)
-            paired["verdict"] = verdict_of(paired["mean"], adjusted, alpha)
-        sizes[column] = len(tested)
+        tested = [r["paired"] for r in rows if r["task"] == column and r["paired"] and r["paired"].get("comparisons")]
+        family = [c for paired in tested for c in paired["comparisons"] if c["p"] is not None]
+        for comparison, adjusted in zip(family, holm([c["p"] for c in family])):
+            comparison["p_adjusted"] = adjusted
+        for paired in tested:
+            paired["uncorrected_verdict"], paired["p"] = row_claim(paired, "p", alpha)
+            paired["verdict"], paired["p_adjusted"] = row_claim(paired, "p_adjusted", alpha)
+        sizes[column] = len(family)
     return sizes
 
 
@@ -289,12 +309,20 @@ def correction_note(table: Mapping) -> str:
                 f"adjusted within each column (per task and for the average; {count} tests each) at α = {c['alpha']:g}; "
                 "the 95 % intervals are per comparison (unadjusted).")
     floor = (table.get("variance_floor") or {}).get("minimum_sd", MIN_DIFF_SD)
-    return (f"Verdicts and p: two-sided paired t-tests by {unit} ({len(table.get('verdict_units') or [])} units), the "
-            f"std of a difference at least {floor:g} points; since the reference is the "
-            f"best of its kind on these data, 'better' needs every one of them beaten (the largest p) and 'worse' one "
-            f"(Bonferroni); {CORRECTION_TEXT.get(c['method'], c['method'])}-adjusted within each column (per task and for "
-            f"the average; {count} tests each) at α = {c['alpha']:g}; the 95 % intervals are per comparison "
-            "(unadjusted, against the reference).")
+    head = (f"Verdicts and p: two-sided paired t-tests by {unit} ({len(table.get('verdict_units') or [])} units), the "
+            f"std of a difference at least {floor:g} points")
+    method, alpha = CORRECTION_TEXT.get(c["method"], c["method"]), c["alpha"]
+    rivals = rivals_text(table)
+    return (f"{head}, of each mapping against {rivals} ({method}-adjusted together within each column, per task and "
+            f"for the average: {count} tests each, α = {alpha:g}). Since the reference is the best on these data, "
+            f"'better' needs {rivals} beaten, each difference positive with adjusted p < {alpha:g} (p: the largest of "
+            f"them, 1 where one is not beaten); 'worse' needs the difference from the reference negative with adjusted "
+            f"p < {alpha:g} (p: that test's). The 95 % intervals are against the reference, per comparison (unadjusted).")
+
+
+def rivals_text(table: Mapping) -> str:
+    """Whom a mapping must beat for 'better' (:func:`row_claim`), in words."""
+    return "every baseline" if table.get("reference_kind") == "best baseline" else "every other mapping"
 
 
 def unit_note(table: Mapping) -> str | None:
