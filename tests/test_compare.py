@@ -329,3 +329,53 @@ def test_compare_quantize_adds_int8_columns_and_reads_them_back(compare_toml, tm
                  "--quantize"]) == 2
     err = capsys.readouterr().err.strip()
     assert 'pip install -e ".[deploy]"' in err and len(err.splitlines()) == 1
+
+
+# -- issue 28, item 2: the floor of the average ---------------------------------------------------------------------
+def _demo_table():
+    """results/compare-demo's numbers: on MRPC the constant (74.80) beats the undistilled student (72.62)."""
+    from layermap.final.comparison import AVERAGE
+
+    refs = {"teacher": {"sst2": 78.10, "mrpc": 77.65}, "no distillation": {"sst2": 67.43, "mrpc": 72.62},
+            "constant": {"sst2": 50.92, "mrpc": 74.80}}
+    references = {name: {t: {"mean": v, "std": None, "n": 3} for t, v in row.items()} for name, row in refs.items()}
+    for row in references.values():
+        row[AVERAGE] = {"mean": sum(r["mean"] for r in row.values()) / 2, "std": None, "n": 3}
+    means = {"6-4-0": {"sst2": 70.57, "mrpc": 72.39}, "2-4-6": {"sst2": 67.74, "mrpc": 74.49}}
+    rows = [{"mapping": m, "task": t, "mean": v, "std": 1.33 if t == AVERAGE else 1.0}
+            for m, d in means.items() for t, v in {**d, AVERAGE: sum(d.values()) / 2}.items()]
+    return {"tasks": ["sst2", "mrpc"], "mappings": list(means), "rows": rows, "references": references}
+
+
+def test_the_average_headroom_floor_is_the_mean_of_the_task_floors():
+    from layermap.final.compare import headroom_rows
+
+    table = _demo_table()
+    floor = (67.43 + 74.80) / 2                                    # not max(70.02, 62.86) = 70.02
+    room = headroom_rows(table)
+    teacher = (78.10 + 77.65) / 2
+    assert room["6-4-0"]["average"] == pytest.approx(((70.57 + 72.39) / 2 - floor) / (teacher - floor))
+    assert room["6-4-0"]["average"] == pytest.approx(0.054, abs=0.001)            # was 19 %
+    assert room["2-4-6"]["mrpc"] == pytest.approx((74.49 - 74.80) / (77.65 - 74.80))
+    from layermap.evolution.references import build_references, learnt_sentence
+
+    proxy = build_references([{"sst2": 78.10, "mrpc": 77.65}], [{"sst2": 67.43, "mrpc": 72.62}],
+                             [{"sst2": 50.92, "mrpc": 74.80}])
+    assert f"floor {floor:.2f}" in learnt_sentence(proxy, 71.48, 1.33)            # the proxy's floor is the same
+
+
+def test_the_not_learnt_sentence_names_the_condition_that_fired():
+    from layermap.final.compare import reference_lines
+
+    table = _demo_table()
+    table["headroom"] = {}
+    best = reference_lines(table)[-1]
+    assert "best mapping's average 71.48 is within noise (± 3.69" in best and "of the floor 71.12" in best
+    assert "teacher's 77.88 is 6.76 above it" in best and "teacher's average" not in best
+    for row in table["references"]["teacher"].values():                   # a teacher at the floor
+        row["mean"] = 72.0
+    teacher = reference_lines(table)[-1]
+    assert "the teacher's average 72.00 is within noise" in teacher and "best mapping" not in teacher
+    table["references"]["teacher"] = {k: {**v, "mean": 90.0} for k, v in table["references"]["teacher"].items()}
+    table["rows"] = [{**r, "mean": r["mean"] + 10} for r in table["rows"]]
+    assert "within noise" not in "\n".join(reference_lines(table))

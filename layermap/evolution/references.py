@@ -209,7 +209,7 @@ def _row(name: str, per_set: list[dict[str, float]]) -> ReferenceRow:
 
 def format_headroom(value: float | None) -> str:
     """A headroom for a table: a percentage, or "no headroom" where the teacher does not beat the floor."""
-    return "no headroom" if value is None else f"{100 * value:.0f} %"
+    return "no headroom" if value is None else f"{round(100 * value):d} %"     # an int: never "-0 %"
 
 
 def constant_scores(task, dev_labels: dict[str, np.ndarray]) -> float:
@@ -272,7 +272,7 @@ def learnt_sentence(refs: References | None, fitness: float | None, noise_std: f
     if refs is None or fitness is None:
         return None
     sigma = noise_std or refs.fitness_noise
-    floor = float(np.mean([refs.floor(t) for t in refs.tasks]))
+    floor = average_floor(refs.no_distillation.tasks, refs.constant.tasks)
     teacher = refs.teacher.fitness
     margin = noise_margin(sigma)
     reason = not_learnt(teacher, fitness, floor, sigma)
@@ -291,6 +291,12 @@ def noise_margin(sigma: float) -> float:
     """How far apart two single scores of seed noise ``sigma`` must be to differ at a two-sided 5 %: 1.96 * sqrt(2)
     * sigma."""
     return 1.96 * math.sqrt(2) * sigma
+
+
+def average_floor(no_distillation: dict[str, float], constant: dict[str, float]) -> float:
+    """The floor of an average over tasks: the mean over tasks of each task's floor, max(no distillation, constant),
+    never the max of the two averages (a task where the constant wins would lower it)."""
+    return float(np.mean([max(no_distillation[t], constant[t]) for t in no_distillation]))
 
 
 def not_learnt(teacher: float, best: float, floor: float, sigma: float) -> str | None:

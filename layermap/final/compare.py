@@ -610,8 +610,10 @@ def render_folder(out: str | Path) -> CompareResult:
                         proxy_fitness={m: r["proxy_fitness"] for m, r in averages.items() if r.get("proxy_fitness") is not None})
     found = sum(1 for job in wanted if done[job] is not None)
     keep = ("fingerprint", "created", "source", "teacher", "student", "budget", "seeds", "distill_seeds", "teacher_scores",
-            "references", "headroom", "teacher_from", "quantized")
+            "references", "teacher_from", "quantized")
     table.update({k: old[k] for k in keep if k in old})
+    if table.get("references"):                    # the yardsticks' cells as they were; headroom from today's rule
+        table["headroom"] = headroom_rows(table)
     table.update(fingerprint=fingerprint, rendered=now(),
                  cells={"computed": 0, "cached": found, "failed": 0, "missing": len(wanted) - found,
                         "total": len(wanted), "distillations": 0},
@@ -735,20 +737,34 @@ def reference_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict
 
 
 def headroom_rows(table: Mapping) -> dict:
-    """mapping -> task (and average) -> headroom recovered, (mean - floor) / (teacher - floor), floor = max(no
-    distillation, constant); None where the teacher does not beat the floor (no headroom) or a row is missing."""
+    """mapping -> task (and average) -> headroom recovered, (mean - floor) / (teacher - floor); a task's floor is
+    max(no distillation, constant), the average's the mean over tasks of each task's floor
+    (:func:`reference_floor`); None where the teacher does not beat the floor (no headroom) or a row is missing."""
     refs = table["references"]
     out: dict[str, dict] = {}
     for r in table["rows"]:
         t = r["task"]
-        teacher, nod, const = (refs[k].get(t, {}).get("mean") for k in ("teacher", "no distillation", "constant"))
-        if None in (teacher, nod, const, r["mean"]):
+        teacher, floor = refs["teacher"].get(t, {}).get("mean"), reference_floor(refs, table["tasks"], t)
+        if None in (teacher, floor, r["mean"]):
             value = None
         else:
-            floor = max(nod, const)
             value = (r["mean"] - floor) / (teacher - floor) if teacher > floor else None
         out.setdefault(r["mapping"], {})[t] = value
     return out
+
+
+def reference_floor(refs: Mapping, tasks: Sequence[str], column: str) -> float | None:
+    """The floor of a column of the table: a task's max(no distillation, constant); for the average, the mean over
+    ``tasks`` of each task's floor (:func:`layermap.evolution.references.average_floor`, as the proxy takes it), never
+    the max of the two averages.  None where a row is missing."""
+    from ..evolution.references import average_floor
+
+    names = ("no distillation", "constant")
+    columns = tasks if column == AVERAGE else [column]
+    values = {name: {t: refs[name].get(t, {}).get("mean") for t in columns} for name in names}
+    if any(v is None for row in values.values() for v in row.values()):
+        return None
+    return average_floor(values["no distillation"], values["constant"])
 
 
 def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequence[Job], fp_of, data_fp: Mapping,
@@ -933,29 +949,47 @@ def reference_lines(table: Mapping) -> list[str]:
              "| reference | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for name in ("teacher", "no distillation", "constant"):
         lines.append(f"| {name} | " + " | ".join(cell(refs[name].get(t, {})) for t in tasks) + " |")
+    floors = [reference_floor(refs, table["tasks"], t) for t in tasks]
+    lines.append("| floor: max(no distillation, constant); average: mean of the task floors | "
+                 + " | ".join("–" if f is None else f"{f:.2f}" for f in floors) + " |")
     borrowed = table.get("teacher_from")
     if borrowed:
         lines += ["", f"The teacher row's {borrowed['cells']} fine-tuning cell(s) were read from the compare folder "
                       f"`{borrowed['folder']}` (the same teacher, fine-tuning settings, task data, library versions and "
                       "device class; `--teacher-from`)."]
     room = table.get("headroom", {})
-    lines += ["", "Headroom recovered on the average, (mapping − floor) / (teacher − floor) with floor = max(no "
-              "distillation, constant): " + ", ".join(f"{m} {format_headroom(room.get(m, {}).get(AVERAGE))}"
-                                                      for m in table["mappings"]) + "."]
-    best = max((r["mean"] for r in table["rows"] if r["task"] == AVERAGE and r["mean"] is not None), default=None)
-    t, nod, const = (refs[k][AVERAGE]["mean"] for k in ("teacher", "no distillation", "constant"))
-    avg_std = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
-    if None not in (best, t, nod, const):
-        from ..evolution.references import noise_margin, not_learnt
+    lines += ["", "Headroom recovered on the average, (mapping − floor) / (teacher − floor) with the floor the mean over "
+              "tasks of each task's max(no distillation, constant): "
+              + ", ".join(f"{m} {format_headroom(room.get(m, {}).get(AVERAGE))}" for m in table["mappings"]) + "."]
+    sentence = not_learnt_sentence(table)
+    return lines + (["", sentence] if sentence else [])
 
-        floor = max(nod, const)
-        noise = max(avg_std) if avg_std else 0.0
-        if not_learnt(t, best, floor, noise):
-            lines += ["", f"**The students have not learnt at this budget:** the best mapping's average {best:.2f} and the "
-                          f"teacher's {t:.2f} against a floor of {floor:.2f}, within noise (± {noise_margin(noise):.2f}: "
-                          f"1.96 × √2 × the largest seed std of an average, {noise:.2f}) of it; the ranking of the "
-                          "mappings is noise."]
-    return lines
+
+def not_learnt_sentence(table: Mapping) -> str | None:
+    """The sentence a table carries when its students cannot be ranked (:func:`layermap.evolution.references.not_learnt`,
+    the proxy's rule): it names the condition that fired, the teacher within noise of the floor, or the best mapping's
+    average within noise of it (the teacher then named with its distance to the floor)."""
+    from ..evolution.references import noise_margin, not_learnt
+
+    refs = table["references"]
+    best = max((r["mean"] for r in table["rows"] if r["task"] == AVERAGE and r["mean"] is not None), default=None)
+    teacher, floor = refs["teacher"][AVERAGE]["mean"], reference_floor(refs, table["tasks"], AVERAGE)
+    if None in (best, teacher, floor):
+        return None
+    avg_std = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
+    noise = max(avg_std) if avg_std else 0.0
+    margin = (f"within noise (± {noise_margin(noise):.2f}: 1.96 × √2 × the largest seed std of an average, "
+              f"{noise:.2f})")
+    where = (f"the floor {floor:.2f} (the mean over tasks of each task's max(no distillation, constant))")
+    reason = not_learnt(teacher, best, floor, noise)
+    if reason == "teacher":
+        return (f"**The students cannot be ranked at this budget:** the teacher's average {teacher:.2f} is {margin} of "
+                f"{where}, so no student can be told from the floor; the ranking of the mappings is noise.")
+    if reason == "best":
+        return (f"**The students have not learnt at this budget:** the best mapping's average {best:.2f} is {margin} of "
+                f"{where}, while the teacher's {teacher:.2f} is {teacher - floor:.2f} above it; the ranking of the "
+                "mappings is noise.")
+    return None
 
 
 def _unit_words(table: dict) -> str:
