@@ -379,3 +379,52 @@ def test_the_not_learnt_sentence_names_the_condition_that_fired():
     table["references"]["teacher"] = {k: {**v, "mean": 90.0} for k, v in table["references"]["teacher"].items()}
     table["rows"] = [{**r, "mean": r["mean"] + 10} for r in table["rows"]]
     assert "within noise" not in "\n".join(reference_lines(table))
+
+
+# -- issue 28, item 3: loyalty against one fixed teacher -------------------------------------------------------------
+def _loyalty_of(table):
+    return {(r["mapping"], r["task"]): r["loyalty"] for r in table["rows"] if r["task"] != "average"}
+
+
+def test_loyalty_is_against_one_fixed_teacher_whatever_the_completion_order(compare_toml, tmp_path, monkeypatch):
+    """The review's setting: a folder whose teacher is fine-tuned on seed 0 alone, and folders with reference rows
+    (the teacher fine-tuned on every seed) whose teacher cells finish in one order or the other."""
+    settings = ("compare.tasks=['sst2']",)
+    only0 = run_compare(_config(compare_toml, *settings), ["2-4"], tmp_path / "only0", progress=False,
+                        teacher_finetune=True).table
+    forward = run_compare(_config(compare_toml, *settings, "compare.references=true"), ["2-4"], tmp_path / "forward",
+                          progress=False, teacher_finetune=True).table
+    real = compare_mod._Runner.run
+
+    def backwards(self, jobs, **kwargs):                 # the teacher's seeds finish in the other order
+        return real(self, list(reversed(jobs)), **kwargs)
+
+    monkeypatch.setattr(compare_mod._Runner, "run", backwards)
+    backward = run_compare(_config(compare_toml, *settings, "compare.references=true"), ["2-4"], tmp_path / "backward",
+                           progress=False, teacher_finetune=True).table
+    assert _loyalty_of(only0)[("2-4", "sst2")]["probability"] > 0
+    assert _loyalty_of(forward) == _loyalty_of(backward) == _loyalty_of(only0)
+    assert sorted(p.name for p in (tmp_path / "forward" / "outputs" / "teacher").iterdir()) == ["sst2_s0.npz", "sst2_s1.npz"]
+    assert forward["loyalty_teacher"] == {"seed": 0, "ambiguous": []}
+    assert "Loyalty to the teacher fine-tuned with seed 0" in (tmp_path / "forward" / "comparison.md").read_text()
+
+
+def test_an_old_folder_with_one_teacher_file_per_task_shows_loyalty_only_where_it_is_unambiguous(compare_toml, tmp_path):
+    settings = ("compare.tasks=['sst2']",)
+    refs, only0 = tmp_path / "refs", tmp_path / "only0"
+    run_compare(_config(compare_toml, *settings, "compare.references=true"), ["2-4"], refs, progress=False)
+    before = _loyalty_of(run_compare(_config(compare_toml, *settings), ["2-4"], only0, progress=False,
+                                     teacher_finetune=True).table)
+    for folder in (refs, only0):                        # as layermap wrote them before: one file per task
+        teacher = folder / "outputs" / "teacher"
+        (teacher / "sst2_s0.npz").rename(teacher / "sst2.npz")
+        for extra in teacher.glob("sst2_s*.npz"):
+            extra.unlink()
+    info = json.loads((refs / "compare.json").read_text())
+    info["settings"]["compare.references"] = True        # as a folder from before issue 28 records it
+    (refs / "compare.json").write_text(json.dumps(info))
+    ambiguous = compare_mod.render_folder(refs).table
+    assert _loyalty_of(ambiguous)[("2-4", "sst2")] == {} and ambiguous["loyalty_teacher"]["ambiguous"] == ["sst2"]
+    assert "Loyalty is not shown for SST-2" in (refs / "comparison.md").read_text()
+    kept = compare_mod.render_folder(only0).table        # the teacher was fine-tuned on seed 0 alone: its file is seed 0's
+    assert _loyalty_of(kept) == before and kept["loyalty_teacher"]["ambiguous"] == []

@@ -50,6 +50,7 @@ DISTILL, FINETUNE, TEACHER = "distill", "finetune", "teacher"
 TEACHER_MAPPING = "teacher"
 NO_DISTILL = "no-distillation"   # the reference student: the spec at its initialisation, fine-tuned with 0 distillation steps
 INFO_NAME = "compare.json"
+LOYALTY_SEED = 0                 # loyalty is measured against the teacher fine-tuned with this seed (teacher_outputs)
 
 Job = tuple  # (kind, mapping, distill_seed, task, seed)
 
@@ -75,9 +76,16 @@ def student_dir(out: str | Path, mapping: str, distill_seed: int) -> Path:
 
 
 def _outputs_path(out: Path, job: Job) -> Path:
+    """A cell's saved dev outputs: ``outputs/<mapping>/<task>_d<d>_s<seed>.npz``; the teacher's, one file per fine-tuning
+    seed, ``outputs/teacher/<task>_s<seed>.npz`` (before issue 28 one file per task, which every seed overwrote)."""
     kind, mapping, d, task, seed = job
-    name = f"{task}.npz" if kind == TEACHER else f"{task}_d{d}_s{seed}.npz"
+    name = f"{task}_s{seed}.npz" if kind == TEACHER else f"{task}_d{d}_s{seed}.npz"
     return out / "outputs" / mapping / name
+
+
+def _legacy_teacher_outputs(out: Path, task: str) -> Path:
+    """The teacher's dev outputs of a folder made before they were kept per seed: one file per task."""
+    return out / "outputs" / TEACHER_MAPPING / f"{task}.npz"
 
 
 # [compare] keys that do not shape a cell: a folder grows with more tasks and seeds under one fingerprint
@@ -542,8 +550,12 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                 done[job] = record if record["status"] == COMPLETE else None
         finally:
             runner.close()
-        cells = _cells(out, wanted, done, teacher_finetune)
+        teacher, ambiguous = teacher_outputs(out, tasks, borrowed=any(
+            (done[job] or {}).get("borrowed_from") for job in teacher_jobs if job[4] == LOYALTY_SEED))
+        cells = _cells(out, wanted, done, teacher if teacher_jobs else {})
         table = build_table(cells, genomes, tasks, units, kinds=kinds, proxy_fitness=proxy_fitness)
+        if teacher_jobs:
+            table["loyalty_teacher"] = _loyalty_entry(ambiguous)
         if refs:
             table["references"] = reference_rows(config, tasks, done, teacher_jobs, reference_jobs, worker)
             table["headroom"] = headroom_rows(table)
@@ -604,10 +616,13 @@ def render_folder(out: str | Path) -> CompareResult:
     teacher_jobs = [(TEACHER, TEACHER_MAPPING, 0, t, 0) for t in (old.get("teacher_scores") or {})]
     with Store(out / STORE_NAME, upgrade=False) as store:           # read only: an old store stays as it is
         done = {job: store.lookup_cell(cell_fp[job[3]], job) for job in wanted + teacher_jobs}
-    cells = _cells(out, wanted, done, bool(teacher_jobs))
+    teacher, ambiguous = teacher_outputs(out, tasks, borrowed=bool(old.get("teacher_from")))
+    cells = _cells(out, wanted, done, teacher if teacher_jobs else {})
     table = build_table(cells, mappings, tasks, units,
                         kinds={m: (averages.get(m) or {}).get("kind") or [] for m in mappings},
                         proxy_fitness={m: r["proxy_fitness"] for m, r in averages.items() if r.get("proxy_fitness") is not None})
+    if teacher_jobs:
+        table["loyalty_teacher"] = _loyalty_entry(ambiguous)
     found = sum(1 for job in wanted if done[job] is not None)
     keep = ("fingerprint", "created", "source", "teacher", "student", "budget", "seeds", "distill_seeds", "teacher_scores",
             "references", "teacher_from", "quantized")
@@ -684,31 +699,65 @@ def _outcome(record: dict) -> str:
     return f"loss {record.get('distill_loss', float('nan')):.4f}"
 
 
-def _cells(out: Path, wanted: Sequence[Job], done: Mapping[Job, dict | None], teacher_finetune: bool) -> list[Cell]:
-    """Finished cells, with loyalty to the teacher's dev outputs where those were saved."""
+def _cells(out: Path, wanted: Sequence[Job], done: Mapping[Job, dict | None],
+           teacher: Mapping[str, Path | None]) -> list[Cell]:
+    """Finished cells, with loyalty to the teacher's dev outputs ``teacher`` (task -> file, :func:`teacher_outputs`)."""
     cells = []
     for job in wanted:
         record = done.get(job)
         if record is None:
             continue
-        loy: dict[str, float] = {}
-        if teacher_finetune:
-            loy = _loyalty(out, job)
+        loy = _loyalty(teacher.get(job[3]), _outputs_path(out, job))
         cells.append(Cell(mapping=job[1], distill_seed=job[2], task=job[3], seed=job[4], score=float(record["score"]),
                           metrics=dict(record.get("metrics", {})), loyalty=loy))
     return cells
 
 
-def _loyalty(out: Path, job: Job) -> dict[str, float]:
-    teacher_path = _outputs_path(out, (TEACHER, TEACHER_MAPPING, 0, job[3], 0))
-    student_path = _outputs_path(out, job)
-    if not (teacher_path.is_file() and student_path.is_file()):
+def _loyalty(teacher_path: Path | None, student_path: Path) -> dict[str, float]:
+    if teacher_path is None or not (teacher_path.is_file() and student_path.is_file()):
         return {}
     with np.load(teacher_path) as t, np.load(student_path) as s:
         splits = [k for k in t.files if k in s.files]
         if not splits:
             return {}
         return loyalty(np.concatenate([s[k] for k in splits]), np.concatenate([t[k] for k in splits]))
+
+
+def teacher_outputs(out: Path, tasks: Sequence[str], *, borrowed: bool) -> tuple[dict[str, Path | None], list[str]]:
+    """task -> the dev outputs of the teacher fine-tuned with seed :data:`LOYALTY_SEED`, the one teacher every student
+    cell's loyalty is measured against, and the tasks whose outputs exist only in an ambiguous old file.
+
+    Why seed 0 and not the student cell's own seed: it is the teacher every folder has (``--teacher-finetune``
+    fine-tunes it alone; the reference rows fine-tune it on every seed), so loyalty means the same in every folder
+    and for every mapping.  A folder made before the outputs were kept per seed has one file per task; it is seed 0's
+    only where the folder fine-tuned the teacher on seed 0 alone (made without reference rows) and did not copy it
+    from another folder (``borrowed``); otherwise it holds whichever seed finished last, and loyalty is left out."""
+    found, ambiguous = {}, []
+    legacy_trusted = not borrowed and not _folder_settings_of(out).get("compare.references", False)
+    for t in tasks:
+        path, legacy = _outputs_path(out, (TEACHER, TEACHER_MAPPING, 0, t, LOYALTY_SEED)), _legacy_teacher_outputs(out, t)
+        if path.is_file():
+            found[t] = path
+        elif legacy.is_file():
+            found[t] = legacy if legacy_trusted else None
+            if not legacy_trusted:
+                ambiguous.append(t)
+        else:
+            found[t] = None
+    return found, ambiguous
+
+
+def _folder_settings_of(out: Path) -> dict:
+    """The settings recorded in a compare folder's ``compare.json`` ({} where there is none)."""
+    try:
+        return json.loads((out / INFO_NAME).read_text("utf-8")).get("settings", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _loyalty_entry(ambiguous: Sequence[str]) -> dict:
+    """The table's ``loyalty_teacher``: which teacher loyalty is measured against, and the tasks it is missing for."""
+    return {"seed": LOYALTY_SEED, "ambiguous": list(ambiguous)}
 
 
 def reference_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict | None], teacher_jobs: Sequence[Job],
@@ -807,9 +856,11 @@ def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequ
                     record = None
             if record is None:
                 continue
+            src, dst = _outputs_path(source, job), _outputs_path(out, job)
+            if job[4] == LOYALTY_SEED:               # also an old folder's one file per task, where it is seed 0's
+                src = teacher_outputs(source, [job[3]], borrowed=bool(record.get("borrowed_from")))[0][job[3]] or src
             record = {**record, "borrowed_from": source.name}
             store.save_cell(fp_of(job), job, record)
-            src, dst = _outputs_path(source, job), _outputs_path(out, job)
             if src.is_file() and not dst.is_file():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 dst.write_bytes(src.read_bytes())

@@ -21,7 +21,8 @@ Pure functions over finished cells (no training, no I/O except :func:`write_tabl
   sign and the row's p comes from tests of that sign, so a verdict can never point against its test.  Each row
   keeps the raw ``p``, the adjusted ``p_adjusted``, the verdict the raw p's alone would give
   (``uncorrected_verdict``) and every comparator's test (``comparisons``).  The intervals stay per comparison.
-* loyalty (Xu et al. 2021) compares a student's dev outputs with the fine-tuned teacher's:
+* loyalty (Xu et al. 2021) compares a student's dev outputs with those of one fixed fine-tuned teacher (the teacher
+  fine-tuned with seed 0, :func:`layermap.final.compare.teacher_outputs`):
   label loyalty = % of examples where their predicted classes agree; probability loyalty =
   100 · mean(1 − √JS(p_student, p_teacher)) with the Jensen–Shannon divergence in bits (so in
   [0, 1]); a regression task reports the Pearson correlation (%) with the teacher's scores.
@@ -401,8 +402,10 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
             parts.append(f"{_fmt_paired(p)}{'' if not p or p['low'] is None else f' p {_fmt_p(p)} ' + _short(p['verdict'])}")
         lines.append(f"| {m} | {' | '.join(parts)} |")
     lines += ["", correction_note(table)]
+    teacher = table.get("loyalty_teacher") or {}
     if any(r["loyalty"] for r in rows if r["task"] != AVERAGE):
-        lines += ["", "Loyalty to the fine-tuned teacher (Xu et al. 2021; mean over seeds, %): label / probability "
+        who = "the fine-tuned teacher" if "seed" not in teacher else f"the teacher fine-tuned with seed {teacher['seed']}"
+        lines += ["", f"Loyalty to {who} (Xu et al. 2021; mean over seeds, %): label / probability "
                   "for classification, correlation for regression:", "",
                   f"| mapping | {' | '.join(names)} |", "|---|" + "---|" * len(tasks)]
         for m in table["mappings"]:
@@ -411,6 +414,12 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
                 loy = row_of[(m, t)]["loyalty"]
                 parts.append(" / ".join(f"{loy[k]:.1f}" for k in ("label", "probability", "correlation") if k in loy) or "–")
             lines.append(f"| {m} | {' | '.join(parts)} |")
+    if teacher.get("ambiguous"):
+        missing = ", ".join(get_task(t).glue_dir_name for t in teacher["ambiguous"])
+        lines += ["", f"Loyalty is not shown for {missing}: this folder kept one file of the fine-tuned teacher's dev "
+                      "outputs per task while the teacher was fine-tuned on several seeds (or copied it from another "
+                      "folder), so the file holds whichever seed finished last, not one fixed teacher; folders made since "
+                      "keep the teacher's outputs per seed."]
     return "\n".join(lines) + "\n"
 
 
