@@ -428,3 +428,40 @@ def test_an_old_folder_with_one_teacher_file_per_task_shows_loyalty_only_where_i
     assert "Loyalty is not shown for SST-2" in (refs / "comparison.md").read_text()
     kept = compare_mod.render_folder(only0).table        # the teacher was fine-tuned on seed 0 alone: its file is seed 0's
     assert _loyalty_of(kept) == before and kept["loyalty_teacher"]["ambiguous"] == []
+
+
+# -- issue 28, item 8: compare.references shapes no cell -------------------------------------------------------------
+def test_compare_references_is_not_in_the_fingerprint_and_a_folder_from_before_the_key_keeps_its_own(compare_toml,
+                                                                                                      monkeypatch):
+    from layermap.config import CompareSettings
+
+    on, off = _config(compare_toml, "compare.references=true"), _config(compare_toml, "compare.references=false")
+    assert compare_mod.compare_fingerprint(on) == compare_mod.compare_fingerprint(off)
+    fields = {k: v for k, v in CompareSettings.__dataclass_fields__.items() if k != "references"}
+    with monkeypatch.context() as patch:              # [compare] as it was before the key existed
+        patch.setattr(CompareSettings, "__dataclass_fields__", fields)
+        before_the_key = compare_mod.compare_fingerprint(on)
+    assert compare_mod.compare_fingerprint(on) == before_the_key
+
+
+def test_a_folder_made_without_reference_rows_or_while_the_key_was_fingerprinted_can_be_extended(compare_toml, tmp_path,
+                                                                                                 monkeypatch):
+    settings = ("compare.tasks=['sst2']", "compare.seeds=1")
+    off = tmp_path / "off"
+    run_compare(_config(compare_toml, *settings, "compare.references=false"), ["2-4"], off, progress=False)
+    more = run_compare(_config(compare_toml, *settings, "compare.references=true"), ["2-4"], off, progress=False)
+    assert (more.distilled, more.cached) == (0, 1) and more.computed == 1        # only the undistilled student's cell
+    assert set(more.table["references"]) == {"teacher", "no distillation", "constant"}
+
+    then = tmp_path / "then"                           # made while compare.references was in the fingerprint
+    with monkeypatch.context() as patch:
+        patch.setattr(compare_mod, "_NOT_SHAPING", compare_mod._NOT_SHAPING - {"references"})
+        run_compare(_config(compare_toml, *settings, "compare.references=true"), ["2-4"], then, progress=False)
+    recorded = json.loads((then / "compare.json").read_text())["fingerprint"]
+    assert recorded != compare_mod.compare_fingerprint(_config(compare_toml, *settings))
+    for refs in ("true", "false"):
+        again = run_compare(_config(compare_toml, *settings, f"compare.references={refs}"), ["2-4"], then, progress=False)
+        assert (again.computed, again.distilled, again.cached) == (0, 0, 2 if refs == "true" else 1)
+    assert json.loads((then / "compare.json").read_text())["fingerprint"] == recorded       # its cells keep their key
+    with pytest.raises(CompareError, match=r"\(compare.max_steps differs\)"):
+        run_compare(_config(compare_toml, *settings, "compare.max_steps=5"), ["2-4"], then, progress=False)

@@ -88,14 +88,19 @@ def _legacy_teacher_outputs(out: Path, task: str) -> Path:
     return out / "outputs" / TEACHER_MAPPING / f"{task}.npz"
 
 
-# [compare] keys that do not shape a cell: a folder grows with more tasks and seeds under one fingerprint
-# (compare.teacher_cache shapes the students, but enters the fingerprint apart: _device_and_cache)
-_NOT_SHAPING = frozenset({"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache"})
+# [compare] keys that do not shape a cell: a folder grows with more tasks and seeds under one fingerprint, and with
+# or without the reference rows (their cells have keys of their own); compare.teacher_cache shapes the students, but
+# enters the fingerprint apart (_device_and_cache)
+_NOT_SHAPING = frozenset({"tasks", "seeds", "distill_seeds", "checkpoint_every", "teacher_cache", "references"})
+# keys that shape no cell but were once in the fingerprint, with the values a folder of that time may have recorded
+# (compare.references, from the reference rows' arrival to issue 28): such a folder keeps its fingerprint
+_ONCE_IN_FINGERPRINT = {"references": (True, False)}
 
 
-def compare_fingerprint(config: Config) -> str:
-    """Hash of everything that shapes a distilled student and its fine-tuning (not the task list, seeds,
-    mappings, executors or paths)."""
+def compare_fingerprint(config: Config, *, legacy: Mapping[str, Any] | None = None) -> str:
+    """Hash of everything that shapes a distilled student and its fine-tuning (not the task list, seeds, reference
+    rows, mappings, executors or paths).  ``legacy``: [compare] keys to hash as a folder of the time they entered the
+    fingerprint did (:func:`accepted_fingerprints`)."""
     from ..distill.corpus import corpus_identity
     from ..evolution.fitness import _major_minor
     from ..distill.models import teacher_identity
@@ -106,7 +111,8 @@ def compare_fingerprint(config: Config) -> str:
         "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
         "student": {k: getattr(c.student, k) for k in c.student.__dataclass_fields__},
         "corpus": corpus_identity(c.corpus.path), "corpus_seed": c.corpus.seed,
-        "compare": {k: getattr(c.compare, k) for k in c.compare.__dataclass_fields__ if k not in _NOT_SHAPING},
+        "compare": {**{k: getattr(c.compare, k) for k in c.compare.__dataclass_fields__ if k not in _NOT_SHAPING},
+                    **(legacy or {})},
         "losses": {k: getattr(c.distill, k) for k in ("weight_decay", "max_grad_norm", "attention_weight",
                                                        "hidden_weight", "embedding_weight")},
         "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
@@ -115,6 +121,14 @@ def compare_fingerprint(config: Config) -> str:
         parts["precision"] = c.distill.precision
     parts.update(_device_and_cache(c))
     return digest(parts)[:32]
+
+
+def accepted_fingerprints(config: Config) -> list[str]:
+    """The fingerprints a compare folder made with ``config``'s settings may carry: today's, then those of the time a
+    key that shapes no cell was in it (:data:`_ONCE_IN_FINGERPRINT`), so such a folder can still be extended."""
+    legacy = [compare_fingerprint(config, legacy={key: value}) for key, values in _ONCE_IN_FINGERPRINT.items()
+              for value in values]
+    return [compare_fingerprint(config), *legacy]
 
 
 # [compare] keys that shape the teacher's fine-tuning cells (the teacher row): neither the student nor the distillation
@@ -501,9 +515,8 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                                f"max_position_embeddings ({max_pos}); lower it")
     check_source(config.corpus.path)
     data_fp = {t: data_fingerprint(t, config.proxy.glue_dir or None) for t in tasks}
-    fingerprint = compare_fingerprint(config)
     out = Path(out)
-    _claim_folder(out, config, fingerprint)
+    fingerprint = _claim_folder(out, config, compare_fingerprint(config))
     lock = lock_run(out)
     store = Store(out / STORE_NAME)
     try:
@@ -1052,28 +1065,32 @@ def _unit_words(table: dict) -> str:
     return "seed units"
 
 
-def _claim_folder(out: Path, config: Config, fingerprint: str) -> None:
-    """A new compare folder records its fingerprint; an existing one must have been made with the same settings."""
+def _claim_folder(out: Path, config: Config, fingerprint: str) -> str:
+    """The fingerprint the compare folder ``out`` keys its cells by: a new folder records ``fingerprint`` (today's,
+    :func:`compare_fingerprint`); an existing one must have been made with the same settings, its recorded
+    fingerprint one of :func:`accepted_fingerprints`."""
     info = out / INFO_NAME
     if info.is_file():
         try:
             recorded = json.loads(info.read_text("utf-8"))
         except ValueError:
             raise CompareError(f"{info} is damaged; remove the folder {out} or choose another --out") from None
-        if recorded.get("fingerprint") != fingerprint:
+        if recorded.get("fingerprint") not in (fingerprint, *accepted_fingerprints(config)):
             then = recorded.get("settings", {})
             now_s = _folder_settings(config)
-            changed = next((k for k in sorted(set(then) | set(now_s)) if then.get(k) != now_s.get(k)),
+            keys = [k for k in sorted(set(then) | set(now_s)) if k.removeprefix("compare.") not in _ONCE_IN_FINGERPRINT]
+            changed = next((k for k in keys if then.get(k) != now_s.get(k)),
                            "the teacher, its tokenizer, the data, a library version or layermap's fingerprint format")
             raise CompareError(f"compare folder {out} was made with other settings ({changed} differs); use the same "
                                "settings to extend it, or choose a new --out folder")
-        return
+        return recorded["fingerprint"]
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CompareError(f"--out {out} exists and is not a compare folder; choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     payload = {"fingerprint": fingerprint, "created": now(), "settings": _folder_settings(config)}
     info.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (out / "config.toml").write_text(dump_toml(config), encoding="utf-8")
+    return fingerprint
 
 
 def _folder_settings(config: Config) -> dict:
