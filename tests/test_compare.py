@@ -465,3 +465,51 @@ def test_a_folder_made_without_reference_rows_or_while_the_key_was_fingerprinted
     assert json.loads((then / "compare.json").read_text())["fingerprint"] == recorded       # its cells keep their key
     with pytest.raises(CompareError, match=r"\(compare.max_steps differs\)"):
         run_compare(_config(compare_toml, *settings, "compare.max_steps=5"), ["2-4"], then, progress=False)
+
+
+# -- issue 28, item 9: --quantize after the table, before any work its refusal ---------------------------------------
+def test_compare_quantize_on_a_device_the_int8_runtime_cannot_use_is_refused_before_any_work(compare_toml, tmp_path,
+                                                                                             capsys):
+    pytest.importorskip("onnxruntime", reason="compare --quantize needs the deploy extra (onnx, onnxruntime)")
+    from layermap.errors import LayermapError
+
+    out = tmp_path / "cmp"
+    with pytest.raises(LayermapError, match="on the CPU only"):
+        run_compare(_config(compare_toml, "latency.device=cuda", "compare.tasks=['sst2']"), ["2-4"], out,
+                    progress=False, quantize=True)
+    assert not out.exists()                                          # nothing distilled, no folder claimed
+    code = main(["compare", "--mappings", "2-4", "--config", str(compare_toml), "--set", "latency.device=cuda",
+                 "--quantize", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "latency.device = 'cpu'" in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_a_quantize_failure_leaves_the_table_written_and_says_one_sentence(compare_toml, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime", reason="compare --quantize needs the deploy extra (onnx, onnxruntime)")
+    from layermap.deploy import quantize as quantize_mod
+
+    def broken(*args, **kwargs):
+        raise quantize_mod.QuantizeError("the ONNX export broke\nwith a second line")
+
+    monkeypatch.setattr(quantize_mod, "quantize_student", broken)
+    out = tmp_path / "cmp"
+    code = main(["compare", "--mappings", "2-4", "--config", str(compare_toml), "--seeds", "1", "--tasks", "sst2",
+                 "--quantize", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "comparison is written" in err and "ONNX export broke" in err
+    md = (out / "comparison.md").read_text()
+    assert "| 2-4 |" in md and "Int8 students: not measured, `--quantize` failed (the ONNX export broke)" in md
+    assert json.loads((out / "comparison.json").read_text())["quantize_error"] == "the ONNX export broke"
+
+
+def test_the_int8_columns_compare_like_with_like():
+    from layermap.final.compare import quantized_lines
+
+    lat = {k: {"median_ms": v} for k, v in (("torch-fp32", 9.0), ("onnx-fp32", 8.0), ("onnx-int8", 5.0))}
+    table = {"quantized": {"2-4-6": {
+        "settings": {"threads": 1, "batch_size": 1, "seq_len": 128, "repeats": 30}, "device": "cpu:x x2",
+        "size_mb": {"pytorch_fp32": 20.1, "onnx_fp32": 19.0, "onnx_int8": 5.0}, "latency": lat,
+        "tasks": [{"fp32": 70.0, "int8": 69.0, "agreement": 95.0}]}}}
+    lines = quantized_lines(table)
+    assert "| 2-4-6 | 19.0 → 5.0 | 9.00 / 8.00 / 5.00 | 70.00 → 69.00 | 95.0 % |" in lines
+    assert "latency PyTorch fp32 / ONNX fp32 / ONNX int8 (ms)" in lines[2] and "size ONNX fp32 → int8" in lines[2]

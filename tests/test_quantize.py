@@ -56,7 +56,7 @@ def test_the_probe_path_of_quantize_scores_as_the_probe_head(student_dir, tiny_g
 
     model, tokenizer = load_student(student_dir)
     data = load_task("sst2", str(tiny_glue_dir))
-    _, metrics, score = probe_predictions(model, tokenizer, data)
+    _, metrics, score, _ = probe_predictions(model, tokenizer, data)
     official = probe_and_score(model, tokenizer, data, ProbeSettings(max_seq_len=128))
     assert score == pytest.approx(official.score) and metrics == pytest.approx(official.metrics)
 
@@ -77,3 +77,32 @@ def test_quantize_bad_input_is_one_sentence_and_exit_2(tmp_path, monkeypatch, ca
     monkeypatch.setitem(sys.modules, "onnxruntime", None)             # as if the extra were not installed
     assert main(["quantize", str(student_dir)]) == 2
     assert 'pip install -e ".[deploy]"' in capsys.readouterr().err
+
+
+def test_the_int8_probe_is_fitted_with_the_c_cross_validated_on_fp32(student_dir, tiny_glue_dir, monkeypatch):
+    """Agreement is int8's alone: the second probe takes the first one's C instead of choosing its own."""
+    import proxy_tasks.probe as probe_mod
+    from proxy_tasks import load_task
+
+    from layermap.deploy.quantize import compare_probe
+
+    seen = []
+    real = probe_mod.probe_and_score
+
+    def spy(encoder, tokenizer, data, settings, **kwargs):
+        result = real(encoder, tokenizer, data, settings, **kwargs)
+        seen.append((settings.c, result.regularisation))
+        return result
+
+    monkeypatch.setattr(probe_mod, "probe_and_score", spy)
+    model, tokenizer = load_student(student_dir)
+    comparison = compare_probe(model, model, tokenizer, load_task("sst2", str(tiny_glue_dir)))
+    (c_first, chosen), (c_second, used) = seen
+    assert c_first is None and c_second == chosen == used and comparison.regularisation == chosen
+    assert comparison.agreement == 100.0 and comparison.fp32 == comparison.int8      # the same features, the same C
+
+
+def test_quantize_refuses_a_cuda_latency_device_in_one_sentence(tmp_path, student_dir, capsys):
+    assert main(["quantize", str(student_dir), "--device", "cuda", "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "on the CPU only" in err and len(err.splitlines()) == 1 and not (tmp_path / "q").exists()

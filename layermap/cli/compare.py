@@ -42,13 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", default=None, help="corpus text file or a datasets name (corpus.path)")
     p.add_argument("--glue-dir", default=None, help="local GLUE folder in the standard layout (proxy.glue_dir; default: the hub)")
     p.add_argument("--teacher-finetune", action="store_true",
-                   help="also fine-tune the teacher once per task and report each student's loyalty to it")
+                   help="also fine-tune the teacher once per task (seed 0) and report each student's loyalty to it")
     p.add_argument("--teacher-from", default=None, metavar="DIR",
                    help="another compare folder with the same teacher and fine-tuning settings: read the teacher row's "
                         "fine-tuning cells from it instead of fine-tuning the teacher again")
     p.add_argument("--quantize", action="store_true",
-                   help="also export each distilled student to ONNX and quantise it to int8 (pip install -e \".[deploy]\"):"
-                        " int8 columns (size, latency under [latency], probe scores of fp32 and int8, agreement)")
+                   help="after the table, also export each distilled student to ONNX and quantise it to int8 (pip "
+                        "install -e \".[deploy]\"; latency.device cpu): int8 columns (ONNX sizes, latency of PyTorch "
+                        "fp32, ONNX fp32 and ONNX int8 under [latency], probe scores of fp32 and int8 with one C, agreement)")
     p.add_argument("--workers", type=int, default=None, help="parallel jobs (run.workers)")
     p.add_argument("--executor", choices=("local", "process", "ray"), default=None, help="where jobs run (run.executor)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (run.device)")
@@ -85,10 +86,6 @@ def compare_command(args: argparse.Namespace) -> int:
 
     if args.seeds is not None and args.seeds < 1:
         raise LayermapError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.quantize:
-        from ..deploy.quantize import require_onnxruntime
-
-        require_onnxruntime()                     # before hours of distillation, not after
     if bool(args.run_dir) == bool(args.mappings):
         raise LayermapError("give either a run folder (layermap compare RUN_DIR --out DIR) or --mappings 2-4-6,1-2-3 "
                             "(with --teacher, --corpus and --config), not both and not neither")
@@ -99,6 +96,10 @@ def compare_command(args: argparse.Namespace) -> int:
     else:
         config, mappings = mapping_files(config_from_args(args), [m for m in args.mappings.split(",") if m.strip()])
         proxy, source = _shared_proxy_fitness(config, mappings), {"mappings": args.mappings}
+    if args.quantize:
+        from ..deploy.quantize import check_int8_device
+
+        check_int8_device(config.latency)          # the extra and the device: before hours of distillation, not after
     if not config.teacher.name:
         raise LayermapError("no teacher given; pass --teacher (a hub name or a local model folder)")
     if not config.corpus.path:

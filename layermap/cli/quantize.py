@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (latency.threads, default 1)")
     p.add_argument("--warmup", type=int, default=None, help="untimed passes first (latency.warmup, default 5)")
     p.add_argument("--repeats", type=int, default=None, help="timed passes, median reported (latency.repeats, default 30)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="latency device (latency.device, default cpu)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="latency device (latency.device, default cpu; ONNX Runtime's dynamic int8 runs on the CPU only, "
+                        "so cuda is refused)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting, e.g. --set latency.repeats=100 (repeatable)")
     p.add_argument("--json", action="store_true", help="print quantize.json instead of a table")
@@ -45,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def quantize_command(args: argparse.Namespace) -> int:
     from .common import config_from_args
-    from ..deploy.quantize import load_student, quantize_student, require_onnxruntime
+    from ..deploy.quantize import check_int8_device, load_student, quantize_student
 
     config = config_from_args(args)
     settings, proxy = config.latency, config.proxy
@@ -54,7 +56,7 @@ def quantize_command(args: argparse.Namespace) -> int:
         from proxy_tasks import parse_task_list
 
         tasks = tuple(t.name for t in parse_task_list(list(tasks)))      # an unknown task: one sentence, before work
-    require_onnxruntime()
+    check_int8_device(settings)                  # the extra and a CPU latency device: one sentence before any work
     load_student(args.student_dir)               # a folder that is not a model: one sentence before any work
     report = quantize_student(args.student_dir, args.out, settings=settings, tasks=tasks, glue_dir=proxy.glue_dir or None,
                               max_train=proxy.max_train or None, max_eval=proxy.max_eval or None,

@@ -8,10 +8,17 @@
 2. quantises it with ``onnxruntime.quantization.quantize_dynamic`` (int8 weights of every MatMul and Gather, the
    word embeddings included, activations quantised at run time);
 3. reports the file sizes (MB), the latency of PyTorch fp32, ONNX fp32 and ONNX int8 under the same
-   :class:`~layermap.config.LatencySettings` as the latency objective, the largest absolute difference of the
-   ONNX outputs from PyTorch's on random inputs, and, for the GLUE tasks asked for, the dev scores of fp32 (PyTorch)
-   and int8 (ONNX) through the linear probe head (:mod:`proxy_tasks.probe`: the int8 features come from the ONNX
-   session) with their agreement (the share of dev examples whose predictions are equal).
+   :class:`~layermap.config.LatencySettings` as the latency objective (ONNX fp32 beside int8, so that the runtime's
+   change and int8's are apart; the same graph for both, so their sizes compare), the largest absolute difference of
+   the ONNX outputs from PyTorch's on random inputs, and, for the GLUE tasks asked for, the dev scores of fp32
+   (PyTorch) and int8 (ONNX) through the linear probe head (:mod:`proxy_tasks.probe`: the int8 features come from
+   the ONNX session) with their agreement (the share of dev examples whose predictions are equal).  The probe's C (or
+   ridge alpha) is cross-validated once, on the fp32 features, and the int8 probe is fitted with the same one, so a
+   disagreement is int8's and not a different regularisation's.
+
+Everything is measured on the CPU: ONNX Runtime's dynamic int8 operators (``DynamicQuantizeLinear``,
+``MatMulInteger``) have no CUDA kernels, so a CUDA session would run the int8 graph split between the GPU and the CPU
+with copies between them; :func:`check_int8_device` refuses ``latency.device = "cuda"`` before any work.
 
 Needs the optional extra ``pip install -e ".[deploy]"`` (``onnx``, ``onnxruntime``).
 """
@@ -48,6 +55,16 @@ def require_onnxruntime():
         raise QuantizeError(f"ONNX export and int8 quantisation need onnx and onnxruntime ({exc.name} is missing); install the extra "
                             f"with {INSTALL}") from None
     return onnxruntime
+
+
+def check_int8_device(settings: LatencySettings) -> None:
+    """One sentence, before any work, where the int8 student cannot be measured as asked: the extra missing, or a latency
+    device other than the CPU (module docstring)."""
+    require_onnxruntime()
+    if settings.device != "cpu":
+        raise QuantizeError(f"int8 students are measured on the CPU only (ONNX Runtime's dynamic int8 operators have no "
+                            f"CUDA kernels, so latency.device = {settings.device!r} would time a graph split between the "
+                            "GPU and the CPU); set latency.device = 'cpu' (--set latency.device=cpu)")
 
 
 def load_student(folder: str | os.PathLike):
@@ -128,18 +145,12 @@ class OnnxEncoder(torch.nn.Module):
 
 
 def open_session(path: str | os.PathLike, settings: LatencySettings):
-    """An ONNX Runtime session with ``settings.threads`` intra-op threads, on CUDA when ``settings.device`` asks."""
+    """An ONNX Runtime session on the CPU with ``settings.threads`` intra-op threads (:func:`check_int8_device`)."""
     ort = require_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
-    providers = ["CPUExecutionProvider"]
-    if settings.device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise QuantizeError("latency device cuda was asked for but this onnxruntime has no CUDA provider; install "
-                                "onnxruntime-gpu or measure on cpu")
-        providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(os.fspath(path), options, providers=providers)
+    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
 def measure_session(session, vocab_size: int, settings: LatencySettings) -> Latency:
@@ -163,28 +174,34 @@ def max_abs_difference(model: torch.nn.Module, session, settings: LatencySetting
 class TaskComparison:
     task: str
     fp32: float                          # probe score of the PyTorch fp32 student
-    int8: float                          # probe score of the ONNX int8 student
+    int8: float                          # probe score of the ONNX int8 student, its probe fitted with the same C
     agreement: float                     # share of dev examples with equal predictions (percent)
     metrics_fp32: dict[str, float] = field(default_factory=dict)
     metrics_int8: dict[str, float] = field(default_factory=dict)
+    regularisation: float | None = None  # the C (ridge alpha) of both probes, cross-validated on the fp32 features
 
 
-def probe_predictions(encoder: torch.nn.Module, tokenizer, data, max_seq_len: int = 128):
-    """The probe head's dev predictions, metrics and score for one task (:func:`proxy_tasks.probe.probe_and_score`, which
-    keeps the predictions for the agreement)."""
+def probe_predictions(encoder: torch.nn.Module, tokenizer, data, max_seq_len: int = 128, *,
+                      regularisation: float | None = None):
+    """The probe head's dev predictions, metrics, score and regularisation for one task
+    (:func:`proxy_tasks.probe.probe_and_score`, which keeps the predictions for the agreement); ``regularisation``
+    fixes the C (ridge alpha) instead of cross-validating it."""
     from proxy_tasks.probe import ProbeSettings, probe_and_score
 
-    result = probe_and_score(encoder, tokenizer, data, ProbeSettings(max_seq_len=max_seq_len))
-    return result.predictions, result.metrics, result.score
+    settings = ProbeSettings(max_seq_len=max_seq_len, c=regularisation, alpha=regularisation)
+    result = probe_and_score(encoder, tokenizer, data, settings)
+    return result.predictions, result.metrics, result.score, result.regularisation
 
 
 def compare_probe(model: torch.nn.Module, int8: OnnxEncoder, tokenizer, data, max_seq_len: int = 128) -> TaskComparison:
-    """Probe scores of the fp32 and int8 students on one task and the agreement of their predictions."""
-    p32, m32, s32 = probe_predictions(model, tokenizer, data, max_seq_len)
-    p8, m8, s8 = probe_predictions(int8, tokenizer, data, max_seq_len)
+    """Probe scores of the fp32 and int8 students on one task, the int8 probe fitted with the C cross-validated on
+    fp32's features, and the agreement of their predictions."""
+    p32, m32, s32, strength = probe_predictions(model, tokenizer, data, max_seq_len)
+    p8, m8, s8, _ = probe_predictions(int8, tokenizer, data, max_seq_len, regularisation=strength)
     same = sum(int(np.sum(np.isclose(p32[k], p8[k]) if data.task.is_regression else p32[k] == p8[k])) for k in p32)
     total = sum(len(p32[k]) for k in p32)
-    return TaskComparison(data.task.name, float(s32), float(s8), 100.0 * same / max(total, 1), dict(m32), dict(m8))
+    return TaskComparison(data.task.name, float(s32), float(s8), 100.0 * same / max(total, 1), dict(m32), dict(m8),
+                          float(strength))
 
 
 @dataclass(frozen=True)
@@ -221,7 +238,7 @@ def quantize_student(folder: str | os.PathLike, out_dir: str | os.PathLike | Non
     from ..shape import StudentShape
     from .latency import TORCH_FP32, device_identity, measure_model
 
-    require_onnxruntime()
+    check_int8_device(settings)
     model, tokenizer = load_student(folder)
     out = Path(out_dir) if out_dir is not None else Path(folder) / "onnx"
     out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +247,6 @@ def quantize_student(folder: str | os.PathLike, out_dir: str | os.PathLike | Non
     sessions = {"onnx-fp32": open_session(fp32_path, settings), "onnx-int8": open_session(int8_path, settings)}
     c = model.config
     latency = {TORCH_FP32: measure_model(model, settings)}
-    model.to("cpu")
     latency.update({name: measure_session(s, c.vocab_size, settings) for name, s in sessions.items()})
     weights = [p for p in Path(folder).iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file()]
     comparisons = []

@@ -50,6 +50,7 @@ DISTILL, FINETUNE, TEACHER = "distill", "finetune", "teacher"
 TEACHER_MAPPING = "teacher"
 NO_DISTILL = "no-distillation"   # the reference student: the spec at its initialisation, fine-tuned with 0 distillation steps
 INFO_NAME = "compare.json"
+QUANTIZE_FORMAT = 2             # 2: the int8 probe fitted with fp32's C, ONNX fp32 timed beside int8 (issue 28)
 LOYALTY_SEED = 0                 # loyalty is measured against the teacher fine-tuned with this seed (teacher_outputs)
 
 Job = tuple  # (kind, mapping, distill_seed, task, seed)
@@ -504,6 +505,10 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
     from ..distill.models import load_teacher_config, teacher_identity
 
     clock = time.perf_counter()
+    if quantize:                                      # before any work: the extra, and a device the int8 runtime runs on
+        from ..deploy.quantize import check_int8_device
+
+        check_int8_device(config.latency)
     teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
     n_layers, m_layers = int(teacher_cfg.num_hidden_layers), config.student.layers
     genomes = resolve_mappings(mappings, m_layers, n_layers)
@@ -587,10 +592,9 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                    "distillations": sum(1 for j in runner.finished if j[0] == DISTILL)},
             wall_time=time.perf_counter() - clock,
         )
-        if quantize:
-            table["quantized"] = quantize_students(config, out, [m for m in genomes if (m, 0) not in failed_students],
-                                                   tasks, progress=progress)
         write_table(out, table, header=_header(table))
+        if quantize:                                  # after the table: a failure here loses none of it
+            _quantize_into(table, config, out, [m for m in genomes if (m, 0) not in failed_students], tasks, progress)
         return CompareResult(out, table, computed, len(wanted) + len(reference_jobs) - len(missing), len(missing) - computed,
                              table["cells"]["distillations"], table["wall_time"])
     finally:
@@ -638,7 +642,7 @@ def render_folder(out: str | Path) -> CompareResult:
         table["loyalty_teacher"] = _loyalty_entry(ambiguous)
     found = sum(1 for job in wanted if done[job] is not None)
     keep = ("fingerprint", "created", "source", "teacher", "student", "budget", "seeds", "distill_seeds", "teacher_scores",
-            "references", "teacher_from", "quantized")
+            "references", "teacher_from", "quantized", "quantize_error")
     table.update({k: old[k] for k in keep if k in old})
     if table.get("references"):                    # the yardsticks' cells as they were; headroom from today's rule
         table["headroom"] = headroom_rows(table)
@@ -893,13 +897,13 @@ def quantize_students(config: Config, out: Path, mappings: Sequence[str], tasks:
     same settings is read back, not measured again.  Returns mapping -> its ``quantize.json`` payload."""
     from dataclasses import asdict
 
-    from ..deploy.quantize import quantize_student, require_onnxruntime
+    from ..deploy.quantize import check_int8_device, quantize_student
 
-    require_onnxruntime()
+    check_int8_device(config.latency)
     settings = config.latency
     c = config.compare
     wanted = {"settings": asdict(settings), "tasks": list(tasks), "max_train": c.max_train or None,
-              "max_eval": c.max_eval or None, "max_seq_len": c.finetune_seq_len}
+              "max_eval": c.max_eval or None, "max_seq_len": c.finetune_seq_len, "format": QUANTIZE_FORMAT}
     reports: dict = {}
     for m in mappings:
         folder, dest = student_dir(out, m, 0), out / "onnx" / m
@@ -921,27 +925,45 @@ def quantize_students(config: Config, out: Path, mappings: Sequence[str], tasks:
     return reports
 
 
+def _quantize_into(table: dict, config: Config, out: Path, mappings: Sequence[str], tasks: Sequence[str],
+                   progress: bool) -> None:
+    """``--quantize`` once the table is written: the int8 columns added and the table written again; a failure leaves
+    the table as written, with a sentence saying why, and ends in one sentence (:class:`CompareError`)."""
+    try:
+        table["quantized"] = quantize_students(config, out, mappings, tasks, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the comparison itself is done and kept
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        table["quantize_error"] = reason
+        write_table(out, table, header=_header(table))
+        raise CompareError(f"the comparison is written to {out / 'comparison.md'}, but --quantize failed: {reason}") from None
+    write_table(out, table, header=_header(table))
+
+
 def quantized_lines(table: Mapping) -> list[str]:
     """The int8 columns of ``compare --quantize`` as a Markdown table."""
     q = table.get("quantized") or {}
+    if table.get("quantize_error") and not q:
+        return [f"Int8 students: not measured, `--quantize` failed ({table['quantize_error']})."]
     if not q:
         return []
     first = next(iter(q.values()))
     s = first["settings"]
     lines = [f"Int8 students (`--quantize`: ONNX Runtime dynamic int8 of each distilled student; latency on "
              f"{first['device']}, {s['threads']} thread(s), batch {s['batch_size']} × {s['seq_len']} tokens, median of "
-             f"{s['repeats']}; scores through the linear probe head on the frozen encoder, not fine-tuned, with the "
-             "share of equal dev predictions of fp32 and int8):", "",
-             "| mapping | size fp32 → int8 (MB) | latency PyTorch fp32 → ONNX int8 (ms) | probe average fp32 → int8 | "
-             "agreement |", "|---|---|---|---|---|"]
+             f"{s['repeats']}, PyTorch fp32 / ONNX fp32 / ONNX int8, so the runtime's change and int8's are apart; sizes "
+             "of the same ONNX graph in fp32 and int8; scores through the linear probe head on the frozen encoder, not "
+             "fine-tuned, its C cross-validated once on fp32's features and used for int8 too, with the share of equal "
+             "dev predictions of fp32 and int8):", "",
+             "| mapping | size ONNX fp32 → int8 (MB) | latency PyTorch fp32 / ONNX fp32 / ONNX int8 (ms) | "
+             "probe average fp32 → int8 | agreement |", "|---|---|---|---|---|"]
     for m, r in q.items():
         tasks = r.get("tasks") or []
         fp32 = float(np.mean([t["fp32"] for t in tasks])) if tasks else None
         int8 = float(np.mean([t["int8"] for t in tasks])) if tasks else None
         agree = float(np.mean([t["agreement"] for t in tasks])) if tasks else None
         lat = r["latency"]
-        lines.append(f"| {m} | {r['size_mb']['pytorch_fp32']:.1f} → {r['size_mb']['onnx_int8']:.1f} | "
-                     f"{lat['torch-fp32']['median_ms']:.2f} → {lat['onnx-int8']['median_ms']:.2f} | "
+        lines.append(f"| {m} | {r['size_mb']['onnx_fp32']:.1f} → {r['size_mb']['onnx_int8']:.1f} | "
+                     + " / ".join(f"{lat[k]['median_ms']:.2f}" for k in ("torch-fp32", "onnx-fp32", "onnx-int8")) + " | "
                      + (f"{fp32:.2f} → {int8:.2f} | {agree:.1f} % |" if fp32 is not None else "– | – |"))
     return lines
 
@@ -989,7 +1011,7 @@ def _header(table: dict) -> list[str]:
     ]
     if table.get("references"):
         lines += ["", *reference_lines(table)]
-    if table.get("quantized"):
+    if table.get("quantized") or table.get("quantize_error"):
         lines += ["", *quantized_lines(table)]
     elif table.get("teacher_scores"):
         lines += ["", "Fine-tuned teacher (seed 0): " + ", ".join(f"{t} {v:.2f}" for t, v in table["teacher_scores"].items())]
