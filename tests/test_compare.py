@@ -513,3 +513,19 @@ def test_the_int8_columns_compare_like_with_like():
     lines = quantized_lines(table)
     assert "| 2-4-6 | 19.0 → 5.0 | 9.00 / 8.00 / 5.00 | 70.00 → 69.00 | 95.0 % |" in lines
     assert "latency PyTorch fp32 / ONNX fp32 / ONNX int8 (ms)" in lines[2] and "size ONNX fp32 → int8" in lines[2]
+
+
+# -- issue 28, item 12c: compare RUN_DIR on a joint shape-and-mapping search ----------------------------------------------
+def test_compare_of_a_shaped_nsga2_run_says_in_one_sentence_how_to_compare_its_front(tmp_path, capsys):
+    settings = ["search.strategy=nsga2", "search.objectives=['fitness','params']", "shape.search=true",
+                "shape.hidden_sizes=[32,64]", "shape.heads=[2]", "shape.ffn_ratios=[2,4]", "search.constraint=increasing",
+                "student.layers=2", "search.population=6", "search.generations=1", "search.seed=1"]
+    run = tmp_path / "run"
+    assert main(["evolve", "--synthetic", "4", *[a for s in settings for a in ("--set", s)], "--quiet",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(run), "--quiet", "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "searched the student's shape too" in err
+    assert f"layermap export {run} --front FRONT" in err and "compare --mappings FRONT/front-01" in err
+    assert not (tmp_path / "cmp").exists()

@@ -470,6 +470,12 @@ def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = T
     if not Path(run_dir).is_dir():
         raise CompareError(f"run folder {os.fspath(run_dir)!r} does not exist; give the --out folder of 'layermap evolve'")
     _, store, row = open_run(run_dir)
+    if (row.config.get("shape") or {}).get("search"):
+        store.close()
+        raise CompareError(f"run folder {os.fspath(run_dir)} searched the student's shape too, so its genomes have "
+                           "different shapes and a compare folder holds one; write its front with 'layermap export "
+                           f"{os.fspath(run_dir)} --front FRONT' and compare each member in its own folder with "
+                           "'layermap compare --mappings FRONT/front-01-....json --config ... --out ...'")
     with store:
         result = load_result(store, row, run_dir)
         # a genome's proxy fitness is the mean over its replicates (seed sets), as the run ranked it
