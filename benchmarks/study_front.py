@@ -52,6 +52,7 @@ def final_row(folder: Path, mapping: str | None = None) -> dict:
     refs = table.get("references") or {}
     per_task = {r["task"]: r["mean"] for r in table["rows"] if r["mapping"] == mapping and r["task"] != AVERAGE}
     return {"mapping": mapping, "mean": row["mean"], "std": row["std"], "unit_scores": row["unit_scores"],
+            "task_names": _task_names(table["tasks"]),
             "tasks": per_task, "units": [tuple(u) for u in table["units"]],
             "teacher": refs.get("teacher", {}).get(AVERAGE, {}).get("mean"),
             "no_distillation": refs.get("no distillation", {}).get(AVERAGE, {}).get("mean"),
@@ -59,6 +60,24 @@ def final_row(folder: Path, mapping: str | None = None) -> dict:
             "constant": refs.get("constant", {}).get(AVERAGE, {}).get("mean"),
             "headroom": (table.get("headroom") or {}).get(mapping, {}).get(AVERAGE),
             "student": table["student"], "folder": folder.name}
+
+
+def latency_axis(config: dict, objective: str) -> str:
+    """The latency axis's label from the run's own settings: the objective, its runtime, and the ``[latency]`` device,
+    threads and input size it was measured with (the defaults of :class:`layermap.config.LatencySettings` for keys the
+    run did not write)."""
+    from layermap.config import LatencySettings
+
+    s = LatencySettings(**(config.get("latency") or {}))
+    runtime = "ONNX Runtime int8" if objective == "latency_int8" else "PyTorch fp32"
+    threads = f"{s.threads} thread{'s' if s.threads != 1 else ''}"
+    return f"{objective}: {runtime}, {s.device.upper()}, {threads}, {s.batch_size} x {s.seq_len} tokens (ms)"
+
+
+def _task_names(tasks: list[str]) -> list[str]:
+    from proxy_tasks import get_task
+
+    return [get_task(t).glue_dir_name for t in tasks]
 
 
 def _single_task_headroom(refs, fitness: float) -> float | None:
@@ -129,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         t["p_holm"] = p
         t["verdict"] = verdict_of(t["mean"], p)
     result = {"run": Path(args.run).name, "objectives": list(front.objectives), "noise_std": front.noise_std,
+              "latency_axis": latency_axis(front.row.config, latency_key),
               "proxy_references": front.references.to_json() if front.references is not None else None,
               "students": students, "rank_agreement": agreement, "beats_fixed_shape": tests}
     out = Path(args.out)
@@ -149,7 +169,8 @@ def render(r: dict) -> str:
     a = r["rank_agreement"]
     lines = ["# Does the front survive the final stage?", "",
              f"Front of the nsga2 run `{r['run']}` over {', '.join(r['objectives'])} (proxy seed noise "
-             f"{r['noise_std']:g}); each student distilled fully and fine-tuned (3 seeds) in its own compare folder; "
+             f"{r['noise_std']:g}); each student distilled fully and fine-tuned ({len(r['students'][0]['final']['units'])} "
+             "seed units) in its own compare folder; "
              "the no-distillation row is a student of the same shape, fine-tuned the same way.", "",
              "| role | shape | mapping | latency (ms) | proxy fitness | proxy headroom | final average | no distillation "
              "(same shape) | teacher | final headroom |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -172,6 +193,14 @@ def render(r: dict) -> str:
     else:
         lines.append("No front member has a latency at or below the fixed-shape baseline's.")
     return "\n".join(lines) + "\n"
+
+
+def base_tasks(r: dict) -> list[str]:
+    """The final stage's tasks (GLUE names), as the compare folders have them (every folder the same ones)."""
+    names = {tuple(s["final"]["task_names"]) for s in r["students"]}
+    if len(names) != 1:
+        raise SystemExit(f"the compare folders were fine-tuned on different tasks ({sorted(names)}); compare like with like")
+    return list(next(iter(names)))
 
 
 def fixed_label(r: dict) -> str:
@@ -205,13 +234,13 @@ def plot(r: dict, out: Path) -> None:
                 yerr=[s["final"]["no_distillation_std"] or 0 for s in studs], fmt="x", capsize=3, color="C7",
                 label="same shape, no distillation")
     ax.axhline(studs[0]["final"]["teacher"], color="k", ls="--", lw=1, label="fine-tuned teacher")
-    ax.set_title("final stage (SST-2 + MRPC average)")
+    ax.set_title(f"final stage ({' + '.join(base_tasks(r))} average)")
     for axis in axes:
         for s in studs:
             y = s["proxy"] if axis is axes[0] else s["final"]["mean"]
             axis.annotate(s["shape"].split("-F")[0] + ("*" if s["role"] != "front" else ""), (s["latency_ms"], y),
                           textcoords="offset points", xytext=(4, 4), fontsize=7)
-        axis.set_xlabel("latency, 1 CPU thread, 1 x 128 tokens (ms)")
+        axis.set_xlabel(r["latency_axis"])
         axis.set_ylabel("score")
         axis.legend(fontsize=7, loc="lower right")
         axis.grid(alpha=0.3)
