@@ -165,6 +165,13 @@ def _f(x, fmt="{:.2f}"):
     return "–" if x is None else fmt.format(x)
 
 
+def _room(x) -> str:
+    """A headroom as the tables print it ("–" where it was not measured, never "-0 %")."""
+    from layermap.evolution.references import format_headroom
+
+    return "–" if x is None else format_headroom(x)
+
+
 def render(r: dict) -> str:
     a = r["rank_agreement"]
     lines = ["# Does the front survive the final stage?", "",
@@ -178,9 +185,9 @@ def render(r: dict) -> str:
         f = s["final"]
         lines.append(f"| {s['role']}{' (tie)' if s['tied'] else ''} | {s['shape']} | {s['mapping']} | "
                      f"{s['latency_ms']:.2f} | {s['proxy']:.2f} ± {s['proxy_se']:.2f} | "
-                     f"{_f(s['proxy_headroom'], '{:.0%}')} | {f['mean']:.2f} ± {_f(f['std'])} | "
+                     f"{_room(s['proxy_headroom'])} | {f['mean']:.2f} ± {_f(f['std'])} | "
                      f"{_f(f['no_distillation'])} ± {_f(f['no_distillation_std'])} | {_f(f['teacher'])} | "
-                     f"{_f(f['headroom'], '{:.0%}')} |")
+                     f"{_room(f['headroom'])} |")
     lines += ["", f"Rank agreement of proxy and final stage ({a['n']} students): Kendall's tau {a['kendall_tau']:+.2f} "
                   f"(exact permutation p {a['kendall_p_exact']:.3f}), Spearman's rho {a['spearman_rho']:+.2f}.", ""]
     if r["beats_fixed_shape"]:

@@ -370,15 +370,15 @@ def test_the_not_learnt_sentence_names_the_condition_that_fired():
     table = _demo_table()
     table["headroom"] = {}
     best = reference_lines(table)[-1]
-    assert "best mapping's average 71.48 is within noise (± 3.69" in best and "of the floor 71.12" in best
-    assert "teacher's 77.88 is 6.76 above it" in best and "teacher's average" not in best
+    assert "best mapping's average 71.48 is +0.36 from the floor 71.12" in best and "noise margin 3.69" in best
+    assert "teacher's 77.88 is +6.76 from it" in best and "teacher's average" not in best
     for row in table["references"]["teacher"].values():                   # a teacher at the floor
         row["mean"] = 72.0
     teacher = reference_lines(table)[-1]
-    assert "the teacher's average 72.00 is within noise" in teacher and "best mapping" not in teacher
+    assert "the teacher's average 72.00 is +0.88 from the floor" in teacher and "best mapping" not in teacher
     table["references"]["teacher"] = {k: {**v, "mean": 90.0} for k, v in table["references"]["teacher"].items()}
     table["rows"] = [{**r, "mean": r["mean"] + 10} for r in table["rows"]]
-    assert "within noise" not in "\n".join(reference_lines(table))
+    assert "noise margin" not in "\n".join(reference_lines(table))
 
 
 # -- issue 28, item 3: loyalty against one fixed teacher -------------------------------------------------------------

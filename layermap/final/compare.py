@@ -1059,8 +1059,8 @@ def reference_lines(table: Mapping) -> list[str]:
 
 def not_learnt_sentence(table: Mapping) -> str | None:
     """The sentence a table carries when its students cannot be ranked (:func:`layermap.evolution.references.not_learnt`,
-    the proxy's rule): it names the condition that fired, the teacher within noise of the floor, or the best mapping's
-    average within noise of it (the teacher then named with its distance to the floor)."""
+    the proxy's rule): it names the condition that fired, the teacher's average less than the noise margin above the
+    floor, or the best mapping's (the teacher then given with its own distance from the floor)."""
     from ..evolution.references import noise_margin, not_learnt
 
     refs = table["references"]
@@ -1070,17 +1070,18 @@ def not_learnt_sentence(table: Mapping) -> str | None:
         return None
     avg_std = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
     noise = max(avg_std) if avg_std else 0.0
-    margin = (f"within noise (± {noise_margin(noise):.2f}: 1.96 × √2 × the largest seed std of an average, "
+    where = f"the floor {floor:.2f} (the mean over tasks of each task's max(no distillation, constant))"
+    margin = (f"less than the noise margin {noise_margin(noise):.2f} (1.96 × √2 × the largest seed std of an average, "
               f"{noise:.2f})")
-    where = (f"the floor {floor:.2f} (the mean over tasks of each task's max(no distillation, constant))")
     reason = not_learnt(teacher, best, floor, noise)
     if reason == "teacher":
-        return (f"**The students cannot be ranked at this budget:** the teacher's average {teacher:.2f} is {margin} of "
-                f"{where}, so no student can be told from the floor; the ranking of the mappings is noise.")
+        return (f"**The students cannot be ranked at this budget:** the teacher's average {teacher:.2f} is "
+                f"{teacher - floor:+.2f} from {where}, {margin}, so no student can be told from the floor; the ranking "
+                "of the mappings is noise.")
     if reason == "best":
-        return (f"**The students have not learnt at this budget:** the best mapping's average {best:.2f} is {margin} of "
-                f"{where}, while the teacher's {teacher:.2f} is {teacher - floor:.2f} above it; the ranking of the "
-                "mappings is noise.")
+        return (f"**The students have not learnt at this budget:** the best mapping's average {best:.2f} is "
+                f"{best - floor:+.2f} from {where}, {margin}, while the teacher's {teacher:.2f} is {teacher - floor:+.2f} "
+                "from it; the ranking of the mappings is noise.")
     return None
 
 
