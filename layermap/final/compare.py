@@ -1073,16 +1073,15 @@ def not_learnt_sentence(table: Mapping) -> str | None:
     where = f"the floor {floor:.2f} (the mean over tasks of each task's max(no distillation, constant))"
     margin = (f"less than the noise margin {noise_margin(noise):.2f} (1.96 × √2 × the largest seed std of an average, "
               f"{noise:.2f})")
-    reason = not_learnt(teacher, best, floor, noise)
-    if reason == "teacher":
-        return (f"**The students cannot be ranked at this budget:** the teacher's average {teacher:.2f} is "
-                f"{teacher - floor:+.2f} from {where}, {margin}, so no student can be told from the floor; the ranking "
-                "of the mappings is noise.")
-    if reason == "best":
-        return (f"**The students have not learnt at this budget:** the best mapping's average {best:.2f} is "
-                f"{best - floor:+.2f} from {where}, {margin}, while the teacher's {teacher:.2f} is {teacher - floor:+.2f} "
-                "from it; the ranking of the mappings is noise.")
-    return None
+    sentences = {
+        "teacher": (f"**The students cannot be ranked at this budget:** the teacher's average {teacher:.2f} is "
+                    f"{teacher - floor:+.2f} from {where}, {margin}, so no student can be told from the floor; the "
+                    "ranking of the mappings is noise."),
+        "best": (f"**The students have not learnt at this budget:** the best mapping's average {best:.2f} is "
+                 f"{best - floor:+.2f} from {where}, {margin}, while the teacher's {teacher:.2f} is "
+                 f"{teacher - floor:+.2f} from it; the ranking of the mappings is noise."),
+    }
+    return sentences.get(not_learnt(teacher, best, floor, noise))
 
 
 def _unit_words(table: dict) -> str:
