@@ -405,7 +405,7 @@ def test_loyalty_is_against_one_fixed_teacher_whatever_the_completion_order(comp
     assert _loyalty_of(only0)[("2-4", "sst2")]["probability"] > 0
     assert _loyalty_of(forward) == _loyalty_of(backward) == _loyalty_of(only0)
     assert sorted(p.name for p in (tmp_path / "forward" / "outputs" / "teacher").iterdir()) == ["sst2_s0.npz", "sst2_s1.npz"]
-    assert forward["loyalty_teacher"] == {"seed": 0, "ambiguous": []}
+    assert forward["loyalty_teacher"] == {"seed": 0, "ambiguous": [], "absent": []}
     assert "Loyalty to the teacher fine-tuned with seed 0" in (tmp_path / "forward" / "comparison.md").read_text()
 
 
@@ -428,6 +428,15 @@ def test_an_old_folder_with_one_teacher_file_per_task_shows_loyalty_only_where_i
     assert "Loyalty is not shown for SST-2" in (refs / "comparison.md").read_text()
     kept = compare_mod.render_folder(only0).table        # the teacher was fine-tuned on seed 0 alone: its file is seed 0's
     assert _loyalty_of(kept) == before and kept["loyalty_teacher"]["ambiguous"] == []
+    borrowed = run_compare(_config(compare_toml, *settings, "compare.references=true", "student.layers=1"), ["4"],
+                           tmp_path / "borrowed", progress=False, teacher_from=refs).table
+    assert borrowed["teacher_from"]["folder"] == "refs"                      # the teacher row, not its ambiguous file
+    assert _loyalty_of(borrowed)[("4", "sst2")] == {} and borrowed["loyalty_teacher"]["absent"] == ["sst2"]
+    assert "Loyalty is not shown for SST-2: the dev outputs of the teacher fine-tuned with seed 0 are not" in \
+        (tmp_path / "borrowed" / "comparison.md").read_text()
+    from_only0 = run_compare(_config(compare_toml, *settings, "student.layers=1"), ["4"], tmp_path / "from-only0",
+                             progress=False, teacher_finetune=True, teacher_from=only0).table
+    assert from_only0["teacher_from"]["folder"] == "only0" and _loyalty_of(from_only0)[("4", "sst2")]   # seed 0's copy
 
 
 # -- issue 28, item 8: compare.references shapes no cell -------------------------------------------------------------

@@ -579,7 +579,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         cells = _cells(out, wanted, done, teacher if teacher_jobs else {})
         table = build_table(cells, genomes, tasks, units, kinds=kinds, proxy_fitness=proxy_fitness)
         if teacher_jobs:
-            table["loyalty_teacher"] = _loyalty_entry(ambiguous)
+            table["loyalty_teacher"] = _loyalty_entry(teacher, ambiguous)
         if refs:
             table["references"] = reference_rows(config, tasks, done, teacher_jobs, reference_jobs, worker)
             table["headroom"] = headroom_rows(table)
@@ -645,7 +645,7 @@ def render_folder(out: str | Path) -> CompareResult:
                         kinds={m: (averages.get(m) or {}).get("kind") or [] for m in mappings},
                         proxy_fitness={m: r["proxy_fitness"] for m, r in averages.items() if r.get("proxy_fitness") is not None})
     if teacher_jobs:
-        table["loyalty_teacher"] = _loyalty_entry(ambiguous)
+        table["loyalty_teacher"] = _loyalty_entry(teacher, ambiguous)
     found = sum(1 for job in wanted if done[job] is not None)
     keep = ("fingerprint", "created", "source", "teacher", "student", "budget", "seeds", "distill_seeds", "teacher_scores",
             "references", "teacher_from", "quantized", "quantize_error")
@@ -778,9 +778,12 @@ def _folder_settings_of(out: Path) -> dict:
         return {}
 
 
-def _loyalty_entry(ambiguous: Sequence[str]) -> dict:
-    """The table's ``loyalty_teacher``: which teacher loyalty is measured against, and the tasks it is missing for."""
-    return {"seed": LOYALTY_SEED, "ambiguous": list(ambiguous)}
+def _loyalty_entry(teacher: Mapping[str, Path | None], ambiguous: Sequence[str]) -> dict:
+    """The table's ``loyalty_teacher``: which teacher loyalty is measured against, the tasks whose teacher outputs are an
+    ambiguous old file, and those whose seed-0 teacher outputs are not in the folder at all (a failed cell, or a
+    teacher row read with ``--teacher-from`` from a folder that had no unambiguous copy)."""
+    absent = [t for t, path in teacher.items() if path is None and t not in ambiguous]
+    return {"seed": LOYALTY_SEED, "ambiguous": list(ambiguous), "absent": absent}
 
 
 def reference_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict | None], teacher_jobs: Sequence[Job],

@@ -420,6 +420,11 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
                       "outputs per task while the teacher was fine-tuned on several seeds (or copied it from another "
                       "folder), so the file holds whichever seed finished last, not one fixed teacher; folders made since "
                       "keep the teacher's outputs per seed."]
+    if teacher.get("absent"):
+        missing = ", ".join(get_task(t).glue_dir_name for t in teacher["absent"])
+        lines += ["", f"Loyalty is not shown for {missing}: the dev outputs of the teacher fine-tuned with seed "
+                      f"{teacher['seed']} are not in this folder (its cell failed, or the teacher row was read with "
+                      "--teacher-from from a folder that kept no copy known to be that seed's)."]
     return "\n".join(lines) + "\n"
 
 
