@@ -83,7 +83,7 @@ def test_the_seed_set_evaluator_evaluates_a_mixed_chunk_per_seed_set():
     assert [(r.genome, r.seed_set) for r in records] == [("1-2-3", 0), ("1-2-3", 2), ("2-4-6", 0)]
     assert records[0].fitness == pytest.approx(noisy().score((1, 2, 3)))
     assert records[1].fitness == pytest.approx(noisy().with_seed_set(2).score((1, 2, 3)))
-    assert ev.run_job(((1, 2, 3), 2)).fitness == records[1].fitness
+    assert ev.run_jobs([((1, 2, 3), 2)])[0].fitness == records[1].fitness
 
 
 DRIVER = textwrap.dedent("""

@@ -37,10 +37,11 @@ from ..mapping import enumerate_space, format_genes, parse_genes, repair
 from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
                         select_survivors, select_tournament)
 from .racing import Racing
-from .records import EvaluationRecord, Evaluator
+from .records import EvaluationRecord
 from .results import GenerationStats, SearchResult, load_result
 from .search_state import SearchState, evaluate
 from .search_state import close as close_executor
+from .worker import Evaluator
 from .store import (STORE_NAME, ClaimHeartbeat, GenerationRow, RunInfo, RunRow, Store, StoreError, claim_owner, lock_run,
                     now, open_run, write_run_info)
 
