@@ -60,6 +60,9 @@ class Plain:
 
     name = "ga"
 
+    def begin(self, search: SearchState) -> None:
+        pass
+
     def score(self, search: SearchState, text: str) -> float:
         record = search.memo.get(text)
         return record.fitness if record is not None and record.ok else WORST
@@ -75,8 +78,9 @@ STRATEGY_OBJECTS: dict[str, type] = {"racing": Racing}    # search.strategy -> i
 
 
 def strategy_of(search: SearchState):
-    """The strategy object of ``search.strategy``: what a genome's selection fitness is, and what happens once a
-    generation is evaluated (``settle``: racing's race, final race and confirmation)."""
+    """The strategy object of ``search.strategy``: what it checks before the first generation (``begin``), what a
+    genome's selection fitness is, and what happens once a generation is evaluated (``settle``: racing's anchors, race,
+    final race and confirmation)."""
     return STRATEGY_OBJECTS.get(search.config.search.strategy, Plain)()
 
 _log = get_logger(__name__)
@@ -143,6 +147,7 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         return evolve_nsga2(search, start)
     toolbox = build_toolbox(search)
     strategy = strategy_of(search)
+    strategy.begin(search)                      # racing: refuses a run it cannot anchor
     hof = tools.HallOfFame(s.hall_of_fame, similar=operator.eq)
     last = s.generations if s.strategy in BREEDING else 0
     mu, lambda_ = s.population, s.offspring or s.population
