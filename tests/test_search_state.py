@@ -168,7 +168,7 @@ def test_racing_with_a_common_seed_set_shift_picks_the_optimum_at_least_as_often
     shifted = noisy_replay(table, seeds=8, budget=56, methods=("racing",), noise_std=1.7598, shift_std=3.5).to_json()
     plain = noisy_replay(table, seeds=8, budget=56, methods=("racing",), noise_std=1.7598).to_json()
     racing = shifted["methods"]["racing"]
-    assert sum(r == 0 for r in racing["regret"]) >= 3                          # measured: 4 of 8
+    assert sum(r == 0 for r in racing["regret"]) >= 3                          # measured: 5 of 8
     assert racing["picks"] == plain["methods"]["racing"]["picks"]             # the shift cannot move a paired race
 
 

@@ -9,7 +9,7 @@ Two protocols, checked at runtime (``isinstance``), so that no wrapper can hide 
   :class:`layermap.evolution.search_state.SeedSetEvaluator`; :class:`layermap.evolution.executors.GenomeWorker`, what
   an executor makes of a bare evaluator; the final stage's :class:`layermap.final.compare.CompareWorker`).
 
-Both say, explicitly:
+Both say, explicitly (:class:`Computes`, the part they share):
 
 * ``fingerprint``: the hash of everything that changes a result, computed in the driver (a wrapper gives the one of
   what it wraps);
@@ -33,9 +33,8 @@ from .records import EvaluationRecord
 
 
 @runtime_checkable
-class Evaluator(Protocol):
-    """A fitness function (module docstring).  It must be picklable and cheap to pickle: heavy state loads lazily in
-    each process."""
+class Computes(Protocol):
+    """What an evaluator and a worker both say (module docstring)."""
 
     @property
     def fingerprint(self) -> str: ...
@@ -46,6 +45,12 @@ class Evaluator(Protocol):
     def prepare(self) -> None: ...
 
     def set_device(self, device: str) -> None: ...
+
+
+@runtime_checkable
+class Evaluator(Computes, Protocol):
+    """A fitness function (module docstring).  It must be picklable and cheap to pickle: heavy state loads lazily in
+    each process."""
 
     def evaluate(self, genes: Sequence[int]) -> EvaluationRecord: ...
 
@@ -53,18 +58,8 @@ class Evaluator(Protocol):
 
 
 @runtime_checkable
-class Worker(Protocol):
+class Worker(Computes, Protocol):
     """What an executor runs (module docstring)."""
-
-    @property
-    def fingerprint(self) -> str: ...
-
-    @property
-    def device_class(self) -> str | None: ...
-
-    def prepare(self) -> None: ...
-
-    def set_device(self, device: str) -> None: ...
 
     def chunk_size(self, population: int) -> int: ...
 
@@ -72,9 +67,11 @@ class Worker(Protocol):
 
 
 def missing_members(thing: object, protocol: type) -> list[str]:
-    """The members of ``protocol`` that ``thing`` lacks (for an error that names them)."""
-    names = [n for n in protocol.__dict__ if not n.startswith("_")]
-    return [n for n in names if not hasattr(thing, n)]
+    """The members of ``protocol`` (and of the protocols it extends) that ``thing`` lacks, for an error that names
+    them."""
+    names = [n for base in reversed(protocol.__mro__) if base in (Computes, Evaluator, Worker)
+             for n in base.__dict__ if not n.startswith("_")]
+    return [n for n in dict.fromkeys(names) if not hasattr(thing, n)]
 
 
 def require_evaluator(evaluator: object) -> Evaluator:
