@@ -3,9 +3,10 @@
 :func:`front_data` reads a :class:`layermap.evolution.front.RunFront` into plain lists (tested); :func:`draw_front`
 draws two panels: fitness against the second objective (latency, params or FLOPs; params when fitness is the only
 objective) with every evaluated genome in grey, the front as a step line with ± 1 standard error bars (ties hollow), the
-fixed-shape baselines (the uniform mapping at each grid depth of the ``[student]`` width) as crosses and the
-teacher's reference row where the run has one; and the hypervolume per generation against the stated
-reference point.
+fixed-shape baselines (the uniform mapping at each grid depth of the ``[student]`` width) as crosses, the
+teacher's and the ``[student]`` shape's undistilled student's reference rows where the run has them, and under each
+front member the undistilled student of its own shape (the floor its headroom is read against); and the
+hypervolume per generation against the stated reference point.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class FrontData:
     baselines_x: list[float] = field(default_factory=list)       # the fixed-shape baselines (uniform mapping per depth)
     baselines_fitness: list[float] = field(default_factory=list)
     no_distillation: float | None = None        # the [student] shape's undistilled student (reference row)
+    own_floor: list[float | None] = field(default_factory=list)  # each member's own shape's undistilled student
 
 
 def front_data(front) -> FrontData:
@@ -54,7 +56,8 @@ def front_data(front) -> FrontData:
                      [x for x, _ in others], [f for _, f in others], [g.generation for g in front.generations],
                      list(front.hypervolumes), list(front.reference), teacher,
                      [v[index] / scale for v in base], [v[0] for v in base],
-                     front.references.no_distillation.fitness if front.references is not None else None)
+                     front.references.no_distillation.fitness if front.references is not None else None,
+                     [m.references.no_distillation.fitness if m.references is not None else None for m in members])
 
 
 def draw_front(data: FrontData):
@@ -80,6 +83,10 @@ def draw_front(data: FrontData):
         if data.no_distillation is not None:
             ax.axhline(data.no_distillation, color="0.4", lw=0.9, ls="--",
                        label=f"no distillation ([student] shape) {data.no_distillation:.2f}")
+        own = [i for i, v in enumerate(data.own_floor) if v is not None]
+        if own:
+            ax.scatter([data.x[i] for i in own], [data.own_floor[i] for i in own], marker="_", s=80, color="0.3",
+                       zorder=3, label="no distillation (each member's own shape)")
         ax.set_xlabel(data.xlabel)
         ax.set_ylabel("fitness (proxy, %)")
         ax.legend(frameon=False, fontsize=6, loc="best")

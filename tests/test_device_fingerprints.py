@@ -10,6 +10,8 @@ from layermap.evolution import executors as ex
 from layermap.evolution.evolve import former_device_class, resume_search, run_search
 from layermap.evolution.fitness import ProxyEvaluator
 from layermap.evolution.records import EvaluationRecord, TaskScore
+from layermap.evolution.search_state import SeedSetEvaluator
+from layermap.evolution.shaped_evaluator import ShapedEvaluator
 from layermap.evolution.store import StoreError
 from layermap.final import compare as compare_mod
 
@@ -35,14 +37,28 @@ def test_a_ray_driver_without_a_gpu_fingerprints_its_gpu_workers_as_cuda(tiny_co
 class _Stamping:
     """A device evaluator whose records say they were computed on ``computed``."""
 
+    fingerprint = "fp"
+
     def __init__(self, device_class: str, computed: str | None, fail: bool = False):
-        self.device_class, self.computed, self.fail, self._device = device_class, computed, fail, "cpu"
+        self.device_class, self.computed, self.fail = device_class, computed, fail
+
+    def prepare(self):
+        pass
+
+    def set_device(self, device):
+        pass
+
+    def with_seed_set(self, seed_set):
+        return self
 
     def evaluate(self, genes):
         if self.fail:
             raise RuntimeError("boom")
         env = {"device": self.computed} if self.computed else {}
         return EvaluationRecord(genome="x", fitness=50.0, tasks={"sst2": TaskScore({}, 50.0)}, environment=env)
+
+    def evaluate_many(self, genomes):
+        return [self.evaluate(g) for g in genomes]
 
 
 def test_a_record_from_another_device_class_fails_instead_of_being_cached():
@@ -54,6 +70,82 @@ def test_a_record_from_another_device_class_fails_instead_of_being_cached():
     assert bad.environment["device"] == "cpu"
     chunked = ex.LocalExecutor(_Stamping("cuda", "cpu"), RunSettings(population=2)).submit([(1, 2), (2, 3)])
     assert [r.ok for _, r in chunked] == [False, False]
+
+
+def test_the_search_s_wrapped_evaluator_refuses_a_record_from_another_device_class():
+    """Every search runs its evaluator inside the seed-set worker (and a joint shape search inside the shaped wrapper
+    too): the device check must see the inner evaluator's class through both."""
+    for worker in (SeedSetEvaluator(_Stamping("cuda", "cpu")), SeedSetEvaluator(ShapedEvaluator(_Stamping("cuda", "cpu")))):
+        assert worker.device_class == "cuda"
+        for population in (1, 2):
+            out = list(ex.LocalExecutor(worker, RunSettings(population=population)).submit([((1, 2), 0), ((2, 3), 1)]))
+            assert [r.ok for _, r in out] == [False, False]
+            assert all(r.error.startswith("DeviceMismatch: this genome was evaluated on cpu") for _, r in out)
+    [(_, same)] = ex.LocalExecutor(SeedSetEvaluator(_Stamping("cpu", "cpu"))).submit([((1, 2), 0)])
+    assert same.ok
+
+
+def test_a_search_whose_records_come_from_another_device_class_caches_none_of_them(tiny_config_toml, tmp_path):
+    config = load_config(str(tiny_config_toml), ["search.generations=1", "run.shared_fitness=false"])
+    cuda = _Fast(config)
+    cuda._device_class = "cuda"                       # the fingerprint names cuda; the records say cpu
+    cuda.evaluate = lambda genes: EvaluationRecord(genome="x", fitness=50.0, tasks={"sst2": TaskScore({}, 50.0)},
+                                                   environment={"device": "cpu"})
+    result = run_search(config, cuda, tmp_path / "run", progress=False)
+    assert result.best_record is None and result.failed > 0
+
+
+def test_every_worker_and_evaluator_the_executors_run_keeps_the_contract(tiny_config_toml, compare_toml, tmp_path):
+    from layermap.evolution.worker import Evaluator, Worker
+    from layermap.study.replay import TableEvaluator
+    from layermap.study.synthetic import SyntheticEvaluator
+
+    gpu = ProxyEvaluator(load_config(str(tiny_config_toml), RAY_GPU))        # device class cuda on this CPU machine
+    synthetic = SyntheticEvaluator(teacher_layers=6, student_layers=3)
+    evaluators = [gpu, ShapedEvaluator(gpu), synthetic, ShapedEvaluator(synthetic),
+                  TableEvaluator({"1-2": 50.0}, teacher_layers=4, student_layers=2)]
+    for evaluator in evaluators:
+        assert isinstance(evaluator, Evaluator), type(evaluator).__name__
+        for worker in (SeedSetEvaluator(evaluator), ex.GenomeWorker(evaluator), ex.as_worker(evaluator)):
+            assert isinstance(worker, Worker), type(worker).__name__
+            assert worker.device_class == evaluator.device_class and worker.fingerprint == evaluator.fingerprint
+    assert SeedSetEvaluator(ShapedEvaluator(gpu)).device_class == "cuda"
+    compare = compare_mod.CompareWorker(load_config(str(compare_toml), RAY_GPU), tmp_path / "cmp", "fp")
+    assert isinstance(compare, Worker) and compare.device_class == "cuda" and ex.as_worker(compare) is compare
+    with pytest.raises(TypeError, match="lacks device_class, prepare, set_device, evaluate_many"):
+        SeedSetEvaluator(type("Bare", (), {"fingerprint": "x", "evaluate": lambda self, g: None})())
+
+
+def test_the_executors_probe_no_attribute_of_what_they_run():
+    import inspect
+    import re
+
+    probes = re.findall(r"(?:getattr|hasattr)\((\w+)", inspect.getsource(ex))
+    assert set(probes) <= {"pool"}, probes                    # only the process pool's own internals
+
+
+def test_a_compare_cell_from_another_device_class_fails_instead_of_being_cached(compare_toml, tmp_path):
+    worker = compare_mod.CompareWorker(load_config(str(compare_toml), RAY_GPU), tmp_path / "cmp", "fp")
+    cell = {"status": "complete", "score": 80.0, "environment": {"device": "cpu"}}
+    refused = ex.on_fingerprint_device(worker, cell)
+    assert refused["status"] == "failed" and refused["error"].startswith("DeviceMismatch: this cell was evaluated on cpu")
+    assert ex.on_fingerprint_device(worker, {**cell, "environment": {"device": "cuda"}})["status"] == "complete"
+
+
+def test_a_ray_driver_keys_the_reference_rows_by_the_device_it_measures_them_on(tiny_config_toml, tmp_path):
+    """The driver measures the reference rows on its own device (here the CPU), whatever its GPU workers compute on."""
+    from layermap.evolution.references import build_references
+    from layermap.evolution.store import Store
+
+    gpu = ProxyEvaluator(load_config(str(tiny_config_toml), RAY_GPU))
+    cpu = ProxyEvaluator(load_config(str(tiny_config_toml)))
+    assert gpu.device_class == "cuda" and gpu.reference_fingerprint == cpu.reference_fingerprint
+    gpu.compute_references = lambda: build_references([{"sst2": 80.0}] * 2, [{"sst2": 50.0}] * 2, [{"sst2": 50.0}] * 2,
+                                                      fingerprint=gpu.reference_fingerprint)
+    with Store(tmp_path / "store.sqlite") as store:
+        gpu.references(store)
+        assert store.lookup_references(cpu.reference_fingerprint) is not None
+    assert gpu.describe()["reference_fingerprint"] == cpu.reference_fingerprint
 
 
 def test_records_without_an_environment_are_stamped_by_the_computing_process():

@@ -15,6 +15,7 @@ from layermap.config import RunSettings, load_config
 from layermap.errors import LayermapError
 from layermap.evolution.evolve import run_search
 from layermap.evolution.executors import LocalExecutor, create_executor, evaluate_safely
+from layermap.evolution.worker import evaluate_each
 from layermap.study.synthetic import SyntheticEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +24,22 @@ GENOMES = [(1, 2, 3), (2, 4, 6), (0, 0, 6), (3, 3, 3), (4, 5, 6), (1, 1, 1)]
 
 class Raising:
     fingerprint = "raising"
+    device_class = None
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
 
+    def prepare(self):
+        pass
+
+    def set_device(self, device):
+        pass
+
     def evaluate(self, genes):
         raise self.exc
+
+    def evaluate_many(self, genomes):
+        return evaluate_each(self, genomes)
 
 
 def read_log(path: Path) -> list[tuple[str, int, str]]:

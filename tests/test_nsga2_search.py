@@ -254,3 +254,91 @@ def test_a_shaped_nsga2_search_on_ray_workers_follows_the_local_trajectory(tmp_p
     assert _populations(tmp_path / "ray") == _populations(tmp_path / "local")
     assert any(":" in g for g in _populations(tmp_path / "ray")[-1])            # shaped genomes crossed to the workers
     assert [g.hypervolume for g in remote.generations] == [g.hypervolume for g in local.generations]
+
+
+class _RowsPerShape(SyntheticEvaluator):
+    """The synthetic landscape with reference rows: the teacher at 100 and the constant at 50 on both tasks, the
+    undistilled student of a shape of M layers at 40 + 10 M (the [student] shape's included)."""
+
+    reference_fingerprint = "r" * 32
+
+    def describe(self):
+        return {**super().describe(), "reference_fingerprint": "r" * 32}
+
+    def _rows(self, layers: int, fingerprint: str):
+        from layermap.evolution.references import build_references
+
+        row = lambda v: [{"syn_a": v, "syn_b": v}] * 2                          # noqa: E731 - two seed sets
+        return build_references(row(100.0), [{"syn_a": 40.0 + 10 * layers, "syn_b": 40.5 + 10 * layers},
+                                             {"syn_a": 39.0 + 10 * layers, "syn_b": 40.0 + 10 * layers}], row(50.0),
+                                fingerprint=fingerprint)
+
+    def references(self, store=None):
+        refs = self._rows(self.student_layers, "r" * 32)
+        store.save_references(refs.fingerprint, refs.to_json())
+        return refs
+
+    def shape_references(self, shape, store=None):
+        from layermap.evolution.references import shape_fingerprint
+
+        refs = self._rows(shape.layers, shape_fingerprint("r" * 32, shape.text))
+        store.save_references(refs.fingerprint, refs.to_json())
+        return refs
+
+
+def test_a_front_member_is_read_against_its_own_shape_s_undistilled_student(tmp_path, capsys):
+    """The headroom of a 1-layer member is read against the 1-layer undistilled student (50), not the 2-layer
+    [student] shape's (60): in show, show --json, export --front, the front plot and the run summary."""
+    config = load_config(None, [*SHAPED, "search.generations=2", "search.population=6", "run.shared_fitness=false"])
+    ev = _RowsPerShape(teacher_layers=4, student_layers=2)
+    result = run_search(config, ev, tmp_path / "run", progress=False)
+    front = load_front(tmp_path / "run")
+    fixed = ev.fixed_shape
+    others = [m for m in front.members if m.shape.layers != fixed.layers]
+    assert others, [m.genome for m in front.members]             # params: the 1-layer shapes lead the front
+    for m in front.members:
+        own = ev._rows(m.shape.layers, "")
+        assert m.references.no_distillation.tasks == own.no_distillation.tasks
+        assert m.references.teacher.tasks == front.references.teacher.tasks             # the teacher row is shared
+        assert m.headroom == pytest.approx(own.headroom(m.record.task_scores)["mean"])
+    m = others[0]
+    against_fixed = front.references.headroom(m.record.task_scores)["mean"]
+    assert m.headroom != pytest.approx(against_fixed)
+    assert main(["show", str(tmp_path / "run")]) == 0
+    shown = capsys.readouterr().out
+    assert f"{100 * m.headroom:.0f} %" in shown and "against each member's own shape" in shown
+    assert main(["show", str(tmp_path / "run"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    entry = next(f for f in data["front"] if f["genome"] == m.genome)
+    assert entry["headroom"] == pytest.approx(m.headroom) and entry["no_distillation"] == pytest.approx(39.875 + 10 * m.shape.layers)
+    assert m.shape.text in data["shape_references"]
+    assert main(["export", str(tmp_path / "run"), "--front", str(tmp_path / "front")]) == 0
+    exported = [json.loads(p.read_text())["metadata"] for p in sorted((tmp_path / "front").glob("front-*.json"))]
+    assert [e["headroom"] for e in exported] == pytest.approx([x.headroom for x in front.members])
+    from layermap.plots_front import front_data
+
+    fd = front_data(front)
+    assert sorted(fd.own_floor) == sorted(x.references.no_distillation.fitness for x in front.members)
+    best = result.best_record
+    if ":" in best.genome and not best.genome.startswith(fixed.text):
+        assert result.best_references.no_distillation.tasks != result.references.no_distillation.tasks
+
+
+def test_a_run_without_per_shape_rows_says_not_measured_and_gets_them_later(tmp_path, capsys):
+    from layermap.evolution import front as front_mod
+
+    config = load_config(None, [*SHAPED, "search.generations=1", "search.population=6", "run.shared_fitness=false"])
+    ev = _RowsPerShape(teacher_layers=4, student_layers=2)
+    real = front_mod.measure_front_references
+    front_mod.measure_front_references = lambda *a, **k: []            # a run made before per-shape rows
+    try:
+        run_search(config, ev, tmp_path / "run", progress=False)
+    finally:
+        front_mod.measure_front_references = real
+    before = load_front(tmp_path / "run")
+    missing = [m for m in before.members if m.shape != ev.fixed_shape]
+    assert missing and all(m.references is None and m.headroom is None for m in missing)
+    assert main(["show", str(tmp_path / "run")]) == 0
+    assert "not measured" in capsys.readouterr().out
+    assert front_mod.measure_run_front_references(tmp_path / "run", ev)
+    assert all(m.references is not None for m in load_front(tmp_path / "run").members)

@@ -157,7 +157,17 @@ def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_tom
 
     class Ev:                                  # a fixed landscape with standard errors
         fingerprint = "f" * 32
+        device_class = None
         teacher_layers, student_layers = 4, 2
+
+        def prepare(self):
+            pass
+
+        def set_device(self, device):
+            pass
+
+        def evaluate_many(self, genomes):
+            return [self.evaluate(g) for g in genomes]
 
         def describe(self):
             return {"teacher": "tiny", "teacher_layers": 4, "student": {"layers": 2}}

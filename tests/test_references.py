@@ -66,6 +66,49 @@ def test_rows_are_cached_once_per_fingerprint_and_survive_resume(tiny_config_tom
     assert "no distillation" in out and "constant" in out and "seed noise" in out and "headroom" in out
 
 
+def test_two_runs_writing_the_same_rows_never_share_a_temporary_file(tiny_config_toml, monkeypatch):
+    """The first writer's rename comes after a second writer has written and renamed the same rows: each wrote its
+    own temporary file, so neither rename fails and none is left behind."""
+    import os
+
+    config = load_config(str(tiny_config_toml))
+    rows = build_references([{"sst2": 80.0, "rte": 60.0}] * 2, [{"sst2": 50.0, "rte": 51.0}] * 2,
+                            [{"sst2": 50.0, "rte": 52.7}] * 2)
+    first, second = ProxyEvaluator(config), ProxyEvaluator(config)
+    first.compute_references = second.compute_references = lambda: rows
+    real, waited = os.replace, []
+
+    def interleaved(src, dst):
+        if not waited:
+            waited.append(src)
+            second.references()
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", interleaved)
+    assert first.references().no_distillation.tasks == rows.no_distillation.tasks
+    folder = Path(config.run.cache_dir) / "references"
+    assert [p.name for p in folder.iterdir()] == [f"{first.reference_fingerprint}.json"]
+
+
+def test_a_shape_s_rows_share_the_teacher_and_constant_and_measure_its_own_undistilled_student(tiny_config_toml,
+                                                                                                 monkeypatch):
+    from layermap.evolution.references import shape_fingerprint
+    from layermap.shape import StudentShape
+
+    ev = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.head='probe'"]))
+    base = ev.references()
+    shape = StudentShape(1, 16, 2, 32)
+    rows = ev.shape_references(shape)
+    assert rows.fingerprint == shape_fingerprint(ev.reference_fingerprint, shape.text) != base.fingerprint
+    assert rows.teacher.replicates == base.teacher.replicates and rows.constant.replicates == base.constant.replicates
+    alone = ev.with_shape(shape).compute_references()               # all three rows measured for a 1-layer student
+    assert rows.no_distillation.replicates == alone.no_distillation.replicates
+    assert rows.no_distillation.replicates != base.no_distillation.replicates
+    assert ev.shape_references(StudentShape(2, 16, 2, 32)) == base                    # the [student] shape's own
+    monkeypatch.setattr(ProxyEvaluator, "_undistilled_scores", lambda *a: pytest.fail("measured twice"))
+    assert ev.shape_references(shape) == rows                                         # once per shape: cached
+
+
 # -- validity ----------------------------------------------------------------------------------------
 def _refs(teacher: float, student: float, constant: float, spread: float = 1.0):
     t = [{"sst2": teacher - spread / 2}, {"sst2": teacher + spread / 2}]

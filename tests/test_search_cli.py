@@ -146,10 +146,20 @@ def test_export_textbrewer_has_one_hidden_match_per_mapped_pair(run_dir, capsys)
 
 class AlwaysFails:
     fingerprint = "always-fails"
+    device_class = None
     teacher_layers, student_layers = 6, 2
+
+    def prepare(self):
+        pass
+
+    def set_device(self, device):
+        pass
 
     def evaluate(self, genes):
         raise RuntimeError("no GPU today")
+
+    def evaluate_many(self, genomes):
+        return [self.evaluate(g) for g in genomes]
 
 
 def test_export_without_a_successful_evaluation_is_a_clear_error(tmp_path, capsys):

@@ -205,6 +205,7 @@ def _show_front(args: argparse.Namespace) -> int:
             "generations": [dataclasses.asdict(g) for g in front.generations],
             "front": [_flat(member_json(front, m)) for m in front.members],
             "references": front.references.to_json() if front.references else None,
+            "shape_references": {m.shape.text: m.references.to_json() for m in front.members if m.references is not None},
         }, indent=2))
         return 0
     print(f"run {row.run_id} ({run_status(args.run_dir, row)})  nsga2 over {', '.join(front.objectives)}  teacher "
@@ -226,9 +227,15 @@ def _show_front(args: argparse.Namespace) -> int:
     for m in front.members:
         fit = f"{m.values['fitness']:7.2f} ± {m.se:4.2f}" if m.se is not None else f"{m.values['fitness']:7.2f} ±    ?"
         latency = "".join(f"{m.costs[k]:7.2f} ms" if k in m.costs else f"{'-':>10}" for k in latency_columns)
-        room = f"  {format_headroom(m.headroom)}" if front.references is not None else ""
+        room = ("" if front.references is None else
+                f"  {format_headroom(m.headroom) if m.references is not None else 'not measured'}")
         print(f"{'=' if m.tied else ' '} {m.shape.text:<18} {'-'.join(map(str, m.genes)):<14} {fit:>15} {latency} "
               f"{m.costs['params'] / 1e6:>8.2f}M {m.costs['flops'] / 1e9:>8.3f}G{room}")
+    if front.references is not None:
+        print("headroom: against each member's own shape's undistilled student (the teacher and constant rows shared)"
+              + (f"; 'not measured': the store holds no reference rows of {', '.join(front.unmeasured)} (a run made "
+                 f"before per-shape rows, or stopped before its end): 'layermap evolve --resume {args.run_dir}' measures "
+                 "them" if front.unmeasured else ""))
     print(f"export it: layermap export {args.run_dir} --front DIR   (one JSON per member; plot: layermap plot {args.run_dir})")
     return 0
 
@@ -314,7 +321,7 @@ def _print_summary(result: SearchResult) -> None:
         print(f"nsga2: Pareto front of {last.front_size} genome(s), hypervolume {last.hypervolume:.6g} against the "
               f"reference point ({', '.join(f'{v:.6g}' for v in last.reference)})   (layermap show {result.run_dir}; "
               f"layermap export {result.run_dir} --front DIR)")
-    _print_references(result.references, result.best_record)
+    _print_references(result.references, result.best_record, result.best_references)
     if result.best_record is not None and (last is None or last.hypervolume is None):   # a front has no one best
         from ..api import verdict
 
@@ -322,16 +329,20 @@ def _print_summary(result: SearchResult) -> None:
     print(f"run folder: {result.run_dir}   (layermap show {result.run_dir}; layermap export {result.run_dir})")
 
 
-def _print_references(refs, best) -> None:
-    """The yardsticks of a run: the reference rows, the seed noise, each task's validity, the best's headroom."""
+def _print_references(refs, best, best_refs=None) -> None:
+    """The yardsticks of a run: the reference rows, the seed noise, each task's validity, the best's headroom (against
+    ``best_refs``, the rows of the best's own shape in a joint shape search, where given)."""
     from ..evolution.references import describe, headroom_line
 
     if refs is None:
         return
     for line in describe(refs):
         print("  " + line)
-    if best is not None:
-        print(f"  best {best.genome}: " + headroom_line(refs, best.task_scores))
+    if best is not None and ":" in best.genome and best_refs is None:
+        print(f"  best {best.genome}: headroom not measured (no reference rows of its shape in the store)")
+    elif best is not None:
+        print(f"  best {best.genome}: " + headroom_line(best_refs or refs, best.task_scores)
+              + (" against its own shape's undistilled student" if ":" in best.genome else ""))
 
 
 def _verdict_or_not_learnt(verdict, refs, best) -> str:

@@ -37,10 +37,11 @@ from ..mapping import enumerate_space, format_genes, parse_genes, repair
 from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
                         select_survivors, select_tournament)
 from .racing import Racing
-from .records import EvaluationRecord, Evaluator
+from .records import EvaluationRecord
 from .results import GenerationStats, SearchResult, load_result
 from .search_state import SearchState, evaluate
 from .search_state import close as close_executor
+from .worker import Evaluator
 from .store import (STORE_NAME, ClaimHeartbeat, GenerationRow, RunInfo, RunRow, Store, StoreError, claim_owner, lock_run,
                     now, open_run, write_run_info)
 
@@ -59,6 +60,9 @@ class Plain:
 
     name = "ga"
 
+    def begin(self, search: SearchState) -> None:
+        pass
+
     def score(self, search: SearchState, text: str) -> float:
         record = search.memo.get(text)
         return record.fitness if record is not None and record.ok else WORST
@@ -74,8 +78,9 @@ STRATEGY_OBJECTS: dict[str, type] = {"racing": Racing}    # search.strategy -> i
 
 
 def strategy_of(search: SearchState):
-    """The strategy object of ``search.strategy``: what a genome's selection fitness is, and what happens once a
-    generation is evaluated (``settle``: racing's race, final race and confirmation)."""
+    """The strategy object of ``search.strategy``: what it checks before the first generation (``begin``), what a
+    genome's selection fitness is, and what happens once a generation is evaluated (``settle``: racing's anchors, race,
+    final race and confirmation)."""
     return STRATEGY_OBJECTS.get(search.config.search.strategy, Plain)()
 
 _log = get_logger(__name__)
@@ -142,6 +147,7 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         return evolve_nsga2(search, start)
     toolbox = build_toolbox(search)
     strategy = strategy_of(search)
+    strategy.begin(search)                      # racing: refuses a run it cannot anchor
     hof = tools.HallOfFame(s.hall_of_fame, similar=operator.eq)
     last = s.generations if s.strategy in BREEDING else 0
     mu, lambda_ = s.population, s.offspring or s.population

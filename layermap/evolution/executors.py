@@ -1,10 +1,11 @@
 """Where fitness evaluations run: in-process, a local process pool, or Ray.
 
-Every executor has one interface: ``submit(genomes)`` yields ``(genes, EvaluationRecord)`` pairs
-as evaluations finish (any order), and ``close()``; ``genomes`` may be a lazy iterable (``local`` and
-``process`` take each genome only when they start it, ``ray`` takes them all at once).  An evaluator with a ``run_job`` method (the
-final stage, :mod:`layermap.final.compare`) gets its own job tuples instead of genomes and returns its
-own records (:func:`run_job`).  Executors never touch the store: the
+Every executor has one interface: ``submit(jobs)`` yields ``(job, record)`` pairs as jobs finish (any order), and
+``close()``; ``jobs`` may be a lazy iterable (``local`` and ``process`` take each job only when they start it, ``ray``
+takes them all at once).  An executor runs a :class:`layermap.evolution.worker.Worker` (one contract: ``fingerprint``,
+``device_class``, ``prepare``, ``set_device``, ``chunk_size``, ``run_jobs``): the search's seed-set worker, the final
+stage's compare worker, or a bare :class:`~layermap.evolution.worker.Evaluator` wrapped in a :class:`GenomeWorker`
+(its jobs are genomes).  Executors never touch the store: the
 driver writes each record as it arrives.  Any exception inside ``evaluator.evaluate`` (NaN
 fitness, CUDA out of memory, a bug) becomes a failed record carrying the error text, and a
 worker that dies (segfault, ``os._exit``, host OOM) fails only its own genome:
@@ -19,17 +20,18 @@ worker that dies (segfault, ``os._exit``, host OOM) fails only its own genome:
                / ``run.gpus_per_eval``, ``max_retries=1`` (a dead worker is retried once, then
                recorded failed), streamed back with ``ray.wait``.
 
-Chunks (``run.population = K``): every executor takes genomes from the stream K at a time and hands each chunk to
-one worker, which calls ``evaluator.evaluate_many(chunk)`` (the proxy evaluator distils the chunk as one lockstep
-population, :mod:`layermap.distill.population`) and returns one record per genome; an evaluator without
-``evaluate_many``, or a chunk of one, is evaluated genome by genome as before.  A chunk's records arrive together
+Chunks (``run.population = K``): every executor takes jobs from the stream ``worker.chunk_size(K)`` at a time and
+hands each chunk to one worker process, which calls ``worker.run_jobs(chunk)``: for genomes ``evaluator.evaluate_many``
+(the proxy evaluator distils the chunk as one lockstep population, :mod:`layermap.distill.population`; others evaluate
+one by one, :func:`layermap.evolution.worker.evaluate_each`), one record per genome; a chunk of one is evaluated by
+``evaluate``.  A chunk's records arrive together
 when it is done, so a kill in the middle loses that chunk's genomes only (their store rows stay ``running`` and a
 resume evaluates them again); a dead worker fails the genomes of its chunk.
 
 Devices: a record's ``environment`` is stamped by the process that computed it (the worker), and every executor
-checks it against the device class the driver's fingerprint names (``evaluator.device_class``, which for Ray is the
-workers' class, :func:`worker_device`): a record computed on another device class is a failed record, never cached
-under the wrong fingerprint.
+checks it against the device class the driver's fingerprint names (``worker.device_class``, which for Ray is the
+workers' class, :func:`worker_device`; a wrapper gives the class of what it wraps): a record computed on another device
+class (a search's record or a compare cell) is a failed record, never cached under the wrong fingerprint.
 """
 
 from __future__ import annotations
@@ -50,11 +52,12 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 from ..config import RunSettings
 from ..errors import LayermapError
 from ..mapping import format_genes
-from .records import COMPLETE, EvaluationRecord, environment
+from .records import COMPLETE, FAILED, EvaluationRecord, environment
+from .worker import Evaluator, Worker, missing_members, require_evaluator
 
 Genes = tuple[int, ...]
 
-_WORKER: dict[str, Any] = {}   # per worker process: the evaluator, keyed by the driver's fingerprint
+_WORKER: dict[str, Any] = {}   # per worker process: the worker, keyed by its type, fingerprint and driver id
 
 
 class Executor(Protocol):
@@ -65,7 +68,7 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
+def evaluate_safely(evaluator: Evaluator, genes: Sequence[int]) -> EvaluationRecord:
     """``evaluator.evaluate(genes)``, with every exception and non-finite fitness turned into a failed record,
     stamped with this process's environment (:func:`_stamped`)."""
     return _stamped(evaluator, _evaluate_safely(evaluator, genes))
@@ -80,7 +83,7 @@ def genome_job(genes: Sequence[int] | str) -> tuple[tuple[int, ...] | str, str]:
     return genes, format_genes(genes)
 
 
-def _evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
+def _evaluate_safely(evaluator: Evaluator, genes: Sequence[int]) -> EvaluationRecord:
     genes, text = genome_job(genes)
     start = time.perf_counter()
     try:
@@ -91,21 +94,20 @@ def _evaluate_safely(evaluator: Any, genes: Sequence[int]) -> EvaluationRecord:
     return _checked(text, record, time.perf_counter() - start)
 
 
-def evaluate_chunk_safely(evaluator: Any, chunk: Sequence[Sequence[int]]) -> list[EvaluationRecord]:
-    """One record per genome of ``chunk``: ``evaluator.evaluate_many(chunk)`` when the evaluator has it and the chunk
-    holds more than one genome, else :func:`evaluate_safely` of each.  An exception of the whole chunk (e.g. CUDA out
+def evaluate_chunk_safely(evaluator: Evaluator, chunk: Sequence[Sequence[int]]) -> list[EvaluationRecord]:
+    """One record per genome of ``chunk``: ``evaluator.evaluate_many(chunk)`` when the chunk holds more than one
+    genome, else :func:`evaluate_safely` of it.  An exception of the whole chunk (e.g. CUDA out
     of memory) fails every genome of it; an exception the evaluator returns in a genome's place fails that genome."""
     return [_stamped(evaluator, r) for r in _evaluate_chunk_safely(evaluator, chunk)]
 
 
-def _evaluate_chunk_safely(evaluator: Any, chunk: Sequence[Sequence[int]]) -> list[EvaluationRecord]:
+def _evaluate_chunk_safely(evaluator: Evaluator, chunk: Sequence[Sequence[int]]) -> list[EvaluationRecord]:
     chunk = [genome_job(genes)[0] for genes in chunk]
-    many = getattr(evaluator, "evaluate_many", None)
-    if many is None or len(chunk) == 1:
-        return [evaluate_safely(evaluator, genes) for genes in chunk]
+    if len(chunk) == 1:
+        return [evaluate_safely(evaluator, chunk[0])]
     start = time.perf_counter()
     try:
-        outcomes = list(many(chunk))
+        outcomes = list(evaluator.evaluate_many(chunk))
     except Exception as exc:  # noqa: BLE001 - a failed chunk must never crash the run
         _release_gpu_memory(exc)
         share = (time.perf_counter() - start) / len(chunk)
@@ -141,31 +143,49 @@ def _checked(text: str, record: Any, wall: float) -> EvaluationRecord:
     return record
 
 
-def run_job(evaluator: Any, job: Sequence) -> Any:
-    """One unit of work: ``evaluator.run_job(job)`` for an evaluator that has jobs of its own (the final
-    stage's distillation and fine-tuning cells), else :func:`evaluate_safely` of a genome."""
-    run = getattr(evaluator, "run_job", None)
-    return run(tuple(job)) if run is not None else evaluate_safely(evaluator, job)
+class GenomeWorker:
+    """The worker of a bare evaluator: its jobs are genomes (genes, or a shaped genome's text), each chunk evaluated by
+    :func:`evaluate_chunk_safely`; fingerprint, device class, preparation and device are the evaluator's."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = require_evaluator(evaluator)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.evaluator.fingerprint
+
+    @property
+    def device_class(self) -> str | None:
+        return self.evaluator.device_class
+
+    def prepare(self) -> None:
+        self.evaluator.prepare()
+
+    def set_device(self, device: str) -> None:
+        self.evaluator.set_device(device)
+
+    def chunk_size(self, population: int) -> int:
+        return max(1, int(population))
+
+    def run_jobs(self, jobs: Sequence) -> list[EvaluationRecord]:
+        return evaluate_chunk_safely(self.evaluator, jobs)
 
 
-def run_chunk(evaluator: Any, chunk: Sequence) -> list:
-    """A chunk of work: ``evaluator.run_jobs(chunk)`` for an evaluator that takes its jobs a chunk at a time (the
-    search's :class:`layermap.evolution.search_state.SeedSetEvaluator`), :func:`run_job` of each job for another
-    evaluator with jobs of its own, else :func:`evaluate_chunk_safely` of the genomes."""
-    many = getattr(evaluator, "run_jobs", None)
-    if many is not None:
-        return many(chunk)
-    if getattr(evaluator, "run_job", None) is not None:
-        return [run_job(evaluator, job) for job in chunk]
-    return evaluate_chunk_safely(evaluator, chunk)
+def as_worker(runnable: Worker | Evaluator) -> Worker:
+    """What an executor runs: a :class:`~layermap.evolution.worker.Worker` as it is, an
+    :class:`~layermap.evolution.worker.Evaluator` in a :class:`GenomeWorker`; anything else is a TypeError naming the
+    members it lacks."""
+    if isinstance(runnable, Worker):
+        return runnable
+    if isinstance(runnable, Evaluator):
+        return GenomeWorker(runnable)
+    raise TypeError(f"{type(runnable).__name__} is neither a worker nor an evaluator: it lacks "
+                    f"{', '.join(missing_members(runnable, Worker))} of a worker (layermap.evolution.worker)")
 
 
-def chunk_size(evaluator: Any, settings: RunSettings | None) -> int:
-    """Genomes per chunk: ``run.population`` for a genome evaluator (or one taking chunks of jobs, ``run_jobs``), 1 for
-    another evaluator with jobs of its own."""
-    if settings is None or (getattr(evaluator, "run_job", None) is not None and getattr(evaluator, "run_jobs", None) is None):
-        return 1
-    return max(1, int(getattr(settings, "population", 1)))
+def chunk_size(worker: Worker, settings: RunSettings | None) -> int:
+    """Jobs per chunk: the worker's own size for ``run.population`` (1 without settings)."""
+    return 1 if settings is None else max(1, int(worker.chunk_size(settings.population)))
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -193,18 +213,14 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, evaluator: Any, settings: RunSettings | None = None) -> None:
-        self.evaluator = evaluator
-        self.population = chunk_size(evaluator, settings)
+    def __init__(self, evaluator: Worker | Evaluator, settings: RunSettings | None = None) -> None:
+        self.worker = as_worker(evaluator)
+        self.population = chunk_size(self.worker, settings)
 
     def submit(self, genomes: Iterable[Genes]) -> Iterator[tuple[Genes, EvaluationRecord]]:
-        if self.population == 1:
-            for genes in genomes:
-                yield tuple(genes), on_fingerprint_device(self.evaluator, run_job(self.evaluator, genes))
-            return
         for chunk in _chunks(genomes, self.population):
             chunk = [tuple(genes) for genes in chunk]
-            yield from zip(chunk, (on_fingerprint_device(self.evaluator, r) for r in run_chunk(self.evaluator, chunk)))
+            yield from zip(chunk, (on_fingerprint_device(self.worker, r) for r in self.worker.run_jobs(chunk)))
 
     def close(self) -> None:
         pass
@@ -216,18 +232,19 @@ class ProcessExecutor:
 
     name = "process"
 
-    def __init__(self, evaluator: Any, settings: RunSettings | None = None) -> None:
+    def __init__(self, evaluator: Worker | Evaluator, settings: RunSettings | None = None) -> None:
         settings = settings or RunSettings(executor="process")
+        worker = as_worker(evaluator)
         try:
-            pickle.dumps(evaluator)
+            pickle.dumps(worker)
         except Exception as exc:  # noqa: BLE001
             raise LayermapError(f"the evaluator cannot be sent to worker processes ({describe_exception(exc)}); use --executor local") from None
-        self.evaluator = evaluator
+        self.worker = worker
         self.workers = settings.workers
         self.threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
         self.device = settings.device
-        self.population = chunk_size(evaluator, settings)
-        self._key = _evaluator_key(evaluator)
+        self.population = chunk_size(worker, settings)
+        self._key = _worker_key(worker)
         self._context = multiprocessing.get_context("spawn")
         self._slots: list[cf.ProcessPoolExecutor | None] = [None] * settings.workers
         self._running: dict[cf.Future, tuple[int, list[Genes]]] = {}
@@ -254,7 +271,7 @@ class ProcessExecutor:
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: running[f][0]):
                 slot, chunk = running.pop(future)
-                yield from zip(chunk, (on_fingerprint_device(self.evaluator, r) for r in self._collect(future, slot, chunk)))
+                yield from zip(chunk, (on_fingerprint_device(self.worker, r) for r in self._collect(future, slot, chunk)))
 
     def close(self) -> None:
         """Shut the workers down; evaluations still running (the driver stopped reading) are terminated."""
@@ -272,7 +289,7 @@ class ProcessExecutor:
         if self._slots[slot] is None:
             self._slots[slot] = cf.ProcessPoolExecutor(
                 max_workers=1, mp_context=self._context, initializer=_init_worker,
-                initargs=(self.evaluator, self._key, slot, self.threads, self.device),
+                initargs=(self.worker, self._key, slot, self.threads, self.device),
             )
         return self._slots[slot]
 
@@ -295,21 +312,22 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, evaluator: Any, settings: RunSettings | None = None) -> None:
+    def __init__(self, evaluator: Worker | Evaluator, settings: RunSettings | None = None) -> None:
         settings = settings or RunSettings(executor="ray")
+        worker = as_worker(evaluator)
         ray = _import_ray()
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             ray.init(address=settings.ray_address or None, include_dashboard=False, ignore_reinit_error=True,
                      runtime_env=None if settings.ray_address else _local_runtime_env())
         self._ray = ray
-        self._key = _evaluator_key(evaluator)
-        self._evaluator = evaluator
-        self._evaluator_ref = ray.put(evaluator)
+        self._key = _worker_key(worker)
+        self.worker = worker
+        self._worker_ref = ray.put(worker)
         self._threads = settings.threads or max(1, int(settings.cpus_per_eval))
         self._device = worker_device(settings)
         self._pending: dict = {}
-        self.population = chunk_size(evaluator, settings)
+        self.population = chunk_size(worker, settings)
         self._task = ray.remote(_evaluate_in_ray).options(
             num_cpus=settings.cpus_per_eval, num_gpus=settings.gpus_per_eval, max_retries=1)
 
@@ -318,7 +336,7 @@ class RayExecutor:
         pending = {}
         for chunk in _chunks(genomes, self.population):
             chunk = [tuple(g) for g in chunk]
-            pending[self._task.remote(self._key, self._evaluator_ref, chunk, self._threads, self._device)] = chunk
+            pending[self._task.remote(self._key, self._worker_ref, chunk, self._threads, self._device)] = chunk
         self._pending = pending
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -329,7 +347,7 @@ class RayExecutor:
                 except Exception as exc:  # noqa: BLE001 - worker died twice, or the task could not run
                     message = (str(exc).strip().splitlines() or [""])[0][:300]
                     records = [EvaluationRecord.failure(_label(genes), f"{type(exc).__name__}: {message}") for genes in chunk]
-                yield from zip(chunk, (on_fingerprint_device(self._evaluator, r) for r in records))
+                yield from zip(chunk, (on_fingerprint_device(self.worker, r) for r in records))
 
     def close(self) -> None:
         """Cancel tasks nobody will read (the driver stopped early); shut down a Ray this executor started."""
@@ -343,7 +361,7 @@ class RayExecutor:
 EXECUTORS: dict[str, type] = {"local": LocalExecutor, "process": ProcessExecutor, "ray": RayExecutor}
 
 
-def create_executor(evaluator: Any, settings: RunSettings, name: str | None = None) -> Executor:
+def create_executor(evaluator: Worker | Evaluator, settings: RunSettings, name: str | None = None) -> Executor:
     """The executor ``name`` (default ``settings.executor``) from the registry."""
     name = name or settings.executor
     if name not in EXECUTORS:
@@ -352,8 +370,8 @@ def create_executor(evaluator: Any, settings: RunSettings, name: str | None = No
 
 
 # -- worker side ---------------------------------------------------------------------------------
-def _init_worker(evaluator: Any, key: str, slot: int, threads: int, device: str) -> None:
-    """Process-pool initializer: threads, device pinning, the evaluator kept for every task, and the worker's
+def _init_worker(worker: Worker, key: str, slot: int, threads: int, device: str) -> None:
+    """Process-pool initializer: threads, device pinning, the worker kept for every task, and the worker's
     warnings on its stderr as ``layermap: warning: ...`` lines (a spawned process starts with no log handler)."""
     import logging
 
@@ -362,23 +380,21 @@ def _init_worker(evaluator: Any, key: str, slot: int, threads: int, device: str)
     if not get_logger().handlers:
         log_to_stderr(logging.WARNING)
     _configure_torch(threads)
-    if hasattr(evaluator, "set_device"):
-        evaluator.set_device(_pick_device(slot, device))
-    _WORKER[key] = evaluator
+    worker.set_device(_pick_device(slot, device))
+    _WORKER[key] = worker
 
 
 def _evaluate_in_worker(key: str, chunk: list) -> list:
-    return run_chunk(_WORKER[key], chunk)
+    return _WORKER[key].run_jobs(chunk)
 
 
-def _evaluate_in_ray(key: str, evaluator: Any, chunk: list, threads: int, device: str) -> list:
-    """A Ray task; the first evaluator a worker process sees is kept, so lazy state (teacher, data) loads once."""
+def _evaluate_in_ray(key: str, worker: Worker, chunk: list, threads: int, device: str) -> list:
+    """A Ray task; the first worker a Ray process sees is kept, so lazy state (teacher, data) loads once."""
     if key not in _WORKER:
         _configure_torch(threads)
-        if hasattr(evaluator, "set_device"):
-            evaluator.set_device(device)
-        _WORKER[key] = evaluator
-    return run_chunk(_WORKER[key], chunk)
+        worker.set_device(device)
+        _WORKER[key] = worker
+    return _WORKER[key].run_jobs(chunk)
 
 
 def worker_device(settings: RunSettings) -> str:
@@ -400,36 +416,40 @@ def fingerprint_device_class(settings: RunSettings) -> str:
     return pick_device(settings.device).type
 
 
-def on_fingerprint_device(evaluator: Any, record: Any) -> Any:
+def on_fingerprint_device(worker: Worker | Evaluator, record: Any) -> Any:
     """``record``, or a failed record when the process that computed it stamped another device class than the one
-    the driver's fingerprint names (``evaluator.device_class``): a result of one class must never be cached under
-    the other's fingerprint."""
-    expected = getattr(evaluator, "device_class", None)
-    if not isinstance(record, EvaluationRecord) or not record.ok or not isinstance(expected, str):
+    the driver's fingerprint names (``worker.device_class``; None: a worker on no device, nothing to check): a result
+    of one class must never be cached under the other's fingerprint.  A search's record and a compare cell (a dict with
+    ``status`` and ``environment``) alike."""
+    expected = worker.device_class
+    if expected is None:
         return record
-    got = record.environment.get("device")
+    if isinstance(record, EvaluationRecord):
+        if not record.ok:
+            return record
+        got = record.environment.get("device")
+    elif isinstance(record, dict) and record.get("status") == COMPLETE:
+        got = (record.get("environment") or {}).get("device")
+    else:
+        return record
     if not got or got == expected:
         return record
-    return dataclasses.replace(EvaluationRecord.failure(
-        record.genome, f"DeviceMismatch: this genome was evaluated on {got}, but the run's fingerprint is for {expected}; "
-        f"make the workers use {expected} (run.device, and run.gpus_per_eval for Ray workers)", record.timings),
-        environment=record.environment)
+    error = (f"DeviceMismatch: this {'genome' if isinstance(record, EvaluationRecord) else 'cell'} was evaluated on "
+             f"{got}, but the run's fingerprint is for {expected}; make the workers use {expected} (run.device, and "
+             "run.gpus_per_eval for Ray workers)")
+    if isinstance(record, dict):
+        return {**record, "status": FAILED, "error": error}
+    return dataclasses.replace(EvaluationRecord.failure(record.genome, error, record.timings),
+                               environment=record.environment)
 
 
-def _stamped(evaluator: Any, record: EvaluationRecord) -> EvaluationRecord:
-    """A record of an evaluator that computes on a device (it has ``device_class``), failed ones included, carries the
-    environment of the process that computed it: the record's own, else this process's."""
-    if record.environment or not isinstance(getattr(evaluator, "device_class", None), str):
+def _stamped(evaluator: Evaluator, record: EvaluationRecord) -> EvaluationRecord:
+    """A record of an evaluator that computes on a device (``device_class`` not None), failed ones included, carries
+    the environment of the process that computed it: the record's own, else this process's (the evaluator's device
+    class here: in a worker, its own)."""
+    if record.environment or evaluator.device_class is None:
         return record
-    return dataclasses.replace(record, environment=environment(_device_of(evaluator)))
-
-
-def _device_of(evaluator: Any) -> str:
-    """The device an evaluator in this process computes on, for the environment of a record it did not stamp."""
-    device = getattr(evaluator, "_device", None)
-    if isinstance(device, str) and device != "auto":
-        return device.split(":")[0]
-    return getattr(evaluator, "device_class", None) or "cpu"
+    return dataclasses.replace(record, environment=environment(evaluator.device_class))
 
 
 def _configure_torch(threads: int) -> None:
@@ -453,9 +473,8 @@ def _pick_device(slot: int, device: str) -> str:
     return "cpu" if device == "auto" else device
 
 
-def _evaluator_key(evaluator: Any) -> str:
-    fingerprint = getattr(evaluator, "fingerprint", "")
-    return f"{type(evaluator).__qualname__}:{fingerprint}:{os.getpid()}:{id(evaluator)}"
+def _worker_key(worker: Worker) -> str:
+    return f"{type(worker).__qualname__}:{worker.fingerprint}:{os.getpid()}:{id(worker)}"
 
 
 def _release_gpu_memory(exc: BaseException) -> None:

@@ -41,6 +41,7 @@ from ..distill.models import StudentSpec, Teacher, build_student, init_student_f
     pick_device, quiet_transformers, teacher_identity
 from ..stats import mean_and_stderr, sample_var
 from .records import EvaluationRecord, TaskScore, environment
+from .worker import evaluate_each
 
 if TYPE_CHECKING:
     from .references import References
@@ -153,9 +154,10 @@ class ProxyEvaluator:
     def reference_fingerprint(self) -> str:
         """Hash of everything that changes the reference rows: the fitness's settings without the corpus and the
         distillation budget (no reference row distils), with the student's initialisation seed and the number of
-        seed sets."""
+        seed sets, on the device class this process measures them on (:meth:`references` runs where it is called: in
+        a Ray driver that is the driver's own device, not its workers' class)."""
         c = self.config
-        parts = self._identity_parts(self.device_class)
+        parts = self._identity_parts(pick_device(self._device).type)
         parts.update({"kind": "references", "init_seed": c.distill.seed, "seed_sets": c.proxy.reference_seed_sets})
         return digest(parts)[:32]
 
@@ -336,7 +338,7 @@ class ProxyEvaluator:
         With ``distill.checkpoint_every`` > 0 (resumable per-genome distillations) the genomes are evaluated one
         by one, as :meth:`evaluate` does."""
         if len(genomes) == 1 or self.config.distill.checkpoint_every:
-            return [self._evaluate_or_error(genes) for genes in genomes]
+            return evaluate_each(self, genomes)
         t_start = time.perf_counter()
         st = self._load()
         mappings = [LayerMapping(tuple(genes), self.teacher_layers) for genes in genomes]
@@ -380,12 +382,6 @@ class ProxyEvaluator:
             out.append(_record(r.mapping, tasks, replicates, r.stats.final_loss, t, st.device))
         return out
 
-    def _evaluate_or_error(self, genes: Sequence[int]) -> EvaluationRecord | Exception:
-        try:
-            return self.evaluate(genes)
-        except Exception as exc:  # noqa: BLE001 - the executor turns it into this genome's failed record
-            return exc
-
     def score_students(self, students: list, timings: list[dict[str, float]]) -> list[tuple | Exception]:
         """:meth:`score_student` with the probe head for K students of one spec: every task's features of all K come
         from one batched pass per batch (:func:`proxy_tasks.probe.probe_and_score_many`), the fits stay per student.
@@ -424,57 +420,80 @@ class ProxyEvaluator:
         """The reference rows of these settings (:mod:`layermap.evolution.references`): from ``store`` or the file
         cache when they were measured before (same :attr:`reference_fingerprint`), else measured now and cached in
         both, so a check costs once per fingerprint."""
-        import json
+        from .references import cached_references
 
+        return cached_references(self.reference_fingerprint, self.compute_references, self._cache_dir(),
+                                 store).with_measured_noise(self.config.proxy.task_noise_map())
+
+    def _cache_dir(self) -> Path:
         from ..distill.corpus import default_cache_dir
-        from .references import References
 
-        fp = self.reference_fingerprint
-        path = default_cache_dir(self.config.run.cache_dir) / "references" / f"{fp}.json"
-        payload = store.lookup_references(fp) if store is not None else None
-        in_store = payload is not None
-        if payload is None and path.exists():
-            payload = json.loads(path.read_text())
-        if payload is None:
-            payload = self.compute_references().to_json()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-            tmp.replace(path)
-        if store is not None and not in_store:
-            store.save_references(fp, payload)
-        return References.from_json(payload).with_measured_noise(self.config.proxy.task_noise_map())
+        return default_cache_dir(self.config.run.cache_dir)
 
     def compute_references(self) -> "References":
         """Measure the three reference rows on ``proxy.reference_seed_sets`` seed sets: the teacher through the proxy
         head, the student spec at its initialisation with 0 distillation steps (seed ``distill.seed + r``; extracted
         from the teacher with the uniform mapping for ``student.init = "teacher"``), and the constant predictor."""
-
-        from ..mapping import baseline
         from .references import build_references, constant_scores
 
         st = self._reference_state()
-        c = self.config
         rows: tuple[list, list, list] = ([], [], [])
+        for r, other in self._reference_scorers(st):
+            _log.info(f"reference rows, seed set {r + 1} of {self.config.proxy.reference_seed_sets}: the teacher "
+                      f"through the {self.config.proxy.head} head")
+            teacher_scores, _ = other.score_student(st.teacher.model)
+            rows[0].append({t: s.score for t, s in teacher_scores.items()})
+            rows[1].append(self._undistilled_scores(other, st, st.spec, r))
+            rows[2].append({d.task.name: constant_scores(d.task, {split: np.asarray([e.label for e in ex])
+                                                                   for split, ex in d.dev.items()})
+                            for d in other._state.tasks})
+        return build_references(*rows, fingerprint=self.reference_fingerprint)
+
+    def shape_references(self, shape, store=None) -> "References":
+        """The reference rows a genome of student ``shape`` (a :class:`layermap.shape.StudentShape`, joint shape search)
+        is read against: these settings' teacher and constant rows (neither depends on the student) with the
+        undistilled student of ``shape`` measured on the same seed sets.  The ``[student]`` shape's are
+        :meth:`references`; another shape's are measured once and kept like them, under
+        :func:`layermap.evolution.references.shape_fingerprint` (the reference fingerprint with the shape)."""
+        from .references import build_references, cached_references, shape_fingerprint
+
+        spec = StudentSpec.resolve(self._teacher_config, shape.layers, shape.hidden_size, shape.heads, shape.ffn)
+        base = self.references(store)
+        if spec == self.spec:
+            return base
+        key = shape_fingerprint(self.reference_fingerprint, shape.text)
+
+        def measure() -> "References":
+            st = self._reference_state()
+            _log.info(f"reference rows of shape {shape.text}: the student with no distillation")
+            student = [self._undistilled_scores(other, st, spec, r) for r, other in self._reference_scorers(st)]
+            return build_references(base.teacher.per_seed_set(), student, base.constant.per_seed_set(), fingerprint=key)
+
+        return cached_references(key, measure, self._cache_dir(), store).with_measured_noise(
+            self.config.proxy.task_noise_map())
+
+    def _reference_scorers(self, st: _State):
+        """``(r, evaluator of seed set r scoring on st's teacher with seed set r's task subsamples)`` for every
+        reference seed set."""
+        c = self.config
         for r in range(c.proxy.reference_seed_sets):
             other = self.with_seed_set(r)
-            tasks = st.tasks if r == 0 else self._load_tasks(c.proxy.seed + r)
-            other._state = dataclasses.replace(st, tasks=tasks)
-            other._fingerprint = self.fingerprint
-            _log.info(f"reference rows, seed set {r + 1} of {c.proxy.reference_seed_sets}: the teacher through the "
-                      f"{c.proxy.head} head")
-            teacher_scores, _ = other.score_student(st.teacher.model)
-            student = build_student(st.teacher.model.config, st.spec, seed=c.distill.seed + r)
-            if c.student.init == "teacher":
-                uniform = LayerMapping(baseline("uniform", self.student_layers, self.teacher_layers), self.teacher_layers)
-                init_student_from_teacher(student, st.teacher.model, uniform)
-            _log.info(f"reference rows, seed set {r + 1}: the student with no distillation")
-            student_scores, _ = other.score_student(student)
-            rows[0].append({t: s.score for t, s in teacher_scores.items()})
-            rows[1].append({t: s.score for t, s in student_scores.items()})
-            rows[2].append({d.task.name: constant_scores(d.task, {split: np.asarray([e.label for e in ex])
-                                                                   for split, ex in d.dev.items()}) for d in tasks})
-        return build_references(*rows, fingerprint=self.reference_fingerprint)
+            other._state = dataclasses.replace(st, tasks=st.tasks if r == 0 else self._load_tasks(c.proxy.seed + r))
+            yield r, other
+
+    def _undistilled_scores(self, scorer: "ProxyEvaluator", st: _State, spec: StudentSpec, r: int) -> dict[str, float]:
+        """The task scores of a ``spec`` student at its initialisation (seed ``distill.seed + r``; extracted from the
+        teacher with the uniform mapping for ``student.init = "teacher"``), 0 distillation steps, scored by ``scorer``."""
+        from ..mapping import baseline
+
+        c = self.config
+        student = build_student(st.teacher.model.config, spec, seed=c.distill.seed + r)
+        if c.student.init == "teacher":
+            uniform = LayerMapping(baseline("uniform", spec.layers, self.teacher_layers), self.teacher_layers)
+            init_student_from_teacher(student, st.teacher.model, uniform)
+        _log.info(f"reference rows, seed set {r + 1}: the student with no distillation")
+        scores, _ = scorer.score_student(student)
+        return {t: s.score for t, s in scores.items()}
 
     def checkpoint_dir(self, mapping: LayerMapping) -> Path:
         """Where an evaluation's distillation checkpoints (``distill.checkpoint_every`` > 0) live until it

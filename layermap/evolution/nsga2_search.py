@@ -31,6 +31,8 @@ Pseudocode (mu = search.population, lambda = search.offspring or mu, G = search.
         population <- NSGA-II survivors (fronts, crowding) of population + offspring, successes first
         front <- the noise-aware front of every genome the run evaluated (ties marked)
         hypervolume <- of that archive's Pareto front up to the reference; checkpoint(gen)
+    the reference rows of every front member's shape (its undistilled student; once per shape, cached), which its
+        headroom is read against (:func:`layermap.evolution.front.measure_front_references`)
 
 Each checkpoint holds the population, the generator state, the reference point, the front (genome, objective
 values, standard error, tied, params, flops), every evaluated genome's objective values and which of them are the
@@ -226,6 +228,10 @@ def evolve_nsga2(search: SearchState, start) -> None:
         search.seen.update(offspring)
         population = _survivors(search, space, costs, list(dict.fromkeys(population + offspring)), mu)
         _checkpoint(search, space, costs, reference, gen, population, evaluated, clock)
+    from .front import measure_front_references
+
+    measure_front_references(search.evaluator, [m.point.genome for m in archive_front(search, space, costs)[1]],
+                             space.fixed, search.store)
 
 
 def _parents(search: SearchState, space: Space, costs: Costs, population: list[str]) -> list[nsga2.Point]:

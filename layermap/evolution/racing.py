@@ -7,9 +7,18 @@ plain mean over whichever seed sets it happens to have: the strategy fits a geno
 (:func:`layermap.stats.seed_set_shifts`) and ranks genomes by their *shift-adjusted* means, and it compares a racer
 with the leader only on the seed sets both have (paired by seed set).
 
+**Anchors.** The shifts are measured on the *anchors* alone: every heuristic baseline (uniform, top, bottom, last),
+evaluated under every race seed set in the first generation whatever its scores (:func:`anchor`).  Measured on the
+genomes the race replicates instead, they would absorb the winner's curse: those genomes were chosen for their high
+seed-set-0 values, so their later values fall back and the shift came out at -1.70 sigma for a true 0 (50 equal
+genomes, the 5 best replicated), which lifted the leader's adjusted mean +2.34 sigma above its true fitness
+(:func:`layermap.study.null_confirmation.shift_bias`).  A student deeper than the teacher has no baselines, so
+racing refuses it (:meth:`Racing.begin`).
+
 With ``R = search.replicate_cap`` and ``C = search.confirm_seed_sets``, the race uses seed sets ``0 .. R-C-1`` and
 seed sets ``R-C .. R-1`` are kept for the confirmation.  Every genome is first evaluated under seed set 0, as in the
-plain GA.  Then, each generation (after the offspring are evaluated, before selection), the *race*:
+plain GA.  Then, each generation (after the offspring are evaluated, before selection), the anchors are brought to every race
+seed set (the first generation only: afterwards they have them) and the *race* runs:
 
     repeat:
         means   <- every evaluated genome's shift-adjusted mean over its race seed sets
@@ -40,6 +49,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import LayermapError
 from ..mapping import baseline_names, parse_genes
 from ..stats import paired_one_sided, pooled_residual_std, seed_set_shifts, shift_adjusted_mean
 from .search_state import SearchState, evaluate
@@ -58,12 +68,20 @@ class Racing:
 
     name = "racing"
 
+    def begin(self, search: SearchState) -> None:
+        """Before the first generation: refuse a run without anchors (module docstring)."""
+        if not anchors(search):
+            raise LayermapError(f"search.strategy = \"racing\" measures the seed-set shifts on the baselines, which need a "
+                                f"student no deeper than the teacher (got {search.student_layers} student and "
+                                f"{search.teacher_layers} teacher layers); use search.strategy = \"ga\"")
+
     def score(self, search: SearchState, text: str) -> float:
         return mean_fitness(search, text)
 
     def settle(self, search: SearchState, individuals: list, generation: int, last: bool) -> None:
-        """After ``individuals`` were evaluated under seed set 0: race the elites; after the last generation also the
-        final race and the confirmation."""
+        """After ``individuals`` were evaluated under seed set 0: the anchors on every race seed set, the race of the
+        elites; after the last generation also the final race and the confirmation."""
+        anchor(search, generation)
         race(search, generation)
         if last:
             final_race(search, generation)
@@ -80,6 +98,21 @@ class Racing:
                 ind.fitness.values = (table.mean(text),)
                 chosen.append(ind)
         hof.update(chosen)
+
+
+def anchors(search: SearchState) -> list[str]:
+    """The genomes the seed-set shifts are measured on: every heuristic baseline of the run's student and teacher
+    depths (none for a student deeper than the teacher)."""
+    if search.student_layers > search.teacher_layers:
+        return []
+    return list(baseline_names(search.student_layers, search.teacher_layers))
+
+
+def anchor(search: SearchState, generation: int) -> int:
+    """Evaluate every anchor under every race seed set (``0 .. R - C - 1``), whatever anyone's scores; what the run
+    already has is not evaluated again (the first generation does the work).  Returns the number of jobs."""
+    jobs = [(t, r) for t in anchors(search) for r in range(race_seed_sets(search))]
+    return evaluate(search, jobs, generation) if jobs else 0
 
 
 def replicate_values(search: SearchState, text: str, race_only: bool = True) -> dict[int, float]:
@@ -168,7 +201,7 @@ class _Table:
     def __init__(self, search: SearchState) -> None:
         self.search = search
         self.values = {t: replicate_values(search, t) for t, r in search.memo.items() if r is not None and r.ok}
-        self.shifts = seed_set_shifts(self.values)
+        self.shifts = seed_set_shifts(self.values, anchors(search))
         self.pooled = pooled_residual_std(self.values, self.shifts)
         self.noise = search.config.search.noise_std or None
 
@@ -180,10 +213,7 @@ class _Table:
         return sorted(self.values, key=lambda t: (-self.mean(t), t))
 
     def best_baseline(self) -> str | None:
-        search = self.search
-        if search.student_layers > search.teacher_layers:
-            return None
-        names = baseline_names(search.student_layers, search.teacher_layers)
+        names = set(anchors(self.search))
         return next((t for t in self.ranked() if t in names), None)
 
     def racers(self) -> list[str]:

@@ -1,11 +1,10 @@
-"""Typed data passed between stages: evaluation records and the evaluator protocol."""
+"""Typed data passed between stages: evaluation records (the evaluator and worker protocols: :mod:`.worker`)."""
 
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Sequence
 
 COMPLETE = "complete"
 FAILED = "failed"
@@ -121,21 +120,6 @@ def json_safe(value):
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
-
-
-class Evaluator(Protocol):
-    """What the search needs from a fitness function.
-
-    An evaluator must be picklable (it travels to process-pool and Ray workers) and cheap to
-    pickle: heavy state (teacher, data) is loaded lazily on the first ``evaluate`` in each
-    process.  ``fingerprint`` identifies everything that changes a fitness value and is
-    computed in the driver.
-    """
-
-    @property
-    def fingerprint(self) -> str: ...
-
-    def evaluate(self, genes: Sequence[int]) -> EvaluationRecord: ...
 
 
 def environment(device) -> dict[str, str | int]:

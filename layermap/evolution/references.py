@@ -21,6 +21,15 @@ the distillation seed's share of the noise).
 max(no distillation, constant): 0 at the floor, 1 at the teacher.  A task where the teacher does not beat the
 floor has no headroom (printed as "no headroom", never divided by).
 
+**Per shape.** A joint shape-and-mapping search (``shape.search``) reads each genome against the undistilled student
+of *its own* shape: :func:`shape_fingerprint` keys the rows of a shape by the run's reference fingerprint with the
+shape's text; their teacher and constant rows are the run's (neither depends on the student), their no-distillation
+row is measured for the shape on the same seed sets (:meth:`layermap.evolution.fitness.ProxyEvaluator.shape_references`).
+
+**Cache.** Rows are measured once per fingerprint and kept in the run's store and in the cache folder
+(``<cache>/references/<fingerprint>.json``, :func:`cached_references`), written atomically through a temporary file of
+the writer's own, so two runs measuring the same rows at once never share a temporary name.
+
 **Validity.** A task is a valid proxy at given settings when ``teacher - floor >= VALIDITY_SIGMAS * sigma``.
 Why 4: a student that recovers half the headroom then sits 2 sigma above the floor, and 4 sigma is the gap at
 which one score at the floor and one at the teacher differ in a two-sided 5 % test with 80 % power
@@ -30,9 +39,15 @@ proxy averages noise into the fitness.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -65,6 +80,13 @@ class ReferenceRow:
     def to_json(self) -> dict:
         return {"name": self.name, "fitness": self.fitness, "tasks": dict(self.tasks),
                 "replicates": {k: list(v) for k, v in self.replicates.items()}}
+
+    def per_seed_set(self) -> list[dict[str, float]]:
+        """The row's task scores of each seed set (one dict per seed set), as :func:`build_references` takes them."""
+        sets = max((len(v) for v in self.replicates.values()), default=0)
+        if not sets:
+            return [dict(self.tasks)]
+        return [{t: v[r] for t, v in self.replicates.items()} for r in range(sets)]
 
     @classmethod
     def from_json(cls, d: dict) -> "ReferenceRow":
@@ -201,6 +223,48 @@ def build_references(teacher: list[dict[str, float]], no_distillation: list[dict
     return References(*rows, sigma=sigma, fingerprint=fingerprint, seed_sets=len(teacher))
 
 
+def shape_fingerprint(reference_fingerprint: str, shape_text: str) -> str:
+    """The key of a student shape's reference rows in a joint shape search: the run's reference fingerprint with the
+    shape's text (``L1-H192-A12-F672``)."""
+    from ..config import digest
+
+    return digest({"references": reference_fingerprint, "shape": shape_text})[:32]
+
+
+def cached_references(fingerprint: str, measure: Callable[[], References], cache_dir: str | Path,
+                      store=None) -> References:
+    """The reference rows under ``fingerprint``: from ``store``, else from ``<cache_dir>/references/<fingerprint>.json``,
+    else ``measure()`` now; kept in both (the file written by :func:`write_atomically`)."""
+    path = Path(cache_dir) / "references" / f"{fingerprint}.json"
+    payload = store.lookup_references(fingerprint) if store is not None else None
+    in_store = payload is not None
+    if payload is None and path.exists():
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    if payload is None:
+        payload = measure().to_json()
+        write_atomically(path, json.dumps(payload, indent=1, sort_keys=True))
+    if store is not None and not in_store:
+        store.save_references(fingerprint, payload)
+    return References.from_json(payload)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file of this writer's own in the same folder (``tempfile``: a
+    name unique to the process and the call), renamed into place with ``os.replace``: a reader finds the old file or
+    the new one, never half of one, and two writers of the same path never write to one temporary file (the last
+    rename wins)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _row(name: str, per_set: list[dict[str, float]]) -> ReferenceRow:
     tasks = list(per_set[0])
     reps = {t: [float(s[t]) for s in per_set] for t in tasks}
@@ -251,10 +315,14 @@ def ensure_references(evaluator, store=None, allow: tuple[str, ...] = ()) -> Ref
     return refs
 
 
-def references_of(store, description: dict, config: dict | None = None) -> References | None:
+def references_of(store, description: dict, config: dict | None = None, shape_text: str | None = None) -> References | None:
     """The reference rows a run recorded (its description names their fingerprint), with the run's
-    ``proxy.task_noise`` applied, or None for a run from before them or of an evaluator without them."""
+    ``proxy.task_noise`` applied, or None for a run from before them or of an evaluator without them.  With
+    ``shape_text`` (a student shape other than the run's ``[student]`` one, in a joint shape search): the rows of that
+    shape, kept under :func:`shape_fingerprint` (None where they were never measured)."""
     fp = (description or {}).get("reference_fingerprint")
+    if fp and shape_text is not None:
+        fp = shape_fingerprint(fp, shape_text)
     payload = store.lookup_references(fp) if fp else None
     if not payload:
         return None

@@ -58,6 +58,7 @@ class SearchResult:
     failed: int
     wall_time: float         # this session
     references: References | None = None     # teacher / no distillation / constant rows, where the run has them
+    best_references: References | None = None    # the rows the best is read against: its own shape's (joint search)
 
     @property
     def best_mapping(self) -> LayerMapping | None:
@@ -81,11 +82,15 @@ def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wa
     hof = [(tuple(g), memo[format_genes(g)]) for g in hof_genomes if format_genes(g) in memo]
     best = run_pick(list(memo.values()), row.config)
     counts = store.count_evaluations(row.run_id)
+    refs = references_of(store, row.description, row.config)
+    fixed = gens[-1].checkpoint.get("fixed_shape") if gens else None
+    shape = best.genome.split(":", 1)[0] if best is not None and ":" in best.genome else fixed
+    best_refs = refs if refs is None or shape == fixed else references_of(store, row.description, row.config, shape)
     return SearchResult(row.run_id, Path(run_dir or row.run_dir), store.path, row.teacher_layers,
                         row.config.get("search", {}).get("constraint", "free"),
                         _genes_of(best.genome) if best else None, best, hof,
                         [GenerationStats(**g.stats) for g in gens], counts.computed, counts.cached, counts.failed, wall_time,
-                        references_of(store, row.description, row.config))
+                        refs, best_refs)
 
 
 def _genes_of(text: str) -> tuple[int, ...]:

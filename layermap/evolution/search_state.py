@@ -32,10 +32,11 @@ from ..config import Config
 from ..logs import get_logger, live_progress
 from ..mapping import parse_genes
 from . import store as store_mod
-from .executors import Executor, create_executor, evaluate_chunk_safely, evaluate_safely, genome_job
-from .records import EvaluationRecord, Evaluator
+from .executors import Executor, create_executor, evaluate_chunk_safely, genome_job
+from .records import EvaluationRecord
 from .replicates import seed_set_evaluator
 from .store import BUSY, CLAIMED, KNOWN, Store
+from .worker import Evaluator, require_evaluator
 
 Job = tuple[str, int]          # (genome text, seed set)
 
@@ -72,18 +73,20 @@ class SearchState:
 
 
 class SeedSetEvaluator:
-    """One evaluator for every seed set: a job is ``(genes, seed set)``; seed set ``r``'s evaluator
-    (``evaluator.with_seed_set(r)``) is made once per process and kept.  Chunks (``run.population``) are evaluated
-    per seed set with ``evaluate_many`` as before (:func:`layermap.evolution.executors.evaluate_chunk_safely`)."""
+    """The search's worker (:class:`layermap.evolution.worker.Worker`): one for every seed set, a job is ``(genes, seed
+    set)``; seed set ``r``'s evaluator (``evaluator.with_seed_set(r)``) is made once per process and kept.  Chunks
+    (``run.population``) are evaluated per seed set with ``evaluate_many`` as before
+    (:func:`layermap.evolution.executors.evaluate_chunk_safely`).  Its fingerprint and device class are the run's
+    evaluator's (seed set 0's): every seed set computes on the same device class."""
 
-    def __init__(self, evaluator: Any) -> None:
-        self.base = evaluator
-        self._of: dict[int, Any] = {0: evaluator}
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.base = require_evaluator(evaluator)
+        self._of: dict[int, Evaluator] = {0: evaluator}
 
     def __getstate__(self) -> dict:
         return {"base": self.base, "_of": {0: self.base}}     # a worker makes its own seed-set evaluators
 
-    def of(self, seed_set: int) -> Any:
+    def of(self, seed_set: int) -> Evaluator:
         if seed_set not in self._of:
             self._of[seed_set] = seed_set_evaluator(self.base, seed_set)
         return self._of[seed_set]
@@ -95,18 +98,19 @@ class SeedSetEvaluator:
     def fingerprint(self) -> str:
         return self.base.fingerprint
 
+    @property
+    def device_class(self) -> str | None:
+        return self.base.device_class
+
     def prepare(self) -> None:
-        if hasattr(self.base, "prepare"):
-            self.base.prepare()
+        self.base.prepare()
 
     def set_device(self, device: str) -> None:
         for evaluator in self._of.values():
-            if hasattr(evaluator, "set_device"):
-                evaluator.set_device(device)
+            evaluator.set_device(device)
 
-    def run_job(self, job: Sequence) -> EvaluationRecord:
-        genes, seed_set = job
-        return dataclasses.replace(evaluate_safely(self.of(seed_set), genes), seed_set=seed_set)
+    def chunk_size(self, population: int) -> int:
+        return max(1, int(population))
 
     def run_jobs(self, chunk: Sequence[Sequence]) -> list[EvaluationRecord]:
         out: list[EvaluationRecord | None] = [None] * len(chunk)
@@ -227,7 +231,7 @@ def _compute(search: SearchState, pending: list[Job], generation: int, cached: i
     first = next(stream, None)
     if first is None:                                    # nothing to compute: no executor, no teacher loaded
         return busy
-    if search.progress and search.executor is None and hasattr(search.evaluator, "prepare"):
+    if search.progress and search.executor is None and search.evaluator.device_class is not None:   # it loads a model
         run = search.config.run                          # a piped log is not silent while the evaluator prepares
         _log.info(f"gen {generation}/{total}: evaluating {len(pending)} genome(s) on "
                   f"{run.workers} {run.executor} worker(s); preparing first")

@@ -7,7 +7,9 @@ takes the shaped text as its genome.  A plain mapping is evaluated by the base e
 
 Fingerprints: the wrapper has the base evaluator's fingerprint, so a shaped record is stored under the base
 fingerprint keyed by the shaped text (which holds the shape), and a fixed-shape record keeps the key it always had.
-Every other attribute (``teacher_layers``, ``references``, ``describe``, ...) is the base evaluator's.
+The members of the evaluator contract (:class:`layermap.evolution.worker.Evaluator`: fingerprint, device class,
+prepare, set_device, evaluate, evaluate_many) are its own, the first two the base evaluator's; every other attribute
+(``teacher_layers``, ``references``, ``describe``, ...) is the base evaluator's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Sequence
 
 from ..shape import ShapedGenome, StudentShape
 from .records import EvaluationRecord
+from .worker import Evaluator, evaluate_each, require_evaluator
 
 
 def is_shaped(text: str) -> bool:
@@ -37,8 +40,8 @@ def shape_and_genes(text: str, fixed: StudentShape) -> tuple[StudentShape, tuple
 class ShapedEvaluator:
     """An evaluator that takes shaped genome texts as well as mapping genes (module docstring)."""
 
-    def __init__(self, base: Any) -> None:
-        self.base = base
+    def __init__(self, base: Evaluator) -> None:
+        self.base = require_evaluator(base)
         self._of: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:
@@ -56,6 +59,10 @@ class ShapedEvaluator:
     def fingerprint(self) -> str:
         return self.base.fingerprint
 
+    @property
+    def device_class(self) -> str | None:
+        return self.base.device_class
+
     def of_shape(self, shape: StudentShape) -> Any:
         if shape.text not in self._of:
             self._of[shape.text] = self.base.with_shape(shape)
@@ -66,12 +73,10 @@ class ShapedEvaluator:
 
     def set_device(self, device: str) -> None:
         for evaluator in (self.base, *self._of.values()):
-            if hasattr(evaluator, "set_device"):
-                evaluator.set_device(device)
+            evaluator.set_device(device)
 
     def prepare(self) -> None:
-        if hasattr(self.base, "prepare"):
-            self.base.prepare()
+        self.base.prepare()
 
     def evaluate(self, genome: Sequence[int] | str) -> EvaluationRecord:
         if isinstance(genome, str) and is_shaped(genome):
@@ -82,10 +87,4 @@ class ShapedEvaluator:
 
     def evaluate_many(self, genomes: Sequence) -> list[EvaluationRecord | Exception]:
         """One by one (a chunk may mix shapes, which cannot distil in one lockstep population)."""
-        out: list[EvaluationRecord | Exception] = []
-        for genome in genomes:
-            try:
-                out.append(self.evaluate(genome))
-            except Exception as exc:  # noqa: BLE001 - the executor turns it into this genome's failed record
-                out.append(exc)
-        return out
+        return evaluate_each(self, genomes)

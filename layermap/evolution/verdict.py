@@ -88,7 +88,7 @@ def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teac
     if min_seed_sets > 1 and best.genome != ref.genome:
         race = min_seed_sets - confirm
         table = {r.genome: {k: v for k, v in _by_seed_set(r).items() if k < race} for r in records}
-        shifts = seed_set_shifts(table)
+        shifts = seed_set_shifts(table, names)                # the baselines are racing's anchors
         paired = paired_one_sided(_by_seed_set(best), _by_seed_set(ref), noise_std, pooled_residual_std(table, shifts),
                                   keys=range(race, min_seed_sets) if confirm else None)
         paired["fresh"] = bool(confirm)               # tested on seed sets that took no part in choosing the two

@@ -178,14 +178,19 @@ def distill_settings(config: Config, seed: int) -> DistillSettings:
 
 
 class CompareWorker:
-    """Picklable runner of compare jobs; heavy state (teacher, corpus slice, task data) loads lazily per process."""
+    """Picklable runner of compare jobs; heavy state (teacher, corpus slice, task data) loads lazily per process.  A
+    :class:`layermap.evolution.worker.Worker`: its device class is the one the compare fingerprint names (the Ray
+    workers' in a Ray driver; after ``set_device``, this process's own), which every cell must be computed on."""
 
     def __init__(self, config: Config, out: str | Path, fingerprint: str, *, progress: bool = False) -> None:
+        from ..evolution.executors import fingerprint_device_class
+
         self.config = config
         self.out = Path(out).resolve()
         self.fingerprint = fingerprint
         self.progress = progress
         self._device = config.run.device
+        self._device_class = fingerprint_device_class(config.run)
         self._teacher = None
         self._source = None
         self._segments = None
@@ -199,7 +204,19 @@ class CompareWorker:
 
     def set_device(self, device: str) -> None:
         self._device = device
+        self._device_class = self._device_obj().type
         self._teacher = self._source = None
+
+    @property
+    def device_class(self) -> str:
+        return self._device_class
+
+    def chunk_size(self, population: int) -> int:
+        """One job per chunk: a distillation job distils its own population (:meth:`_population_chunk`)."""
+        return 1
+
+    def run_jobs(self, jobs: Sequence[Job]) -> list[dict]:
+        return [self.run_job(tuple(job)) for job in jobs]
 
     @property
     def init(self) -> str:

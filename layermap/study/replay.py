@@ -48,6 +48,7 @@ from ..errors import LayermapError
 from ..mapping import baselines, format_genes, parse_genes, satisfies
 from ..stats import pearson, spearman_rho
 from ..evolution.records import EvaluationRecord
+from ..evolution.worker import evaluate_each
 
 Genes = tuple[int, ...]
 METHODS = ("ga", "random", "local", "aging")
@@ -316,6 +317,20 @@ class TableEvaluator:
         import dataclasses
 
         return dataclasses.replace(self, seed_set=seed_set, calls=self.calls, log=self.log)
+
+    @property
+    def device_class(self) -> None:
+        """None: a table computes on no device."""
+        return None
+
+    def prepare(self) -> None:
+        """Nothing to load."""
+
+    def set_device(self, device: str) -> None:
+        """A table answers the same on any device."""
+
+    def evaluate_many(self, genomes: Sequence) -> list[EvaluationRecord | Exception]:
+        return evaluate_each(self, genomes)
 
     def describe(self) -> dict:
         return {"kind": "table", "teacher": "table", "teacher_layers": self.teacher_layers,

@@ -46,6 +46,7 @@ from ..config import digest
 from ..errors import LayermapError
 from ..mapping import format_genes, parse_genes
 from ..evolution.records import EvaluationRecord, TaskScore
+from ..evolution.worker import evaluate_each
 
 KIND = "synthetic"
 SHAPE_WEIGHT = 10.0
@@ -119,8 +120,19 @@ class SyntheticEvaluator:
             },
         }
 
+    @property
+    def device_class(self) -> None:
+        """None: the landscape computes on no device, so its records carry no environment to check."""
+        return None
+
+    def prepare(self) -> None:
+        """Nothing to load."""
+
     def set_device(self, device: str) -> None:
-        self.device = device
+        self.device = device                          # logged per evaluation (the executors' pinning tests)
+
+    def evaluate_many(self, genomes: Sequence) -> list[EvaluationRecord | Exception]:
+        return evaluate_each(self, genomes)
 
     def with_seed_set(self, seed_set: int) -> "SyntheticEvaluator":
         """Seed set ``seed_set`` of a noise-aware search: the same landscape, the noise drawn with ``seed + seed_set``."""
