@@ -248,7 +248,7 @@ def export_command(args: argparse.Namespace) -> int:
         print(f"{len(paths)} front member(s) written to {args.front} ({paths[0].name}, ...)" if paths else
               f"the front is empty; nothing written to {args.front}")
         print("each holds the mapping and its student shape (metadata.shape, metadata.student_flags): layermap distill "
-              "--mapping FILE <student_flags> ..., or layermap compare --mappings FILE ...")
+              "--mapping FILE ... or layermap compare --mappings FILE ... takes the shape from the file")
         return 0
     if args.output == "-":
         sys.stdout.write(render_export(args.run_dir, args.format, args.attention_index).text)
