@@ -277,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)       # --help and --version end here, before torch is imported
+    from ..versions import check_transformers
+
+    try:
+        check_transformers()             # before transformers is imported: an old one may not import at all
+    except LayermapError as exc:
+        print(f"layermap: error: {exc}", file=sys.stderr)
+        return 2
     from proxy_tasks import TaskError
 
     from ..distill.models import quiet_transformers
