@@ -148,6 +148,12 @@ def load_teacher(name: str, revision: str = "main", *, device: str | torch.devic
     src = os.path.expanduser(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(src, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise _hub_failure(name, exc) from None
+    except Exception as exc:  # noqa: BLE001 - transformers 4.57 raises TypeError for a folder without tokenizer files
+        raise ModelError(f"teacher {name!r} has no usable tokenizer ({type(exc).__name__}: {_first_line(exc)}); save "
+                         "the tokenizer beside the model with save_pretrained") from None
+    try:
         model = AutoModel.from_pretrained(src, revision=revision)
     except (OSError, ValueError) as exc:
         raise _hub_failure(name, exc) from None
