@@ -56,7 +56,17 @@ def search(config_or_preset: Config | str, out: str | Path, *, overrides: Sequen
     from .evolution.fitness import ProxyEvaluator
 
     config = resolve_config(config_or_preset, overrides, **sections)
+    _say_pipeline_check(config)
     return run_search(config, ProxyEvaluator(config), out, progress=progress)
+
+
+def _say_pipeline_check(config: Config) -> None:
+    """The one line of pipeline-check settings (``run.pipeline_check``, the smoke preset), as a warning."""
+    from .config import pipeline_check_line
+    from .logs import get_logger
+
+    if line := pipeline_check_line(config):
+        get_logger(__name__).warning(line)
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool = True):
@@ -123,7 +133,9 @@ def fitness(mapping, config: Config | str, *, overrides: Sequence[str] = (), **s
     from .evolution.fitness import ProxyEvaluator
     from .mapping import LayerMapping
 
-    evaluator = ProxyEvaluator(resolve_config(config, overrides, **sections))
+    settings = resolve_config(config, overrides, **sections)
+    _say_pipeline_check(settings)
+    evaluator = ProxyEvaluator(settings)
     if isinstance(mapping, LayerMapping):
         genes = mapping.genes
     elif isinstance(mapping, str):

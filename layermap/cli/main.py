@@ -184,9 +184,9 @@ def _add_fitness(sub) -> None:
 
 def _cmd_fitness(args: argparse.Namespace) -> int:
     from .common import config_from_args
-    from ..evolution.fitness import ProxyEvaluator
-
+    from ..config import pipeline_check_line
     from ..evolution.evolve import check_proxy_inputs
+    from ..evolution.fitness import ProxyEvaluator
 
     config = config_from_args(args)
     check_proxy_inputs(config)
@@ -225,6 +225,8 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
         for v in refs.validity().values():
             if not v.valid:
                 print(f"warning: {v.sentence()}")
+    if line := pipeline_check_line(config):
+        print(line)
     return 0
 
 

@@ -95,11 +95,14 @@ EXPORT_DESCRIPTION = textwrap.fill(
 
 
 def evolve_command(args: argparse.Namespace) -> int:
+    from ..config import load_config, pipeline_check_line
+
     progress = not args.quiet
     if args.resume:
-        from ..evolution.evolve import resume_search
+        from ..evolution.evolve import CONFIG_NAME, resume_search
 
         result = resume_search(args.resume, progress=progress, overrides=_resume_overrides(args))
+        config = load_config(str(Path(args.resume) / CONFIG_NAME))
     else:
         if getattr(args, "retry_failed", False):
             raise LayermapError("--retry-failed only works with --resume RUN_DIR (a new run has no failed genomes)")
@@ -121,6 +124,8 @@ def evolve_command(args: argparse.Namespace) -> int:
 
         result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
     _print_summary(result)
+    if line := pipeline_check_line(config):
+        print(line)
     return 0
 
 
