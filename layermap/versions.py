@@ -6,10 +6,12 @@ nothing older than the floor was run, and releases differ in what a forward take
 attention mask that 5 takes, and takes a 3D one that 5 refuses).  The check reads the installed package's metadata,
 so it costs no import of ``transformers`` (an old one may not even import under a new ``torch``).
 
-Verified (2026-12-07, torch 2.13.0 on CPU): transformers 4.40.2 (the floor; the distillation, population, model,
-loss, teacher-cache, fine-tuning, GLUE-loader, corpus, CLI, fitness, reference-row and real-MiniLM integration tests),
-4.46.3 and 4.57.6 (the last 4.x) with the 3D key mask of :func:`layermap.distill.models.model_mask`, and 5.0.0 and
-5.25.0 with its 4D mask; each version's padded-batch forward equals its 2D-mask forward.
+Verified (2026-12-07, torch 2.13.0 on CPU; each version's padded-batch forward equals its 2D-mask forward):
+transformers 4.40.2, the floor (the model, distillation, loss, population, teacher-cache, fine-tuning, GLUE-loader,
+identity, corpus, CLI, fitness, reference-row and real-MiniLM integration tests: 124 passed), 4.46.3 (the same
+without the reference-row and integration tests), 4.57.6, the last 4.x (the model to fine-tuning tests and the
+integration tests), 5.0.0 (the model, distillation, loss and population tests) and 5.25.0 (the project's own).
+transformers 4 takes the 3D key mask of :func:`layermap.distill.models.model_mask`, 5 its 4D mask.
 """
 
 from __future__ import annotations
