@@ -16,6 +16,9 @@
 Settings are given as a preset name, a TOML path or a :class:`Config`, then section dicts
 (``teacher={"name": ...}``) and ``--set``-style strings (``overrides=["search.population=12"]``).
 
+Every entry point that builds models (``search``, ``resume``, ``fitness``, ``compare``) first refuses a
+``transformers`` older than :data:`layermap.versions.TRANSFORMERS_FLOOR` (:class:`~layermap.versions.UnsupportedVersion`).
+
 Messages go through ``logging.getLogger("layermap")``: warnings show by Python's defaults, the
 per-evaluation progress lines (INFO) after ``layermap.log_to_stderr()``; progress bars are ``tqdm.auto``
 (a widget in Jupyter).
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import Config, load_config
+from .versions import check_transformers
 
 
 def resolve_config(config_or_preset: Config | str | None = None, overrides: Sequence[str] = (), **sections: dict) -> Config:
@@ -47,15 +51,27 @@ def resolve_config(config_or_preset: Config | str | None = None, overrides: Sequ
 def search(config_or_preset: Config | str, out: str | Path, *, overrides: Sequence[str] = (), progress: bool = True,
            **sections: dict):
     """Run a new layer-mapping search into ``out`` and return its :class:`SearchResult`."""
+    check_transformers()
     from .evolution.evolve import run_search
     from .evolution.fitness import ProxyEvaluator
 
     config = resolve_config(config_or_preset, overrides, **sections)
+    _say_pipeline_check(config)
     return run_search(config, ProxyEvaluator(config), out, progress=progress)
+
+
+def _say_pipeline_check(config: Config) -> None:
+    """The one line of pipeline-check settings (``run.pipeline_check``, the smoke preset), as a warning."""
+    from .config import pipeline_check_line
+    from .logs import get_logger
+
+    if line := pipeline_check_line(config):
+        get_logger(__name__).warning(line)
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool = True):
     """Continue a killed or unfinished search; returns its :class:`SearchResult`."""
+    check_transformers()
     from .evolution.evolve import resume_search
 
     return resume_search(run_dir, progress=progress, overrides=overrides)
@@ -113,10 +129,13 @@ def export(run, path: str | Path | None = None, format: str = "json", *, attenti
 def fitness(mapping, config: Config | str, *, overrides: Sequence[str] = (), **sections: dict):
     """The proxy fitness of one mapping (a :class:`LayerMapping`, genes, or text such as ``"2-4-6"``)
     -> an :class:`EvaluationRecord`."""
+    check_transformers()
     from .evolution.fitness import ProxyEvaluator
     from .mapping import LayerMapping
 
-    evaluator = ProxyEvaluator(resolve_config(config, overrides, **sections))
+    settings = resolve_config(config, overrides, **sections)
+    _say_pipeline_check(settings)
+    evaluator = ProxyEvaluator(settings)
     if isinstance(mapping, LayerMapping):
         genes = mapping.genes
     elif isinstance(mapping, str):
@@ -133,6 +152,7 @@ def compare(run_dir_or_mappings, out: str | Path, *, config: Config | str | None
     ``run_dir_or_mappings``: a run folder (its ``top`` best genomes and the four baselines, with the
     run's settings; ``config`` then supplies only its ``[compare]`` section) or a list of mappings
     (``["2-4-6", "uniform"]``, with ``config`` giving every setting)."""
+    check_transformers()
     from .final.compare import run_compare
 
     if isinstance(run_dir_or_mappings, (str, Path)):

@@ -397,6 +397,9 @@ class RunSettings:
     retry_failed: bool = False     # on --resume: evaluate the run's failed genomes again (each attempt keeps its error)
     population: int = 1            # genomes distilled in lockstep per evaluation call (layermap.distill.population);
                                    # not in the fingerprint: lockstep equals sequential up to float rounding
+    pipeline_check: bool = False   # the settings only check that the pipeline runs end to end (the smoke preset): every
+                                   # proxy task is kept although invalid (proxy.allow_invalid = ["*"]), and validate /
+                                   # evolve / fitness / the API say in one line that the ranking means nothing
 
     def __post_init__(self) -> None:
         if isinstance(self.population, bool) or self.population < 1:
@@ -468,6 +471,8 @@ class Config:
     latency: LatencySettings = field(default_factory=LatencySettings)
 
     def __post_init__(self) -> None:
+        if self.run.pipeline_check and "*" not in self.proxy.allow_invalid:    # a pipeline check keeps every task
+            object.__setattr__(self, "proxy", dataclasses.replace(self.proxy, allow_invalid=("*",)))
         wants = ["shape.search = true"] if self.shape.search else []
         wants += [f"search.objectives = {list(self.search.objectives)}"] if self.search.objectives != ("fitness",) else []
         if wants and self.search.strategy != "nsga2":
@@ -479,6 +484,15 @@ class Config:
 
     def replace(self, **sections: Any) -> "Config":
         return dataclasses.replace(self, **sections)
+
+
+def pipeline_check_line(config: Config) -> str | None:
+    """The one line every run of pipeline-check settings (``run.pipeline_check``) prints, else None."""
+    if not config.run.pipeline_check:
+        return None
+    return ("pipeline check (run.pipeline_check): these settings only show that teacher, data, distillation and "
+            "search run end to end; their proxy tasks are kept although invalid, so the ranking of mappings means "
+            "nothing")
 
 
 SECTIONS = {f.name: f.type for f in fields(Config)}

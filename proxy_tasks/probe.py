@@ -275,7 +275,13 @@ def _fit(task, x: np.ndarray, y: np.ndarray, settings: ProbeSettings):
 def _fit_quietly(task, x: np.ndarray, y: np.ndarray, settings: ProbeSettings):
     """The fitted linear model and its regularisation strength: the fixed one, or the best of the grid by
     stratified k-fold cross-validation on the training set (the task's own score; ties go to the stronger
-    regularisation, the smaller C or the larger alpha)."""
+    regularisation, the smaller C or the larger alpha).
+
+    A fold that cannot be fitted (it is empty, it holds every example, or the examples outside it have a single
+    class, e.g. the only member of a rare class is in it) is skipped for every strength alike, and the score is
+    the task's score of the held-out predictions of the folds that were fitted: a skipped fold's examples are not
+    scored (there is no prediction to score).  Where no fold can be fitted, the grid's strongest regularisation is
+    kept."""
     fixed = settings.alpha if task.is_regression else settings.c
     if not task.is_regression and len(np.unique(y)) < 2:
         raise TaskError(f"task {task.name}: the probe's training set has a single class; raise max_train")
@@ -284,20 +290,25 @@ def _fit_quietly(task, x: np.ndarray, y: np.ndarray, settings: ProbeSettings):
     grid = sorted(settings.alpha_grid, reverse=True) if task.is_regression else sorted(settings.c_grid)
     folds = _folds(y, settings.folds, task.is_regression)
     split = task.dev_splits[0]
+    fitted = [k for k in range(settings.folds) if _fold_can_be_fitted(folds == k, y, task.is_regression)]
+    scored = np.isin(folds, fitted)                                 # the examples that get a held-out prediction
+    one_split = dataclasses.replace(task, metrics=tuple(dict.fromkeys(m.partition("_")[0] for m in task.metrics)),
+                                    dev_splits=(split,))            # mnli's two dev metrics -> one on the folds
     best, best_score = grid[0], -np.inf
-    for strength in grid:
-        predictions = np.empty(len(y), dtype=np.float64)
-        for k in range(settings.folds):
+    for strength in grid if fitted else ():
+        predictions = np.full(len(y), np.nan)
+        for k in fitted:
             held = folds == k
-            if held.all() or not held.any() or (not task.is_regression and len(np.unique(y[~held])) < 2):
-                continue
             predictions[held] = _model(task, strength, settings).fit(x[~held], y[~held]).predict(x[held])
-        one_split = dataclasses.replace(task, metrics=tuple(dict.fromkeys(m.partition("_")[0] for m in task.metrics)),
-                                        dev_splits=(split,))        # mnli's two dev metrics -> one on the folds
-        score = task_score(compute_metrics(one_split, {split: predictions}, {split: y}))
+        score = task_score(compute_metrics(one_split, {split: predictions[scored]}, {split: y[scored]}))
         if score > best_score + 1e-9:
             best, best_score = strength, score
     return _model(task, best, settings).fit(x, y), best
+
+
+def _fold_can_be_fitted(held: np.ndarray, y: np.ndarray, regression: bool) -> bool:
+    """A fold has examples to predict and a training part to fit on (two classes or more, for a classifier)."""
+    return bool(held.any() and not held.all() and (regression or len(np.unique(y[~held])) >= 2))
 
 
 def _model(task, strength: float, settings: ProbeSettings):

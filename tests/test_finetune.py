@@ -8,6 +8,7 @@ import random
 import pytest
 import torch
 import transformers
+from conftest import make_tokenizer
 
 from proxy_tasks import (
     TASKS,
@@ -38,7 +39,7 @@ def _one_thread():
 def tokenizer(tmp_path_factory):
     vocab_file = tmp_path_factory.mktemp("vocab") / "vocab.txt"
     vocab_file.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tok = transformers.BertTokenizerFast(vocab=str(vocab_file))
+    tok = make_tokenizer(vocab_file)                   # transformers 4 and 5 name the vocab argument apart
     assert tok.tokenize("Good movie") == ["good", "movie"]  # the vocab was really loaded
     return tok
 

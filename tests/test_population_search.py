@@ -251,7 +251,7 @@ def test_the_gpu_preset_is_the_budget_of_issue_16():
     c = load_config("gpu")
     assert (c.distill.max_steps, c.distill.batch_size, c.corpus.seq_len, c.corpus.max_segments) == (1000, 32, 64, 16384)
     assert (c.proxy.head, c.proxy.max_train, c.proxy.teacher_cache) == ("probe", 8000, False)
-    assert c.proxy.tasks == ("sst2", "mrpc", "rte") and c.run.population > 1
+    assert c.proxy.tasks == ("sst2",) and c.run.population > 1      # its one valid proxy task (issue 28, gpu.toml)
 
 
 def test_compare_distils_its_mappings_as_one_population(compare_toml, tmp_path):

@@ -32,11 +32,16 @@ def _add_distill(sub) -> None:
                               "--mapping 2-4-6 --corpus corpus.txt --max-steps 1000 --out student-246",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", required=True, help="teacher: hub name or local directory")
-    p.add_argument("--student-layers", type=int, required=True, help="student depth M")
-    p.add_argument("--hidden-size", type=int, default=0, help="student width (default: the teacher's)")
-    p.add_argument("--heads", type=int, default=0, help="student attention heads (default: the teacher's)")
-    p.add_argument("--ffn", type=int, default=0, help="student FFN size (default: 4 x hidden)")
-    p.add_argument("--mapping", required=True, help="genes like 2-4-6, or uniform/top/bottom/last, or a mapping JSON file")
+    p.add_argument("--student-layers", type=int, default=None,
+                   help="student depth M (default: the depth a mapping file names)")
+    p.add_argument("--hidden-size", type=int, default=0,
+                   help="student width (default: the shape a mapping file names, else the teacher's)")
+    p.add_argument("--heads", type=int, default=0,
+                   help="student attention heads (default: the shape a mapping file names, else the teacher's)")
+    p.add_argument("--ffn", type=int, default=0,
+                   help="student FFN size (default: the shape a mapping file names, else 4 x hidden)")
+    p.add_argument("--mapping", required=True, help="genes like 2-4-6, or uniform/top/bottom/last, or a mapping JSON "
+                   "file (one from `export --front` also gives the student's shape)")
     p.add_argument("--corpus", required=True, help="text file (one paragraph per line, blank line between documents) or a datasets name")
     p.add_argument("--max-segments", type=int, default=0, help="sample this many segments (default: all)")
     p.add_argument("--max-documents", type=int, default=0, help="read only the first N documents of the corpus")
@@ -56,10 +61,14 @@ def _add_distill(sub) -> None:
     p.set_defaults(func=_cmd_distill)
 
 
+def _is_mapping_file(text: str) -> bool:
+    return text.endswith(".json") or Path(text).is_file()
+
+
 def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
     from ..mapping import LayerMapping
 
-    if text.endswith(".json") or Path(text).is_file():
+    if _is_mapping_file(text):
         mapping = LayerMapping.from_json(text)
         if mapping.teacher_layers != teacher_layers or mapping.student_layers != student_layers:
             raise LayermapError(
@@ -70,18 +79,43 @@ def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
     return LayerMapping.parse(text, teacher_layers, student_layers=student_layers)
 
 
-def _check_file_shape(text: str, spec) -> None:
-    """A mapping file that names its student shape (an ``export --front`` member) must match the student flags."""
+def _student_flags_of(args: argparse.Namespace) -> tuple[int, int, int, int]:
+    """The student shape ``distill`` builds: (layers, hidden, heads, ffn), 0 = derived from the teacher.
+
+    A mapping file that names its shape (an ``export --front`` member, ``metadata.shape``) gives all four; a flag
+    that contradicts it is an error.  Another mapping file gives the depth (its gene count); genes on the command
+    line need ``--student-layers``."""
     import json
 
     from ..evolution.front import shape_of_mapping_file, student_flags
+    from ..mapping import LayerMapping
 
-    if not (text.endswith(".json") or Path(text).is_file()):
-        return
-    shape = shape_of_mapping_file(json.loads(Path(text).read_text(encoding="utf-8")))
-    if shape is not None and (shape.layers, shape.hidden_size, shape.heads, shape.ffn) != \
-            (spec.layers, spec.hidden_size, spec.heads, spec.ffn):
-        raise LayermapError(f"mapping file {text!r} is for a student {shape.text}; pass {student_flags(shape)}")
+    if not _is_mapping_file(args.mapping):
+        if args.student_layers is None:
+            raise LayermapError("give the student's depth with --student-layers (or --mapping a mapping JSON file, "
+                                "which names it)")
+        return args.student_layers, args.hidden_size, args.heads, args.ffn
+    try:
+        data = json.loads(Path(args.mapping).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None                     # LayerMapping.from_json says what is wrong with the file
+    try:
+        shape = shape_of_mapping_file(data) if isinstance(data, dict) else None
+    except (KeyError, TypeError, ValueError):
+        raise LayermapError(f"mapping file {args.mapping!r} has a metadata.shape that is not a student shape (layers, "
+                            "hidden_size, heads, ffn); export the front member again") from None
+    if shape is None:
+        layers = LayerMapping.from_json(args.mapping).student_layers if args.student_layers is None else args.student_layers
+        return layers, args.hidden_size, args.heads, args.ffn
+    given = (args.student_layers, args.hidden_size or None, args.heads or None, args.ffn or None)   # None: not given
+    names = ("--student-layers", "--hidden-size", "--heads", "--ffn")
+    wanted = (shape.layers, shape.hidden_size, shape.heads, shape.ffn)
+    clash = [f"{n} {g}" for n, g, w in zip(names, given, wanted) if g is not None and g != w]
+    if clash:
+        raise LayermapError(f"mapping file {args.mapping!r} is for a student {shape.text}; pass {student_flags(shape)} "
+                            f"or no student flag ({', '.join(clash)} {'contradicts' if len(clash) == 1 else 'contradict'} "
+                            "it)")
+    return wanted
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
@@ -101,9 +135,9 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     teacher_cfg = load_teacher_config(args.teacher)
     check_seq_len(teacher_cfg, args.seq_len, "--seq-len")
-    mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, args.student_layers)
-    spec = StudentSpec.resolve(teacher_cfg, args.student_layers, args.hidden_size, args.heads, args.ffn)
-    _check_file_shape(args.mapping, spec)
+    layers, hidden, heads, ffn = _student_flags_of(args)          # the flags, or the shape the mapping file names
+    mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, layers)
+    spec = StudentSpec.resolve(teacher_cfg, layers, hidden, heads, ffn)
     config = config_from_args(args)                  # the flags, through the one table (layermap.cli.common)
     config = config.replace(student=StudentSettings(layers=spec.layers, hidden_size=spec.hidden_size, heads=spec.heads,
                                                     ffn=spec.ffn, init=config.student.init))   # widths resolved
@@ -150,9 +184,9 @@ def _add_fitness(sub) -> None:
 
 def _cmd_fitness(args: argparse.Namespace) -> int:
     from .common import config_from_args
-    from ..evolution.fitness import ProxyEvaluator
-
+    from ..config import pipeline_check_line
     from ..evolution.evolve import check_proxy_inputs
+    from ..evolution.fitness import ProxyEvaluator
 
     config = config_from_args(args)
     check_proxy_inputs(config)
@@ -191,6 +225,8 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
         for v in refs.validity().values():
             if not v.valid:
                 print(f"warning: {v.sentence()}")
+    if line := pipeline_check_line(config):
+        print(line)
     return 0
 
 
@@ -243,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)       # --help and --version end here, before torch is imported
+    from ..versions import check_transformers
+
+    try:
+        check_transformers()             # before transformers is imported: an old one may not import at all
+    except LayermapError as exc:
+        print(f"layermap: error: {exc}", file=sys.stderr)
+        return 2
     from proxy_tasks import TaskError
 
     from ..distill.models import quiet_transformers

@@ -95,11 +95,14 @@ EXPORT_DESCRIPTION = textwrap.fill(
 
 
 def evolve_command(args: argparse.Namespace) -> int:
+    from ..config import load_config, pipeline_check_line
+
     progress = not args.quiet
     if args.resume:
-        from ..evolution.evolve import resume_search
+        from ..evolution.evolve import CONFIG_NAME, resume_search
 
         result = resume_search(args.resume, progress=progress, overrides=_resume_overrides(args))
+        config = load_config(str(Path(args.resume) / CONFIG_NAME))
     else:
         if getattr(args, "retry_failed", False):
             raise LayermapError("--retry-failed only works with --resume RUN_DIR (a new run has no failed genomes)")
@@ -121,6 +124,8 @@ def evolve_command(args: argparse.Namespace) -> int:
 
         result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
     _print_summary(result)
+    if line := pipeline_check_line(config):
+        print(line)
     return 0
 
 
@@ -255,7 +260,7 @@ def export_command(args: argparse.Namespace) -> int:
         print(f"{len(paths)} front member(s) written to {args.front} ({paths[0].name}, ...)" if paths else
               f"the front is empty; nothing written to {args.front}")
         print("each holds the mapping and its student shape (metadata.shape, metadata.student_flags): layermap distill "
-              "--mapping FILE <student_flags> ..., or layermap compare --mappings FILE ...")
+              "--mapping FILE ... or layermap compare --mappings FILE ... takes the shape from the file")
         return 0
     if args.output == "-":
         sys.stdout.write(render_export(args.run_dir, args.format, args.attention_index).text)

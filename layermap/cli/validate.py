@@ -23,6 +23,7 @@ def validate_command(args: argparse.Namespace) -> int:
     """Every check a run would do before its first evaluation; one sentence and exit 2 on the first failure."""
     from proxy_tasks import get_task
 
+    from ..config import pipeline_check_line
     from ..evolution.evolve import check_proxy_inputs
     from ..mapping import baselines, space_size
     from ..distill.models import StudentSpec, load_teacher_config
@@ -81,6 +82,8 @@ def validate_command(args: argparse.Namespace) -> int:
         print("final-stage data: " + ", ".join(f"{t} ok" for t in later))
     if not args.no_references:
         _check_references(config)
+    if line := pipeline_check_line(config):
+        print(line)
     if evaluations < min(size, 2 * search.population):
         print(f"note: {evaluations} evaluations explore {100 * evaluations / size:.1f} % of the space "
               f"(a random search needs about (N+1)/(k+1) = {math.ceil((size + 1) / 2)} to find one given genome)")

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..config import digest
+from ..versions import release
 from ..errors import LayermapError
 from .identity import file_digest, hub_identity
 from ..mapping import LayerMapping, baseline
@@ -27,6 +29,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.
                 "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
                    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
+_TRANSFORMERS_MAJOR = release(transformers.__version__)[0]      # 4 or 5: which attention mask a forward takes
 
 
 class ModelError(LayermapError):
@@ -145,6 +148,12 @@ def load_teacher(name: str, revision: str = "main", *, device: str | torch.devic
     src = os.path.expanduser(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(src, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise _hub_failure(name, exc) from None
+    except Exception as exc:  # noqa: BLE001 - transformers 4.57 raises TypeError for a folder without tokenizer files
+        raise ModelError(f"teacher {name!r} has no usable tokenizer ({type(exc).__name__}: {_first_line(exc)}); save "
+                         "the tokenizer beside the model with save_pretrained") from None
+    try:
         model = AutoModel.from_pretrained(src, revision=revision)
     except (OSError, ValueError) as exc:
         raise _hub_failure(name, exc) from None
@@ -299,11 +308,15 @@ def student_attention() -> Iterator[None]:
 
 def model_mask(config, keys: torch.Tensor | None) -> torch.Tensor | None:
     """What a forward of a model with ``config`` gets as ``attention_mask`` for a batch whose real keys are ``keys``
-    ((B, 1, 1, L) bool, :class:`layermap.distill.batches.Batch`): a prepared 4D mask, which transformers takes as it is
+    ((B, 1, 1, L) bool, :class:`layermap.distill.batches.Batch`).  transformers 5 takes a prepared 4D mask as it is
     (a 2D mask it reads on the host, ``padding_mask.all()``, to decide whether it may drop it): boolean for SDPA,
-    additive for eager attention, the 2D mask for any other implementation."""
+    additive for eager attention, the 2D mask for any other implementation.  transformers 4 refuses a 4D mask
+    ("Wrong shape for input_ids") and takes a 3D one, (B, 1, L), which every attention implementation broadcasts
+    over the queries (``get_extended_attention_mask``), with no host read; transformers 5 refuses that one."""
     if keys is None:
         return None
+    if _TRANSFORMERS_MAJOR < 5:
+        return keys[:, 0]                                                       # (B, 1, L)
     implementation = getattr(config, "_attn_implementation", None) or "sdpa"
     if implementation == "sdpa":
         return keys
