@@ -307,6 +307,12 @@ class CompareSettings:
     finetune_batch_size: int = 32
     finetune_learning_rate: float = 5e-5
     finetune_seq_len: int = 128
+    # the judge's recipe (docs: the final stage): each student family's learning rate chosen from a grid on a selection
+    # split of the training file, a scoring split of the training file beside the dev set, the head's pooling
+    finetune_learning_rates: tuple[float, ...] = ()   # the grid; [] = finetune_learning_rate for every student
+    select_examples: int = 0       # training examples held out to choose the rate on (needed with a grid)
+    score_examples: int = 0        # training examples held out to score on (verdicts read them; dev alongside); 0 = dev
+    finetune_pooling: str = "cls"  # what the head reads: cls (first token) | mean (mean of the token states)
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.epochs <= 0:
@@ -321,9 +327,24 @@ class CompareSettings:
             raise ConfigError(f"compare.warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"compare.fraction must be in (0, 1], got {self.fraction}")
-        for k in ("max_segments", "max_documents", "max_train", "max_eval", "checkpoint_every"):
+        for k in ("max_segments", "max_documents", "max_train", "max_eval", "checkpoint_every", "select_examples",
+                  "score_examples"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"compare.{k} must be >= 0, got {getattr(self, k)}")
+        rates = self.finetune_learning_rates
+        if not all(isinstance(r, (int, float)) and math.isfinite(r) and r > 0 for r in rates):
+            raise ConfigError(f"compare.finetune_learning_rates must hold positive numbers, e.g. [1e-4, 3e-4, 1e-3], "
+                              f"got {list(rates)}")
+        if len(set(rates)) != len(rates):
+            raise ConfigError(f"compare.finetune_learning_rates names a rate twice: {list(rates)}")
+        if self.select_examples and len(rates) < 2:
+            raise ConfigError(f"compare.select_examples = {self.select_examples} selects a learning rate, but the grid "
+                              f"compare.finetune_learning_rates holds {len(rates)}; give two or more, e.g. [1e-4, 3e-4, 1e-3]")
+        if len(rates) >= 2 and not self.select_examples:
+            raise ConfigError("compare.finetune_learning_rates is a grid, chosen on held-out training examples: set "
+                              "compare.select_examples (e.g. 500), never the dev set that scores")
+        if self.finetune_pooling not in ("cls", "mean"):
+            raise ConfigError(f"compare.finetune_pooling must be 'cls' or 'mean', got {self.finetune_pooling!r}")
         if self.init not in ("", "random", "teacher"):
             raise ConfigError(f"compare.init must be 'random', 'teacher' or '' (= student.init), got {self.init!r}")
         if not self.tasks:
