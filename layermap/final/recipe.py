@@ -105,3 +105,37 @@ def read_choices(out: Path) -> dict[str, dict[str, float]]:
     """The chosen rates of a compare folder (empty without a grid)."""
     path = Path(out) / RECIPE_NAME
     return json.loads(path.read_text("utf-8")) if path.is_file() else {}
+
+
+def recipe_entry(config: Config, out: Path, families: Sequence[str]) -> dict:
+    """The table's ``recipe``: pooling, grid, held-out sizes, steps and each family's chosen rate per task."""
+    c = config.compare
+    rates = grid(config)
+    chosen = read_choices(out) if len(rates) > 1 else {}
+    return {"pooling": c.finetune_pooling, "rates": list(rates), "select_examples": c.select_examples,
+            "score_examples": c.score_examples, "max_train": c.max_train, "epochs": c.finetune_epochs,
+            "batch_size": c.finetune_batch_size, "scored_on": "score" if c.score_examples else "dev",
+            "chosen": {f: chosen[f] for f in families if f in chosen}}
+
+
+def recipe_lines(table: Mapping) -> list[str]:
+    """The recipe in words (nothing for a folder from before it)."""
+    r = table.get("recipe")
+    if not r or (len(r["rates"]) == 1 and not r["score_examples"] and r["pooling"] == "cls"):
+        return []
+    words = [f"Fine-tuning recipe: the head reads the {'mean of the token states' if r['pooling'] == 'mean' else '[CLS] token'}"]
+    if len(r["rates"]) > 1:
+        words.append(f"the learning rate of each student family (the teacher, the undistilled student, each mapping) "
+                     f"is chosen from {{{', '.join(f'{x:g}' for x in r['rates'])}}} on {r['select_examples']} held-out "
+                     f"training examples per task (one fine-tuning with seed {SELECT_SEED} a rate), never on the examples "
+                     "that score")
+    if r["scored_on"] == "score":
+        words.append(f"scores are read on {r['score_examples']} other held-out training examples per task (as long as "
+                     "the dev set's, none overlapping a fine-tuning example), the official dev score beside them")
+    lines = ["; ".join(words) + "."]
+    if r.get("chosen"):
+        tasks = sorted({t for by_task in r["chosen"].values() for t in by_task})
+        lines += ["", f"| family | {' | '.join(tasks)} |", "|---|" + "---|" * len(tasks)]
+        for family, by_task in r["chosen"].items():
+            lines.append(f"| {family} | {' | '.join(f'{by_task[t]:g}' if t in by_task else '–' for t in tasks)} |")
+    return lines
