@@ -283,8 +283,8 @@ class CompareSettings:
     then fine-tuning of each distilled student on GLUE tasks with several seeds."""
 
     # full task-agnostic distillation: the same budget, initialisation and corpus order for every mapping
-    max_steps: int = 0             # 0 = `epochs` over the corpus slice
-    epochs: float = 1.0
+    max_steps: int = 0             # 0 = `epochs` over the corpus slice; both 0 = no distillation (teacher-extracted students
+    epochs: float = 1.0            # as they are: Extract-Then-Distill's first half)
     batch_size: int = 32
     learning_rate: float = 5e-4
     warmup_ratio: float = 0.1
@@ -315,8 +315,9 @@ class CompareSettings:
     finetune_pooling: str = "cls"  # what the head reads: cls (first token) | mean (mean of the token states)
 
     def __post_init__(self) -> None:
-        if self.max_steps < 0 or self.epochs <= 0:
-            raise ConfigError("compare.max_steps must be >= 0 and compare.epochs > 0")
+        if self.max_steps < 0 or self.epochs < 0:
+            raise ConfigError("compare.max_steps and compare.epochs must be >= 0 (both 0: no distillation, the students "
+                              "are their initialisation)")
         for k in ("batch_size", "seq_len", "seeds", "distill_seeds", "finetune_batch_size", "finetune_seq_len"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"compare.{k} must be at least 1, got {getattr(self, k)}")

@@ -606,3 +606,19 @@ def test_the_recipes_bad_input_is_one_sentence_and_exit_2_before_any_work(compar
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (out / "students").exists()
+
+
+def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare_toml, tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    config = _config(compare_toml, "compare.max_steps=0", "compare.epochs=0", 'compare.init="teacher"',
+                     "student.hidden_size=0", "compare.teacher_cache=false")
+    out = tmp_path / "cmp"
+    result = run_compare(config, ["1-2", "3-4"], out, progress=False)
+    assert result.failed == 0 and result.distilled == 2
+    teacher = AutoModel.from_pretrained(config.teacher.name)
+    student = AutoModel.from_pretrained(student_dir(out, "3-4", 0))
+    assert json.loads((student_dir(out, "3-4", 0) / "distill_log.json").read_text())["steps"] == 0
+    assert torch.equal(student.encoder.layer[0].attention.self.query.weight, teacher.encoder.layer[2].attention.self.query.weight)
+    assert "No distillation: each student is its initialisation" in (out / "comparison.md").read_text()

@@ -174,6 +174,11 @@ def _device_and_cache(config: Config) -> dict:
     return shaping
 
 
+def distills(config: Config) -> bool:
+    """False where ``compare.max_steps`` and ``compare.epochs`` are both 0: the students are their initialisation."""
+    return bool(config.compare.max_steps or config.compare.epochs)
+
+
 def distill_settings(config: Config, seed: int) -> DistillSettings:
     """The full distillation's settings for distillation seed ``seed``."""
     c, d = config.compare, config.distill
@@ -346,6 +351,14 @@ class CompareWorker:
         from ..distill.output import save_student
 
         folder = student_dir(self.out, text, seed)
+        if not distills(self.config):                        # no distillation: the initialisation is the student
+            from ..distill.loop import DistillStats
+
+            teacher = self._load_teacher()
+            mapping = LayerMapping.parse(text, teacher.num_layers, student_layers=self.config.student.layers)
+            save_student(folder, self._new_student(teacher, mapping, seed), teacher.tokenizer, mapping, DistillStats(steps=0),
+                         teacher=self.config.teacher.name)
+            return {"distill_loss": None, "steps": 0, "timings": {"distill": 0.0}}
         if (folder / "distill_log.json").is_file():          # finished before its row was written (killed in between)
             log = json.loads((folder / "distill_log.json").read_text("utf-8"))
             return {"distill_loss": log["final_loss"], "steps": log["steps"], "timings": {"distill": log["seconds"]}}
@@ -634,7 +647,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                          total=len(phase1) + len(select_missing) + len(missing) + (len(teacher_missing) if selection else 0))
         failed_students = set()
         try:
-            for job, record in runner.run(phase1, prepare_corpus=bool(distill_jobs)):
+            for job, record in runner.run(phase1, prepare_corpus=bool(distill_jobs) and distills(config)):
                 done[job] = record if record["status"] == COMPLETE else None
                 if job[0] == DISTILL and record["status"] != COMPLETE:
                     failed_students.add((job[1], job[2]))
@@ -1135,6 +1148,7 @@ def _budget(config: Config) -> dict:
 def _header(table: dict) -> list[str]:
     b, s = table["budget"], table["student"]
     steps = f"{b['max_steps']} steps" if b["max_steps"] else f"{b['epochs']:g} epochs"
+    distilled = bool(b["max_steps"] or b["epochs"])
     ft = b["finetune"]
     avg = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
     noise = (f"Seed noise: the standard deviation of a mapping's average over seeds is {min(avg):.2f}–{max(avg):.2f} points."
@@ -1150,8 +1164,10 @@ def _header(table: dict) -> list[str]:
         "",
         f"Teacher `{teacher_label(table['teacher']['name'])}` ({table['teacher']['layers']} layers"
         + (f", {table['teacher']['identity']}" if table["teacher"].get("identity") else "") + f") → {s['layers']}-layer, "
-        f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. Full distillation: {steps} of "
-        f"{b['batch_size']} × {b['seq_len']} tokens, learning rate {b['learning_rate']:g}. Fine-tuning: "
+        f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. "
+        + (f"Full distillation: {steps} of {b['batch_size']} × {b['seq_len']} tokens, learning rate "
+           f"{b['learning_rate']:g}. " if distilled else "No distillation: each student is its initialisation. ")
+        + "Fine-tuning: "
         f"{ft['max_train'] or 'all'} training examples per task, {ft['epochs']:g} epochs, {rate}, "
         f"{table['seeds']} seeds × {table['distill_seeds']} distillation seed(s). "
         f"Scores: {where} in percent (two-metric tasks: their mean), mean ± std over seed units.",
