@@ -812,6 +812,8 @@ def _outcome(record: dict) -> str:
         return f"failed ({record.get('error')})"
     if record.get("score") is not None:
         return f"score {record['score']:.2f}"
+    if record.get("steps") == 0:
+        return "no distillation: the initialisation saved"
     return f"loss {record.get('distill_loss', float('nan')):.4f}"
 
 
