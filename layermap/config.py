@@ -82,8 +82,8 @@ DISTILL_PRECISIONS = ("fp32", "tf32", "bf16")
 
 @dataclass(frozen=True)
 class DistillSettings:
-    max_steps: int = 0             # 0 = epochs over the slice
-    epochs: float = 1.0
+    max_steps: int = 0             # 0 = epochs over the slice; both 0 = no distillation (a teacher-extracted student is
+    epochs: float = 1.0            # scored as it is)
     batch_size: int = 32
     learning_rate: float = 5e-4
     warmup_ratio: float = 0.1
@@ -103,9 +103,9 @@ class DistillSettings:
             raise ConfigError(f"distill.batch_size must be at least 1, got {self.batch_size}")
         if self.learning_rate <= 0:
             raise ConfigError(f"distill.learning_rate must be positive, got {self.learning_rate}")
-        if self.max_steps < 0 or not 0 < self.epochs < math.inf:
-            raise ConfigError(f"distill.max_steps must be >= 0 and distill.epochs a positive number, got "
-                              f"{self.max_steps} and {self.epochs}")
+        if self.max_steps < 0 or not 0 <= self.epochs < math.inf:
+            raise ConfigError(f"distill.max_steps must be >= 0 and distill.epochs a number >= 0 (both 0: no "
+                              f"distillation), got {self.max_steps} and {self.epochs}")
         if not 0 < self.learning_rate < math.inf:
             raise ConfigError(f"distill.learning_rate must be a positive number, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio <= 1:
