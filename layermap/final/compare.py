@@ -804,6 +804,8 @@ def _describe_job(job: Job) -> str:
         return f"distill {mapping} (seed {d})"
     if kind == TEACHER:
         return f"teacher fine-tune {task}"
+    if kind == recipe.SELECT:
+        return f"select the rate of {mapping} on {task} (grid rate {seed + 1})"
     return f"{mapping} {task} seed {seed}" + (f" (distillation seed {d})" if d else "")
 
 
