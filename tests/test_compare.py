@@ -622,3 +622,24 @@ def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare
     assert json.loads((student_dir(out, "3-4", 0) / "distill_log.json").read_text())["steps"] == 0
     assert torch.equal(student.encoder.layer[0].attention.self.query.weight, teacher.encoder.layer[2].attention.self.query.weight)
     assert "No distillation: each student is its initialisation" in (out / "comparison.md").read_text()
+
+
+def test_recipe_from_takes_another_folders_rates_for_its_families_and_refuses_another_recipe(compare_toml, tmp_path,
+                                                                                             capsys):
+    from layermap.evolution.store import Store
+    from layermap.final import recipe
+
+    first = tmp_path / "a"
+    run_compare(_config(compare_toml, *JUDGE[:-1], "compare.references=false"), ["2-4", "1-2"], first, progress=False)
+    second = tmp_path / "b"
+    config = _config(compare_toml, *JUDGE[:-1], "compare.references=false", "compare.max_steps=2")
+    run_compare(config, ["2-4", "0-4"], second, progress=False, recipe_from=first)
+    assert recipe.read_choices(second)["2-4"] == recipe.read_choices(first)["2-4"]
+    with Store(second / "layermap.sqlite") as store:
+        selected = {r[0] for r in store._db.execute("SELECT mapping FROM cells WHERE kind = 'select'")}
+    assert selected == {"0-4"}                                   # 2-4's rate came from the other folder
+    assert json.loads((second / "comparison.json").read_text())["recipe"]["rates_from"] == "a"
+    other = ["compare", "--mappings", "2-4", "--config", str(compare_toml), "--out", str(tmp_path / "c"),
+             "--recipe-from", str(first), *sum((["--set", o] for o in (*JUDGE[:-1], "compare.select_examples=9")), [])]
+    assert main(other) == 2
+    assert "chose its rates under another recipe (compare.select_examples differ)" in capsys.readouterr().err

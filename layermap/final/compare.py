@@ -563,8 +563,12 @@ def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = T
 def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, proxy_fitness: Mapping[str, float] | None = None,
                 source: Mapping[str, Any] | None = None, teacher_finetune: bool = False, progress: bool = True,
                 executor: Executor | None = None, teacher_from: str | Path | None = None,
-                quantize: bool = False) -> CompareResult:
+                quantize: bool = False, recipe_from: str | Path | None = None) -> CompareResult:
     """Compare ``mappings`` (genome texts or baseline names) at the ``[compare]`` budget in folder ``out``.
+
+    ``recipe_from``: another compare folder of the same fine-tuning recipe whose chosen learning rates
+    (``recipe.json``) are taken for the families it has (e.g. the same extracted students before distillation),
+    so only the others are selected here (:func:`_borrow_rates`).
 
     ``teacher_from``: another compare folder whose teacher fine-tuning cells (same teacher, fine-tuning settings,
     task data, library versions and device class) are copied into this folder's store instead of fine-tuning the
@@ -635,6 +639,10 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
             worker._task(t)
         teacher_missing = [job for job in teacher_jobs if done[job] is None]
         families = list(dict.fromkeys([TEACHER_MAPPING] * bool(teacher_missing) + [j[1] for j in missing]))
+        if recipe_from is not None and len(rates) > 1:
+            given = _borrow_rates(Path(recipe_from), config, families, tasks)
+            recipe.write_choices(out, given)
+            families = [f for f in families if f not in given]
         selection = recipe.select_jobs(families, tasks, rates)
         done.update({job: store.lookup_cell(fp_of(job), job) for job in selection})
         if teacher_from is not None and selection:
@@ -673,6 +681,8 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
             table["headroom"] = headroom_rows(table)
         table["resolution"] = table_resolution(table)
         table["recipe"] = recipe.recipe_entry(config, out, [TEACHER_MAPPING, NO_DISTILL, *genomes])
+        if recipe_from is not None:
+            table["recipe"]["rates_from"] = Path(recipe_from).name
         if config.compare.score_examples:
             table["dev"] = dev_rows(config, tasks, done, wanted, teacher_jobs, reference_jobs, worker)
         computed = sum(1 for job in missing if done[job] is not None)
@@ -996,6 +1006,27 @@ def reference_floor(refs: Mapping, tasks: Sequence[str], column: str) -> float |
     if any(v is None for row in values.values() for v in row.values()):
         return None
     return average_floor(values["no distillation"], values["constant"])
+
+
+def _borrow_rates(source: Path, config: Config, families: Sequence[str], tasks: Sequence[str]) -> dict:
+    """family -> task -> rate chosen in compare folder ``source`` (``--recipe-from``), for the families that have a
+    rate there for every task.  ``source`` must have been made with this fine-tuning recipe (the teacher, the task
+    data sizes, ``finetune_*`` and the recipe keys); else one sentence."""
+    recorded = _folder_settings_of(source)
+    if not recorded or not (source / recipe.RECIPE_NAME).is_file():
+        raise CompareError(f"--recipe-from {source} is not a compare folder that chose learning rates (no {INFO_NAME} "
+                           f"and {recipe.RECIPE_NAME}); give a folder written by layermap compare with a rate grid")
+    ours = _folder_settings(config)
+    keys = ["teacher.name", *(f"compare.{k}" for k in (*_TEACHER_SHAPING, *recipe.RECIPE_DEFAULTS))]
+    differ = [k for k in keys if recorded.get(k) != ours.get(k)]
+    if differ:
+        raise CompareError(f"--recipe-from {source} chose its rates under another recipe ({', '.join(differ)} "
+                           "differ); give a folder with this compare's fine-tuning settings")
+    chosen = recipe.read_choices(source)
+    given = {f: dict(chosen[f]) for f in families if all(t in chosen.get(f, {}) for t in tasks)}
+    _log.info(f"learning rates of {len(given)} of {len(families)} student famil{'y' if len(families) == 1 else 'ies'} "
+              f"read from {source}")
+    return given
 
 
 def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequence[Job], fp_of, data_fp: Mapping,
