@@ -82,8 +82,8 @@ DISTILL_PRECISIONS = ("fp32", "tf32", "bf16")
 
 @dataclass(frozen=True)
 class DistillSettings:
-    max_steps: int = 0             # 0 = epochs over the slice
-    epochs: float = 1.0
+    max_steps: int = 0             # 0 = epochs over the slice; both 0 = no distillation (a teacher-extracted student is
+    epochs: float = 1.0            # scored as it is)
     batch_size: int = 32
     learning_rate: float = 5e-4
     warmup_ratio: float = 0.1
@@ -103,9 +103,9 @@ class DistillSettings:
             raise ConfigError(f"distill.batch_size must be at least 1, got {self.batch_size}")
         if self.learning_rate <= 0:
             raise ConfigError(f"distill.learning_rate must be positive, got {self.learning_rate}")
-        if self.max_steps < 0 or not 0 < self.epochs < math.inf:
-            raise ConfigError(f"distill.max_steps must be >= 0 and distill.epochs a positive number, got "
-                              f"{self.max_steps} and {self.epochs}")
+        if self.max_steps < 0 or not 0 <= self.epochs < math.inf:
+            raise ConfigError(f"distill.max_steps must be >= 0 and distill.epochs a number >= 0 (both 0: no "
+                              f"distillation), got {self.max_steps} and {self.epochs}")
         if not 0 < self.learning_rate < math.inf:
             raise ConfigError(f"distill.learning_rate must be a positive number, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio <= 1:
@@ -283,8 +283,8 @@ class CompareSettings:
     then fine-tuning of each distilled student on GLUE tasks with several seeds."""
 
     # full task-agnostic distillation: the same budget, initialisation and corpus order for every mapping
-    max_steps: int = 0             # 0 = `epochs` over the corpus slice
-    epochs: float = 1.0
+    max_steps: int = 0             # 0 = `epochs` over the corpus slice; both 0 = no distillation (teacher-extracted students
+    epochs: float = 1.0            # as they are: Extract-Then-Distill's first half)
     batch_size: int = 32
     learning_rate: float = 5e-4
     warmup_ratio: float = 0.1
@@ -307,10 +307,17 @@ class CompareSettings:
     finetune_batch_size: int = 32
     finetune_learning_rate: float = 5e-5
     finetune_seq_len: int = 128
+    # the judge's recipe (docs: the final stage): each student family's learning rate chosen from a grid on a selection
+    # split of the training file, a scoring split of the training file beside the dev set, the head's pooling
+    finetune_learning_rates: tuple[float, ...] = ()   # the grid; [] = finetune_learning_rate for every student
+    select_examples: int = 0       # training examples held out to choose the rate on (needed with a grid)
+    score_examples: int = 0        # training examples held out to score on (verdicts read them; dev alongside); 0 = dev
+    finetune_pooling: str = "cls"  # what the head reads: cls (first token) | mean (mean of the token states)
 
     def __post_init__(self) -> None:
-        if self.max_steps < 0 or self.epochs <= 0:
-            raise ConfigError("compare.max_steps must be >= 0 and compare.epochs > 0")
+        if self.max_steps < 0 or self.epochs < 0:
+            raise ConfigError("compare.max_steps and compare.epochs must be >= 0 (both 0: no distillation, the students "
+                              "are their initialisation)")
         for k in ("batch_size", "seq_len", "seeds", "distill_seeds", "finetune_batch_size", "finetune_seq_len"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"compare.{k} must be at least 1, got {getattr(self, k)}")
@@ -321,9 +328,24 @@ class CompareSettings:
             raise ConfigError(f"compare.warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"compare.fraction must be in (0, 1], got {self.fraction}")
-        for k in ("max_segments", "max_documents", "max_train", "max_eval", "checkpoint_every"):
+        for k in ("max_segments", "max_documents", "max_train", "max_eval", "checkpoint_every", "select_examples",
+                  "score_examples"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"compare.{k} must be >= 0, got {getattr(self, k)}")
+        rates = self.finetune_learning_rates
+        if not all(isinstance(r, (int, float)) and math.isfinite(r) and r > 0 for r in rates):
+            raise ConfigError(f"compare.finetune_learning_rates must hold positive numbers, e.g. [1e-4, 3e-4, 1e-3], "
+                              f"got {list(rates)}")
+        if len(set(rates)) != len(rates):
+            raise ConfigError(f"compare.finetune_learning_rates names a rate twice: {list(rates)}")
+        if self.select_examples and len(rates) < 2:
+            raise ConfigError(f"compare.select_examples = {self.select_examples} selects a learning rate, but the grid "
+                              f"compare.finetune_learning_rates holds {len(rates)}; give two or more, e.g. [1e-4, 3e-4, 1e-3]")
+        if len(rates) >= 2 and not self.select_examples:
+            raise ConfigError("compare.finetune_learning_rates is a grid, chosen on held-out training examples: set "
+                              "compare.select_examples (e.g. 500), never the dev set that scores")
+        if self.finetune_pooling not in ("cls", "mean"):
+            raise ConfigError(f"compare.finetune_pooling must be 'cls' or 'mean', got {self.finetune_pooling!r}")
         if self.init not in ("", "random", "teacher"):
             raise ConfigError(f"compare.init must be 'random', 'teacher' or '' (= student.init), got {self.init!r}")
         if not self.tasks:

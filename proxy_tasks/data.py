@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +59,15 @@ class TaskData:
             mnli) -> examples, in ``task.dev_splits`` order.
         source: where the data came from, for provenance: the resolved GLUE directory,
             or ``'<hub repo>/<config>'`` such as ``'nyu-mll/glue/sst2'``.
+        held_out: split name -> training examples kept out of ``train`` and scored like a dev
+            split (:func:`proxy_tasks.holdout.hold_out`: ``'score'``, ``'select'``); empty by default.
     """
 
     task: TaskSpec
     train: tuple[Example, ...]
     dev: dict[str, tuple[Example, ...]]
     source: str
+    held_out: dict[str, tuple[Example, ...]] = field(default_factory=dict)
 
     @property
     def num_eval(self) -> int:

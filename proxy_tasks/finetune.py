@@ -22,7 +22,7 @@ import inspect
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,11 +32,13 @@ from tqdm.auto import tqdm
 
 from .batching import EncodedSplit, collate_batch, encode_examples
 from .data import TaskData
-from .metrics import compute_metrics, task_score
+from .metrics import compute_metrics, split_metrics, task_score
 from .optim import linear_warmup_decay, param_groups, warmup_steps
 from .registry import TaskError
 
-__all__ = ["FinetuneSettings", "TaskResult", "finetune_and_score", "finetune_tasks"]
+POOLINGS = ("cls", "mean")
+
+__all__ = ["POOLINGS", "FinetuneSettings", "TaskResult", "finetune_and_score", "finetune_tasks"]
 
 
 def _is_int(value) -> bool:
@@ -68,6 +70,11 @@ class FinetuneSettings:
             configured dropout).
         eval_batch_size: examples per evaluation batch.
         seed: seed of the head initialisation, dropout and shuffling.
+        pooling: what the head reads: ``'cls'`` (the first token's final hidden state, BERT's
+            convention) or ``'mean'`` (the mean of the final hidden states over the real tokens:
+            how sentence encoders such as MiniLM were trained, and what the frozen probe reads; with
+            it, students that start from teacher layers fine-tune at the learning rates that suit
+            them instead of staying at chance).
     """
 
     epochs: float = 3.0
@@ -80,6 +87,7 @@ class FinetuneSettings:
     dropout: float = 0.1
     eval_batch_size: int = 128
     seed: int = 0
+    pooling: str = "cls"
 
     def __post_init__(self) -> None:
         """Reject settings that cannot work, with a TaskError naming the field."""
@@ -95,6 +103,7 @@ class FinetuneSettings:
             ("dropout", num(self.dropout) and 0 <= self.dropout < 1, "a number in [0, 1)"),
             ("eval_batch_size", _is_int(self.eval_batch_size) and self.eval_batch_size >= 1, "a positive integer"),
             ("seed", _is_int(self.seed) and self.seed >= 0, "a non-negative integer"),
+            ("pooling", self.pooling in POOLINGS, "'cls' or 'mean'"),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -115,7 +124,9 @@ class TaskResult:
         num_eval: dev examples evaluated, summed over the dev splits.
         outputs: with ``keep_outputs``, dev split -> the model's outputs on it, in example
             order: class probabilities ``(N, C)`` for classification, scores ``(N,)`` for
-            regression (what loyalty to a teacher is measured on); else None.
+            regression (what loyalty to a teacher is measured on); else None.  Held-out splits
+            are kept under their own names (``'score'``, ``'select'``).
+        held_out: held-out split (``data.held_out``) -> its metrics in percent; empty without.
     """
 
     task: str
@@ -126,15 +137,22 @@ class TaskResult:
     num_train: int
     num_eval: int
     outputs: dict[str, np.ndarray] | None = None
+    held_out: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def held_out_score(self, split: str) -> float | None:
+        """The mean of ``split``'s metrics (GLUE style), or None when it was not scored."""
+        metrics = self.held_out.get(split)
+        return task_score(metrics) if metrics else None
 
 
 class _SequenceModel(nn.Module):
     """An encoder plus dropout and a linear head on the first token's final hidden state."""
 
-    def __init__(self, encoder: nn.Module, num_outputs: int, dropout: float) -> None:
+    def __init__(self, encoder: nn.Module, num_outputs: int, dropout: float, pooling: str = "cls") -> None:
         super().__init__()
         config = encoder.config
         self.encoder = encoder
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(config.hidden_size, num_outputs)
         nn.init.normal_(self.head.weight, std=getattr(config, "initializer_range", 0.02))
@@ -144,8 +162,12 @@ class _SequenceModel(nn.Module):
         """Return the head outputs ``(B, num_outputs)`` for a padded batch."""
         outputs = self.encoder(**inputs)
         hidden = outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]  # (B, T, H)
-        first_token = hidden[:, 0]  # (B, H)
-        return self.head(self.dropout(first_token))  # (B, num_outputs)
+        if self.pooling == "mean":
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B, H)
+        else:
+            pooled = hidden[:, 0]  # (B, H): the first token
+        return self.head(self.dropout(pooled))  # (B, num_outputs)
 
 
 def finetune_and_score(
@@ -186,7 +208,7 @@ def finetune_and_score(
         torch.manual_seed(settings.seed)
         started = time.perf_counter()
         train = encode_examples(tokenizer, data.train, task, settings.max_seq_len, encoder.config.vocab_size)
-        model = _SequenceModel(copy.deepcopy(encoder), task.num_labels, settings.dropout)
+        model = _SequenceModel(copy.deepcopy(encoder), task.num_labels, settings.dropout, settings.pooling)
         model.encoder.requires_grad_(True)
         model.to(device)
         _train(model, train, task.is_regression, settings, device, accepted, progress, task.name)
@@ -205,6 +227,12 @@ def finetune_and_score(
                 outputs[split] = _softmax(raw)
             labels[split] = encoded.labels
         metrics = compute_metrics(task, predictions, labels)
+        held_out = {}
+        for split, examples in data.held_out.items():
+            encoded = encode_examples(tokenizer, examples, task, settings.max_seq_len, encoder.config.vocab_size)
+            raw = _predict_outputs(model, encoded, settings, device, accepted)  # (N, num_outputs)
+            outputs[split] = raw[:, 0] if task.is_regression else _softmax(raw)
+            held_out[split] = split_metrics(task, raw[:, 0] if task.is_regression else raw, encoded.labels)
         eval_seconds = time.perf_counter() - started
     return TaskResult(
         task=task.name,
@@ -215,6 +243,7 @@ def finetune_and_score(
         num_train=len(data.train),
         num_eval=data.num_eval,
         outputs=outputs if keep_outputs else None,
+        held_out=held_out,
     )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "matthews_corrcoef",
     "pearson",
     "spearman",
+    "split_metrics",
     "task_score",
 ]
 
@@ -135,6 +136,14 @@ def compute_metrics(
         pred = _to_predictions(task, np.asarray(predictions[split]))
         results[name] = _METRIC_FUNCTIONS[base](pred, np.asarray(labels[split]))
     return results
+
+
+def split_metrics(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The task's metrics on one split that is not an official dev split (a held-out part of the training file):
+    each distinct base metric once (mnli's ``accuracy_matched`` / ``accuracy_mismatched`` -> ``accuracy``)."""
+    pred = _to_predictions(task, np.asarray(predictions))
+    bases = dict.fromkeys(name.partition("_")[0] for name in task.metrics)
+    return {base: _METRIC_FUNCTIONS[base](pred, np.asarray(labels)) for base in bases}
 
 
 def task_score(metrics: Mapping[str, float]) -> float:

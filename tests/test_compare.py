@@ -538,3 +538,108 @@ def test_compare_of_a_shaped_nsga2_run_says_in_one_sentence_how_to_compare_its_f
     assert len(err.splitlines()) == 1 and "searched the student's shape too" in err
     assert f"layermap export {run} --front FRONT" in err and "compare --mappings FRONT/front-01" in err
     assert not (tmp_path / "cmp").exists()
+
+
+JUDGE = ("compare.finetune_learning_rates=[1e-3, 3e-3]", "compare.select_examples=8", "compare.score_examples=16",
+         'compare.finetune_pooling="mean"', "compare.references=true")
+
+
+def test_the_judges_recipe_chooses_each_familys_rate_on_the_selection_split_and_scores_the_held_out_split(
+        compare_toml, tmp_path):
+    from layermap.evolution.store import Store
+    from layermap.final import recipe
+
+    config = _config(compare_toml, *JUDGE)
+    out = tmp_path / "cmp"
+    run_compare(config, ["2-4", "1-2"], out, progress=False)
+    table = json.loads((out / "comparison.json").read_text())
+    chosen = recipe.read_choices(out)
+    assert set(chosen) == {"teacher", "no-distillation", "2-4", "1-2"}
+    assert all(set(by_task) == {"sst2", "rte"} and set(by_task.values()) <= {1e-3, 3e-3} for by_task in chosen.values())
+    assert table["recipe"]["chosen"] == chosen and table["recipe"]["scored_on"] == "score"
+    fp = compare_mod.compare_fingerprint(config)
+    with Store(out / "layermap.sqlite") as store:
+        rows = store._db.execute("SELECT kind, mapping, task, seed, record FROM cells WHERE status='complete'").fetchall()
+    kinds = [r[0] for r in rows]
+    assert kinds.count("select") == 4 * 2 * 2                      # 4 families x 2 tasks x 2 rates
+    for kind, mapping, task, seed, record in rows:
+        record = json.loads(record)
+        if kind == "select":
+            assert record["score"] == record["select_score"] is not None
+        elif kind in ("finetune", "teacher"):                     # measured cells use their family's rate
+            family = "teacher" if kind == "teacher" else mapping
+            assert record["learning_rate"] == chosen[family][task]
+            assert record["score"] != record.get("dev_score") or record["metrics"] == record["held_out"]["score"]
+            assert record["num_train"] == 32
+    assert set(table["dev"]) == {"2-4", "1-2", "teacher", "no distillation", "constant"}
+    assert table["resolution"]["average"]["n"] == 2 and table["resolution"]["average"]["detectable"] > 0
+    md = (out / "comparison.md").read_text()
+    assert "Resolution:" in md and "Official dev sets" in md and "chosen from {0.001, 0.003}" in md
+    again = run_compare(config, ["2-4", "1-2"], out, progress=False)
+    assert again.computed == 0 and again.distilled == 0             # the selection cells are found, not rerun
+    rendered = compare_mod.render_folder(out)
+    assert rendered.table["resolution"] == table["resolution"] and rendered.table["dev"] == table["dev"]
+
+
+def test_the_recipe_keys_leave_an_old_folders_fingerprint_alone(compare_toml):
+    plain = _config(compare_toml)
+    assert compare_mod.compare_fingerprint(plain) == compare_mod.compare_fingerprint(
+        _config(compare_toml, 'compare.finetune_pooling="cls"', "compare.score_examples=0"))
+    assert compare_mod.compare_fingerprint(plain) != compare_mod.compare_fingerprint(_config(compare_toml, *JUDGE))
+    assert compare_mod.teacher_cell_fingerprint(plain) != compare_mod.teacher_cell_fingerprint(_config(compare_toml, *JUDGE))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("compare.finetune_learning_rates=[1e-3, -1]", "compare.select_examples=8"), "positive numbers"),
+    (("compare.finetune_learning_rates=[1e-3, 3e-3]",), "select_examples"),
+    (("compare.select_examples=8",), "grid"),
+    (("compare.score_examples=60",), "fewer than the 32 to fine-tune on"),
+    (("compare.score_examples=70",), "cannot hold out 70"),
+])
+def test_the_recipes_bad_input_is_one_sentence_and_exit_2_before_any_work(compare_toml, tmp_path, capsys, overrides,
+                                                                          message):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--mappings", "2-4", "--config", str(compare_toml), "--out", str(out)]
+    for o in overrides:
+        argv += ["--set", o]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (out / "students").exists()
+
+
+def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare_toml, tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    config = _config(compare_toml, "compare.max_steps=0", "compare.epochs=0", 'compare.init="teacher"',
+                     "student.hidden_size=0", "compare.teacher_cache=false")
+    out = tmp_path / "cmp"
+    result = run_compare(config, ["1-2", "3-4"], out, progress=False)
+    assert result.failed == 0 and result.distilled == 2
+    teacher = AutoModel.from_pretrained(config.teacher.name)
+    student = AutoModel.from_pretrained(student_dir(out, "3-4", 0))
+    assert json.loads((student_dir(out, "3-4", 0) / "distill_log.json").read_text())["steps"] == 0
+    assert torch.equal(student.encoder.layer[0].attention.self.query.weight, teacher.encoder.layer[2].attention.self.query.weight)
+    assert "No distillation: each student is its initialisation" in (out / "comparison.md").read_text()
+
+
+def test_recipe_from_takes_another_folders_rates_for_its_families_and_refuses_another_recipe(compare_toml, tmp_path,
+                                                                                             capsys):
+    from layermap.evolution.store import Store
+    from layermap.final import recipe
+
+    first = tmp_path / "a"
+    run_compare(_config(compare_toml, *JUDGE[:-1], "compare.references=false"), ["2-4", "1-2"], first, progress=False)
+    second = tmp_path / "b"
+    config = _config(compare_toml, *JUDGE[:-1], "compare.references=false", "compare.max_steps=2")
+    run_compare(config, ["2-4", "0-4"], second, progress=False, recipe_from=first)
+    assert recipe.read_choices(second)["2-4"] == recipe.read_choices(first)["2-4"]
+    with Store(second / "layermap.sqlite") as store:
+        selected = {r[0] for r in store._db.execute("SELECT mapping FROM cells WHERE kind = 'select'")}
+    assert selected == {"0-4"}                                   # 2-4's rate came from the other folder
+    assert json.loads((second / "comparison.json").read_text())["recipe"]["rates_from"] == "a"
+    other = ["compare", "--mappings", "2-4", "--config", str(compare_toml), "--out", str(tmp_path / "c"),
+             "--recipe-from", str(first), *sum((["--set", o] for o in (*JUDGE[:-1], "compare.select_examples=9")), [])]
+    assert main(other) == 2
+    assert "chose its rates under another recipe (compare.select_examples differ)" in capsys.readouterr().err

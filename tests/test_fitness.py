@@ -5,6 +5,7 @@ import pytest
 
 from layermap.config import load_config
 from layermap.evolution.fitness import ProxyEvaluator
+from layermap.mapping import LayerMapping
 
 
 @pytest.fixture
@@ -95,3 +96,33 @@ def test_a_killed_evaluation_resumes_its_distillation_from_a_checkpoint(tiny_con
     assert calls["n"] == -100 + 2                       # steps 5 and 6 only
     assert resumed.fitness == pytest.approx(straight.fitness) and resumed.distill_loss == pytest.approx(straight.distill_loss)
     assert not folder.exists()
+
+
+def test_no_distillation_scores_the_teacher_extracted_student_as_it_is(tiny_config_toml):
+    import math
+
+    import torch
+
+    config = load_config(str(tiny_config_toml), ("distill.max_steps=0", "distill.epochs=0", 'student.init="teacher"',
+                                                 "student.hidden_size=0"))
+    ev = ProxyEvaluator(config)
+    record = ev.evaluate((1, 2))
+    assert record.ok and math.isnan(record.distill_loss) and record.timings["distill"] < 1.0
+    tasks, _ = ev.score_student(ev.new_student(LayerMapping((1, 2), 4)), {})
+    assert {t: s.score for t, s in tasks.items()} == {t: s.score for t, s in record.tasks.items()}  # the extraction itself
+    from layermap.distill.loop import distill, total_steps
+
+    assert total_steps(config.distill, 100) == 0
+    student = ev.new_student(LayerMapping((1, 2), 4))
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    st = ev._load()
+    distill(student, st.source, LayerMapping((1, 2), 4),
+            st.segments, config.distill, teacher_width=st.teacher.hidden_size)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def test_negative_epochs_are_still_refused():
+    from layermap.config import ConfigError, DistillSettings
+
+    with pytest.raises(ConfigError, match="no distillation"):
+        DistillSettings(epochs=-1)

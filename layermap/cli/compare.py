@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--glue-dir", default=None, help="local GLUE folder in the standard layout (proxy.glue_dir; default: the hub)")
     p.add_argument("--teacher-finetune", action="store_true",
                    help="also fine-tune the teacher once per task (seed 0) and report each student's loyalty to it")
+    p.add_argument("--recipe-from", default=None, metavar="DIR",
+                   help="take the learning rates another compare folder of the same fine-tuning recipe chose, for the "
+                        "student families it has (e.g. the same extracted students before distillation)")
     p.add_argument("--teacher-from", default=None, metavar="DIR",
                    help="another compare folder with the same teacher and fine-tuning settings: read the teacher row's "
                         "fine-tuning cells from it instead of fine-tuning the teacher again")
@@ -106,6 +109,7 @@ def compare_command(args: argparse.Namespace) -> int:
         raise LayermapError("no corpus given; pass --corpus (a text file or a datasets name)")
     result = run_compare(config, mappings, args.out, proxy_fitness=proxy, source=source,
                          teacher_finetune=args.teacher_finetune, progress=not args.quiet, teacher_from=args.teacher_from,
+                         recipe_from=args.recipe_from,
                          quantize=args.quantize)
     _print_result(result)
     return 0

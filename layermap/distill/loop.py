@@ -110,8 +110,11 @@ class DistillStats:
 
 
 def total_steps(settings: DistillSettings, num_segments: int) -> int:
+    """``max_steps``, else ``epochs`` over the slice (at least one step); 0 when both are 0 (no distillation)."""
     if settings.max_steps:
         return settings.max_steps
+    if not settings.epochs:
+        return 0
     return max(1, math.ceil(settings.epochs * num_segments / settings.batch_size))
 
 
@@ -180,6 +183,9 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
     s_att = tuple(m for m, k in mapping.pairs() if m > 0)
     s_hidden = ((0,) if mapping.embedding else ()) + s_att
     steps = total_steps(settings, len(segments))
+    if steps == 0:                                      # no distillation: the student is its initialisation
+        student.to(device)
+        return loss_fn, DistillStats(steps=0)
     order = batch_order(len(segments), settings.batch_size, steps, settings.seed)   # (steps, B)
     student.to(device).train()
     opt, sched = _optimizer(student, loss_fn, settings, steps)

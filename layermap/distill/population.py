@@ -116,6 +116,8 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
         loss_fns.append(TransformerDistillationLoss(mapping, config.hidden_size, teacher_width, weights).to(device))
     plan = _Plan.build(mappings, layers, device)
     steps = total_steps(settings, len(segments))
+    if steps == 0:                                 # no distillation: every student is its initialisation
+        return [StudentResult(m, s.to(device), f, DistillStats(steps=0)) for m, s, f in zip(mappings, students, loss_fns)]
     order = batch_order(len(segments), settings.batch_size, steps, settings.seed)   # (steps, B)
 
     for student in students:                       # stacked where they are, then moved: the K separate copies are not

@@ -34,6 +34,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import recipe
+from .resolution import table_resolution
 from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, rivals_text, write_table
 from ..config import Config, DistillSettings, digest, dump_toml
 from ..distill.identity import teacher_label
@@ -112,14 +114,16 @@ def compare_fingerprint(config: Config, *, legacy: Mapping[str, Any] | None = No
         "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
         "student": {k: getattr(c.student, k) for k in c.student.__dataclass_fields__},
         "corpus": corpus_identity(c.corpus.path), "corpus_seed": c.corpus.seed,
-        "compare": {**{k: getattr(c.compare, k) for k in c.compare.__dataclass_fields__ if k not in _NOT_SHAPING},
-                    **(legacy or {})},
+        "compare": {**{k: getattr(c.compare, k) for k in c.compare.__dataclass_fields__
+                       if k not in _NOT_SHAPING and k not in recipe.RECIPE_DEFAULTS}, **(legacy or {})},
         "losses": {k: getattr(c.distill, k) for k in ("weight_decay", "max_grad_norm", "attention_weight",
                                                        "hidden_weight", "embedding_weight")},
         "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
     }
     if c.distill.precision != "fp32":          # enters only when not fp32, so folders from before it keep their key
         parts["precision"] = c.distill.precision
+    if recipe.recipe_settings(c):              # the judge's recipe: only where it is not the old one (old folders' keys)
+        parts["recipe"] = recipe.recipe_settings(c)
     parts.update(_device_and_cache(c))
     return digest(parts)[:32]
 
@@ -146,10 +150,13 @@ def teacher_cell_fingerprint(config: Config) -> str:
     from ..evolution.fitness import _major_minor
 
     c = config
-    return digest({"format": COMPARE_FORMAT, "kind": TEACHER, "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
-                   "finetune": {k: getattr(c.compare, k) for k in _TEACHER_SHAPING},
-                   "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
-                   "device": fingerprint_device_class(c.run)})[:32]
+    parts = {"format": COMPARE_FORMAT, "kind": TEACHER, "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
+             "finetune": {k: getattr(c.compare, k) for k in _TEACHER_SHAPING},
+             "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
+             "device": fingerprint_device_class(c.run)}
+    if recipe.recipe_settings(c):
+        parts["recipe"] = recipe.recipe_settings(c)
+    return digest(parts)[:32]
 
 
 def _device_and_cache(config: Config) -> dict:
@@ -165,6 +172,11 @@ def _device_and_cache(config: Config) -> dict:
     if config.compare.teacher_cache:
         shaping["compare.teacher_cache"] = True
     return shaping
+
+
+def distills(config: Config) -> bool:
+    """False where ``compare.max_steps`` and ``compare.epochs`` are both 0: the students are their initialisation."""
+    return bool(config.compare.max_steps or config.compare.epochs)
 
 
 def distill_settings(config: Config, seed: int) -> DistillSettings:
@@ -286,19 +298,30 @@ class CompareWorker:
 
     def _task(self, name: str):
         if name not in self._tasks:
-            from proxy_tasks import load_task
-
-            c = self.config
-            self._tasks[name] = load_task(name, c.proxy.glue_dir or None, max_train=c.compare.max_train or None,
-                                          max_eval=c.compare.max_eval or None, seed=0)
+            self._tasks[name] = recipe.load_task_data(self.config, name)
         return self._tasks[name]
 
-    def _finetune_settings(self, seed: int):
+    def _finetune_settings(self, seed: int, learning_rate: float):
         from proxy_tasks import FinetuneSettings
 
         c = self.config.compare
-        return FinetuneSettings(epochs=c.finetune_epochs, batch_size=c.finetune_batch_size,
-                                learning_rate=c.finetune_learning_rate, max_seq_len=c.finetune_seq_len, seed=seed)
+        return FinetuneSettings(epochs=c.finetune_epochs, batch_size=c.finetune_batch_size, learning_rate=learning_rate,
+                                max_seq_len=c.finetune_seq_len, seed=seed, pooling=c.finetune_pooling)
+
+    def _rate(self, job: Job) -> float:
+        """The learning rate of a cell: the grid's ``seed``-th for a selection cell, else the rate chosen for the
+        cell's family (``DIR/recipe.json``, :mod:`layermap.final.recipe`), the only rate without a grid."""
+        kind, family, _, task, index = job
+        rates = recipe.grid(self.config)
+        if kind == recipe.SELECT:
+            return rates[index]
+        if len(rates) == 1:
+            return rates[0]
+        chosen = recipe.read_choices(self.out).get(family, {}).get(task)
+        if chosen is None:
+            raise CompareError(f"no learning rate was chosen for {family} on {task} (its selection cells failed or "
+                               f"{recipe.RECIPE_NAME} is missing); rerun the compare")
+        return chosen
 
     # -- jobs -------------------------------------------------------------------------------------------
     def run_job(self, job: Job) -> dict:
@@ -311,7 +334,7 @@ class CompareWorker:
         try:
             if kind == DISTILL:
                 record = self._distill(mapping, d)
-            elif kind == TEACHER:
+            elif kind == TEACHER or (kind == recipe.SELECT and mapping == TEACHER_MAPPING):
                 record = self._finetune(job, self._load_teacher().model)
             else:
                 record = self._finetune_student(job)
@@ -328,6 +351,14 @@ class CompareWorker:
         from ..distill.output import save_student
 
         folder = student_dir(self.out, text, seed)
+        if not distills(self.config):                        # no distillation: the initialisation is the student
+            from ..distill.loop import DistillStats
+
+            teacher = self._load_teacher()
+            mapping = LayerMapping.parse(text, teacher.num_layers, student_layers=self.config.student.layers)
+            save_student(folder, self._new_student(teacher, mapping, seed), teacher.tokenizer, mapping, DistillStats(steps=0),
+                         teacher=self.config.teacher.name)
+            return {"distill_loss": None, "steps": 0, "timings": {"distill": 0.0}}
         if (folder / "distill_log.json").is_file():          # finished before its row was written (killed in between)
             log = json.loads((folder / "distill_log.json").read_text("utf-8"))
             return {"distill_loss": log["final_loss"], "steps": log["steps"], "timings": {"distill": log["seconds"]}}
@@ -429,18 +460,36 @@ class CompareWorker:
         return self._finetune(job, student)
 
     def _finetune(self, job: Job, encoder) -> dict:
+        """Fine-tune ``encoder`` for ``job`` and score it: ``score`` is read on the scoring split where there is one
+        (else the dev set), ``dev_score`` on the dev set, ``select_score`` on the selection split; the dev and
+        held-out outputs of a measured cell are kept for loyalty."""
         from proxy_tasks import finetune_and_score
+        from proxy_tasks.holdout import SCORE, SELECT as SELECT_SPLIT
 
-        _, _, _, task, seed = job
-        result = finetune_and_score(encoder, self._load_teacher().tokenizer, self._task(task), self._finetune_settings(seed),
-                                    device=self._device_obj(), progress=self.progress, keep_outputs=True)
-        path = _outputs_path(self.out, job)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-        np.savez(tmp, **{split: arr.astype(np.float32) for split, arr in (result.outputs or {}).items()})
-        os.replace(tmp, path)
-        return {"score": float(result.score), "metrics": dict(result.metrics), "num_train": result.num_train,
-                "num_eval": result.num_eval, "timings": {"finetune": result.train_seconds, "eval": result.eval_seconds}}
+        kind, _, _, task, seed = job
+        rate = self._rate(job)
+        settings = self._finetune_settings(recipe.SELECT_SEED if kind == recipe.SELECT else seed, rate)
+        result = finetune_and_score(encoder, self._load_teacher().tokenizer, self._task(task), settings,
+                                    device=self._device_obj(), progress=self.progress, keep_outputs=kind != recipe.SELECT)
+        if kind != recipe.SELECT:
+            path = _outputs_path(self.out, job)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+            np.savez(tmp, **{split: arr.astype(np.float32) for split, arr in (result.outputs or {}).items()})
+            os.replace(tmp, path)
+        held = result.held_out_score(SCORE)
+        record = {"score": float(result.score if held is None else held), "metrics": dict(result.metrics),
+                  "num_train": result.num_train, "num_eval": result.num_eval, "learning_rate": rate,
+                  "timings": {"finetune": result.train_seconds, "eval": result.eval_seconds}}
+        if result.held_out:
+            record.update(dev_score=float(result.score), held_out={k: dict(v) for k, v in result.held_out.items()},
+                          select_score=result.held_out_score(SELECT_SPLIT))
+            if held is not None:
+                record["metrics"] = dict(result.held_out[SCORE])
+                record["dev_metrics"] = dict(result.metrics)
+        if kind == recipe.SELECT:
+            record["score"] = record.get("select_score")
+        return record
 
 
 # -- the driver -------------------------------------------------------------------------------------------
@@ -514,8 +563,12 @@ def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = T
 def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, proxy_fitness: Mapping[str, float] | None = None,
                 source: Mapping[str, Any] | None = None, teacher_finetune: bool = False, progress: bool = True,
                 executor: Executor | None = None, teacher_from: str | Path | None = None,
-                quantize: bool = False) -> CompareResult:
+                quantize: bool = False, recipe_from: str | Path | None = None) -> CompareResult:
     """Compare ``mappings`` (genome texts or baseline names) at the ``[compare]`` budget in folder ``out``.
+
+    ``recipe_from``: another compare folder of the same fine-tuning recipe whose chosen learning rates
+    (``recipe.json``) are taken for the families it has (e.g. the same extracted students before distillation),
+    so only the others are selected here (:func:`_borrow_rates`).
 
     ``teacher_from``: another compare folder whose teacher fine-tuning cells (same teacher, fine-tuning settings,
     task data, library versions and device class) are copied into this folder's store instead of fine-tuning the
@@ -554,7 +607,12 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         teacher_fp = teacher_cell_fingerprint(config)
         teacher_cell_fp = {t: digest([teacher_fp, t, data_fp[t]])[:32] for t in tasks}
 
+        rates = recipe.grid(config)
+
         def fp_of(job: Job) -> str:
+            if job[0] == recipe.SELECT:
+                base = teacher_cell_fp[job[3]] if job[1] == TEACHER_MAPPING else cell_fp[job[3]]
+                return recipe.select_fingerprint(base, rates[job[4]])
             if job[0] == TEACHER:
                 return teacher_cell_fp[job[3]]
             return fingerprint if job[0] == DISTILL else cell_fp[job[3]]
@@ -576,17 +634,38 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         distill_jobs = [(DISTILL, m, d, "", -1) for m, d in students
                         if not ((student_dir(out, m, d) / "config.json").is_file()
                                 and store.lookup_cell(fingerprint, (DISTILL, m, d, "", -1)))]
-        phase1 = distill_jobs + [job for job in teacher_jobs if done[job] is None]
         worker = CompareWorker(config, out, fingerprint)
+        for t in tasks:                            # before any work: a training file that cannot spare the held-out splits
+            worker._task(t)
+        teacher_missing = [job for job in teacher_jobs if done[job] is None]
+        families = list(dict.fromkeys([TEACHER_MAPPING] * bool(teacher_missing) + [j[1] for j in missing]))
+        if recipe_from is not None and len(rates) > 1:
+            given = _borrow_rates(Path(recipe_from), config, families, tasks)
+            recipe.write_choices(out, given)
+            families = [f for f in families if f not in given]
+        selection = recipe.select_jobs(families, tasks, rates)
+        done.update({job: store.lookup_cell(fp_of(job), job) for job in selection})
+        if teacher_from is not None and selection:
+            done.update(_borrow_teacher_cells(Path(teacher_from), store, config, [j for j in selection if j[1] == TEACHER_MAPPING
+                                                                                  and done[j] is None], fp_of, data_fp, out))
+        phase1 = distill_jobs + ([] if selection else teacher_missing)
         worker.distill_groups = {d: [j[1] for j in distill_jobs if j[2] == d] for d in {j[2] for j in distill_jobs}}
-        runner = _Runner(store, fp_of, worker, config, executor, progress, total=len(phase1) + len(missing))
+        select_missing = [job for job in selection if done[job] is None]
+        runner = _Runner(store, fp_of, worker, config, executor, progress,
+                         total=len(phase1) + len(select_missing) + len(missing) + (len(teacher_missing) if selection else 0))
         failed_students = set()
         try:
-            for job, record in runner.run(phase1, prepare_corpus=bool(distill_jobs)):
+            for job, record in runner.run(phase1, prepare_corpus=bool(distill_jobs) and distills(config)):
                 done[job] = record if record["status"] == COMPLETE else None
                 if job[0] == DISTILL and record["status"] != COMPLETE:
                     failed_students.add((job[1], job[2]))
-            phase2 = [job for job in missing if (job[1], job[2]) not in failed_students]
+            if selection:                          # each family's learning rate, on the selection split
+                for job, record in runner.run([j for j in select_missing if (j[1], 0) not in failed_students],
+                                              prepare_corpus=False):
+                    done[job] = record if record["status"] == COMPLETE else None
+                recipe.write_choices(out, recipe.choose_rates(done, families, tasks, rates))
+            phase2 = ([] if not selection else teacher_missing) + \
+                [job for job in missing if (job[1], job[2]) not in failed_students]
             for job, record in runner.run(phase2, prepare_corpus=False):
                 done[job] = record if record["status"] == COMPLETE else None
         finally:
@@ -600,6 +679,12 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         if refs:
             table["references"] = reference_rows(config, tasks, done, teacher_jobs, reference_jobs, worker)
             table["headroom"] = headroom_rows(table)
+        table["resolution"] = table_resolution(table)
+        table["recipe"] = recipe.recipe_entry(config, out, [TEACHER_MAPPING, NO_DISTILL, *genomes])
+        if recipe_from is not None:
+            table["recipe"]["rates_from"] = Path(recipe_from).name
+        if config.compare.score_examples:
+            table["dev"] = dev_rows(config, tasks, done, wanted, teacher_jobs, reference_jobs, worker)
         computed = sum(1 for job in missing if done[job] is not None)
         table.update(
             fingerprint=fingerprint, created=now(), source=dict(source or {}),
@@ -615,7 +700,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                    "distillations": sum(1 for j in runner.finished if j[0] == DISTILL)},
             wall_time=time.perf_counter() - clock,
         )
-        write_table(out, table, header=_header(table))
+        write_table(out, table, header=_header(table), footer=dev_lines(table))
         if quantize:                                  # after the table: a failure here loses none of it
             _quantize_into(table, config, out, [m for m in genomes if (m, 0) not in failed_students], tasks, progress)
         return CompareResult(out, table, computed, len(wanted) + len(reference_jobs) - len(missing), len(missing) - computed,
@@ -665,15 +750,16 @@ def render_folder(out: str | Path) -> CompareResult:
         table["loyalty_teacher"] = _loyalty_entry(teacher, ambiguous)
     found = sum(1 for job in wanted if done[job] is not None)
     keep = ("fingerprint", "created", "source", "teacher", "student", "budget", "seeds", "distill_seeds", "teacher_scores",
-            "references", "teacher_from", "quantized", "quantize_error")
+            "references", "teacher_from", "quantized", "quantize_error", "recipe", "dev")
     table.update({k: old[k] for k in keep if k in old})
     if table.get("references"):                    # the yardsticks' cells as they were; headroom from today's rule
         table["headroom"] = headroom_rows(table)
+    table["resolution"] = table_resolution(table)
     table.update(fingerprint=fingerprint, rendered=now(),
                  cells={"computed": 0, "cached": found, "failed": 0, "missing": len(wanted) - found,
                         "total": len(wanted), "distillations": 0},
                  wall_time=time.perf_counter() - clock)
-    write_table(out, table, header=_header(table))
+    write_table(out, table, header=_header(table), footer=dev_lines(table))
     return CompareResult(out, table, 0, found, 0, 0, table["wall_time"])
 
 
@@ -728,6 +814,8 @@ def _describe_job(job: Job) -> str:
         return f"distill {mapping} (seed {d})"
     if kind == TEACHER:
         return f"teacher fine-tune {task}"
+    if kind == recipe.SELECT:
+        return f"select the rate of {mapping} on {task} (grid rate {seed + 1})"
     return f"{mapping} {task} seed {seed}" + (f" (distillation seed {d})" if d else "")
 
 
@@ -736,6 +824,8 @@ def _outcome(record: dict) -> str:
         return f"failed ({record.get('error')})"
     if record.get("score") is not None:
         return f"score {record['score']:.2f}"
+    if record.get("steps") == 0:
+        return "no distillation: the initialisation saved"
     return f"loss {record.get('distill_loss', float('nan')):.4f}"
 
 
@@ -818,14 +908,73 @@ def reference_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict
     constant = {}
     for t in tasks:
         data = worker._task(t)
-        constant[t] = {"mean": constant_scores(data.task, {split: np.asarray([e.label for e in ex])
-                                                           for split, ex in data.dev.items()}), "std": None, "n": 1}
+        constant[t] = {"mean": _constant(data, scored=True), "std": None, "n": 1}
     rows["constant"] = constant
     for row in rows.values():
         means = [row[t]["mean"] for t in tasks]
         row[AVERAGE] = {"mean": float(np.mean(means)) if all(m is not None for m in means) else None, "std": None,
                         "n": min(row[t]["n"] for t in tasks)}
     return rows
+
+
+def _constant(data, *, scored: bool) -> float:
+    """The best constant predictor's score where the table reads its scores: the scoring split when there is one and
+    ``scored``, else the dev splits."""
+    from proxy_tasks.holdout import SCORE
+
+    from ..evolution.references import constant_scores
+
+    if scored and SCORE in data.held_out:
+        labels = np.asarray([e.label for e in data.held_out[SCORE]])
+        return constant_scores(data.task, {split: labels for split in data.task.dev_splits})
+    return constant_scores(data.task, {split: np.asarray([e.label for e in ex]) for split, ex in data.dev.items()})
+
+
+def dev_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict | None], wanted: Sequence[Job],
+             teacher_jobs: Sequence[Job], reference_jobs: Sequence[Job], worker: "CompareWorker") -> dict:
+    """The official dev scores of the same fine-tuned cells (a table whose verdicts read the scoring split): row ->
+    task (and average) -> mean and std over its cells, for every mapping and the reference rows."""
+    groups: dict[str, list[Job]] = {}
+    for job in wanted:
+        groups.setdefault(job[1], []).append(job)
+    groups["teacher"], groups["no distillation"] = list(teacher_jobs), list(reference_jobs)
+    rows: dict[str, dict] = {}
+    for name, jobs in groups.items():
+        per_task = {t: [done[j]["dev_score"] for j in jobs if j[3] == t and (done.get(j) or {}).get("dev_score") is not None]
+                    for t in tasks}
+        row = {t: {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v, ddof=1)) if len(v) > 1 else None}
+               for t, v in per_task.items()}
+        means = [row[t]["mean"] for t in tasks]
+        row[AVERAGE] = {"mean": float(np.mean(means)) if None not in means else None, "std": None}
+        rows[name] = row
+    constant = {t: {"mean": _constant(worker._task(t), scored=False), "std": None} for t in tasks}
+    constant[AVERAGE] = {"mean": float(np.mean([constant[t]["mean"] for t in tasks])), "std": None}
+    rows["constant"] = constant
+    return rows
+
+
+def dev_lines(table: Mapping) -> list[str]:
+    """The official dev scores' table (a table read on the scoring split), else nothing."""
+    from proxy_tasks import get_task
+
+    dev = table.get("dev")
+    if not dev:
+        return []
+    tasks = table["tasks"]
+    names = [get_task(t).glue_dir_name for t in tasks]
+    lines = ["Official dev sets, the same fine-tuned students (mean ± std over the same seed units; the verdicts above "
+             "read the scoring split, whose examples are more):", "",
+             f"| row | {' | '.join(names)} | average |", "|---|" + "---|" * (len(tasks) + 1)]
+    for name, row in dev.items():
+        cells = [_fmt_cell(row[t]) for t in (*tasks, AVERAGE)]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return lines
+
+
+def _fmt_cell(cell: Mapping) -> str:
+    if cell.get("mean") is None:
+        return "–"
+    return f"{cell['mean']:.2f}" + (f" ± {cell['std']:.2f}" if cell.get("std") is not None else "")
 
 
 def headroom_rows(table: Mapping) -> dict:
@@ -857,6 +1006,27 @@ def reference_floor(refs: Mapping, tasks: Sequence[str], column: str) -> float |
     if any(v is None for row in values.values() for v in row.values()):
         return None
     return average_floor(values["no distillation"], values["constant"])
+
+
+def _borrow_rates(source: Path, config: Config, families: Sequence[str], tasks: Sequence[str]) -> dict:
+    """family -> task -> rate chosen in compare folder ``source`` (``--recipe-from``), for the families that have a
+    rate there for every task.  ``source`` must have been made with this fine-tuning recipe (the teacher, the task
+    data sizes, ``finetune_*`` and the recipe keys); else one sentence."""
+    recorded = _folder_settings_of(source)
+    if not recorded or not (source / recipe.RECIPE_NAME).is_file():
+        raise CompareError(f"--recipe-from {source} is not a compare folder that chose learning rates (no {INFO_NAME} "
+                           f"and {recipe.RECIPE_NAME}); give a folder written by layermap compare with a rate grid")
+    ours = _folder_settings(config)
+    keys = ["teacher.name", *(f"compare.{k}" for k in (*_TEACHER_SHAPING, *recipe.RECIPE_DEFAULTS))]
+    differ = [k for k in keys if recorded.get(k) != ours.get(k)]
+    if differ:
+        raise CompareError(f"--recipe-from {source} chose its rates under another recipe ({', '.join(differ)} "
+                           "differ); give a folder with this compare's fine-tuning settings")
+    chosen = recipe.read_choices(source)
+    given = {f: dict(chosen[f]) for f in families if all(t in chosen.get(f, {}) for t in tasks)}
+    _log.info(f"learning rates of {len(given)} of {len(families)} student famil{'y' if len(families) == 1 else 'ies'} "
+              f"read from {source}")
+    return given
 
 
 def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequence[Job], fp_of, data_fp: Mapping,
@@ -1013,21 +1183,29 @@ def _budget(config: Config) -> dict:
 def _header(table: dict) -> list[str]:
     b, s = table["budget"], table["student"]
     steps = f"{b['max_steps']} steps" if b["max_steps"] else f"{b['epochs']:g} epochs"
+    distilled = bool(b["max_steps"] or b["epochs"])
     ft = b["finetune"]
     avg = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
     noise = (f"Seed noise: the standard deviation of a mapping's average over seeds is {min(avg):.2f}–{max(avg):.2f} points."
              if avg else "Seed noise: not measured (one seed).")
     n_units = len(table["units"])
+    rec = table.get("recipe") or {}
+    rate = (f"learning rate {ft['learning_rate']:g}" if len(rec.get("rates", [0])) < 2
+            else "learning rate chosen per student family (below)")
+    where = (f"the scoring split ({rec['score_examples']} held-out training examples per task; the dev sets below)"
+             if rec.get("scored_on") == "score" else "GLUE dev metrics")
     lines = [
         f"# Final-stage comparison ({len(table['mappings'])} mappings, {len(table['tasks'])} tasks, {n_units} seed units)",
         "",
         f"Teacher `{teacher_label(table['teacher']['name'])}` ({table['teacher']['layers']} layers"
         + (f", {table['teacher']['identity']}" if table["teacher"].get("identity") else "") + f") → {s['layers']}-layer, "
-        f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. Full distillation: {steps} of "
-        f"{b['batch_size']} × {b['seq_len']} tokens, learning rate {b['learning_rate']:g}. Fine-tuning: "
-        f"{ft['max_train'] or 'all'} training examples per task, {ft['epochs']:g} epochs, learning rate "
-        f"{ft['learning_rate']:g}, {table['seeds']} seeds × {table['distill_seeds']} distillation seed(s). "
-        "Scores: GLUE dev metrics in percent (two-metric tasks: their mean), mean ± std over seed units.",
+        f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. "
+        + (f"Full distillation: {steps} of {b['batch_size']} × {b['seq_len']} tokens, learning rate "
+           f"{b['learning_rate']:g}. " if distilled else "No distillation: each student is its initialisation. ")
+        + "Fine-tuning: "
+        f"{ft['max_train'] or 'all'} training examples per task, {ft['epochs']:g} epochs, {rate}, "
+        f"{table['seeds']} seeds × {table['distill_seeds']} distillation seed(s). "
+        f"Scores: {where} in percent (two-metric tasks: their mean), mean ± std over seed units.",
         "",
         f"{noise} Each mapping is compared with the reference ({table['reference_kind']}: {table['reference']}) "
         f"by the paired difference over the shared {_unit_words(table)}, with a 95 % Student-t interval; "
@@ -1035,6 +1213,8 @@ def _header(table: dict) -> list[str]:
         "below 0.05 within each task, and for the average), 'worse' only when the test against the reference finds "
         "it below (the note under the table says how).",
     ]
+    if recipe.recipe_lines(table):
+        lines += ["", *recipe.recipe_lines(table)]
     if table.get("references"):
         lines += ["", *reference_lines(table)]
     if table.get("quantized") or table.get("quantize_error"):

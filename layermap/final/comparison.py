@@ -368,8 +368,10 @@ def _fmt_p(p: dict | None) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
-    """``comparison.md``: the main table, paired differences per task, loyalty when measured."""
+def render_markdown(table: dict, header: Sequence[str] = (), footer: Sequence[str] = ()) -> str:
+    """``comparison.md``: the main table and its resolution, paired differences per task, loyalty when measured."""
+    from .resolution import resolution_lines
+
     from proxy_tasks import get_task
 
     tasks, rows = table["tasks"], table["rows"]
@@ -388,6 +390,8 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
                      f"{' | '.join(cells)} | **{_fmt(avg['mean'], avg['std'])}** | {_fmt_paired(avg['paired'])} | "
                      f"{_fmt_p(avg['paired']) if avg['paired'] else '–'} | {verdict} |")
     lines += ["", correction_note(table)]
+    if resolution_lines(table):
+        lines += ["", *resolution_lines(table)]
     if unit_note(table):
         lines += ["", unit_note(table)]
     lines += ["", f"Paired differences against the reference {ref} per task (mean [95 % interval], p {correction_name(table)}; "
@@ -425,6 +429,8 @@ def render_markdown(table: dict, header: Sequence[str] = ()) -> str:
         lines += ["", f"Loyalty is not shown for {missing}: the dev outputs of the teacher fine-tuned with seed "
                       f"{teacher['seed']} are not in this folder (its cell failed, or the teacher row was read with "
                       "--teacher-from from a folder that kept no copy known to be that seed's)."]
+    if footer:
+        lines += ["", *footer]
     return "\n".join(lines) + "\n"
 
 
@@ -465,10 +471,11 @@ def _num(value: float | None) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def write_table(out: str | Path, table: dict, header: Sequence[str] = ()) -> list[Path]:
-    """Write ``comparison.md``, ``comparison.csv`` and ``comparison.json`` into ``out``."""
+def write_table(out: str | Path, table: dict, header: Sequence[str] = (), footer: Sequence[str] = ()) -> list[Path]:
+    """Write ``comparison.md`` (``header`` lines, the tables, ``footer`` lines), ``comparison.csv`` and
+    ``comparison.json`` into ``out``."""
     out = Path(out)
-    files = {"comparison.md": render_markdown(table, header), "comparison.csv": render_csv(table),
+    files = {"comparison.md": render_markdown(table, header, footer), "comparison.csv": render_csv(table),
              "comparison.json": json.dumps(table, indent=1, default=_json_default) + "\n"}
     written = []
     for name, text in files.items():

@@ -1,0 +1,290 @@
+"""The judge's resolution and repeatability, read from compare folders (issue 29; benchmarks/bench_judge.sh makes them).
+
+For every student of the folders (each mapping, the undistilled reference student, the teacher) it takes the
+per-unit scores of every finished cell from the folder's store (the table's scoring split; the dev score beside it)
+and reports:
+
+* variance components of a score (the fine-tuning seed, the distillation seed where a folder has two or more, the
+  scoring split's examples by bootstrap), :mod:`layermap.final.resolution`;
+* the standard deviation of a paired difference between two students of one folder, measured (the students share
+  their fine-tuning seeds, so it is smaller than twice a score's variance) and pooled over the pairs;
+* the smallest difference on the average of the tasks that a compare detects at 80 % power, for the seed counts
+  measured and for others (from the measured paired std), with the CPU time each costs (from the cells' own timings);
+* split-half repeatability: the seed units of each student cut into two halves (by distillation seed where it has
+  two or more, else by fine-tuning seed), each half ranks the students, Kendall's tau between the halves.
+
+    python benchmarks/bench_judge.py --folders results/judge/random results/judge/extracted --out results/judge
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sqlite3
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from layermap.final.resolution import (bootstrap_difference_sd, detectable_difference, split_half_tau,  # noqa: E402
+                                       variance_components)
+
+
+def _cells(folder: Path) -> list[dict]:
+    """Every complete measured cell of a folder (fine-tuning and teacher cells; selection cells left out)."""
+    with sqlite3.connect(f"file:{folder / 'layermap.sqlite'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT kind, mapping, distill_seed, task, seed, record FROM cells "
+                          "WHERE status = 'complete' AND kind IN ('finetune', 'teacher')").fetchall()
+    return [dict(kind=k, mapping=m, d=d, task=t, s=s, record=json.loads(r)) for k, m, d, t, s, r in rows]
+
+
+def _student_name(folder: Path, cell: dict) -> str:
+    if cell["kind"] == "teacher":
+        return "teacher"
+    label = {"random": "random", "extracted": "extracted"}.get(folder.name, folder.name)
+    return f"{label} {'no distillation' if cell['mapping'] == 'no-distillation' else cell['mapping']}"
+
+
+def collect(folders: list[Path]) -> tuple[dict, dict, list[str]]:
+    """student -> (d, s) -> task -> record; student -> its folder; the tasks."""
+    students: dict[str, dict] = {}
+    home: dict[str, Path] = {}
+    tasks: set[str] = set()
+    for folder in folders:
+        for cell in _cells(folder):
+            name = _student_name(folder, cell)
+            students.setdefault(name, {}).setdefault((cell["d"], cell["s"]), {})[cell["task"]] = cell["record"]
+            home.setdefault(name, folder)
+            tasks.add(cell["task"])
+    return students, home, sorted(tasks)
+
+
+def unit_scores(students: dict, tasks: list[str], key: str = "score") -> dict[str, dict[tuple, float]]:
+    """student -> unit -> the average over the tasks of ``key`` (units missing a task are left out)."""
+    out: dict[str, dict[tuple, float]] = {}
+    for name, units in students.items():
+        for unit, by_task in units.items():
+            if all(t in by_task and by_task[t].get(key) is not None for t in tasks):
+                out.setdefault(name, {})[unit] = float(np.mean([by_task[t][key] for t in tasks]))
+    return out
+
+
+def halves(units: list[tuple]) -> tuple[list, list]:
+    """Two disjoint halves of a student's units: by distillation seed where it has two or more, else fine-tuning."""
+    ds = sorted({d for d, _ in units})
+    if len(ds) >= 2:
+        cut = ds[: len(ds) // 2]
+        return [u for u in units if u[0] in cut], [u for u in units if u[0] not in cut]
+    ss = sorted({s for _, s in units})
+    cut = ss[: len(ss) // 2]
+    return [u for u in units if u[1] in cut], [u for u in units if u[1] not in cut]
+
+
+def split_half(scores: dict[str, dict[tuple, float]]) -> dict:
+    """Kendall tau between two halves' rankings; each student halved on its own units (relabelled 'a' and 'b')."""
+    relabelled = {}
+    for name, by_unit in scores.items():
+        a, b = halves(sorted(by_unit))
+        if a and b:
+            relabelled[name] = {"a": float(np.mean([by_unit[u] for u in a])), "b": float(np.mean([by_unit[u] for u in b]))}
+    out = split_half_tau({n: {0: v["a"], 1: v["b"]} for n, v in relabelled.items()}, ([0], [1]))
+    out["halves"] = {n: {"units": [list(u) for u in halves(sorted(scores[n]))[0]],
+                         "other": [list(u) for u in halves(sorted(scores[n]))[1]]} for n in relabelled}
+    return out
+
+
+def paired_sd(scores: dict[str, dict[tuple, float]], home: dict[str, Path]) -> dict:
+    """The std of a per-unit paired difference between two students of one folder (shared units), pooled over pairs;
+    per folder, and per unit kind (distillation seed means, fine-tuning units)."""
+    out = {}
+    by_folder: dict[Path, list[str]] = {}
+    for name in scores:
+        if name != "teacher":
+            by_folder.setdefault(home[name], []).append(name)
+    for folder, names in by_folder.items():
+        variances, n_units = [], []
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                shared = sorted(set(scores[a]) & set(scores[b]))
+                ds = sorted({d for d, _ in shared})
+                if len(ds) >= 2:                     # the verdict unit: a distillation seed's mean over its seeds
+                    diffs = [np.mean([scores[a][u] - scores[b][u] for u in shared if u[0] == d]) for d in ds]
+                else:
+                    diffs = [scores[a][u] - scores[b][u] for u in shared]
+                if len(diffs) >= 2:
+                    variances.append(float(np.var(diffs, ddof=1)))
+                    n_units.append(len(diffs))
+        if variances:
+            out[folder.name] = {"sd": math.sqrt(float(np.mean(variances))), "pairs": len(variances),
+                                "units": int(min(n_units))}
+    return out
+
+
+def example_component(students: dict, home: dict, tasks: list[str], draws: int = 500) -> dict:
+    """Bootstrap std over the scoring split's examples of the difference of two students' task-average score (each
+    student's per-unit predictions, the metric recomputed on every resample), for adjacent pairs of one folder."""
+    from layermap.config import load_config
+    from layermap.final import recipe
+
+    out = {}
+    by_folder: dict[Path, list[str]] = {}
+    for name in students:
+        if name != "teacher":
+            by_folder.setdefault(home[name], []).append(name)
+    for folder, names in by_folder.items():
+        config = load_config(str(folder / "config.toml"), ())
+        labels = {t: np.asarray([e.label for e in recipe.load_task_data(config, t).held_out["score"]]) for t in tasks}
+
+        def predictions(name: str, task: str) -> list[np.ndarray]:
+            mapping = name.split(" ", 1)[1]
+            mapping = "no-distillation" if mapping == "no distillation" else mapping
+            preds = []
+            for (d, s) in sorted(students[name]):
+                path = folder / "outputs" / mapping / f"{task}_d{d}_s{s}.npz"
+                if path.is_file():
+                    with np.load(path) as z:
+                        preds.append(z["score"].argmax(axis=1))
+            return preds
+
+        rng = np.random.default_rng(0)
+        sds = []
+        ordered = sorted(names)
+        for a, b in zip(ordered, ordered[1:]):
+            pa = {t: predictions(a, t) for t in tasks}
+            pb = {t: predictions(b, t) for t in tasks}
+            if not all(pa[t] and pb[t] for t in tasks):
+                continue
+            diffs = []
+            for _ in range(draws):
+                idx = {t: rng.integers(0, len(labels[t]), len(labels[t])) for t in tasks}
+                diffs.append(_score_idx(pa, labels, tasks, idx) - _score_idx(pb, labels, tasks, idx))
+            sds.append(float(np.std(diffs, ddof=1)))
+        if sds:
+            out[folder.name] = {"sd": float(np.mean(sds)), "pairs": len(sds), "draws": draws}
+    return out
+
+
+def _score_idx(preds: dict, labels: dict, tasks: list[str], idx: dict) -> float:
+    from proxy_tasks import get_task
+    from proxy_tasks.metrics import compute_metrics, task_score
+
+    per_task = []
+    for t in tasks:
+        spec = get_task(t)
+        split = spec.dev_splits[0]
+        per_task.append(np.mean([task_score(compute_metrics(spec, {split: p[idx[t]]}, {split: labels[t][idx[t]]}))
+                                 for p in preds[t]]))
+    return float(np.mean(per_task))
+
+
+def cell_seconds(students: dict) -> dict[str, float]:
+    """Mean CPU-seconds of a measured cell per student kind (its record's fine-tuning + evaluation time)."""
+    out: dict[str, list[float]] = {}
+    for name, units in students.items():
+        for by_task in units.values():
+            for record in by_task.values():
+                t = record.get("timings", {})
+                out.setdefault(name, []).append(float(t.get("total") or (t.get("finetune", 0) + t.get("eval", 0))))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--folders", nargs="+", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--draws", type=int, default=500)
+    args = ap.parse_args(argv)
+    folders = [Path(f) for f in args.folders]
+    students, home, tasks = collect(folders)
+    scores = unit_scores(students, tasks)
+    dev = unit_scores(students, tasks, "dev_score")
+    components = {}
+    for folder in folders:
+        table = {(n.split(" ", 1)[1], d, s): v for n, by_unit in scores.items() if home.get(n) == folder and n != "teacher"
+                 for (d, s), v in by_unit.items()}
+        if table:
+            components[folder.name] = variance_components(table).to_json()
+    paired = paired_sd(scores, home)
+    examples = example_component(students, home, tasks, args.draws)
+    tau = split_half(scores)
+    tau_dev = split_half(dev) if len(dev) >= 3 else None
+    seconds = cell_seconds(students)
+    # the smallest detectable difference on the average, for seed counts around the measured ones
+    resolution = {}
+    for name, p in paired.items():
+        resolution[name] = {str(n): detectable_difference(p["sd"], n) for n in (2, 3, 4, 5, 6, 8)}
+    result = {
+        "tasks": tasks, "scored_on": "the scoring split (held-out training examples)",
+        "students": {n: {"mean": float(np.mean(list(v.values()))), "units": len(v),
+                         "dev_mean": float(np.mean(list(dev[n].values()))) if n in dev else None,
+                         "folder": home[n].name, "cell_seconds": seconds.get(n)} for n, v in sorted(scores.items())},
+        "components": components, "paired_difference": paired, "examples": examples,
+        "detectable_difference": resolution, "split_half": tau, "split_half_dev": tau_dev,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "judge.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    _plot(result, out / "judge.png")
+    _print(result)
+    return 0
+
+
+def _print(result: dict) -> None:
+    print(f"tasks: {', '.join(result['tasks'])}; scores on {result['scored_on']}")
+    for n, s in sorted(result["students"].items(), key=lambda kv: -kv[1]["mean"]):
+        dev = f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "-"
+        print(f"  {n:<28} {s['mean']:6.2f}  (dev {dev}; {s['units']} units; {s['cell_seconds'] or 0:.0f} s a cell)")
+    for f, c in result["components"].items():
+        ds = "-" if c["distill_seed"] is None else f"{c['distill_seed']:.2f}"
+        print(f"{f}: sigma fine-tuning seed {c['finetune_seed']:.2f}, distillation seed {ds}")
+    for f, p in result["paired_difference"].items():
+        print(f"{f}: paired-difference std {p['sd']:.2f} over {p['pairs']} pairs ({p['units']} units); detectable at "
+              f"80 %: " + ", ".join(f"n={n} {v:.2f}" for n, v in result["detectable_difference"][f].items()))
+    for f, e in result["examples"].items():
+        print(f"{f}: the scoring split's examples add a std {e['sd']:.2f} to a paired difference")
+    t = result["split_half"]
+    print(f"split-half Kendall tau over {len(t['students'])} students: {t['tau']:.2f}"
+          + (f" (dev sets: {result['split_half_dev']['tau']:.2f})" if result.get("split_half_dev") else ""))
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = result["split_half"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    ax = axes[0]
+    ax.scatter(t["first"], t["second"], color="tab:blue")
+    for name, x, y in zip(t["students"], t["first"], t["second"]):
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    lo = min(t["first"] + t["second"]) - 1
+    hi = max(t["first"] + t["second"]) + 1
+    ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8, ls="--")
+    ax.set_xlabel("first half of the seeds: average score")
+    ax.set_ylabel("second half of the seeds: average score")
+    ax.set_title(f"Split-half repeatability, Kendall tau {t['tau']:.2f}")
+    ax = axes[1]
+    for name, by_n in result["detectable_difference"].items():
+        ns = [int(n) for n in by_n]
+        ax.plot(ns, [by_n[str(n)] for n in ns], marker="o", label=f"{name} (paired std "
+                f"{result['paired_difference'][name]['sd']:.2f})")
+    ax.axhline(1.5, color="0.5", ls=":", lw=1)
+    ax.set_xlabel("verdict units (distillation seeds, or fine-tuning seeds of one student)")
+    ax.set_ylabel("smallest difference detected at 80 % power (points)")
+    ax.set_title("Resolution of the final stage")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"The judge on {', '.join(result['tasks'])} ({result['scored_on']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
