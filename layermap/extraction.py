@@ -260,6 +260,14 @@ def as_split(genome: Genome) -> SplitGenome:
     return SplitGenome(init_layers(genome), genome)
 
 
+def canonical_text(genome: Genome) -> str:
+    """The text a compare keys a genome by: a split genome that starts each layer where its coupled equal would
+    (``u(g)+g``) is written ``g``, so the two are one student; any other genome keeps its text."""
+    if isinstance(genome, SplitGenome) and genome.init == init_layers(genome.mapping):
+        return genome.mapping.text
+    return genome.text
+
+
 def truncation(student_layers: int, teacher_layers: int) -> LayerMapping:
     """The plain truncation: the bottom M teacher layers, ``1-2-..-M`` (what a user gets with no search and no
     distillation); a student deeper than the teacher has none."""

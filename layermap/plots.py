@@ -160,6 +160,19 @@ def gene_frequency_data(generations: Sequence, student_layers: int, teacher_laye
     return freq
 
 
+def reference_styles(names, teacher: tuple, students: list[tuple], constant: tuple) -> list[tuple]:
+    """A (colour, line style) per reference row name: the teacher's, the constant's, and the undistilled students' in
+    turn (no distillation; with teacher initialisation the truncation, then the random student)."""
+    out, k = [], 0
+    for name in names:
+        if name in ("teacher", "constant"):
+            out.append(teacher if name == "teacher" else constant)
+        else:
+            out.append(students[min(k, len(students) - 1)])
+            k += 1
+    return out
+
+
 def diagram_data(mappings: Mapping[str, str], student_layers: int, teacher_layers: int) -> DiagramData:
     """``{title: genome text}`` -> panels in order; a split genome's panel also carries where each layer starts from."""
     panels, starts = [], []
@@ -285,7 +298,8 @@ def draw_evolution(data: EvolutionData):
         if data.baseline is not None:
             ax.axhline(data.baseline, color="0.25", lw=0.9, ls="-.",
                        label=f"best baseline {data.baseline_genome} {data.baseline:.2f}")
-        for (name, value), style in zip(data.references.items(), (("0.0", ":"), ("C7", "--"), ("C5", (0, (1, 3))))):
+        for (name, value), style in zip(data.references.items(), reference_styles(
+                data.references, ("0.0", ":"), [("C7", "--"), ("C2", "-.")], ("C5", (0, (1, 3))))):
             ax.axhline(value, color=style[0], lw=0.9, ls=style[1], label=f"{name} {value:.2f}")
         ax.set_xlabel("generation")
         ax.set_ylabel("population fitness (proxy, %)")
@@ -427,7 +441,8 @@ def draw_comparison(data: ComparisonData):
                    label=data.labels[i] + (" — reference" if is_ref else f" — {_short_verdict(data.verdicts[i])}"),
                    color=colour, edgecolor="black" if is_ref else "white", linewidth=1.0 if is_ref else 0.3,
                    hatch=hatch or None, capsize=2, error_kw={"lw": 0.7})
-        for (name, values), (colour, style) in zip(data.references.items(), (("black", "-"), ("0.45", "--"), ("C3", ":"))):
+        for (name, values), (colour, style) in zip(data.references.items(), reference_styles(
+                data.references, ("black", "-"), [("0.45", "--"), ("C2", "-.")], ("C3", ":"))):
             ax.hlines(values, x - 0.42, x + 0.42, colors=colour, linestyles=style, linewidth=1.4, zorder=5,
                       label=f"{name} (reference)")          # one line across each task's group of bars
         ax.set_xticks(x)
