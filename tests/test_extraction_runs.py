@@ -34,6 +34,18 @@ def test_a_coupled_genome_equals_its_split_genome_in_every_number(tiny_config_to
     assert other.distill_loss != coupled.distill_loss
 
 
+def test_fitness_says_what_a_gene_means_with_teacher_initialisation(tiny_config_toml, capsys):
+    argv = ["fitness", "--config", str(tiny_config_toml), "--quiet", "--no-references", "--set", "student.init='teacher'"]
+    assert main([*argv, "--mapping", "1-2+2-0"]) == 0
+    out = capsys.readouterr().out
+    assert ("1-2+2-0: student layer 1 starts from teacher layer 1 and imitates teacher layer 2, student layer 2 starts "
+            "from teacher layer 2 and has no intermediate loss") in out
+    assert main([*argv, "--mapping", "2-4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gene_meaning"].startswith("2-4: student layer 1 starts from and imitates")
+    assert main(["fitness", "--config", str(tiny_config_toml), "--quiet", "--no-references", "--mapping", "2-4"]) == 0
+    assert "starts from" not in capsys.readouterr().out                    # a random initialisation: as before
+
+
 def test_teacher_initialisation_reads_against_the_truncation_and_a_random_student(tiny_config_toml):
     from layermap.evolution.fitness import ProxyEvaluator
 
@@ -145,3 +157,39 @@ def test_the_final_stage_of_teacher_initialisation_reads_against_the_truncation_
     from layermap.plots import plot_compare
 
     assert plot_compare(out)
+
+
+@pytest.mark.integration
+def test_an_old_random_initialisation_run_keeps_its_fingerprints_and_opens_as_before(minilm, shared_data, capsys):
+    """results/demo-run (coupled, random initialisation) under today's code: the proxy's fitness and reference
+    fingerprints are the ones its store recorded, and `layermap show` reads it without a word about teacher layers."""
+    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evolution.store import open_run
+
+    run = Path(__file__).resolve().parents[1] / "results" / "demo-run"
+    _, store, row = open_run(run)
+    store.close()
+    config = load_config(str(run / "config.toml"), [f"teacher.name={json.dumps(str(minilm))}",
+                                                    f"corpus.path={json.dumps(str(shared_data / 'corpus' / 'enwiki_sample.txt'))}",
+                                                    f"proxy.glue_dir={json.dumps(str(shared_data / 'glue'))}"])
+    evaluator = ProxyEvaluator(config)
+    if evaluator.fingerprint != row.fingerprint and evaluator.fingerprint_on("cpu") != row.fingerprint:
+        pytest.skip("another torch/transformers release than the run's: its fingerprint differs for that reason")
+    assert evaluator.fingerprint_on("cpu") == row.fingerprint
+    assert evaluator.reference_fingerprint == row.description["reference_fingerprint"]
+    assert main(["show", str(run)]) == 0
+    shown = capsys.readouterr().out
+    assert "starts from" not in shown and "| no distillation" not in shown and "no distillation" in shown
+
+
+def test_racing_anchors_a_split_search_on_the_split_baselines(tiny_config_toml, tmp_path, capsys):
+    out = tmp_path / "race"
+    assert main(["evolve", "--config", str(tiny_config_toml), "--quiet", "--out", str(out), "--set",
+                 "student.init='teacher'", "--set", "search.genome='split'", "--set", "search.strategy='racing'", "--set",
+                 "search.replicate_cap=2", "--set", "search.confirm_seed_sets=1", "--set", "search.generations=1",
+                 "--set", "search.offspring=2", "--set", "proxy.head='probe'"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["best_vs_baselines"]["baseline"] in {"2-4+2-4", "3-4+3-4", "1-2+1-2", "2-4+0-4"}
+    assert "+" in data["best"]["mapping"] and data["best"]["replicates"] >= 1

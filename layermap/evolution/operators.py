@@ -122,6 +122,20 @@ def parse_seed_mappings(texts: Sequence[str], student_layers: int, teacher_layer
     return out
 
 
+def _add_random(genomes: list[Genes], wanted: int, tries: int, draw: Callable[[], Genes]) -> set[Genes]:
+    """Append distinct ``draw()`` genomes to ``genomes`` until it holds ``wanted`` or ``tries`` draws are spent; returns
+    the set of genomes it holds."""
+    known = set(genomes)
+    for _ in range(tries):
+        if len(genomes) >= wanted:
+            break
+        genes = draw()
+        if genes not in known:
+            genomes.append(genes)
+            known.add(genes)
+    return known
+
+
 def initial_genomes(rng: random.Random, size: int, student_layers: int, teacher_layers: int, constraint: str, *,
                     seeds: Sequence[Genes] = (), seed_baselines: bool = True) -> list[Genes]:
     """The first population: ``seeds``, then the baselines that satisfy the constraint, then random
@@ -131,14 +145,7 @@ def initial_genomes(rng: random.Random, size: int, student_layers: int, teacher_
         candidates += [g for g in baselines(student_layers, teacher_layers).values() if satisfies(g, constraint)]
     genomes = list(dict.fromkeys(tuple(g) for g in candidates))[:size]
     wanted = min(size, space_size(student_layers, teacher_layers, constraint))
-    known = set(genomes)
-    for _ in range(200 * size):
-        if len(genomes) >= wanted:
-            break
-        genes = random_genome(rng, student_layers, teacher_layers, constraint)
-        if genes not in known:
-            genomes.append(genes)
-            known.add(genes)
+    known = _add_random(genomes, wanted, 200 * size, lambda: random_genome(rng, student_layers, teacher_layers, constraint))
     for genes in enumerate_space(student_layers, teacher_layers, constraint):   # only for tiny or crowded spaces
         if len(genomes) >= wanted:
             break
@@ -213,15 +220,9 @@ class GenomeSpace:
         if seed_baselines and m <= n:
             candidates += [self.genes(t) for t in baseline_texts(m, n) if satisfies(parse_genes(t), self.constraint)]
         genomes = list(dict.fromkeys(candidates))[:size]
-        known = set(genomes)
         wanted = min(size, n ** m * space_size(m, n, self.constraint))
-        for _ in range(200 * size):
-            if len(genomes) >= wanted:
-                break
-            genes = tuple(rng.randint(1, n) for _ in range(m)) + random_genome(rng, m, n, self.constraint)
-            if genes not in known:
-                genomes.append(genes)
-                known.add(genes)
+        _add_random(genomes, wanted, 200 * size,
+                    lambda: tuple(rng.randint(1, n) for _ in range(m)) + random_genome(rng, m, n, self.constraint))
         while len(genomes) < size:
             genomes.append(genomes[rng.randrange(len(genomes))])
         return genomes
