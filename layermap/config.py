@@ -516,7 +516,7 @@ def _check_split_genome(config: "Config") -> None:
         return
     if config.student.init != "teacher":
         raise ConfigError("search.genome = 'split' searches the teacher layer each student layer starts from, which needs "
-                          "student.init = 'teacher'; set it (--init teacher) or use search.genome = 'coupled'")
+                          "student.init = 'teacher'; set it or use search.genome = 'coupled'")
     if config.search.strategy not in ("ga", "racing") or config.shape.search:
         raise ConfigError(f"search.genome = 'split' runs with search.strategy 'ga' or 'racing' on one student shape, not "
                           f"{'shape.search' if config.shape.search else repr(config.search.strategy)}; use "

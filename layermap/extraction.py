@@ -213,7 +213,7 @@ def parse_genome(text: str, teacher_layers: int, *, student_layers: int | None =
     if is_split(text):
         if init != "teacher":
             raise ExtractionError(f"mapping {text!r} is a split genome (the teacher layers the student layers start from, "
-                                  f"'{SPLIT}', those they imitate), which needs student.init = 'teacher' (--init teacher); "
+                                  f"'{SPLIT}', those they imitate), which needs student.init = 'teacher' (distill: --init teacher); "
                                   f"with a random initialisation give the imitation part alone, "
                                   f"{text.split(SPLIT, 1)[-1].strip()}")
         return SplitGenome.parse(text, teacher_layers, student_layers=student_layers, constraint=constraint)
@@ -224,8 +224,8 @@ def require_teacher_init(genome: Genome, init: str, where: str = "mapping") -> G
     """``genome``, refused in one sentence where it is split and the student is not initialised from the teacher."""
     if isinstance(genome, SplitGenome) and init != "teacher":
         raise ExtractionError(f"{where} {genome.text} is a split genome (the teacher layers the student layers start "
-                              f"from, '{SPLIT}', those they imitate), which needs student.init = 'teacher' (--init "
-                              f"teacher); with a random initialisation give the imitation part alone, {genome.mapping.text}")
+                              f"from, '{SPLIT}', those they imitate), which needs student.init = 'teacher' (distill: "
+                              f"--init teacher); with a random initialisation give the imitation part alone, {genome.mapping.text}")
     return genome
 
 
@@ -331,7 +331,7 @@ def check_extraction(layers: int, hidden_size: int, heads: int, ffn: int, teache
     heads = heads or t_heads
     ffn = ffn or 4 * hidden
     head_size = t_hidden // t_heads
-    fix = "or student.init = 'random' (--init random)"
+    fix = "or student.init = 'random'"
     if layers > n:
         raise ExtractionError(f"student.init = 'teacher' starts each student layer from a teacher layer, but {what} has "
                               f"{layers} layers and the teacher {n}; use at most {n} student layers {fix}")
@@ -348,16 +348,14 @@ def check_extraction(layers: int, hidden_size: int, heads: int, ffn: int, teache
     if hidden // heads != head_size or hidden % heads:
         raise ExtractionError(f"student.init = 'teacher' keeps whole teacher heads of size {head_size}, so a "
                               f"{hidden}-wide student has {hidden // head_size} heads, not {heads}; set student.heads = "
-                              f"{hidden // head_size} (--heads {hidden // head_size}) {fix}")
+                              f"{hidden // head_size} (distill: --heads {hidden // head_size}) {fix}")
 
 
 def check_config_extraction(config, teacher_config) -> None:
-    """:func:`check_extraction` of ``config``'s student when its initialisation (``student.init``, or for the final stage
-    ``compare.init``) is ``teacher``, and the split genome's requirement of it; nothing otherwise."""
+    """:func:`check_extraction` of ``config``'s student where it is initialised from the teacher (``student.init``, or
+    for the final stage ``compare.init``); nothing otherwise.  (``search.genome = "split"`` without teacher
+    initialisation is refused earlier, by the settings themselves.)"""
     s = config.student
-    if getattr(config.search, "genome", "coupled") == "split" and s.init != "teacher":
-        raise ExtractionError("search.genome = 'split' searches the teacher layer each student layer starts from, which "
-                              "needs student.init = 'teacher'; set it (--init teacher) or use search.genome = 'coupled'")
     if "teacher" in (s.init, config.compare.init or s.init):
         check_extraction(s.layers, s.hidden_size, s.heads, s.ffn, teacher_config)
 
