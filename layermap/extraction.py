@@ -211,12 +211,8 @@ def parse_genome(text: str, teacher_layers: int, *, student_layers: int | None =
     """A genome text: a split genome (``1-2-3+2-4-6``, which needs ``init = "teacher"``), or a coupled one (genes or a
     baseline name, :meth:`layermap.mapping.LayerMapping.parse`)."""
     if is_split(text):
-        if init != "teacher":
-            raise ExtractionError(f"mapping {text!r} is a split genome (the teacher layers the student layers start from, "
-                                  f"'{SPLIT}', those they imitate), which needs student.init = 'teacher' (distill: --init teacher); "
-                                  f"with a random initialisation give the imitation part alone, "
-                                  f"{text.split(SPLIT, 1)[-1].strip()}")
-        return SplitGenome.parse(text, teacher_layers, student_layers=student_layers, constraint=constraint)
+        genome = SplitGenome.parse(text, teacher_layers, student_layers=student_layers, constraint=constraint)
+        return require_teacher_init(genome, init)
     return LayerMapping.parse(text, teacher_layers, student_layers=student_layers, constraint=constraint)
 
 
