@@ -1,6 +1,9 @@
 """Headroom recovered against distillation steps, for random and teacher-extracted students of several shapes.
 
-For each student shape (``--shapes 3x192,3x384``: layers x hidden size; heads and FFN from the teacher's ratios)
+For each student shape (``--shapes 3x192,3x384``: layers x hidden size; the FFN from the teacher's ratio; the teacher's
+head count for a random student, whole teacher heads for an extracted one: 192 / 32 = 6 heads of MiniLM,
+:mod:`layermap.extraction`; ``results/benchmarks/headroom_demo.json`` was measured before that rule, its extracted
+3x192 students with 12 heads of 16)
 and initialisation (``--inits random,teacher``; ``teacher`` = Extract-Then-Distill, the uniform mapping's teacher
 layers copied into the student), the uniform-mapping student is distilled for each of ``--steps`` (0 = the
 initialisation itself) and scored by the proxy head of ``--config``.  Beside it, the reference rows of that shape
@@ -37,10 +40,22 @@ def parse_shape(text: str) -> tuple[int, int]:
     return int(layers), int(width)
 
 
+def heads_of(args, width: int, init: str) -> int:
+    """The student's head count: 0 (the teacher's) for a random student; whole teacher heads, ``width / d_head``, for
+    one extracted from the teacher (the only head count the leading-slice extraction produces)."""
+    if init != "teacher":
+        return 0
+    from layermap.distill.models import load_teacher_config
+
+    config = load_teacher_config(args.teacher)
+    return max(1, width // (config.hidden_size // config.num_attention_heads))
+
+
 def evaluator_for(args, layers: int, width: int, init: str) -> ProxyEvaluator:
     overrides = [f"teacher.name={json.dumps(args.teacher)}", f"corpus.path={json.dumps(args.corpus)}",
                  f"proxy.glue_dir={json.dumps(args.glue_dir)}", f"run.cache_dir={json.dumps(args.cache_dir)}",
-                 f"student.layers={layers}", f"student.hidden_size={width}", "student.heads=0", "student.ffn=0",
+                 f"student.layers={layers}", f"student.hidden_size={width}", f"student.heads={heads_of(args, width, init)}",
+                 "student.ffn=0",
                  f"student.init={json.dumps(init)}", *args.overrides]
     return ProxyEvaluator(load_config(args.config, overrides))
 

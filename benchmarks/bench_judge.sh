@@ -4,7 +4,8 @@
 # examples, mean pooling):
 #   random/     3 x 192 random students distilled 600 steps with 6-4-0 and 0-0-6, 2 distillation seeds x 2 fine-tuning
 #               seeds, with the teacher and the undistilled random student;
-#   extracted/  3 x 384 students extracted from the teacher (1-2-3, 4-5-6, 1-5-6; the reference row is 2-4-6), no
+#   extracted/  3 x 384 students extracted from the teacher (1-2-3, 4-5-6, 1-5-6; the reference rows: the truncation
+#               1-2-3 and a random student, both undistilled, since issue 30; the 2-4-6 copy before it), no
 #               distillation, 4 fine-tuning seeds; the teacher row read from random/ (--teacher-from), seeds 2-3 added.
 # Then benchmarks/bench_judge.py reads both: variance components, the smallest detectable difference, split-half
 # Kendall tau over the eight students.

@@ -3,6 +3,7 @@
 The public API (imported lazily, so ``import layermap`` and ``layermap --help`` stay fast)::
 
     layermap.LayerMapping, layermap.baselines         genomes and the heuristic mappings
+    layermap.SplitGenome, layermap.gene_sentence      teacher initialisation: start and imitation apart, in words
     layermap.load_config(preset_or_toml, overrides)   settings
     layermap.search(config, out, **sections)          a new search -> SearchResult
     layermap.resume(run_dir)                          continue one -> SearchResult
@@ -24,6 +25,7 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "LayerMapping": "layermap.mapping", "baselines": "layermap.mapping",
+    "SplitGenome": "layermap.extraction", "gene_sentence": "layermap.extraction",
     "Config": "layermap.config", "load_config": "layermap.config",
     "search": "layermap.api", "resume": "layermap.api", "load_result": "layermap.api", "fitness": "layermap.api",
     "compare": "layermap.api", "plot": "layermap.api", "verdict": "layermap.api", "export": "layermap.api",

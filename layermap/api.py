@@ -127,21 +127,22 @@ def export(run, path: str | Path | None = None, format: str = "json", *, attenti
 
 
 def fitness(mapping, config: Config | str, *, overrides: Sequence[str] = (), **sections: dict):
-    """The proxy fitness of one mapping (a :class:`LayerMapping`, genes, or text such as ``"2-4-6"``)
-    -> an :class:`EvaluationRecord`."""
+    """The proxy fitness of one mapping (a :class:`LayerMapping` or :class:`~layermap.extraction.SplitGenome`, genes,
+    or text such as ``"2-4-6"``, or with teacher initialisation ``"1-2-3+2-4-6"``) -> an :class:`EvaluationRecord`."""
     check_transformers()
     from .evolution.fitness import ProxyEvaluator
+    from .extraction import SplitGenome, parse_genome, require_teacher_init
     from .mapping import LayerMapping
 
     settings = resolve_config(config, overrides, **sections)
     _say_pipeline_check(settings)
     evaluator = ProxyEvaluator(settings)
-    if isinstance(mapping, LayerMapping):
-        genes = mapping.genes
-    elif isinstance(mapping, str):
-        genes = LayerMapping.parse(mapping, evaluator.teacher_layers, student_layers=evaluator.student_layers).genes
-    else:
-        genes = tuple(int(g) for g in mapping)
+    init = evaluator.config.student.init
+    if isinstance(mapping, str):
+        mapping = parse_genome(mapping, evaluator.teacher_layers, student_layers=evaluator.student_layers, init=init)
+    if isinstance(mapping, SplitGenome):
+        return evaluator.evaluate(require_teacher_init(mapping, init).text)
+    genes = mapping.genes if isinstance(mapping, LayerMapping) else tuple(int(g) for g in mapping)
     return evaluator.evaluate(genes)
 
 

@@ -218,9 +218,13 @@ class SearchSettings:
                                    # (minimised); more than fitness needs strategy "nsga2"
     confirm_seed_sets: int = 1     # racing: the last seed sets under the cap, kept out of the race: the final pick and the
                                    # best baseline are tested on them only (0 = test on the seed sets that chose them)
+    genome: str = "coupled"        # coupled (one gene per student layer) | split (student.init = "teacher" only: the layer
+                                   # each student layer starts from and the one it imitates, 1-2-3+2-4-6; layermap.extraction)
 
     def __post_init__(self) -> None:
         _check_objectives(self.objectives)
+        if self.genome not in ("coupled", "split"):
+            raise ConfigError(f"search.genome must be 'coupled' or 'split', got {self.genome!r}")
         if not (self.noise_std >= 0 and math.isfinite(self.noise_std)):
             raise ConfigError(f"search.noise_std must be a finite standard deviation >= 0 (0 = not measured), "
                               f"got {self.noise_std}")
@@ -270,9 +274,11 @@ def _check_objectives(objectives: tuple[str, ...]) -> None:
 
 
 def _check_seed_mapping(text: str) -> None:
-    """A seed mapping must be genes joined by '-' (its range is checked once the teacher's depth is known)."""
+    """A seed mapping must be genes joined by '-', or a split genome's two such parts joined by '+' (its range is
+    checked once the teacher's depth is known)."""
     try:
-        parse_genes(text)
+        for part in text.split("+", 1):
+            parse_genes(part)
     except LayermapError as exc:
         raise ConfigError(f"search.seed_mappings: {exc}") from None
 
@@ -500,6 +506,7 @@ class Config:
         if wants and self.search.strategy != "nsga2":
             raise ConfigError(f"{' and '.join(wants)} need search.strategy = 'nsga2' (a Pareto front); set it, or "
                               "leave them at their defaults")
+        _check_split_genome(self)
 
     def to_dict(self) -> dict:
         return {f.name: _section_to_dict(getattr(self, f.name)) for f in fields(self)}
@@ -515,6 +522,19 @@ def pipeline_check_line(config: Config) -> str | None:
     return ("pipeline check (run.pipeline_check): these settings only show that teacher, data, distillation and "
             "search run end to end; their proxy tasks are kept although invalid, so the ranking of mappings means "
             "nothing")
+
+
+def _check_split_genome(config: "Config") -> None:
+    """``search.genome = "split"`` needs teacher initialisation and a GA over one student shape (layermap.extraction)."""
+    if config.search.genome != "split":
+        return
+    if config.student.init != "teacher":
+        raise ConfigError("search.genome = 'split' searches the teacher layer each student layer starts from, which needs "
+                          "student.init = 'teacher'; set it or use search.genome = 'coupled'")
+    if config.search.strategy not in ("ga", "racing") or config.shape.search:
+        raise ConfigError(f"search.genome = 'split' runs with search.strategy 'ga' or 'racing' on one student shape, not "
+                          f"{'shape.search' if config.shape.search else repr(config.search.strategy)}; use "
+                          "search.genome = 'coupled' there")
 
 
 SECTIONS = {f.name: f.type for f in fields(Config)}

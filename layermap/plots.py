@@ -65,7 +65,8 @@ class EvolutionData:
 class DiagramData:
     teacher_layers: int
     student_layers: int
-    panels: list[tuple[str, tuple[int, ...]]]     # (title, genes)
+    panels: list[tuple[str, tuple[int, ...]]]     # (title, genes: the teacher layer each student layer imitates)
+    starts: list[tuple[int, ...] | None] = field(default_factory=list)   # per panel: a split genome's init part
 
 
 @dataclass(frozen=True)
@@ -144,11 +145,13 @@ def evolution_data(generations: Sequence, *, noise_std: float = 0.0, stderr: Map
                          {k: float(v) for k, v in (references or {}).items() if v is not None and math.isfinite(v)})
 
 
-def gene_frequency_data(generations: Sequence, student_layers: int, teacher_layers: int) -> np.ndarray:
-    """(G, M, N + 1): the share of each generation's population whose gene m (1..M) is k (0..N)."""
+def gene_frequency_data(generations: Sequence, student_layers: int, teacher_layers: int,
+                        part: str = "imitation") -> np.ndarray:
+    """(G, M, N + 1): the share of each generation's population whose gene m (1..M) is k (0..N); of a split genome
+    (``1-2-3+2-4-6``) the imitation part, or with ``part = "init"`` the teacher layer each student layer starts from."""
     freq = np.zeros((len(generations), student_layers, teacher_layers + 1))
     for g, row in enumerate(generations):
-        genomes = [parse_genes(text) for text in row.population]
+        genomes = [_part(text, part) for text in row.population]
         for genes in genomes:
             for m, k in enumerate(genes):
                 freq[g, m, k] += 1
@@ -157,15 +160,37 @@ def gene_frequency_data(generations: Sequence, student_layers: int, teacher_laye
     return freq
 
 
+def reference_styles(names, teacher: tuple, students: list[tuple], constant: tuple) -> list[tuple]:
+    """A (colour, line style) per reference row name: the teacher's, the constant's, and the undistilled students' in
+    turn (no distillation; with teacher initialisation the truncation, then the random student)."""
+    out, k = [], 0
+    for name in names:
+        if name in ("teacher", "constant"):
+            out.append(teacher if name == "teacher" else constant)
+        else:
+            out.append(students[min(k, len(students) - 1)])
+            k += 1
+    return out
+
+
 def diagram_data(mappings: Mapping[str, str], student_layers: int, teacher_layers: int) -> DiagramData:
-    """``{title: genome text}`` -> panels in order."""
-    panels = []
+    """``{title: genome text}`` -> panels in order; a split genome's panel also carries where each layer starts from."""
+    panels, starts = [], []
     for title, text in mappings.items():
-        genes = parse_genes(text)
-        if len(genes) != student_layers or any(k < 0 or k > teacher_layers for k in genes):
+        genes = parse_genes(text.split("+", 1)[-1])
+        start = parse_genes(text.split("+", 1)[0]) if "+" in text else None
+        if len(genes) != student_layers or any(k < 0 or k > teacher_layers for k in (*genes, *(start or ()))):
             raise LayermapError(f"mapping {text} does not fit {student_layers} student and {teacher_layers} teacher layers")
         panels.append((title, genes))
-    return DiagramData(teacher_layers, student_layers, panels)
+        starts.append(start)
+    return DiagramData(teacher_layers, student_layers, panels, starts)
+
+
+def _part(text: str, part: str) -> tuple[int, ...]:
+    """A genome text's imitation genes, or (``part = "init"``) a split genome's init part."""
+    if part == "init":
+        return parse_genes(text.split("+", 1)[0])
+    return parse_genes(text.split("+", 1)[-1])
 
 
 def comparison_data(table: Mapping) -> ComparisonData:
@@ -273,7 +298,8 @@ def draw_evolution(data: EvolutionData):
         if data.baseline is not None:
             ax.axhline(data.baseline, color="0.25", lw=0.9, ls="-.",
                        label=f"best baseline {data.baseline_genome} {data.baseline:.2f}")
-        for (name, value), style in zip(data.references.items(), (("0.0", ":"), ("C7", "--"), ("C5", (0, (1, 3))))):
+        for (name, value), style in zip(data.references.items(), reference_styles(
+                data.references, ("0.0", ":"), [("C7", "--"), ("C2", "-.")], ("C5", (0, (1, 3))))):
             ax.axhline(value, color=style[0], lw=0.9, ls=style[1], label=f"{name} {value:.2f}")
         ax.set_xlabel("generation")
         ax.set_ylabel("population fitness (proxy, %)")
@@ -300,7 +326,8 @@ def draw_mapping_diagram(data: DiagramData):
         k = len(data.panels)
         fig = _figure(min(WIDTH, 1.35 * k + 0.3), 0.24 * (n + 1) + 0.9)
         axes = fig.subplots(1, k, squeeze=False)[0]
-        for ax, (title, genes) in zip(axes, data.panels):
+        starts = data.starts or [None] * len(data.panels)
+        for ax, (title, genes), start in zip(axes, data.panels, starts):
             s_y = {j: j * n / m for j in range(m + 1)}             # student boxes spread over the teacher's height
             for j in range(n + 1):
                 ax.add_patch(Rectangle((0.62, j - 0.35), 0.3, 0.7, fc="#dbe7f3", ec="0.3", lw=0.6))
@@ -314,15 +341,21 @@ def draw_mapping_diagram(data: DiagramData):
             for j, g in enumerate(genes, start=1):
                 if g > 0:
                     ax.plot([0.38, 0.62], [s_y[j], g], color="C3", lw=1.2)
+            for j, i in enumerate(start or (), start=1):          # a split genome: where each layer starts from
+                if i != genes[j - 1]:
+                    ax.plot([0.38, 0.62], [s_y[j], i], color="C0", lw=0.9, ls="--")
             ax.set_xlim(-0.25, 1.25)
             ax.set_ylim(-0.7, n + 0.7)
             ax.axis("off")
             ax.set_title(title, fontsize=7)
-        fig.suptitle("Layer mappings (student left, teacher right; hatched = no intermediate loss)", fontsize=8)
+        split = any(s is not None for s in starts)
+        fig.suptitle("Layer mappings (student left, teacher right; hatched = no intermediate loss"
+                     + ("; dashed = the teacher layer a student layer starts from, where it is not the one it imitates"
+                        if split else "") + ")", fontsize=8)
     return fig
 
 
-def draw_gene_heatmap(freq: np.ndarray):
+def draw_gene_heatmap(freq: np.ndarray, ylabel: str = "teacher layer (0 = no loss)"):
     import matplotlib
 
     g, m, n1 = freq.shape
@@ -337,7 +370,7 @@ def draw_gene_heatmap(freq: np.ndarray):
             ax.set_xlabel("generation")
             ax.set_xticks(range(g))
             if j == 0:
-                ax.set_ylabel("teacher layer (0 = no loss)")
+                ax.set_ylabel(ylabel)
                 ax.set_yticks(range(n1))
         fig.colorbar(image, ax=list(axes), label="share of population", shrink=0.9)
     return fig
@@ -408,7 +441,8 @@ def draw_comparison(data: ComparisonData):
                    label=data.labels[i] + (" — reference" if is_ref else f" — {_short_verdict(data.verdicts[i])}"),
                    color=colour, edgecolor="black" if is_ref else "white", linewidth=1.0 if is_ref else 0.3,
                    hatch=hatch or None, capsize=2, error_kw={"lw": 0.7})
-        for (name, values), (colour, style) in zip(data.references.items(), (("black", "-"), ("0.45", "--"), ("C3", ":"))):
+        for (name, values), (colour, style) in zip(data.references.items(), reference_styles(
+                data.references, ("black", "-"), [("0.45", "--"), ("C2", "-.")], ("C3", ":"))):
             ax.hlines(values, x - 0.42, x + 0.42, colors=colour, linestyles=style, linewidth=1.4, zorder=5,
                       label=f"{name} (reference)")          # one line across each task's group of bars
         ax.set_xticks(x)
@@ -448,8 +482,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: f
 
     The evolution curve's noise band is each genome's replicate standard error where it has one, else the
     run's ``search.noise_std``; ``noise_std`` (``layermap plot --noise-std``) replaces both for every genome."""
-    from .mapping import baseline_names, baselines
-    from .evolution.results import load_result
+    from .extraction import baseline_genomes, baseline_texts
+    from .evolution.results import load_result, run_genome
     from .evolution.store import open_run
     from .evolution.verdict import run_noise_std
 
@@ -468,9 +502,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: f
         raise LayermapError(f"run folder {run_dir} has no finished generation to plot yet; let the search run first")
     out = Path(out) if out else Path(run_dir) / "plots"
     panels = {f"best {result.best_record.genome}": result.best_record.genome}
-    panels.update({f"{name} {'-'.join(map(str, g))}": "-".join(map(str, g))
-                   for name, g in baselines(row.student_layers, row.teacher_layers).items()})
-    base_texts = baseline_names(row.student_layers, row.teacher_layers)
+    genome = run_genome(row.config)
+    panels.update({f"{name} {text}": text for name, text in
+                   baseline_genomes(row.student_layers, row.teacher_layers, genome).items()})
+    base_texts = baseline_texts(row.student_layers, row.teacher_layers, genome)
     stderr = {g: r.fitness_stderr for g, r in records.items()} if noise_std is None else {}
     noise = noise_std if noise_std is not None else (run_noise_std(row.config) or 0.0)
     refs = result.references
@@ -481,6 +516,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: f
     files += save_figure(draw_mapping_diagram(diagram_data(panels, row.student_layers, row.teacher_layers)), out, "mappings")
     freq = gene_frequency_data(generations, row.student_layers, row.teacher_layers)
     files += save_figure(draw_gene_heatmap(freq), out, "gene_frequency")
+    if genome == "split":                          # the other half of a split genome: where each layer starts from
+        freq = gene_frequency_data(generations, row.student_layers, row.teacher_layers, part="init")
+        files += save_figure(draw_gene_heatmap(freq, "teacher layer it starts from"), out, "gene_frequency_init")
     return files
 
 

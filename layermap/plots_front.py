@@ -38,6 +38,7 @@ class FrontData:
     baselines_fitness: list[float] = field(default_factory=list)
     no_distillation: float | None = None        # the [student] shape's undistilled student (reference row)
     own_floor: list[float | None] = field(default_factory=list)  # each member's own shape's undistilled student
+    floor_name: str = "no distillation"         # that row's name (student.init = "teacher": the truncation)
 
 
 def front_data(front) -> FrontData:
@@ -57,7 +58,8 @@ def front_data(front) -> FrontData:
                      list(front.hypervolumes), list(front.reference), teacher,
                      [v[index] / scale for v in base], [v[0] for v in base],
                      front.references.no_distillation.fitness if front.references is not None else None,
-                     [m.references.no_distillation.fitness if m.references is not None else None for m in members])
+                     [m.references.no_distillation.fitness if m.references is not None else None for m in members],
+                     front.references.no_distillation.name if front.references is not None else "no distillation")
 
 
 def draw_front(data: FrontData):
@@ -82,11 +84,11 @@ def draw_front(data: FrontData):
             ax.axhline(data.teacher, color="0.0", lw=0.9, ls=":", label=f"teacher {data.teacher:.2f}")
         if data.no_distillation is not None:
             ax.axhline(data.no_distillation, color="0.4", lw=0.9, ls="--",
-                       label=f"no distillation ([student] shape) {data.no_distillation:.2f}")
+                       label=f"{data.floor_name} ([student] shape) {data.no_distillation:.2f}")
         own = [i for i, v in enumerate(data.own_floor) if v is not None]
         if own:
             ax.scatter([data.x[i] for i in own], [data.own_floor[i] for i in own], marker="_", s=80, color="0.3",
-                       zorder=3, label="no distillation (each member's own shape)")
+                       zorder=3, label=f"{data.floor_name} (each member's own shape)")
         ax.set_xlabel(data.xlabel)
         ax.set_ylabel("fitness (proxy, %)")
         ax.legend(frameon=False, fontsize=6, loc="best")

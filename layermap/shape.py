@@ -116,6 +116,7 @@ class ShapeGrid:
     hidden_sizes: tuple[int, ...]
     heads: tuple[int, ...]
     ffn_ratios: tuple[float, ...] = DEFAULT_FFN_RATIOS
+    head_size: int = 0             # > 0: every shape has heads of this size (student.init = "teacher": the teacher's)
 
     def __post_init__(self) -> None:
         for name in ("layers", "hidden_sizes", "heads", "ffn_ratios"):
@@ -125,10 +126,20 @@ class ShapeGrid:
             if min(values) <= 0:
                 raise ShapeError(f"the shape grid's {name} must be positive, got {min(values)}")
             object.__setattr__(self, name, values)
-        check_divisible(self.hidden_sizes, self.heads)
+        if not self.head_size:
+            check_divisible(self.hidden_sizes, self.heads)
+        else:
+            for h in self.hidden_sizes:
+                if h % self.head_size or h // self.head_size not in self.heads:
+                    raise ShapeError(f"shape grid hidden size {h} cannot be cut from whole teacher heads of size "
+                                     f"{self.head_size} among the head counts {', '.join(map(str, self.heads))} "
+                                     f"(student.init = 'teacher' keeps the teacher's head size); use hidden sizes that "
+                                     f"are multiples of {self.head_size} or student.init = 'random'")
 
     def heads_for(self, hidden: int) -> tuple[int, ...]:
-        """The grid's head counts that divide ``hidden``."""
+        """The grid's head counts that divide ``hidden`` (with ``head_size``: the one count of that head size)."""
+        if self.head_size:
+            return (hidden // self.head_size,) if hidden % self.head_size == 0 else ()
         return tuple(a for a in self.heads if hidden % a == 0)
 
     def ffns_for(self, hidden: int) -> tuple[int, ...]:
@@ -171,17 +182,26 @@ class ShapeGrid:
                 init: str = "random") -> "ShapeGrid":
         """The grid of the ``[shape]`` settings for a teacher; empty lists take the defaults (module docstring).
 
+        With ``init = "teacher"`` every shape keeps the teacher's head size (heads = hidden / the teacher's head size:
+        the leading slice of the teacher's projections is then whole teacher heads, :mod:`layermap.extraction`), so
+        ``heads`` only has to hold those counts.
+
         Raises:
             ShapeError: a layer count deeper than the teacher; with ``init = "teacher"``, a hidden or FFN size
-                wider than the teacher's (its tensors are cut from the teacher's, which cannot grow).
+                wider than the teacher's (its tensors are cut from the teacher's, which cannot grow), or a hidden size
+                that is no whole number of teacher heads.
         """
         layers = tuple(layers) or tuple(range(1, teacher_layers + 1))
         hidden_sizes = tuple(hidden_sizes) or tuple(range(hidden_step, teacher_hidden + 1, hidden_step)) or (teacher_hidden,)
+        head_size = teacher_hidden // teacher_heads if init == "teacher" else 0
+        if head_size and not heads:
+            heads = tuple(sorted({max(1, h // head_size) for h in hidden_sizes}))
         heads = tuple(heads) or tuple(range(1, teacher_heads + 1))
         if max(layers) > teacher_layers:
             raise ShapeError(f"shape.layers has {max(layers)} layers but the teacher has {teacher_layers}; use layer "
                              f"counts 1..{teacher_layers}")
-        grid = cls(layers=layers, hidden_sizes=hidden_sizes, heads=heads, ffn_ratios=tuple(ffn_ratios))
+        grid = cls(layers=layers, hidden_sizes=hidden_sizes, heads=heads, ffn_ratios=tuple(ffn_ratios),
+                   head_size=head_size)
         if init == "teacher":
             if max(grid.hidden_sizes) > teacher_hidden:
                 raise ShapeError(f"shape.hidden_sizes has {max(grid.hidden_sizes)}, wider than the teacher's "

@@ -613,7 +613,7 @@ def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare
     from transformers import AutoModel
 
     config = _config(compare_toml, "compare.max_steps=0", "compare.epochs=0", 'compare.init="teacher"',
-                     "student.hidden_size=0", "compare.teacher_cache=false")
+                     "student.hidden_size=0", "student.heads=0", "compare.teacher_cache=false")   # whole teacher heads
     out = tmp_path / "cmp"
     result = run_compare(config, ["1-2", "3-4"], out, progress=False)
     assert result.failed == 0 and result.distilled == 2

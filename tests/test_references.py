@@ -105,7 +105,7 @@ def test_a_shape_s_rows_share_the_teacher_and_constant_and_measure_its_own_undis
     assert rows.no_distillation.replicates == alone.no_distillation.replicates
     assert rows.no_distillation.replicates != base.no_distillation.replicates
     assert ev.shape_references(StudentShape(2, 16, 2, 32)) == base                    # the [student] shape's own
-    monkeypatch.setattr(ProxyEvaluator, "_undistilled_scores", lambda *a: pytest.fail("measured twice"))
+    monkeypatch.setattr(ProxyEvaluator, "_student_rows", lambda *a: pytest.fail("measured twice"))
     assert ev.shape_references(shape) == rows                                         # once per shape: cached
 
 

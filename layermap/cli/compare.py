@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
                    help="a search's run folder: compare its best genome(s) with the uniform, top, bottom and last baselines")
     p.add_argument("--mappings", default=None,
-                   help="comma-separated mappings to compare without a run (genes like 2-4-6 or uniform/top/bottom/last)")
+                   help="comma-separated mappings to compare without a run (genes like 2-4-6 or uniform/top/bottom/last, "
+                        "a mapping JSON file; with compare.init = teacher also split genomes, 1-2-3+2-4-6: starts from "
+                        "1-2-3, imitates 2-4-6)")
     p.add_argument("--out", required=True, metavar="DIR", help="compare folder (new, or one made with the same settings)")
     p.add_argument("--top", type=int, default=1, help="with RUN_DIR: how many of the run's best genomes to include (default 1)")
     p.add_argument("--no-baselines", action="store_true", help="with RUN_DIR: do not add the four baselines")
@@ -129,7 +131,7 @@ def mapping_files(config, mappings: list[str]):
     import dataclasses
 
     from ..evolution.front import shape_of_mapping_file
-    from ..mapping import LayerMapping
+    from ..extraction import genome_from_json
 
     out, shapes = [], {}
     for text in mappings:
@@ -137,7 +139,7 @@ def mapping_files(config, mappings: list[str]):
         if not (text.strip().endswith(".json") or path.is_file()):
             out.append(text)
             continue
-        out.append(LayerMapping.from_json(path).text)
+        out.append(genome_from_json(path).text)          # a split genome's file keeps both parts
         shape = shape_of_mapping_file(json.loads(path.read_text(encoding="utf-8")))
         if shape is not None:
             shapes[shape.text] = shape
@@ -165,7 +167,7 @@ def _shared_proxy_fitness(config, mappings) -> dict[str, float]:
         from ..evolution.store import Store
 
         evaluator = ProxyEvaluator(config)
-        genomes = resolve_mappings(mappings, evaluator.student_layers, evaluator.teacher_layers)
+        genomes = resolve_mappings(mappings, evaluator.student_layers, evaluator.teacher_layers, config.student.init)
         with Store(path) as store:
             found = {g: store.lookup(evaluator.fingerprint, g) for g in genomes}
     except Exception:  # noqa: BLE001 - a proxy fitness is only an annotation here; bad input is reported later

@@ -41,7 +41,8 @@ def _add_distill(sub) -> None:
     p.add_argument("--ffn", type=int, default=0,
                    help="student FFN size (default: the shape a mapping file names, else 4 x hidden)")
     p.add_argument("--mapping", required=True, help="genes like 2-4-6, or uniform/top/bottom/last, or a mapping JSON "
-                   "file (one from `export --front` also gives the student's shape)")
+                   "file (one from `export --front` also gives the student's shape); with --init teacher also a split "
+                   "genome, 1-2-3+2-4-6 (starts from 1-2-3, imitates 2-4-6)")
     p.add_argument("--corpus", required=True, help="text file (one paragraph per line, blank line between documents) or a datasets name")
     p.add_argument("--max-segments", type=int, default=0, help="sample this many segments (default: all)")
     p.add_argument("--max-documents", type=int, default=0, help="read only the first N documents of the corpus")
@@ -65,18 +66,19 @@ def _is_mapping_file(text: str) -> bool:
     return text.endswith(".json") or Path(text).is_file()
 
 
-def _parse_mapping(text: str, teacher_layers: int, student_layers: int):
-    from ..mapping import LayerMapping
+def _parse_mapping(text: str, teacher_layers: int, student_layers: int, init: str = "random"):
+    """Genes, a baseline name, a split genome (``1-2-3+2-4-6``, teacher initialisation) or a mapping JSON file."""
+    from ..extraction import genome_from_json, parse_genome, require_teacher_init
 
     if _is_mapping_file(text):
-        mapping = LayerMapping.from_json(text)
+        mapping = require_teacher_init(genome_from_json(text), init, f"mapping file {text!r} holds")
         if mapping.teacher_layers != teacher_layers or mapping.student_layers != student_layers:
             raise LayermapError(
                 f"mapping file {text!r} is for {mapping.student_layers} student / {mapping.teacher_layers} teacher layers, "
                 f"not {student_layers} / {teacher_layers}; export a mapping for this teacher and student"
             )
         return mapping
-    return LayerMapping.parse(text, teacher_layers, student_layers=student_layers)
+    return parse_genome(text, teacher_layers, student_layers=student_layers, init=init)
 
 
 def _student_flags_of(args: argparse.Namespace) -> tuple[int, int, int, int]:
@@ -88,7 +90,7 @@ def _student_flags_of(args: argparse.Namespace) -> tuple[int, int, int, int]:
     import json
 
     from ..evolution.front import shape_of_mapping_file, student_flags
-    from ..mapping import LayerMapping
+    from ..extraction import genome_from_json
 
     if not _is_mapping_file(args.mapping):
         if args.student_layers is None:
@@ -105,7 +107,7 @@ def _student_flags_of(args: argparse.Namespace) -> tuple[int, int, int, int]:
         raise LayermapError(f"mapping file {args.mapping!r} has a metadata.shape that is not a student shape (layers, "
                             "hidden_size, heads, ffn); export the front member again") from None
     if shape is None:
-        layers = LayerMapping.from_json(args.mapping).student_layers if args.student_layers is None else args.student_layers
+        layers = genome_from_json(args.mapping).student_layers if args.student_layers is None else args.student_layers
         return layers, args.hidden_size, args.heads, args.ffn
     given = (args.student_layers, args.hidden_size or None, args.heads or None, args.ffn or None)   # None: not given
     names = ("--student-layers", "--hidden-size", "--heads", "--ffn")
@@ -136,8 +138,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     teacher_cfg = load_teacher_config(args.teacher)
     check_seq_len(teacher_cfg, args.seq_len, "--seq-len")
     layers, hidden, heads, ffn = _student_flags_of(args)          # the flags, or the shape the mapping file names
-    mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, layers)
+    mapping = _parse_mapping(args.mapping, teacher_cfg.num_hidden_layers, layers, args.init)
     spec = StudentSpec.resolve(teacher_cfg, layers, hidden, heads, ffn)
+    if args.init == "teacher":                       # a student the extraction cannot cut: one sentence, no work
+        from ..extraction import check_extraction
+
+        check_extraction(spec.layers, spec.hidden_size, spec.heads, spec.ffn, teacher_cfg)
     config = config_from_args(args)                  # the flags, through the one table (layermap.cli.common)
     config = config.replace(student=StudentSettings(layers=spec.layers, hidden_size=spec.hidden_size, heads=spec.heads,
                                                     ffn=spec.ffn, init=config.student.init))   # widths resolved
@@ -149,7 +155,9 @@ def _cmd_distill(args: argparse.Namespace) -> int:
                              progress=not args.quiet)
     student = build_student(teacher.model.config, spec, seed=settings.seed)
     if config.student.init == "teacher":
-        init_student_from_teacher(student, teacher.model, mapping)
+        from ..extraction import start_mapping
+
+        init_student_from_teacher(student, teacher.model, start_mapping(mapping))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_toml(config))
     started = time.time()
@@ -173,7 +181,8 @@ def _add_fitness(sub) -> None:
                        epilog="example:\n  layermap fitness --mapping 2-4-6 --config smoke --teacher $TEACHER "
                               "--corpus corpus.txt --glue-dir glue --json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mapping", required=True, help="genes like 2-4-6, or uniform/top/bottom/last")
+    p.add_argument("--mapping", required=True, help="genes like 2-4-6, or uniform/top/bottom/last; with student.init = "
+                   "teacher also a split genome, 1-2-3+2-4-6 (starts from 1-2-3, imitates 2-4-6)")
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -191,14 +200,19 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_proxy_inputs(config)
     evaluator = ProxyEvaluator(config, progress=not args.quiet and sys.stderr.isatty())
-    mapping = _parse_mapping(args.mapping, evaluator.teacher_layers, evaluator.student_layers)
+    mapping = _parse_mapping(args.mapping, evaluator.teacher_layers, evaluator.student_layers, config.student.init)
     refs = None if args.no_references else evaluator.references()       # cached per reference fingerprint
-    record = evaluator.evaluate(mapping.genes)
+    record = evaluator.evaluate(mapping.text if "+" in mapping.text else mapping.genes)
+    from ..extraction import gene_sentence
+
+    meaning = gene_sentence(mapping) if config.student.init == "teacher" else None
     scores = record.task_scores
     if args.json:
         d = record.to_dict()
         d["mapping"] = d.pop("genome")
         d["fingerprint"] = evaluator.fingerprint
+        if meaning:
+            d["gene_meaning"] = meaning
         if refs is not None:
             d["references"] = refs.to_json()
             d["headroom"] = refs.headroom(scores)
@@ -207,6 +221,8 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
     from ..evolution.references import describe, format_headroom, headroom_line, learnt_sentence
 
     print(f"mapping {record.genome}   fingerprint {evaluator.fingerprint}")
+    if meaning:
+        print(f"  {meaning}")
     room = refs.headroom(scores) if refs is not None else {}
     for name, task in record.tasks.items():
         metrics = "  ".join(f"{k} {v:6.2f}" for k, v in task.metrics.items())

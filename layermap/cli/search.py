@@ -138,6 +138,7 @@ def show_command(args: argparse.Namespace) -> int:
 
     report = run_report(args.run_dir, args.top, getattr(args, "noise_std", None), "--noise-std")
     row, result, verdict = report.row, report.result, report.verdict
+    meaning = _meaning(result)
     if args.json:
         print(json.dumps({
             "run_id": row.run_id, "run_dir": str(Path(args.run_dir).resolve()), "store": str(result.store_path),
@@ -155,11 +156,15 @@ def show_command(args: argparse.Namespace) -> int:
             "headroom": ({r.genome: result.references.headroom(r.task_scores)
                           for r in report.top} if result.references else None),
             "not_learnt": _not_learnt(result.references, report.top, verdict.noise_std),
+            **({"student_init": "teacher", "gene_meaning": meaning(None),
+                "meanings": {r.genome: meaning(r.genome) for r in report.top}} if meaning else {}),
         }, indent=2))
         return 0
     identity = f", {report.teacher_identity}" if report.teacher_identity else ""
     print(f"run {row.run_id} ({report.status})  teacher {report.teacher or '?'} "
           f"({row.teacher_layers} layers{identity}) -> student {row.student_layers} layers  fingerprint {row.fingerprint[:12]}")
+    if meaning:
+        print(f"student.init = teacher: {meaning(None)}")
     print(f"{'gen':>3} {'best':>8} {'mean':>8} {'std':>6} {'unique':>6} {'computed':>8} {'cached':>6} {'failed':>6}  best genome")
     for g in result.generations:
         print(f"{g.generation:>3} {_num(g.best, 8)} {_num(g.mean, 8)} {_num(g.std, 6)} {g.unique:>6} {g.computed:>8} "
@@ -184,8 +189,22 @@ def show_command(args: argparse.Namespace) -> int:
         print(noise_note(report.top, report.ties, verdict.noise_std, verdict.noise_std_from or "--noise-std"))
     _print_references(result.references, report.top[0] if report.top else None)
     if report.top:
+        if meaning:
+            print(f"best {meaning(report.top[0].genome)}")
         print(_verdict_or_not_learnt(verdict, result.references, report.top[0]))
     return 0
+
+
+def _meaning(result: SearchResult):
+    """With teacher initialisation, ``f(genome text)`` -> what its genes mean (:func:`layermap.extraction.gene_sentence`;
+    ``f(None)``: the legend of the run's genome kind); None with a random initialisation."""
+    from ..extraction import describe_genome, gene_legend
+
+    if result.init != "teacher":
+        return None
+    split = result.best_record is not None and "+" in result.best_record.genome
+    return lambda text: (gene_legend("teacher", "split" if split else "coupled") if text is None
+                         else describe_genome(text, result.teacher_layers, "teacher"))
 
 
 def _not_learnt(refs, top, noise_std) -> str | None:
@@ -327,6 +346,9 @@ def _print_summary(result: SearchResult) -> None:
               f"reference point ({', '.join(f'{v:.6g}' for v in last.reference)})   (layermap show {result.run_dir}; "
               f"layermap export {result.run_dir} --front DIR)")
     _print_references(result.references, result.best_record, result.best_references)
+    meaning = _meaning(result)
+    if meaning and result.best_record is not None and (last is None or last.hypervolume is None):
+        print(f"best {meaning(result.best_record.genome)}")
     if result.best_record is not None and (last is None or last.hypervolume is None):   # a front has no one best
         from ..api import verdict
 

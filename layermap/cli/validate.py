@@ -46,13 +46,19 @@ def validate_command(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - reported, not fatal
         missing = str(exc)
     search, proxy, distill, compare = config.search, config.proxy, config.distill, config.compare
-    size = space_size(spec.layers, n, search.constraint)
+    size = space_size(spec.layers, n, search.constraint) * (n ** spec.layers if search.genome == "split" else 1)
     offspring = search.offspring or search.population
     evaluations = min(size, search.population + search.generations * offspring)
     print(f"settings: valid   teacher {config.teacher.name} ({n} layers, width {teacher.hidden_size}, "
           f"{teacher.num_attention_heads} heads)")
     print(f"student: {spec.layers} layers, width {spec.hidden_size}, {spec.heads} heads, FFN {spec.ffn}, init {s.init}")
-    print(f"search space: {size} genomes ({search.constraint}); baselines "
+    if s.init == "teacher":
+        from ..extraction import gene_legend
+
+        print(f"genome ({search.genome}): {gene_legend('teacher', search.genome)}")
+    print(f"search space: {size} genomes ({search.constraint}"
+          + (f"; split: {n}^{spec.layers} init parts x the imitation parts" if search.genome == "split" else "")
+          + "); baselines "
           + ", ".join(f"{k} {'-'.join(map(str, g))}" for k, g in baselines(spec.layers, n).items()))
     print(f"search: population {search.population} + {search.generations} generations x {offspring} offspring "
           f"-> at most {evaluations} distinct genomes evaluated")

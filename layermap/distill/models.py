@@ -215,7 +215,8 @@ def init_student_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel
     ``g(m)``, and a layer with gene 0 starts as the uniform baseline's layer for ``m``.
     When widths differ every tensor is truncated to its leading slice (``W[:d_out, :d_in]``,
     ``b[:d]``): a documented, simple extraction, not a learned one.  A student *wider* than the
-    teacher in any tensor is an error.
+    teacher in any tensor is an error; which shapes the slice turns into an extraction of the teacher (whole
+    teacher heads) is checked before any work by :func:`layermap.extraction.check_extraction`.
     """
     fallback = baseline("uniform", mapping.student_layers, mapping.teacher_layers)
     sources = [g if g > 0 else u for g, u in zip(mapping.genes, fallback)]

@@ -33,9 +33,9 @@ from ..distill.corpus import default_cache_dir
 from ..errors import LayermapError
 from .executors import Executor
 from ..logs import get_logger
-from ..mapping import enumerate_space, format_genes, parse_genes, repair
-from .operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes, parse_seed_mappings,
-                        select_survivors, select_tournament)
+from ..mapping import enumerate_space
+from .operators import (GenomeSpace, crossover_two_point, crossover_uniform, genome_space, select_survivors,
+                        select_tournament)
 from .racing import Racing
 from .records import EvaluationRecord
 from .results import GenerationStats, SearchResult, load_result
@@ -97,16 +97,20 @@ def _ensure_creator() -> None:
 def build_toolbox(search: SearchState) -> base.Toolbox:
     """DEAP toolbox whose operators draw from ``search.rng`` (see :mod:`layermap.evolution.operators`)."""
     _ensure_creator()
-    s, rng = search.config.search, search.rng
+    s, rng, space = search.config.search, search.rng, space_of(search)
     toolbox = base.Toolbox()
     toolbox.register("individual", creator.LayermapGenome)
     toolbox.register("mate", crossover_two_point if s.crossover == "two_point" else crossover_uniform, rng)
-    toolbox.register("mutate", mutate_genes, rng, teacher_layers=search.teacher_layers,
-                     prob=s.gene_mut_prob or 1.0 / search.student_layers)
+    toolbox.register("mutate", space.mutate, rng, prob=space.mutation_prob(s.gene_mut_prob))
     toolbox.register("select", select_tournament, rng, tournsize=s.tournament_size)
     toolbox.register("survive", select_survivors)
-    toolbox.register("repair", repair, teacher_layers=search.teacher_layers, constraint=s.constraint)
+    toolbox.register("repair", space.repair)
     return toolbox
+
+
+def space_of(search: SearchState) -> GenomeSpace:
+    """How the run's individuals read (``search.genome``: coupled, or split with its ``1-2-3+2-4-6`` texts)."""
+    return genome_space(search.config, search.student_layers, search.teacher_layers)
 
 
 def evolve(search: SearchState, start: GenerationRow | None) -> None:
@@ -153,13 +157,11 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
     mu, lambda_ = s.population, s.offspring or s.population
     if start is None:
         clock = time.perf_counter()
-        seeds = parse_seed_mappings(s.seed_mappings, search.student_layers, search.teacher_layers, s.constraint)
-        genomes = (initial_genomes(search.rng, mu, search.student_layers, search.teacher_layers, s.constraint,
-                                   seeds=seeds, seed_baselines=s.seed_baselines) if s.strategy in BREEDING
-                   else _enumerated(search))
+        genomes = (space_of(search).initial(search.rng, mu, seeds=s.seed_mappings, seed_baselines=s.seed_baselines)
+                   if s.strategy in BREEDING else _enumerated(search))
         population = [toolbox.individual(g) for g in genomes]
         evaluated = _evaluate(search, strategy, population, 0, last == 0)
-        search.seen.update(format_genes(ind) for ind in population)
+        search.seen.update(space_of(search).text(ind) for ind in population)
         strategy.update_hall_of_fame(search, hof, population, toolbox.individual)
         _checkpoint(search, 0, population, hof, evaluated, clock)
         first = 1
@@ -174,7 +176,7 @@ def evolve(search: SearchState, start: GenerationRow | None) -> None:
         for _ in range(lambda_):
             for _ in range(NOVELTY_TRIES):
                 child = _breed(search, toolbox, population)
-                text = format_genes(child)
+                text = space_of(search).text(child)
                 if text not in search.seen and text not in fresh:
                     break
             else:
@@ -226,7 +228,8 @@ def run_search(config: Config, evaluator: Evaluator, run_dir: str | Path, *, exe
     if run_dir.exists() and any(run_dir.iterdir()):
         raise StoreError(f"run folder {run_dir} is not empty; pass --resume {run_dir} to continue it, or choose a new --out folder")
     student_layers, teacher_layers = int(evaluator.student_layers), int(evaluator.teacher_layers)
-    parse_seed_mappings(config.search.seed_mappings, student_layers, teacher_layers, config.search.constraint)
+    for text in config.search.seed_mappings:                     # checked against the depths before the folder exists
+        genome_space(config, student_layers, teacher_layers).seed(text)
     fingerprint = evaluator.fingerprint
     store_path = Path(config.run.store_path).expanduser().resolve() if config.run.store_path else (run_dir / STORE_NAME).resolve()
     made_here = not run_dir.exists()
@@ -302,8 +305,11 @@ def check_proxy_inputs(config: Config) -> None:
     from ..distill.corpus import check_source
     from ..distill.models import check_seq_len, load_teacher_config, pick_device, WEIGHT_FILES
 
+    from ..extraction import check_config_extraction
+
     pick_device(config.run.device)
     teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
+    check_config_extraction(config, teacher_cfg)      # teacher initialisation: a student the teacher can be cut into
     check_seq_len(teacher_cfg, config.corpus.seq_len, "corpus.seq_len")
     check_seq_len(teacher_cfg, config.proxy.seq_len, "proxy.seq_len")
     local = Path(config.teacher.name).expanduser()
@@ -452,10 +458,11 @@ def _evaluate(search: SearchState, strategy, individuals: list, generation: int,
     neither the run nor the cache knows are computed), let the strategy settle, then give them and ``also`` (the
     parents, whose fitness a strategy may have moved) their fitness.  Returns the number of distinct genomes in
     ``individuals``."""
-    evaluated = evaluate(search, [(format_genes(ind), 0) for ind in individuals], generation)
+    text = space_of(search).text
+    evaluated = evaluate(search, [(text(ind), 0) for ind in individuals], generation)
     strategy.settle(search, individuals, generation, last)
     for ind in [*individuals, *also]:
-        ind.fitness.values = (strategy.score(search, format_genes(ind)),)
+        ind.fitness.values = (strategy.score(search, text(ind)),)
     return evaluated
 
 
@@ -465,11 +472,12 @@ def _retry_failed(search: SearchState, strategy, toolbox: base.Toolbox, populati
 
     Each attempt is a new row of the store under ``generation``; the failed rows stay, with their errors.
     The restored population takes the new fitnesses, and a success may enter the hall of fame."""
-    retried = [toolbox.individual(parse_genes(text)) for text in search.retry]
+    space = space_of(search)
+    retried = [toolbox.individual(space.genes(text)) for text in search.retry]
     evaluate(search, [(text, 0) for text in search.retry], generation)
     for ind in [*retried, *population]:
-        if format_genes(ind) in search.memo:
-            ind.fitness.values = (strategy.score(search, format_genes(ind)),)
+        if space.text(ind) in search.memo:
+            ind.fitness.values = (strategy.score(search, space.text(ind)),)
     ok = sum(math.isfinite(ind.fitness.values[0]) for ind in retried)
     if search.progress:
         _log.info(f"retried {len(retried)} failed genome(s): {ok} succeeded, {len(retried) - ok} failed again")
@@ -487,7 +495,8 @@ def _checkpoint(search: SearchState, generation: int, population: list, hof: too
         generation=generation, best=max(ok) if ok else None, mean=statistics.fmean(ok) if ok else None,
         std=statistics.pstdev(ok) if ok else None, unique=len({tuple(ind) for ind in population}), evaluated=evaluated,
         computed=counts.computed, cached=counts.cached, failed=counts.failed,
-        best_genome=format_genes(population[best]) if best is not None else None, wall_time=time.perf_counter() - clock,
+        best_genome=space_of(search).text(population[best]) if best is not None else None,
+        wall_time=time.perf_counter() - clock,
     )
     state = search.rng.getstate()
     checkpoint = {
@@ -497,7 +506,7 @@ def _checkpoint(search: SearchState, generation: int, population: list, hof: too
         "hall_of_fame": [list(ind) for ind in hof],
         "rng_state": [state[0], list(state[1]), state[2]],
     }
-    search.store.save_generation(search.run_id, generation, population=[format_genes(ind) for ind in population],
+    search.store.save_generation(search.run_id, generation, population=[space_of(search).text(ind) for ind in population],
                                  fitnesses=checkpoint["fitnesses"], stats=dataclasses.asdict(stats), checkpoint=checkpoint)
 
 
@@ -513,7 +522,7 @@ def _restore(search: SearchState, strategy, toolbox: base.Toolbox, hof: tools.Ha
         population.append(ind)
     for genes in reversed(cp["hall_of_fame"]):      # reversed: DEAP inserts ties in front, this restores their order
         ind = toolbox.individual(genes)
-        ind.fitness.values = (strategy.score(search, format_genes(genes)),)
+        ind.fitness.values = (strategy.score(search, space_of(search).text(genes)),)
         hof.insert(ind)
     return population
 

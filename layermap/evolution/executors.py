@@ -75,8 +75,9 @@ def evaluate_safely(evaluator: Evaluator, genes: Sequence[int]) -> EvaluationRec
 
 
 def genome_job(genes: Sequence[int] | str) -> tuple[tuple[int, ...] | str, str]:
-    """A job's genome as the evaluator takes it and its text: genes as ints, or a shaped genome's text as it is
-    (``L4-H256-A4-F1024:3-6-9-12``, :mod:`layermap.evolution.shaped_evaluator`)."""
+    """A job's genome as the evaluator takes it and its text: genes as ints, or a shaped or split genome's text as it is
+    (``L4-H256-A4-F1024:3-6-9-12``, :mod:`layermap.evolution.shaped_evaluator`; ``1-2-3+2-4-6``,
+    :mod:`layermap.extraction`)."""
     if isinstance(genes, str):
         return genes, genes
     genes = tuple(int(g) for g in genes)

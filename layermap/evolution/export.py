@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..distill.identity import teacher_label
 from ..errors import LayermapError
-from ..mapping import LayerMapping
+from ..extraction import Genome, SplitGenome, gene_sentence, init_layers
+from ..mapping import LayerMapping, format_genes
 from .records import EvaluationRecord
 from .results import SearchResult, load_result
 from .store import RunRow, open_run
@@ -23,7 +24,7 @@ DEFAULT_NAMES = {"json": "best_mapping.json", "textbrewer": "intermediate_matche
 class Rendered:
     """An export before it is written: the file's text and, for TextBrewer, the provenance beside it."""
 
-    mapping: LayerMapping
+    mapping: Genome
     fitness: float
     text: str
     provenance: dict | None
@@ -35,7 +36,7 @@ class Rendered:
 class Exported:
     """What :func:`export_run` wrote."""
 
-    mapping: LayerMapping
+    mapping: Genome
     fitness: float
     path: Path
     provenance_path: Path | None
@@ -69,6 +70,11 @@ def render_export(run_dir: str | Path, format: str = "json", attention_index: st
     beside = {"mapping": mapping.text, **metadata, "attention_index": attention_index,
               "layer_numbering": NUMBERING[attention_index], "attention_feature": ATTENTION_FEATURE,
               "projection": PROJECTION_NOTE}
+    if result.init == "teacher":                  # the matches say what each layer imitates; the start is the user's to make
+        beside.update(imitates=format_genes(mapping.genes), starts_from=format_genes(init_layers(mapping)),
+                      initialisation=INIT_NOTE)
+    if isinstance(mapping, SplitGenome):
+        beside["init_genes"] = list(mapping.init)
     average = heads_differ(row)
     beside["attention_heads"] = HEADS_NOTE
     return Rendered(mapping, result.best_record.fitness, json.dumps(payload, indent=2) + "\n", beside,
@@ -121,6 +127,11 @@ HEADS_NOTE = ("TextBrewer's attention_mse compares (B, H, L, L) maps elementwise
               "head count. When they differ, layermap's fitness averaged both sides over heads; the adaptors do the "
               "same (AVERAGE_HEADS in the adaptor module: set from the run's head counts, else decided by prepare() "
               "from the two models it saw), giving (B, 1, L, L) maps.")
+INIT_NOTE = ("The run initialised each student from the teacher (student.init = 'teacher'): intermediate_matches say "
+             "what each student layer imitates (a split genome's imitation part); TextBrewer does not initialise the "
+             "student, so before distilling copy teacher layer starts_from[m-1] (1-based, '-'-separated) into student "
+             "layer m and the teacher's embeddings into the student's, each tensor's leading slice where the student "
+             "is narrower, as layermap did (layermap.distill.models.init_student_from_teacher).")
 PROJECTION_NOTE = ("TextBrewer builds one linear projection per hidden match (proj); layermap's fitness shares one "
                    "projection across all layers.")
 
@@ -268,11 +279,14 @@ def record_entry(record: EvaluationRecord) -> dict:
 
 
 def provenance(row: RunRow, result: SearchResult) -> dict:
+    """Where the best mapping came from; with teacher initialisation also what its genes mean (``gene_meaning``, the
+    sentence :func:`layermap.extraction.gene_sentence` builds)."""
     record = result.best_record
     identity = row.description.get("teacher_identity")            # runs before the label recorded none
+    meaning = gene_sentence(result.best_mapping, "teacher") if result.init == "teacher" else None
     return {
         "teacher": teacher_label(row.description.get("teacher")), **({"teacher_identity": identity} if identity else {}),
-        "student": row.description.get("student"),
+        "student": row.description.get("student"), **({"gene_meaning": meaning} if meaning else {}),
         "fitness": record.fitness, "fitness_stderr": record.fitness_stderr, "replicates": record.seed_sets,
         "tasks": record_entry(record)["tasks"], "fingerprint": row.fingerprint,
         "run_id": row.run_id, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

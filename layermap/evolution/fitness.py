@@ -36,6 +36,7 @@ from ..distill.identity import teacher_label
 from ..logs import get_logger
 from ..distill.corpus import Segments, check_source, corpus_identity, load_segments
 from ..distill.loop import LiveTeacher, TeacherSource, distill
+from ..extraction import Genome, SplitGenome, check_config_extraction, parse_genome, start_mapping
 from ..mapping import LayerMapping
 from ..distill.models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
     pick_device, quiet_transformers, teacher_identity
@@ -91,6 +92,7 @@ class ProxyEvaluator:
         self._device_class = fingerprint_device_class(config.run) if config.run.executor == "ray" else None
         self._fingerprint: str | None = None
         self._teacher_config = load_teacher_config(config.teacher.name, config.teacher.revision)
+        check_config_extraction(config, self._teacher_config)    # a student the teacher extraction cannot cut: exit 2
         check_source(config.corpus.path)                  # a missing corpus fails now, not inside the search
         from ..distill.precision import check_precision
 
@@ -159,7 +161,16 @@ class ProxyEvaluator:
         c = self.config
         parts = self._identity_parts(pick_device(self._device).type)
         parts.update({"kind": "references", "init_seed": c.distill.seed, "seed_sets": c.proxy.reference_seed_sets})
+        if c.student.init == "teacher":      # the truncation and random rows, not the uniform extraction of old
+            parts["rows"] = list(self._student_row_names())
         return digest(parts)[:32]
+
+    def _student_row_names(self) -> tuple[str, ...]:
+        """The undistilled students' reference rows: ``no distillation`` (random init), or ``truncation`` and
+        ``random`` (teacher init, :mod:`layermap.evolution.references`)."""
+        from .references import RANDOM, ROW_NAMES, TRUNCATION
+
+        return (TRUNCATION, RANDOM) if self.config.student.init == "teacher" else (ROW_NAMES[1],)
 
     def _identity_parts(self, device_class: str) -> dict:
         from proxy_tasks import data_fingerprint
@@ -298,19 +309,28 @@ class ProxyEvaluator:
         return _State(teacher=teacher, segments=None, source=None, spec=self.spec, init_state={}, tasks=tasks,
                       device=device)
 
-    def new_student(self, mapping: LayerMapping):
-        """The common initialisation (or teacher extraction for ``student.init = teacher``)."""
+    def new_student(self, mapping: Genome):
+        """The common initialisation (or teacher extraction for ``student.init = teacher``: each student layer starts
+        from the teacher layer the genome names, a split genome's init part)."""
         st = self._load()
         student = build_student(st.teacher.model.config, st.spec, seed=self.config.distill.seed)
         student.load_state_dict(st.init_state)
         if self.config.student.init == "teacher":
-            init_student_from_teacher(student, st.teacher.model, mapping)
+            init_student_from_teacher(student, st.teacher.model, start_mapping(mapping))
         return student
 
-    def evaluate(self, genes: Sequence[int]) -> EvaluationRecord:
+    def genome(self, genes: Sequence[int] | str) -> Genome:
+        """A job's genome: genes (a coupled genome) or a split genome's text (``1-2-3+2-4-6``, which needs
+        ``student.init = "teacher"``)."""
+        if isinstance(genes, str):
+            return parse_genome(genes, self.teacher_layers, student_layers=self.student_layers,
+                                init=self.config.student.init)
+        return LayerMapping(tuple(genes), self.teacher_layers)
+
+    def evaluate(self, genes: Sequence[int] | str) -> EvaluationRecord:
         t_start = time.perf_counter()
         st = self._load()
-        mapping = LayerMapping(tuple(genes), self.teacher_layers)
+        mapping = self.genome(genes)
         student = self.new_student(mapping)
         if st.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(st.device)
@@ -341,8 +361,9 @@ class ProxyEvaluator:
             return evaluate_each(self, genomes)
         t_start = time.perf_counter()
         st = self._load()
-        mappings = [LayerMapping(tuple(genes), self.teacher_layers) for genes in genomes]
-        students = [self.new_student(m) for m in mappings]
+        genomes_ = [self.genome(genes) for genes in genomes]
+        mappings = [g.mapping if isinstance(g, SplitGenome) else g for g in genomes_]     # what each distils towards
+        students = [self.new_student(g) for g in genomes_]
         if st.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(st.device)
         t0 = time.perf_counter()
@@ -368,7 +389,7 @@ class ProxyEvaluator:
                 except Exception as exc:  # noqa: BLE001 - one genome's failure is its own
                     scored[id(r)] = exc
         out: list[EvaluationRecord | Exception] = []
-        for r in results:
+        for r, genome in zip(results, genomes_):
             if not r.ok:
                 out.append(r.error)
                 continue
@@ -379,7 +400,7 @@ class ProxyEvaluator:
             tasks, replicates = outcome
             t = timings[id(r)]
             t["total"] = sum(v for key, v in t.items() if key in ("setup", "distill", "finetune", "eval"))
-            out.append(_record(r.mapping, tasks, replicates, r.stats.final_loss, t, st.device))
+            out.append(_record(genome, tasks, replicates, r.stats.final_loss, t, st.device))
         return out
 
     def score_students(self, students: list, timings: list[dict[str, float]]) -> list[tuple | Exception]:
@@ -431,23 +452,26 @@ class ProxyEvaluator:
         return default_cache_dir(self.config.run.cache_dir)
 
     def compute_references(self) -> "References":
-        """Measure the three reference rows on ``proxy.reference_seed_sets`` seed sets: the teacher through the proxy
-        head, the student spec at its initialisation with 0 distillation steps (seed ``distill.seed + r``; extracted
-        from the teacher with the uniform mapping for ``student.init = "teacher"``), and the constant predictor."""
+        """Measure the reference rows on ``proxy.reference_seed_sets`` seed sets: the teacher through the proxy head,
+        the undistilled students (:meth:`_student_rows`: the spec at its random initialisation; with
+        ``student.init = "teacher"`` the plain truncation and the random student), 0 distillation steps, and the
+        constant predictor."""
         from .references import build_references, constant_scores
 
         st = self._reference_state()
-        rows: tuple[list, list, list] = ([], [], [])
+        teacher, constant = [], []
+        students: dict[str, list] = {name: [] for name in self._student_row_names()}
         for r, other in self._reference_scorers(st):
             _log.info(f"reference rows, seed set {r + 1} of {self.config.proxy.reference_seed_sets}: the teacher "
                       f"through the {self.config.proxy.head} head")
             teacher_scores, _ = other.score_student(st.teacher.model)
-            rows[0].append({t: s.score for t, s in teacher_scores.items()})
-            rows[1].append(self._undistilled_scores(other, st, st.spec, r))
-            rows[2].append({d.task.name: constant_scores(d.task, {split: np.asarray([e.label for e in ex])
+            teacher.append({t: s.score for t, s in teacher_scores.items()})
+            for name, scores in self._student_rows(other, st, st.spec, r).items():
+                students[name].append(scores)
+            constant.append({d.task.name: constant_scores(d.task, {split: np.asarray([e.label for e in ex])
                                                                    for split, ex in d.dev.items()})
-                            for d in other._state.tasks})
-        return build_references(*rows, fingerprint=self.reference_fingerprint)
+                             for d in other._state.tasks})
+        return build_references(teacher, students, constant, fingerprint=self.reference_fingerprint)
 
     def shape_references(self, shape, store=None) -> "References":
         """The reference rows a genome of student ``shape`` (a :class:`layermap.shape.StudentShape`, joint shape search)
@@ -466,8 +490,12 @@ class ProxyEvaluator:
         def measure() -> "References":
             st = self._reference_state()
             _log.info(f"reference rows of shape {shape.text}: the student with no distillation")
-            student = [self._undistilled_scores(other, st, spec, r) for r, other in self._reference_scorers(st)]
-            return build_references(base.teacher.per_seed_set(), student, base.constant.per_seed_set(), fingerprint=key)
+            students: dict[str, list] = {name: [] for name in self._student_row_names()}
+            for r, other in self._reference_scorers(st):
+                for name, scores in self._student_rows(other, st, spec, r).items():
+                    students[name].append(scores)
+            return build_references(base.teacher.per_seed_set(), students, base.constant.per_seed_set(),
+                                    fingerprint=key)
 
         return cached_references(key, measure, self._cache_dir(), store).with_measured_noise(
             self.config.proxy.task_noise_map())
@@ -481,19 +509,23 @@ class ProxyEvaluator:
             other._state = dataclasses.replace(st, tasks=st.tasks if r == 0 else self._load_tasks(c.proxy.seed + r))
             yield r, other
 
-    def _undistilled_scores(self, scorer: "ProxyEvaluator", st: _State, spec: StudentSpec, r: int) -> dict[str, float]:
-        """The task scores of a ``spec`` student at its initialisation (seed ``distill.seed + r``; extracted from the
-        teacher with the uniform mapping for ``student.init = "teacher"``), 0 distillation steps, scored by ``scorer``."""
-        from ..mapping import baseline
+    def _student_rows(self, scorer: "ProxyEvaluator", st: _State, spec: StudentSpec, r: int) -> dict[str, dict]:
+        """Row name -> task scores of the undistilled ``spec`` students of seed set ``r``, scored by ``scorer``, 0
+        distillation steps: ``no distillation``, the random initialisation with seed ``distill.seed + r``; with
+        ``student.init = "teacher"`` ``truncation``, the bottom M teacher layers copied (the spec's random tensors
+        the teacher lacks drawn with that seed), and ``random``, the random initialisation."""
+        from ..extraction import truncation
 
-        c = self.config
-        student = build_student(st.teacher.model.config, spec, seed=c.distill.seed + r)
-        if c.student.init == "teacher":
-            uniform = LayerMapping(baseline("uniform", spec.layers, self.teacher_layers), self.teacher_layers)
-            init_student_from_teacher(student, st.teacher.model, uniform)
-        _log.info(f"reference rows, seed set {r + 1}: the student with no distillation")
-        scores, _ = scorer.score_student(student)
-        return {t: s.score for t, s in scores.items()}
+        out = {}
+        for name in self._student_row_names():
+            student = build_student(st.teacher.model.config, spec, seed=self.config.distill.seed + r)
+            if name == "truncation":
+                init_student_from_teacher(student, st.teacher.model, truncation(spec.layers, self.teacher_layers))
+            _log.info(f"reference rows, seed set {r + 1}: the student with no distillation"
+                      + ("" if name == "no distillation" else f" ({name})"))
+            scores, _ = scorer.score_student(student)
+            out[name] = {t: s.score for t, s in scores.items()}
+        return out
 
     def checkpoint_dir(self, mapping: LayerMapping) -> Path:
         """Where an evaluation's distillation checkpoints (``distill.checkpoint_every`` > 0) live until it
@@ -544,7 +576,7 @@ class ProxyEvaluator:
         return tasks, [float(f) for f in fitness_replicates]
 
 
-def _record(mapping: LayerMapping, tasks: dict[str, TaskScore], fitness_replicates: list[float], distill_loss: float,
+def _record(mapping: Genome, tasks: dict[str, TaskScore], fitness_replicates: list[float], distill_loss: float,
             timings: dict[str, float], device: torch.device) -> EvaluationRecord:
     """One genome's record: its fitness is the mean of its replicate fitnesses, with their standard error."""
     fitness, stderr = mean_and_stderr(fitness_replicates)

@@ -6,15 +6,21 @@ same operators (same semantics, in place on list-like individuals, DEAP-style re
 the generator passed first, so that the search can checkpoint and restore one ``Random``.
 
 A genome is ``M`` genes in ``0..N`` (``0`` = no loss on that student layer); variation is followed
-by :func:`layermap.mapping.repair` to the order constraint.
+by :func:`layermap.mapping.repair` to the order constraint.  A split genome (``search.genome = "split"``) is 2M genes,
+read by :class:`GenomeSpace`.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable, MutableSequence, Sequence
 
-from ..mapping import LayerMapping, MappingError, baselines, enumerate_space, repair, satisfies, space_size
+from ..errors import LayermapError
+from ..extraction import SPLIT, SplitGenome, as_split, baseline_texts, parse_genome
+from ..mapping import (LayerMapping, MappingError, baselines, enumerate_space, format_genes, parse_genes, repair,
+                       satisfies, space_size)
 
 Genes = tuple[int, ...]
 
@@ -116,6 +122,20 @@ def parse_seed_mappings(texts: Sequence[str], student_layers: int, teacher_layer
     return out
 
 
+def _add_random(genomes: list[Genes], wanted: int, tries: int, draw: Callable[[], Genes]) -> set[Genes]:
+    """Append distinct ``draw()`` genomes to ``genomes`` until it holds ``wanted`` or ``tries`` draws are spent; returns
+    the set of genomes it holds."""
+    known = set(genomes)
+    for _ in range(tries):
+        if len(genomes) >= wanted:
+            break
+        genes = draw()
+        if genes not in known:
+            genomes.append(genes)
+            known.add(genes)
+    return known
+
+
 def initial_genomes(rng: random.Random, size: int, student_layers: int, teacher_layers: int, constraint: str, *,
                     seeds: Sequence[Genes] = (), seed_baselines: bool = True) -> list[Genes]:
     """The first population: ``seeds``, then the baselines that satisfy the constraint, then random
@@ -125,14 +145,7 @@ def initial_genomes(rng: random.Random, size: int, student_layers: int, teacher_
         candidates += [g for g in baselines(student_layers, teacher_layers).values() if satisfies(g, constraint)]
     genomes = list(dict.fromkeys(tuple(g) for g in candidates))[:size]
     wanted = min(size, space_size(student_layers, teacher_layers, constraint))
-    known = set(genomes)
-    for _ in range(200 * size):
-        if len(genomes) >= wanted:
-            break
-        genes = random_genome(rng, student_layers, teacher_layers, constraint)
-        if genes not in known:
-            genomes.append(genes)
-            known.add(genes)
+    known = _add_random(genomes, wanted, 200 * size, lambda: random_genome(rng, student_layers, teacher_layers, constraint))
     for genes in enumerate_space(student_layers, teacher_layers, constraint):   # only for tiny or crowded spaces
         if len(genomes) >= wanted:
             break
@@ -142,3 +155,114 @@ def initial_genomes(rng: random.Random, size: int, student_layers: int, teacher_
     while len(genomes) < size:
         genomes.append(genomes[rng.randrange(len(genomes))])
     return genomes
+
+
+# -- the split genome (search.genome = "split", layermap.extraction) ----------------------------------------------
+@dataclass(frozen=True)
+class GenomeSpace:
+    """How a GA individual (a list of ints) reads, for ``search.genome``.
+
+    ``coupled``: M genes in ``0..N``, text ``2-4-6``.  ``split``: 2M genes, the init part (``1..N``: the teacher layer
+    each student layer starts from) then the imitation part (``0..N``), text ``1-2-3+2-4-6``
+    (:class:`layermap.extraction.SplitGenome`).  Crossover acts on the 2M genes as on any list (a two-point cut may
+    fall in either part or across them, position m of each part staying student layer m's); mutation draws each gene
+    from its own part's range; repair clips the init part to ``1..N`` and repairs the imitation part alone to the order
+    constraint."""
+
+    kind: str
+    student_layers: int
+    teacher_layers: int
+    constraint: str = "free"
+
+    @property
+    def split(self) -> bool:
+        return self.kind == "split"
+
+    def text(self, genes: Sequence[int]) -> str:
+        if not self.split:
+            return format_genes(genes)
+        m = self.student_layers
+        return f"{format_genes(genes[:m])}{SPLIT}{format_genes(genes[m:])}"
+
+    def genes(self, text: str) -> Genes:
+        """The individual's genes of a genome text (a coupled text in a split search: its split equal, ``u(g)+g``)."""
+        if not self.split:
+            return parse_genes(text)
+        if SPLIT in text:
+            return SplitGenome.parse(text, self.teacher_layers).flat
+        return as_split(LayerMapping(parse_genes(text), self.teacher_layers)).flat
+
+    def repair(self, genes: Sequence[int]) -> Genes:
+        if not self.split:
+            return repair(genes, self.teacher_layers, self.constraint)
+        m, n = self.student_layers, self.teacher_layers
+        init = tuple(min(max(int(g), 1), n) for g in genes[:m])
+        return init + repair(genes[m:], n, self.constraint)
+
+    def mutation_prob(self, gene_mut_prob: float) -> float:
+        """The per-gene mutation probability: ``search.gene_mut_prob``, else one gene in expectation (1/M, split 1/2M)."""
+        return gene_mut_prob or 1.0 / (self.student_layers * (2 if self.split else 1))
+
+    def mutate(self, rng: random.Random, genes: MutableSequence[int], prob: float) -> tuple:
+        """:func:`mutate_genes`, or for a split genome its own-range redraws (:func:`mutate_split`)."""
+        if not self.split:
+            return mutate_genes(rng, genes, self.teacher_layers, prob)
+        return mutate_split(rng, genes, self.student_layers, self.teacher_layers, prob)
+
+    def initial(self, rng: random.Random, size: int, *, seeds: Sequence[str] = (), seed_baselines: bool = True) -> list[Genes]:
+        """The first population: ``search.seed_mappings`` (coupled texts become ``u(g)+g``), the baselines (as split
+        genomes ``u(g)+g`` in a split search) and random valid genomes, all distinct where the space allows."""
+        m, n = self.student_layers, self.teacher_layers
+        if not self.split:
+            parsed = parse_seed_mappings(seeds, m, n, self.constraint)
+            return initial_genomes(rng, size, m, n, self.constraint, seeds=parsed, seed_baselines=seed_baselines)
+        candidates = [self.seed(text) for text in seeds]
+        if seed_baselines and m <= n:
+            candidates += [self.genes(t) for t in baseline_texts(m, n) if satisfies(parse_genes(t), self.constraint)]
+        genomes = list(dict.fromkeys(candidates))[:size]
+        wanted = min(size, n ** m * space_size(m, n, self.constraint))
+        _add_random(genomes, wanted, 200 * size,
+                    lambda: tuple(rng.randint(1, n) for _ in range(m)) + random_genome(rng, m, n, self.constraint))
+        while len(genomes) < size:
+            genomes.append(genomes[rng.randrange(len(genomes))])
+        return genomes
+
+    def seed(self, text: str) -> Genes:
+        """A ``search.seed_mappings`` entry as an individual, checked against the teacher and student depth."""
+        m, n = self.student_layers, self.teacher_layers
+        try:
+            genome = parse_genome(text, n, student_layers=m, constraint=self.constraint)
+        except LayermapError as exc:
+            raise MappingError(f"search.seed_mappings: {exc}") from None
+        return as_split(genome).flat if self.split else genome.genes
+
+
+def genome_space(config, student_layers: int, teacher_layers: int) -> GenomeSpace:
+    """The :class:`GenomeSpace` of a run's settings (a :class:`layermap.config.Config` or its dict)."""
+    search = config.search if hasattr(config, "search") else SimpleNamespace(**(config or {}).get("search", {}))
+    return GenomeSpace(getattr(search, "genome", "coupled"), int(student_layers), int(teacher_layers),
+                       getattr(search, "constraint", "free"))
+
+
+def mutate_split(rng: random.Random, genes: MutableSequence[int], student_layers: int, teacher_layers: int,
+                 prob: float) -> tuple:
+    """Per-gene mutation of a split genome's 2M genes: each gene, with probability ``prob``, is redrawn as another value
+    of its part's range (init ``1..N``, imitation ``0..N``); when none was drawn, one gene that can change is, so a
+    mutant always differs from its parent (an init gene of a 1-layer teacher cannot change)."""
+    m, n = student_layers, teacher_layers
+
+    def redraw(i: int) -> None:
+        if i < m:                                       # init part: another teacher layer in 1..N
+            genes[i] = 1 + _other_value(rng, genes[i] - 1, n - 1)
+        else:
+            genes[i] = _other_value(rng, genes[i], n)
+
+    changeable = [i for i in range(len(genes)) if i >= m or n > 1]
+    changed = False
+    for i in changeable:
+        if rng.random() < prob:
+            redraw(i)
+            changed = True
+    if not changed and changeable:
+        redraw(changeable[rng.randrange(len(changeable))])
+    return (genes,)

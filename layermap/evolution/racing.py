@@ -50,7 +50,8 @@ from __future__ import annotations
 import math
 
 from ..errors import LayermapError
-from ..mapping import baseline_names, parse_genes
+from ..extraction import baseline_texts
+from .operators import genome_space
 from ..stats import paired_one_sided, pooled_residual_std, seed_set_shifts, shift_adjusted_mean
 from .search_state import SearchState, evaluate
 
@@ -94,7 +95,7 @@ class Racing:
         chosen = []
         for text, record in search.memo.items():
             if record is not None and record.ok:
-                ind = make(parse_genes(text))
+                ind = make(genome_space(search.config, search.student_layers, search.teacher_layers).genes(text))
                 ind.fitness.values = (table.mean(text),)
                 chosen.append(ind)
         hof.update(chosen)
@@ -105,7 +106,7 @@ def anchors(search: SearchState) -> list[str]:
     depths (none for a student deeper than the teacher)."""
     if search.student_layers > search.teacher_layers:
         return []
-    return list(baseline_names(search.student_layers, search.teacher_layers))
+    return list(baseline_texts(search.student_layers, search.teacher_layers, search.config.search.genome))
 
 
 def anchor(search: SearchState, generation: int) -> int:

@@ -5,10 +5,19 @@ where the undistilled student scores 60.  So beside every score layermap compute
 subsamples and budget:
 
 - ``teacher``: the teacher itself through the proxy head;
-- ``no distillation``: the student spec at its initialisation (random, or extracted from the teacher with the
-  uniform mapping for ``student.init = "teacher"``), 0 distillation steps;
+- ``no distillation``: the student spec at its random initialisation, 0 distillation steps
+  (``student.init = "random"``); with ``student.init = "teacher"`` two rows take its place, the students a user gets
+  without any search or distillation:
+
+  - ``truncation``: the plain truncation, the bottom M teacher layers (``1-2-..-M``) copied into the student spec,
+    0 distillation steps (:func:`layermap.extraction.truncation`);
+  - ``random``: the same spec at its random initialisation, 0 distillation steps;
+
 - ``constant``: the best constant prediction on each dev set (its majority class, or the positive class where
   F1 makes that score more; the mean, for regression), whose score needs no model.
+
+(Runs made before the teacher-initialised rows have one ``no distillation`` row, the uniform mapping's layers copied;
+they keep it under their own reference fingerprint.)
 
 Each row is measured on ``proxy.reference_seed_sets`` seed sets (seed set r raises ``distill.seed`` and
 ``proxy.seed`` by r, as a replicate does); the row is their mean, and the **seed noise of a task score**,
@@ -17,8 +26,10 @@ Each row is measured on ``proxy.reference_seed_sets`` seed sets (seed set r rais
 of a distilled student's score where ``proxy.task_noise`` gives a larger one (the rows do not distil, so they miss
 the distillation seed's share of the noise).
 
-**Headroom recovered** by a student on a task = ``(student - floor) / (teacher - floor)``, floor =
-max(no distillation, constant): 0 at the floor, 1 at the teacher.  A task where the teacher does not beat the
+**Headroom recovered** by a student on a task = ``(student - floor) / (teacher - floor)``, floor = the best of the
+non-teacher rows, max(no distillation, constant), or with teacher initialisation max(truncation, random, constant):
+0 at the floor, 1 at the teacher.  The floor of an average over tasks is the mean of the task floors
+(:func:`average_floor`).  A task where the teacher does not beat the
 floor has no headroom (printed as "no headroom", never divided by).
 
 **Per shape.** A joint shape-and-mapping search (``shape.search``) reads each genome against the undistilled student
@@ -59,6 +70,10 @@ _log = get_logger(__name__)
 VALIDITY_SIGMAS = 4.0           # teacher - floor must reach this many seed noises
 MIN_TASK_NOISE = 0.5            # points: the least seed noise a task is assumed to have
 ROW_NAMES = ("teacher", "no distillation", "constant")
+TRUNCATION, RANDOM = "truncation", "random"          # the undistilled students of student.init = "teacher"
+ROW_WORDS = {"no distillation": "a student with no distillation", TRUNCATION: "the plain truncation (the bottom teacher "
+             "layers, no distillation)", RANDOM: "a random student with no distillation",
+             "constant": "the constant predictor"}
 
 
 class InvalidProxyTask(LayermapError):
@@ -96,7 +111,8 @@ class ReferenceRow:
 
 @dataclass(frozen=True)
 class TaskValidity:
-    """The validity verdict of one task: its three reference scores, its seed noise and the margin it needs."""
+    """The validity verdict of one task: its reference scores, its seed noise and the margin it needs.
+    ``no_distillation`` is the best undistilled student's score (of ``students``: name -> score, where given)."""
 
     task: str
     teacher: float
@@ -104,6 +120,7 @@ class TaskValidity:
     constant: float
     sigma: float
     valid: bool
+    students: dict[str, float] = field(default_factory=dict)
 
     @property
     def floor(self) -> float:
@@ -114,15 +131,19 @@ class TaskValidity:
         return self.teacher - self.floor
 
     def sentence(self) -> str:
+        students = self.students or {"no distillation": self.no_distillation}
+        rows = ", ".join(f"{ROW_WORDS.get(name, name)} {score:.1f}" for name, score in students.items())
         return (f"proxy task {self.task} is not a valid proxy at these settings: the teacher scores {self.teacher:.1f}, "
-                f"a student with no distillation {self.no_distillation:.1f} and the constant predictor "
+                f"{rows} and the constant predictor "
                 f"{self.constant:.1f}, so the teacher beats the floor by {self.gap:.1f} points, less than "
                 f"{VALIDITY_SIGMAS:g} x its seed noise {self.sigma:.2f}")
 
 
 @dataclass(frozen=True)
 class References:
-    """The three reference rows of one set of proxy settings, with the seed noise of each task."""
+    """The reference rows of one set of proxy settings, with the seed noise of each task: the teacher, the undistilled
+    students (``no_distillation``, the first of them, and ``extra``: with teacher initialisation ``truncation`` then
+    ``random``) and the constant predictor."""
 
     teacher: ReferenceRow
     no_distillation: ReferenceRow
@@ -131,6 +152,7 @@ class References:
     fingerprint: str = ""
     seed_sets: int = 1
     measured: dict[str, float] = field(default_factory=dict)   # proxy.task_noise: a distilled student's seed std
+    extra: tuple[ReferenceRow, ...] = ()                       # further undistilled students (teacher init: random)
 
     def with_measured_noise(self, measured: dict[str, float]) -> "References":
         """These rows with each task's noise raised to a measured seed std of a distilled student's score where that is
@@ -145,11 +167,31 @@ class References:
         return list(self.teacher.tasks)
 
     @property
+    def students(self) -> list[ReferenceRow]:
+        """The undistilled students' rows: ``no distillation``, or ``truncation`` and ``random``."""
+        return [self.no_distillation, *self.extra]
+
+    @property
     def rows(self) -> list[ReferenceRow]:
-        return [self.teacher, self.no_distillation, self.constant]
+        return [self.teacher, *self.students, self.constant]
+
+    @property
+    def floor_rows(self) -> list[ReferenceRow]:
+        """The rows whose best is the floor: every row but the teacher."""
+        return [*self.students, self.constant]
 
     def floor(self, task: str) -> float:
-        return max(self.no_distillation.tasks[task], self.constant.tasks[task])
+        return max(r.tasks[task] for r in self.floor_rows)
+
+    def average_floor(self) -> float:
+        """The floor of the fitness (the mean over tasks): the mean of the task floors (:func:`average_floor`)."""
+        return average_floor(*(r.tasks for r in self.floor_rows))
+
+    def floor_words(self) -> str:
+        """The floor's rows in words, e.g. "no distillation or the constant predictor"."""
+        names = [r.name for r in self.students]
+        return (", ".join(names[:-1]) + (", " if len(names) > 1 else "") + names[-1] if names else "") + \
+            " or the constant predictor"
 
     @property
     def fitness_noise(self) -> float:
@@ -161,8 +203,9 @@ class References:
         for t in self.tasks:
             sigma = self.sigma[t]
             out[t] = TaskValidity(task=t, teacher=self.teacher.tasks[t],
-                                  no_distillation=self.no_distillation.tasks[t], constant=self.constant.tasks[t],
-                                  sigma=sigma, valid=self.teacher.tasks[t] - self.floor(t) >= VALIDITY_SIGMAS * sigma)
+                                  no_distillation=max(r.tasks[t] for r in self.students), constant=self.constant.tasks[t],
+                                  sigma=sigma, valid=self.teacher.tasks[t] - self.floor(t) >= VALIDITY_SIGMAS * sigma,
+                                  students={r.name: r.tasks[t] for r in self.students} if self.extra else {})
         return out
 
     def headroom(self, task_scores: dict[str, float]) -> dict[str, float | None]:
@@ -206,21 +249,27 @@ class References:
     @classmethod
     def from_json(cls, d: dict) -> "References":
         rows = {name: ReferenceRow.from_json(r) for name, r in d["rows"].items()}
-        return cls(teacher=rows["teacher"], no_distillation=rows["no distillation"], constant=rows["constant"],
+        students = [r for name, r in rows.items() if name not in ("teacher", "constant")]
+        return cls(teacher=rows["teacher"], no_distillation=students[0], constant=rows["constant"],
                    sigma={k: float(v) for k, v in d["sigma"].items()}, fingerprint=d.get("fingerprint", ""),
-                   seed_sets=int(d.get("seed_sets", 1)))
+                   seed_sets=int(d.get("seed_sets", 1)), extra=tuple(students[1:]))
 
 
-def build_references(teacher: list[dict[str, float]], no_distillation: list[dict[str, float]],
+def build_references(teacher: list[dict[str, float]], no_distillation: list[dict[str, float]] | dict[str, list],
                      constant: list[dict[str, float]], *, fingerprint: str = "") -> References:
-    """References from the per-seed-set task scores of each row (one dict per seed set)."""
-    rows = [_row(name, per_set) for name, per_set in zip(ROW_NAMES, (teacher, no_distillation, constant))]
+    """References from the per-seed-set task scores of each row (one dict per seed set).  ``no_distillation``: the
+    undistilled student's per-seed-set scores (the row ``no distillation``), or several undistilled students by name
+    (``{"truncation": [...], "random": [...]}``, teacher initialisation).  A task's seed noise pools the seed-set
+    variances of the teacher and every undistilled student."""
+    named = no_distillation if isinstance(no_distillation, dict) else {ROW_NAMES[1]: no_distillation}
+    head, students, tail = _row("teacher", teacher), [_row(n, v) for n, v in named.items()], _row("constant", constant)
     sigma = {}
-    for t in rows[0].tasks:
-        variances = [float(np.var(r.replicates[t], ddof=1)) for r in rows[:2] if len(r.replicates[t]) > 1]
+    for t in head.tasks:
+        variances = [float(np.var(r.replicates[t], ddof=1)) for r in (head, *students) if len(r.replicates[t]) > 1]
         pooled = math.sqrt(float(np.mean(variances))) if variances else 0.0
         sigma[t] = max(pooled, MIN_TASK_NOISE)
-    return References(*rows, sigma=sigma, fingerprint=fingerprint, seed_sets=len(teacher))
+    return References(head, students[0], tail, sigma=sigma, fingerprint=fingerprint, seed_sets=len(teacher),
+                      extra=tuple(students[1:]))
 
 
 def shape_fingerprint(reference_fingerprint: str, shape_text: str) -> str:
@@ -340,18 +389,20 @@ def learnt_sentence(refs: References | None, fitness: float | None, noise_std: f
     if refs is None or fitness is None:
         return None
     sigma = noise_std or refs.fitness_noise
-    floor = average_floor(refs.no_distillation.tasks, refs.constant.tasks)
+    floor = refs.average_floor()
     teacher = refs.teacher.fitness
     margin = noise_margin(sigma)
     reason = not_learnt(teacher, fitness, floor, sigma)
     if reason == "teacher":
         return (f"the students have not learnt at this budget: the teacher's fitness {teacher:.2f} is within noise "
-                f"(± {margin:.2f}) of the floor {floor:.2f} (no distillation or the constant predictor), so the "
+                f"(± {margin:.2f}) of the floor {floor:.2f} ({refs.floor_words()}), so the "
                 "proxy cannot rank students and the ranking is noise")
     if reason == "best":
+        words = (f"a student with no distillation or the constant predictor" if not refs.extra
+                 else refs.floor_words())
         return (f"the students have not learnt at this budget: the best fitness {fitness:.2f} is within noise "
-                f"(± {margin:.2f}) of the floor {floor:.2f} that a student with no distillation or the constant "
-                f"predictor reaches (teacher {teacher:.2f}), so the ranking is noise")
+                f"(± {margin:.2f}) of the floor {floor:.2f} that {words} "
+                f"reaches (teacher {teacher:.2f}), so the ranking is noise")
     return None
 
 
@@ -361,10 +412,11 @@ def noise_margin(sigma: float) -> float:
     return 1.96 * math.sqrt(2) * sigma
 
 
-def average_floor(no_distillation: dict[str, float], constant: dict[str, float]) -> float:
-    """The floor of an average over tasks: the mean over tasks of each task's floor, max(no distillation, constant),
-    never the max of the two averages (a task where the constant wins would lower it)."""
-    return float(np.mean([max(no_distillation[t], constant[t]) for t in no_distillation]))
+def average_floor(*rows: dict[str, float]) -> float:
+    """The floor of an average over tasks: the mean over tasks of each task's floor, the max over the rows (no
+    distillation and the constant; with teacher initialisation the truncation, the random student and the constant),
+    never the max of the rows' averages (a task where another row wins would lower it)."""
+    return float(np.mean([max(row[t] for row in rows) for t in rows[0]]))
 
 
 def not_learnt(teacher: float, best: float, floor: float, sigma: float) -> str | None:

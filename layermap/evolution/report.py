@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..distill.identity import teacher_label
 from .records import EvaluationRecord
-from .results import SearchResult, confirm_seed_sets, final_seed_sets, load_result
+from .results import SearchResult, confirm_seed_sets, final_seed_sets, load_result, run_genome
 from .store import RunRow, open_run
 from .verdict import Verdict, best_vs_baselines, ranked_records, resolve_noise, verdict_of, within_noise_of_best
 
@@ -44,9 +44,11 @@ def run_report(run_dir: str | Path, top: int = 5, noise_std: float | None = None
         running = sum(r.status == "running" for r in store.run_evaluations(row.run_id))
     best = ranked[:max(0, top)]
     min_seed_sets, confirm = final_seed_sets(row.config), confirm_seed_sets(row.config)
+    genome = run_genome(row.config)
     verdict = verdict_of(ranked, row.run_id, row.student_layers, row.teacher_layers, noise_std, noise_std_from,
-                         min_seed_sets, confirm)
+                         min_seed_sets, confirm, genome)
     return RunReport(Path(run_dir), row, run_status(run_dir, row), result, running, best,
                      within_noise_of_best(best, noise_std), verdict,
-                     best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std, min_seed_sets, confirm),
+                     best_vs_baselines(ranked, row.student_layers, row.teacher_layers, noise_std, min_seed_sets, confirm,
+                                       genome),
                      teacher_label(row.description.get("teacher")), row.description.get("teacher_identity"))

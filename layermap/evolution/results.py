@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..mapping import LayerMapping, format_genes, parse_genes
+from ..extraction import Genome, SplitGenome, is_split
+from ..mapping import LayerMapping
 from .records import EvaluationRecord
 from .references import References, references_of
+from .operators import genome_space
 from .replicates import combined_records, final_pick, racing_pick
 from .store import RunRow, Store
 
@@ -59,11 +61,16 @@ class SearchResult:
     wall_time: float         # this session
     references: References | None = None     # teacher / no distillation / constant rows, where the run has them
     best_references: References | None = None    # the rows the best is read against: its own shape's (joint search)
+    init: str = "random"                     # student.init: with "teacher" a gene also says where a layer starts from
 
     @property
-    def best_mapping(self) -> LayerMapping | None:
+    def best_mapping(self) -> Genome | None:
+        """The best genome as a mapping: a :class:`LayerMapping`, or a split search's
+        :class:`layermap.extraction.SplitGenome` (``1-2-3+2-4-6``)."""
         if self.best_genome is None:
             return None
+        if self.best_record is not None and is_split(self.best_record.genome):
+            return SplitGenome.parse(self.best_record.genome, self.teacher_layers, constraint=self.constraint)
         return LayerMapping(self.best_genome, teacher_layers=self.teacher_layers, constraint=self.constraint)
 
 
@@ -79,7 +86,8 @@ def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wa
     done = [r.record for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
     memo = combined_records(done, run_noise_std(row.config))
     hof_genomes = gens[-1].checkpoint["hall_of_fame"] if gens else []
-    hof = [(tuple(g), memo[format_genes(g)]) for g in hof_genomes if format_genes(g) in memo]
+    text = genome_space(row.config, row.student_layers, row.teacher_layers).text
+    hof = [(tuple(g), memo[text(g)]) for g in hof_genomes if text(g) in memo]
     best = run_pick(list(memo.values()), row.config)
     counts = store.count_evaluations(row.run_id)
     refs = references_of(store, row.description, row.config)
@@ -90,12 +98,25 @@ def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wa
                         row.config.get("search", {}).get("constraint", "free"),
                         _genes_of(best.genome) if best else None, best, hof,
                         [GenerationStats(**g.stats) for g in gens], counts.computed, counts.cached, counts.failed, wall_time,
-                        refs, best_refs)
+                        refs, best_refs, run_init(row.config))
 
 
 def _genes_of(text: str) -> tuple[int, ...]:
-    """The mapping genes of a genome text (a shaped genome's, ``L4-H256-A4-F1024:3-6-9-12``, after its shape)."""
-    return parse_genes(text.split(":", 1)[1] if ":" in text else text)
+    """The mapping genes of a genome text (a shaped genome's, ``L4-H256-A4-F1024:3-6-9-12``, after its shape; a split
+    genome's imitation part, ``1-2-3+2-4-6`` -> 2-4-6)."""
+    from ..extraction import genes_of
+
+    return genes_of(text)
+
+
+def run_init(config: dict) -> str:
+    """The run's ``student.init`` (random or teacher)."""
+    return str(((config or {}).get("student") or {}).get("init") or "random")
+
+
+def run_genome(config: dict) -> str:
+    """The run's ``search.genome`` (coupled, or split; coupled for a run made before it)."""
+    return str(((config or {}).get("search") or {}).get("genome") or "coupled")
 
 
 def run_noise_std(config: dict) -> float | None:

@@ -225,7 +225,8 @@ def _compute(search: SearchState, pending: list[Job], generation: int, cached: i
                 busy.append((text, r))
             else:
                 rows[(text, r)] = store.start_evaluation(run_id, fp, text, generation)
-                yield (text if ":" in text else parse_genes(text), r)    # a shaped genome travels as its text
+                yield (text if ":" in text or "+" in text else parse_genes(text), r)   # a shaped or split genome
+                                                                                        # travels as its text
 
     stream = claimed()
     first = next(stream, None)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import LayermapError
+from ..extraction import baseline_texts
 from ..mapping import baseline_names
 from ..stats import OWN_SPREAD_MIN, paired_one_sided, pooled_residual_std, seed_set_shifts
 from .records import EvaluationRecord
 from .replicates import combined_records, racing_pick
-from .results import confirm_seed_sets, final_seed_sets, run_noise_std
+from .results import confirm_seed_sets, final_seed_sets, run_genome, run_noise_std
 from .store import RunRow, Store
 
 PAIRED_ALPHA = 0.05     # one-sided level of the paired test of a racing run's answer against the best baseline
@@ -57,7 +58,8 @@ def within_noise_of_best(records: list[EvaluationRecord], noise_std: float | Non
 
 
 def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teacher_layers: int,
-                      noise_std: float | None, min_seed_sets: int = 1, confirm: int = 0) -> dict | None:
+                      noise_std: float | None, min_seed_sets: int = 1, confirm: int = 0,
+                      genome: str = "coupled") -> dict | None:
     """The best genome against the best evaluated baseline, with the noise a difference must exceed.
 
     With ``min_seed_sets`` > 1 (a racing run: ``search.replicate_cap``) of which the last ``confirm`` are the
@@ -65,10 +67,12 @@ def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teac
     ``0 .. min_seed_sets - confirm - 1`` alone (:func:`layermap.evolution.replicates.racing_pick`), and ``paired``
     holds the one-sided paired test of the best against the baseline (:func:`layermap.stats.paired_one_sided`) on the
     confirmation seed sets only, so the data that chose them never tests them (``confirm = 0``: on every common seed
-    set, the data that chose them); ``beyond_noise`` is then ``p < PAIRED_ALPHA``."""
+    set, the data that chose them); ``beyond_noise`` is then ``p < PAIRED_ALPHA``.  ``genome``: the run's
+    ``search.genome`` (a split search writes its baselines ``2-4-6+2-4-6``, :func:`layermap.extraction.baseline_texts`)."""
     if not records:
         return None
-    names = baseline_names(student_layers, teacher_layers)
+    names = baseline_texts(student_layers, teacher_layers, genome) if genome == "split" else \
+        baseline_names(student_layers, teacher_layers)
     records = sorted(records, key=lambda r: -r.fitness)
     best = pick_best(records, min_seed_sets, confirm)
     records = [best] + [r for r in records if r is not best]
@@ -196,11 +200,11 @@ class Verdict:
 
 def verdict_of(records: list[EvaluationRecord], run_id: str, student_layers: int, teacher_layers: int,
                noise_std: float | None = None, noise_std_from: str | None = None, min_seed_sets: int = 1,
-               confirm: int = 0) -> Verdict:
+               confirm: int = 0, genome: str = "coupled") -> Verdict:
     """The :class:`Verdict` on a run's successful records (any order); ``min_seed_sets`` and ``confirm`` as in
     :func:`best_vs_baselines` (a racing run: its ``search.replicate_cap`` and ``search.confirm_seed_sets``).  The best
     is the run's answer (a racing run's capped pick) whether or not a baseline was evaluated."""
-    b = best_vs_baselines(records, student_layers, teacher_layers, noise_std, min_seed_sets, confirm)
+    b = best_vs_baselines(records, student_layers, teacher_layers, noise_std, min_seed_sets, confirm, genome)
     ranked = sorted(records, key=lambda r: -r.fitness)
     best = pick_best(ranked, min_seed_sets, confirm) if ranked else None
     return Verdict(
@@ -220,7 +224,8 @@ def run_verdict(store: Store, row: RunRow, noise_std: float | None = None,
     ``search.noise_std``, else each record's own standard error."""
     noise_std, noise_std_from = resolve_noise(row, noise_std, noise_std_from)
     return verdict_of(ranked_records(store, row), row.run_id, row.student_layers, row.teacher_layers,
-                      noise_std, noise_std_from, final_seed_sets(row.config), confirm_seed_sets(row.config))
+                      noise_std, noise_std_from, final_seed_sets(row.config), confirm_seed_sets(row.config),
+                      run_genome(row.config))
 
 
 def resolve_noise(row: RunRow, noise_std: float | None, noise_std_from: str) -> tuple[float | None, str | None]:

@@ -42,6 +42,7 @@ from ..distill.identity import teacher_label
 from ..errors import LayermapError
 from ..evolution.executors import Executor, create_executor, describe_exception
 from ..logs import get_logger, live_progress
+from ..extraction import canonical_text, check_config_extraction, gene_legend, parse_genome, start_mapping, truncation
 from ..mapping import LayerMapping, baselines
 from ..evolution.records import COMPLETE, FAILED, EvaluationRecord, environment
 from ..evolution.store import STORE_NAME, Store, lock_run, now
@@ -51,6 +52,9 @@ COMPARE_FORMAT = 2          # 2: the teacher's identity covers its tokenizer; hu
 DISTILL, FINETUNE, TEACHER = "distill", "finetune", "teacher"
 TEACHER_MAPPING = "teacher"
 NO_DISTILL = "no-distillation"   # the reference student: the spec at its initialisation, fine-tuned with 0 distillation steps
+TRUNCATION, RANDOM = "truncation", "random"    # compare.init = "teacher": the reference students, keys of their own (an
+                                               # old folder's no-distillation cells, the uniform layers copied, stay apart)
+REFERENCE_STUDENTS = {NO_DISTILL: "no distillation", TRUNCATION: "truncation", RANDOM: "random"}   # job key -> row name
 INFO_NAME = "compare.json"
 QUANTIZE_FORMAT = 2             # 2: the int8 probe fitted with fp32's C, ONNX fp32 timed beside int8 (issue 28)
 LOYALTY_SEED = 0                 # loyalty is measured against the teacher fine-tuned with this seed (teacher_outputs)
@@ -355,7 +359,7 @@ class CompareWorker:
             from ..distill.loop import DistillStats
 
             teacher = self._load_teacher()
-            mapping = LayerMapping.parse(text, teacher.num_layers, student_layers=self.config.student.layers)
+            mapping = self._genome(text, teacher)
             save_student(folder, self._new_student(teacher, mapping, seed), teacher.tokenizer, mapping, DistillStats(steps=0),
                          teacher=self.config.teacher.name)
             return {"distill_loss": None, "steps": 0, "timings": {"distill": 0.0}}
@@ -367,7 +371,7 @@ class CompareWorker:
             return self._distill_population(text, seed, group)
         teacher = self._load_teacher()
         segments, source = self._load_corpus()
-        mapping = LayerMapping.parse(text, teacher.num_layers, student_layers=self.config.student.layers)
+        mapping = self._genome(text, teacher)
         student = self._new_student(teacher, mapping, seed)
         _, stats = distill(student, source, mapping, segments, distill_settings(self.config, seed),
                            teacher_width=teacher.hidden_size, device=self._device_obj(), progress=self.progress,
@@ -378,17 +382,37 @@ class CompareWorker:
         return {"distill_loss": stats.final_loss, "first_loss": first, "steps": stats.steps,
                 "timings": {"distill": stats.seconds, "teacher": stats.teacher_seconds}}
 
-    def _new_student(self, teacher, mapping: LayerMapping, seed: int):
+    def _genome(self, text: str, teacher):
+        """A compared mapping's text as the genome it names (a split genome ``1-2-3+2-4-6`` with teacher init)."""
+        return parse_genome(text, teacher.num_layers, student_layers=self.config.student.layers, init=self.init)
+
+    def _new_student(self, teacher, mapping, seed: int, init: str | None = None):
         """The student a distillation starts from: the spec's random initialisation with the distillation seed, or
-        layers extracted from the teacher (``compare.init = "teacher"``)."""
+        layers extracted from the teacher (``compare.init = "teacher"``: each student layer starts from the teacher
+        layer the genome names, a split genome's init part).  ``init`` overrides the compare's initialisation (the
+        reference rows)."""
         from ..distill.models import StudentSpec, build_student, init_student_from_teacher
 
         s = self.config.student
         spec = StudentSpec.resolve(teacher.model.config, s.layers, s.hidden_size, s.heads, s.ffn)
         student = build_student(teacher.model.config, spec, seed=seed)
-        if self.init == "teacher":
-            init_student_from_teacher(student, teacher.model, mapping)
+        if (init or self.init) == "teacher":
+            init_student_from_teacher(student, teacher.model, start_mapping(mapping))
         return student
+
+    def _reference_student(self, name: str, seed: int):
+        """A reference row's student, never distilled, with seed ``seed``: ``no-distillation`` the initialisation
+        (random; with ``compare.init = "teacher"`` in a folder from before the truncation row, the uniform layers
+        copied), ``truncation`` the bottom M teacher layers copied, ``random`` the random initialisation."""
+        from ..mapping import baseline
+
+        teacher = self._load_teacher()
+        m, n = self.config.student.layers, teacher.num_layers
+        if name == TRUNCATION:
+            return self._new_student(teacher, truncation(m, n), seed, init="teacher")
+        if name == RANDOM:
+            return self._new_student(teacher, None, seed, init="random")
+        return self._new_student(teacher, LayerMapping(baseline("uniform", m, n), n), seed)
 
     def _population_chunk(self, text: str, seed: int) -> list[str]:
         """The mappings distilled together with ``text`` (``run.population`` > 1): the chunk of this distillation
@@ -419,8 +443,7 @@ class CompareWorker:
             if text in group:
                 teacher = self._load_teacher()
                 segments, source = self._load_corpus()
-                mappings = [LayerMapping.parse(m, teacher.num_layers, student_layers=self.config.student.layers)
-                            for m in group]
+                mappings = [self._genome(m, teacher) for m in group]
                 students = [self._new_student(teacher, mapping, seed) for mapping in mappings]
                 settings = dataclasses.replace(distill_settings(self.config, seed), checkpoint_every=0)
                 t0 = time.perf_counter()
@@ -447,12 +470,8 @@ class CompareWorker:
         from transformers import AutoModel
 
         _, mapping, d, _, _ = job
-        if mapping == NO_DISTILL:                  # the reference row: the initialisation itself, never distilled
-            from ..mapping import baseline
-
-            teacher = self._load_teacher()
-            uniform = LayerMapping(baseline("uniform", self.config.student.layers, teacher.num_layers), teacher.num_layers)
-            return self._finetune(job, self._new_student(teacher, uniform, d))
+        if mapping in REFERENCE_STUDENTS:          # a reference row: a student never distilled
+            return self._finetune(job, self._reference_student(mapping, d))
         folder = student_dir(self.out, mapping, d)
         if not (folder / "config.json").is_file():
             raise CompareError(f"the distilled student {folder} is missing; its distillation did not finish")
@@ -493,11 +512,13 @@ class CompareWorker:
 
 
 # -- the driver -------------------------------------------------------------------------------------------
-def resolve_mappings(texts: Sequence[str], student_layers: int, teacher_layers: int) -> list[str]:
-    """Genome texts or baseline names -> canonical genome texts (duplicates dropped, order kept)."""
+def resolve_mappings(texts: Sequence[str], student_layers: int, teacher_layers: int, init: str = "random") -> list[str]:
+    """Genome texts or baseline names -> canonical genome texts (duplicates dropped, order kept); with ``init =
+    "teacher"`` also split genomes, a split genome ``u(g)+g`` written as its coupled equal ``g``
+    (:func:`layermap.extraction.canonical_text`)."""
     out: list[str] = []
     for text in texts:
-        genome = LayerMapping.parse(text.strip(), teacher_layers, student_layers=student_layers).text
+        genome = canonical_text(parse_genome(text.strip(), teacher_layers, student_layers=student_layers, init=init))
         if genome not in out:
             out.append(genome)
     if not out:
@@ -552,12 +573,26 @@ def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = T
                            f"'layermap evolve --resume {os.fspath(run_dir)}' finish some first")
     ranked = sorted(fitness, key=lambda g: -fitness[g])
     best = ([result.best_record.genome] + [g for g in ranked if g != result.best_record.genome])[:top]   # racing: its pick first
+    if any("+" in g for g in fitness):          # a split search: u(g)+g is compared as g (one student)
+        best = [_canonical(g, row.teacher_layers) for g in best]
+        fitness = {_canonical(g, row.teacher_layers): f for g, f in fitness.items()}
     mappings = list(best)
     if with_baselines:
         mappings += ["-".join(map(str, g)) for g in baselines(row.student_layers, row.teacher_layers).values()]
     source = {"run_dir": str(Path(run_dir).resolve()), "run_id": row.run_id, "best": result.best_record.genome,
               "best_fitness": result.best_record.fitness, "top": best}
     return RunPlan(dict(row.config), mappings, fitness, source)
+
+
+def _canonical(text: str, teacher_layers: int) -> str:
+    """A run's genome text as a compare keys it (:func:`layermap.extraction.canonical_text`)."""
+    return canonical_text(parse_genome(text, teacher_layers)) if "+" in text else text
+
+
+def reference_students(init: str) -> tuple[str, ...]:
+    """The reference rows' students (job keys): ``no-distillation`` for a random initialisation; with
+    ``compare.init = "teacher"`` the plain truncation and the random student (:data:`REFERENCE_STUDENTS`)."""
+    return (TRUNCATION, RANDOM) if init == "teacher" else (NO_DISTILL,)
 
 
 def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, proxy_fitness: Mapping[str, float] | None = None,
@@ -586,8 +621,10 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
 
         check_int8_device(config.latency)
     teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
+    check_config_extraction(config, teacher_cfg)        # compare.init = teacher: a student the teacher can be cut into
     n_layers, m_layers = int(teacher_cfg.num_hidden_layers), config.student.layers
-    genomes = resolve_mappings(mappings, m_layers, n_layers)
+    init = config.compare.init or config.student.init
+    genomes = resolve_mappings(mappings, m_layers, n_layers, init)
     tasks = [get_task(t).name for t in config.compare.tasks]
     max_pos = getattr(teacher_cfg, "max_position_embeddings", None)
     for key in ("seq_len", "finetune_seq_len"):
@@ -621,7 +658,8 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         refs = config.compare.references
         teacher_seeds = range(config.compare.seeds) if refs else range(1 if teacher_finetune else 0)
         teacher_jobs = [(TEACHER, TEACHER_MAPPING, 0, t, s) for t in tasks for s in teacher_seeds]
-        reference_jobs = [(FINETUNE, NO_DISTILL, d, t, s) for t in tasks for d, s in units] if refs else []
+        reference_jobs = [(FINETUNE, name, d, t, s) for name in reference_students(init) for t in tasks
+                          for d, s in units] if refs else []
         done = {job: store.lookup_cell(fp_of(job), job) for job in wanted + teacher_jobs + reference_jobs}
         for job in teacher_jobs:                   # a folder from before the teacher's own key: its row, under the cell key
             if done[job] is None:
@@ -630,7 +668,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
                                           fp_of, data_fp, out) if teacher_from is not None else {})
         done.update(borrowed)
         missing = [job for job in wanted + reference_jobs if done[job] is None]
-        students = list(dict.fromkeys((job[1], job[2]) for job in missing if job[1] != NO_DISTILL))
+        students = list(dict.fromkeys((job[1], job[2]) for job in missing if job[1] not in REFERENCE_STUDENTS))
         distill_jobs = [(DISTILL, m, d, "", -1) for m, d in students
                         if not ((student_dir(out, m, d) / "config.json").is_file()
                                 and store.lookup_cell(fingerprint, (DISTILL, m, d, "", -1)))]
@@ -680,7 +718,7 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
             table["references"] = reference_rows(config, tasks, done, teacher_jobs, reference_jobs, worker)
             table["headroom"] = headroom_rows(table)
         table["resolution"] = table_resolution(table)
-        table["recipe"] = recipe.recipe_entry(config, out, [TEACHER_MAPPING, NO_DISTILL, *genomes])
+        table["recipe"] = recipe.recipe_entry(config, out, [TEACHER_MAPPING, *reference_students(init), *genomes])
         if recipe_from is not None:
             table["recipe"]["rates_from"] = Path(recipe_from).name
         if config.compare.score_examples:
@@ -895,12 +933,15 @@ def _loyalty_entry(teacher: Mapping[str, Path | None], ambiguous: Sequence[str])
 
 def reference_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict | None], teacher_jobs: Sequence[Job],
                    reference_jobs: Sequence[Job], worker: "CompareWorker") -> dict:
-    """The compare table's yardsticks, per task and on the average: the fine-tuned teacher and the fine-tuned student
-    with no distillation (mean and std over their seed units), and the best constant predictor of each dev set."""
+    """The compare table's yardsticks, per task and on the average: the fine-tuned teacher and the fine-tuned students
+    with no distillation (mean and std over their seed units: ``no distillation``, or with teacher initialisation
+    ``truncation`` and ``random``, :data:`REFERENCE_STUDENTS`), and the best constant predictor of each dev set."""
     from ..evolution.references import constant_scores
 
     rows: dict[str, dict] = {}
-    for name, jobs in (("teacher", teacher_jobs), ("no distillation", reference_jobs)):
+    groups = [("teacher", teacher_jobs)] + [(REFERENCE_STUDENTS[key], [j for j in reference_jobs if j[1] == key])
+                                           for key in dict.fromkeys(j[1] for j in reference_jobs)]
+    for name, jobs in groups:
         per_task = {t: [done[j]["score"] for j in jobs if j[3] == t and done.get(j) is not None] for t in tasks}
         rows[name] = {t: {"mean": float(np.mean(v)) if v else None,
                           "std": float(np.std(v, ddof=1)) if len(v) > 1 else None, "n": len(v)}
@@ -937,7 +978,11 @@ def dev_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict | Non
     groups: dict[str, list[Job]] = {}
     for job in wanted:
         groups.setdefault(job[1], []).append(job)
-    groups["teacher"], groups["no distillation"] = list(teacher_jobs), list(reference_jobs)
+    groups["teacher"] = list(teacher_jobs)
+    if not reference_jobs:                          # as every folder before the teacher-initialised rows
+        groups["no distillation"] = []
+    for job in reference_jobs:
+        groups.setdefault(REFERENCE_STUDENTS[job[1]], []).append(job)
     rows: dict[str, dict] = {}
     for name, jobs in groups.items():
         per_task = {t: [done[j]["dev_score"] for j in jobs if j[3] == t and (done.get(j) or {}).get("dev_score") is not None]
@@ -979,8 +1024,8 @@ def _fmt_cell(cell: Mapping) -> str:
 
 def headroom_rows(table: Mapping) -> dict:
     """mapping -> task (and average) -> headroom recovered, (mean - floor) / (teacher - floor); a task's floor is
-    max(no distillation, constant), the average's the mean over tasks of each task's floor
-    (:func:`reference_floor`); None where the teacher does not beat the floor (no headroom) or a row is missing."""
+    the best non-teacher row (max(no distillation, constant), or max(truncation, random, constant)), the average's the mean
+    over tasks of each task's floor (:func:`reference_floor`); None where the teacher does not beat the floor (no headroom) or a row is missing."""
     refs = table["references"]
     out: dict[str, dict] = {}
     for r in table["rows"]:
@@ -995,17 +1040,27 @@ def headroom_rows(table: Mapping) -> dict:
 
 
 def reference_floor(refs: Mapping, tasks: Sequence[str], column: str) -> float | None:
-    """The floor of a column of the table: a task's max(no distillation, constant); for the average, the mean over
-    ``tasks`` of each task's floor (:func:`layermap.evolution.references.average_floor`, as the proxy takes it), never
-    the max of the two averages.  None where a row is missing."""
+    """The floor of a column of the table: a task's best non-teacher row, max(no distillation, constant) or with
+    teacher initialisation max(truncation, random, constant); for the average, the mean over ``tasks`` of each task's
+    floor (:func:`layermap.evolution.references.average_floor`, as the proxy takes it), never the max of the rows'
+    averages.  None where a row is missing."""
     from ..evolution.references import average_floor
 
-    names = ("no distillation", "constant")
     columns = tasks if column == AVERAGE else [column]
-    values = {name: {t: refs[name].get(t, {}).get("mean") for t in columns} for name in names}
+    values = {name: {t: refs[name].get(t, {}).get("mean") for t in columns} for name in floor_names(refs)}
     if any(v is None for row in values.values() for v in row.values()):
         return None
-    return average_floor(values["no distillation"], values["constant"])
+    return average_floor(*values.values())
+
+
+def floor_names(refs: Mapping) -> list[str]:
+    """The rows of a table's ``references`` whose best is the floor: every row but the teacher."""
+    return [name for name in refs if name != "teacher"]
+
+
+def _floor_words(refs: Mapping) -> str:
+    """``max(no distillation, constant)``, or ``max(truncation, random, constant)``."""
+    return f"max({', '.join(floor_names(refs))})"
 
 
 def _borrow_rates(source: Path, config: Config, families: Sequence[str], tasks: Sequence[str]) -> dict:
@@ -1200,6 +1255,7 @@ def _header(table: dict) -> list[str]:
         f"Teacher `{teacher_label(table['teacher']['name'])}` ({table['teacher']['layers']} layers"
         + (f", {table['teacher']['identity']}" if table["teacher"].get("identity") else "") + f") → {s['layers']}-layer, "
         f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. "
+        + (_gene_words(table) if s["init"] == "teacher" else "")
         + (f"Full distillation: {steps} of {b['batch_size']} × {b['seq_len']} tokens, learning rate "
            f"{b['learning_rate']:g}. " if distilled else "No distillation: each student is its initialisation. ")
         + "Fine-tuning: "
@@ -1224,8 +1280,16 @@ def _header(table: dict) -> list[str]:
     return lines
 
 
+def _gene_words(table: Mapping) -> str:
+    """What a compared mapping's genes mean with teacher initialisation (:func:`layermap.extraction.gene_legend`: a
+    mapping's gene, gene 0 and a split mapping ``i+k``)."""
+    legend = gene_legend("teacher", "coupled")
+    return f"Mappings: {legend}. "
+
+
 def reference_lines(table: Mapping) -> list[str]:
-    """The yardsticks as a Markdown table (teacher, no distillation, constant; mean ± std over seed units) and each
+    """The yardsticks as a Markdown table (teacher, no distillation or truncation and random, constant; mean ± std
+    over seed units) and each
     mapping's headroom recovered on the average, with a sentence when the students have not learnt."""
     from ..evolution.references import format_headroom
 
@@ -1236,13 +1300,16 @@ def reference_lines(table: Mapping) -> list[str]:
             return "–"
         return f"{d['mean']:.2f}" + (f" ± {d['std']:.2f}" if d.get("std") is not None else "")
 
-    lines = ["Reference rows (the same fine-tuning for the teacher and for a student with no distillation; the constant "
+    students = ("for a student with no distillation" if TRUNCATION not in refs else
+                f"for the plain truncation (the bottom {table['student']['layers']} teacher layers copied, no distillation) "
+                "and a random student with no distillation")
+    lines = [f"Reference rows (the same fine-tuning for the teacher and {students}; the constant "
              "is the best constant prediction on each dev set):", "",
              "| reference | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for name in ("teacher", "no distillation", "constant"):
+    for name in refs:
         lines.append(f"| {name} | " + " | ".join(cell(refs[name].get(t, {})) for t in tasks) + " |")
     floors = [reference_floor(refs, table["tasks"], t) for t in tasks]
-    lines.append("| floor: max(no distillation, constant); average: mean of the task floors | "
+    lines.append(f"| floor: {_floor_words(refs)}; average: mean of the task floors | "
                  + " | ".join("–" if f is None else f"{f:.2f}" for f in floors) + " |")
     borrowed = table.get("teacher_from")
     if borrowed:
@@ -1251,7 +1318,7 @@ def reference_lines(table: Mapping) -> list[str]:
                       "device class; `--teacher-from`)."]
     room = table.get("headroom", {})
     lines += ["", "Headroom recovered on the average, (mapping − floor) / (teacher − floor) with the floor the mean over "
-              "tasks of each task's max(no distillation, constant): "
+              f"tasks of each task's {_floor_words(refs)}: "
               + ", ".join(f"{m} {format_headroom(room.get(m, {}).get(AVERAGE))}" for m in table["mappings"]) + "."]
     sentence = not_learnt_sentence(table)
     return lines + (["", sentence] if sentence else [])
@@ -1270,7 +1337,7 @@ def not_learnt_sentence(table: Mapping) -> str | None:
         return None
     avg_std = [r["std"] for r in table["rows"] if r["task"] == AVERAGE and r["std"] is not None]
     noise = max(avg_std) if avg_std else 0.0
-    where = f"the floor {floor:.2f} (the mean over tasks of each task's max(no distillation, constant))"
+    where = f"the floor {floor:.2f} (the mean over tasks of each task's {_floor_words(refs)})"
     margin = (f"less than the noise margin {noise_margin(noise):.2f} (1.96 × √2 × the largest seed std of an average, "
               f"{noise:.2f})")
     sentences = {
