@@ -50,18 +50,18 @@ def _student_name(folder: Path, cell: dict) -> str:
     return f"{label} {'no distillation' if cell['mapping'] == 'no-distillation' else cell['mapping']}"
 
 
-def collect(folders: list[Path]) -> tuple[dict, dict, list[str]]:
-    """student -> (d, s) -> task -> record; student -> its folder; the tasks."""
+def collect(folders: list[Path]) -> tuple[dict, dict, dict[Path, list[str]]]:
+    """student -> (d, s) -> task -> record; student -> its folder; folder -> its tasks."""
     students: dict[str, dict] = {}
     home: dict[str, Path] = {}
-    tasks: set[str] = set()
+    tasks: dict[Path, set[str]] = {}
     for folder in folders:
         for cell in _cells(folder):
             name = _student_name(folder, cell)
             students.setdefault(name, {}).setdefault((cell["d"], cell["s"]), {})[cell["task"]] = cell["record"]
             home.setdefault(name, folder)
-            tasks.add(cell["task"])
-    return students, home, sorted(tasks)
+            tasks.setdefault(folder, set()).add(cell["task"])
+    return students, home, {f: sorted(t) for f, t in tasks.items()}
 
 
 def unit_scores(students: dict, tasks: list[str], key: str = "score") -> dict[str, dict[tuple, float]]:
@@ -92,13 +92,15 @@ def split_half(scores: dict[str, dict[tuple, float]]) -> dict:
         a, b = halves(sorted(by_unit))
         if a and b:
             relabelled[name] = {"a": float(np.mean([by_unit[u] for u in a])), "b": float(np.mean([by_unit[u] for u in b]))}
+    if len(relabelled) < 3:
+        return None                                  # too few students with two halves to rank
     out = split_half_tau({n: {0: v["a"], 1: v["b"]} for n, v in relabelled.items()}, ([0], [1]))
     out["halves"] = {n: {"units": [list(u) for u in halves(sorted(scores[n]))[0]],
                          "other": [list(u) for u in halves(sorted(scores[n]))[1]]} for n in relabelled}
     return out
 
 
-def paired_sd(scores: dict[str, dict[tuple, float]], home: dict[str, Path]) -> dict:
+def paired_sd(scores: dict[str, dict[tuple, float]], home: dict[str, Path], by_cell: bool = False) -> dict:
     """The std of a per-unit paired difference between two students of one folder (shared units), pooled over pairs;
     per folder, and per unit kind (distillation seed means, fine-tuning units)."""
     out = {}
@@ -112,7 +114,7 @@ def paired_sd(scores: dict[str, dict[tuple, float]], home: dict[str, Path]) -> d
             for b in names[i + 1:]:
                 shared = sorted(set(scores[a]) & set(scores[b]))
                 ds = sorted({d for d, _ in shared})
-                if len(ds) >= 2:                     # the verdict unit: a distillation seed's mean over its seeds
+                if len(ds) >= 2 and not by_cell:     # the verdict unit: a distillation seed's mean over its seeds
                     diffs = [np.mean([scores[a][u] - scores[b][u] for u in shared if u[0] == d]) for d in ds]
                 else:
                     diffs = [scores[a][u] - scores[b][u] for u in shared]
@@ -193,6 +195,59 @@ def cell_seconds(students: dict) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def distill_seconds(folder: Path) -> float | None:
+    """Mean CPU-seconds of one distillation of a folder (None where it distils nothing)."""
+    with sqlite3.connect(f"file:{folder / 'layermap.sqlite'}?mode=ro", uri=True) as db:
+        rows = [json.loads(r) for (r,) in db.execute("SELECT record FROM cells WHERE status = 'complete' AND "
+                                                      "kind = 'distill'").fetchall()]
+    times = [float(r.get("timings", {}).get("total", 0)) for r in rows if r.get("steps", 0)]
+    return float(np.mean(times)) if times else None
+
+
+def units_for(sd: float, target: float, most: int = 200) -> int | None:
+    """The fewest verdict units whose detectable difference is at most ``target`` points (None beyond ``most``)."""
+    return next((n for n in range(2, most + 1) if detectable_difference(sd, n) <= target), None)
+
+
+def folder_resolution(folder: Path, students: dict, home: dict, tasks: list[str], draws: int) -> dict:
+    """One folder on its own tasks: variance components, paired-difference std, the example bootstrap, the smallest
+    detectable difference for 2..8 units, and the units and CPU time a 1.5- and a 1.0-point resolution cost."""
+    own = {n: u for n, u in students.items() if home[n] == folder}
+    scores = unit_scores(own, tasks)
+    table = {(n.split(" ", 1)[1], d, s): v for n, by_unit in scores.items() if n != "teacher"
+             for (d, s), v in by_unit.items()}
+    out: dict = {"tasks": tasks}
+    if table:
+        out["components"] = variance_components(table).to_json()
+    paired = paired_sd(scores, home).get(folder.name)
+    out["paired_difference"] = paired
+    # the design of one student per mapping (demo's compare.distill_seeds = 1): the unit is a fine-tuning seed
+    cells = paired_sd(scores, home, by_cell=True).get(folder.name)
+    out["paired_difference_per_cell"] = cells
+    if cells:
+        out["detectable_difference_per_cell"] = {str(n): detectable_difference(cells["sd"], n) for n in (2, 3, 4, 5, 6, 8)}
+        seconds = cell_seconds({n: u for n, u in own.items() if n != "teacher"})
+        cell = float(np.mean(list(seconds.values()))) if seconds else 0.0
+        out["cost_per_cell"] = {str(target): {"units": (n := units_for(cells["sd"], target)), "cpu_seconds_per_mapping":
+                                              None if n is None else (distill_seconds(folder) or 0.0) + n * cell * len(tasks)}
+                                for target in (1.5, 1.0)}
+    out["examples"] = example_component(own, home, tasks, draws).get(folder.name)
+    if paired:
+        out["detectable_difference"] = {str(n): detectable_difference(paired["sd"], n) for n in (2, 3, 4, 5, 6, 8)}
+        seconds = cell_seconds({n: u for n, u in own.items() if n != "teacher"})
+        cell = float(np.mean(list(seconds.values()))) if seconds else 0.0
+        finetune_seeds = max(len({s for _, s in u}) for n, u in own.items() if n != "teacher")
+        distill_seeds = max(len({d for d, _ in u}) for n, u in own.items() if n != "teacher")
+        per_unit = (distill_seconds(folder) or 0.0) + cell * len(tasks) * (finetune_seeds if distill_seeds >= 2 else 1)
+        out["unit"] = ("a distillation seed (its mean over the fine-tuning seeds)" if distill_seeds >= 2
+                       else "a fine-tuning seed")
+        out["unit_cpu_seconds"] = per_unit
+        out["cost"] = {str(target): {"units": (n := units_for(paired["sd"], target)),
+                                     "cpu_seconds_per_mapping": None if n is None else n * per_unit}
+                       for target in (1.5, 1.0)}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folders", nargs="+", required=True)
@@ -201,30 +256,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     folders = [Path(f) for f in args.folders]
     students, home, tasks = collect(folders)
-    scores = unit_scores(students, tasks)
-    dev = unit_scores(students, tasks, "dev_score")
-    components = {}
-    for folder in folders:
-        table = {(n.split(" ", 1)[1], d, s): v for n, by_unit in scores.items() if home.get(n) == folder and n != "teacher"
-                 for (d, s), v in by_unit.items()}
-        if table:
-            components[folder.name] = variance_components(table).to_json()
-    paired = paired_sd(scores, home)
-    examples = example_component(students, home, tasks, args.draws)
-    tau = split_half(scores)
-    tau_dev = split_half(dev) if len(dev) >= 3 else None
+    common = sorted(set.intersection(*(set(t) for t in tasks.values())))       # the tasks every folder measured
+    scores = unit_scores(students, common)
+    dev = unit_scores(students, common, "dev_score")
     seconds = cell_seconds(students)
-    # the smallest detectable difference on the average, for seed counts around the measured ones
-    resolution = {}
-    for name, p in paired.items():
-        resolution[name] = {str(n): detectable_difference(p["sd"], n) for n in (2, 3, 4, 5, 6, 8)}
+    per_task = {n: {t: float(np.mean([r[t]["score"] for r in u.values() if t in r])) for t in tasks[home[n]]}
+                for n, u in students.items()}
     result = {
-        "tasks": tasks, "scored_on": "the scoring split (held-out training examples)",
-        "students": {n: {"mean": float(np.mean(list(v.values()))), "units": len(v),
+        "tasks": common, "scored_on": "the scoring split (held-out training examples)",
+        "students": {n: {"mean": float(np.mean(list(v.values()))), "units": len(v), "per_task": per_task[n],
                          "dev_mean": float(np.mean(list(dev[n].values()))) if n in dev else None,
                          "folder": home[n].name, "cell_seconds": seconds.get(n)} for n, v in sorted(scores.items())},
-        "components": components, "paired_difference": paired, "examples": examples,
-        "detectable_difference": resolution, "split_half": tau, "split_half_dev": tau_dev,
+        "folders": {f.name: folder_resolution(f, students, home, tasks[f], args.draws) for f in folders},
+        "split_half": split_half(scores), "split_half_dev": split_half(dev),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,15 +283,33 @@ def _print(result: dict) -> None:
     for n, s in sorted(result["students"].items(), key=lambda kv: -kv[1]["mean"]):
         dev = f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "-"
         print(f"  {n:<28} {s['mean']:6.2f}  (dev {dev}; {s['units']} units; {s['cell_seconds'] or 0:.0f} s a cell)")
-    for f, c in result["components"].items():
-        ds = "-" if c["distill_seed"] is None else f"{c['distill_seed']:.2f}"
-        print(f"{f}: sigma fine-tuning seed {c['finetune_seed']:.2f}, distillation seed {ds}")
-    for f, p in result["paired_difference"].items():
-        print(f"{f}: paired-difference std {p['sd']:.2f} over {p['pairs']} pairs ({p['units']} units); detectable at "
-              f"80 %: " + ", ".join(f"n={n} {v:.2f}" for n, v in result["detectable_difference"][f].items()))
-    for f, e in result["examples"].items():
-        print(f"{f}: the scoring split's examples add a std {e['sd']:.2f} to a paired difference")
+    for f, r in result["folders"].items():
+        print(f"{f} ({', '.join(r['tasks'])}):")
+        if c := r.get("components"):
+            ds = "-" if c["distill_seed"] is None else f"{c['distill_seed']:.2f}"
+            print(f"  sigma fine-tuning seed {c['finetune_seed']:.2f}, distillation seed {ds}")
+        if p := r.get("paired_difference"):
+            print(f"  paired-difference std {p['sd']:.2f} over {p['pairs']} pairs ({p['units']} units of "
+                  f"{r['unit']}); detectable at 80 %: "
+                  + ", ".join(f"n={n} {v:.2f}" for n, v in r["detectable_difference"].items()))
+            for target, c in r["cost"].items():
+                cost = "-" if c["units"] is None else f"{c['units']} units, {c['cpu_seconds_per_mapping'] / 3600:.1f} " \
+                                                      "CPU-hours a mapping"
+                print(f"  a {target}-point resolution: {cost}")
+        if p := r.get("paired_difference_per_cell"):
+            print(f"  one student per mapping (unit: a fine-tuning seed): paired-difference std {p['sd']:.2f}; "
+                  "detectable at 80 %: " + ", ".join(f"n={n} {v:.2f}"
+                                                     for n, v in r["detectable_difference_per_cell"].items()))
+            for target, c in r["cost_per_cell"].items():
+                cost = "-" if c["units"] is None else f"{c['units']} fine-tuning seeds, " \
+                                                      f"{c['cpu_seconds_per_mapping'] / 3600:.1f} CPU-hours a mapping"
+                print(f"    a {target}-point resolution: {cost}")
+        if e := r.get("examples"):
+            print(f"  the scoring split's examples add a std {e['sd']:.2f} to a paired difference")
     t = result["split_half"]
+    if t is None:
+        print("split-half: fewer than three students with two halves of seeds")
+        return
     print(f"split-half Kendall tau over {len(t['students'])} students: {t['tau']:.2f}"
           + (f" (dev sets: {result['split_half_dev']['tau']:.2f})" if result.get("split_half_dev") else ""))
 
@@ -258,7 +320,7 @@ def _plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = result["split_half"]
+    t = result["split_half"] or {"students": [], "first": [0.0], "second": [0.0], "tau": float("nan")}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     ax = axes[0]
     ax.scatter(t["first"], t["second"], color="tab:blue")
@@ -271,16 +333,19 @@ def _plot(result: dict, path: Path) -> None:
     ax.set_ylabel("second half of the seeds: average score")
     ax.set_title(f"Split-half repeatability, Kendall tau {t['tau']:.2f}")
     ax = axes[1]
-    for name, by_n in result["detectable_difference"].items():
+    for name, r in result["folders"].items():
+        if not r.get("detectable_difference"):
+            continue
+        by_n = r["detectable_difference"]
         ns = [int(n) for n in by_n]
-        ax.plot(ns, [by_n[str(n)] for n in ns], marker="o", label=f"{name} (paired std "
-                f"{result['paired_difference'][name]['sd']:.2f})")
+        ax.plot(ns, [by_n[str(n)] for n in ns], marker="o", label=f"{name}, {'+'.join(r['tasks'])} (paired std "
+                f"{r['paired_difference']['sd']:.2f})")
     ax.axhline(1.5, color="0.5", ls=":", lw=1)
     ax.set_xlabel("verdict units (distillation seeds, or fine-tuning seeds of one student)")
     ax.set_ylabel("smallest difference detected at 80 % power (points)")
     ax.set_title("Resolution of the final stage")
     ax.legend(fontsize=8)
-    fig.suptitle(f"The judge on {', '.join(result['tasks'])} ({result['scored_on']})", fontsize=10)
+    fig.suptitle(f"The judge ({result['scored_on']}); repeatability on {', '.join(result['tasks'])}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
