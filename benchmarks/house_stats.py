@@ -94,8 +94,10 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> dict[str, i
 
 
 def is_shim(path: Path) -> bool:
-    """A deprecated module: it re-exports from a new home through ``layermap._moved``."""
-    return "_moved import moved" in path.read_text("utf-8")
+    """A deprecated module: it re-exports from a new home through ``from layermap._moved import moved``."""
+    return any(isinstance(node, ast.ImportFrom) and (node.module or "").endswith("_moved")
+               and any(alias.name == "moved" for alias in node.names)
+               for node in ast.parse(path.read_text("utf-8")).body)
 
 
 def import_graph(root: Path = ROOT) -> tuple[dict[str, dict[str, int]], set[str]]:

@@ -5,7 +5,8 @@
 * :mod:`proxy_tasks.metrics` - GLUE metrics in percent, numpy only.
 * :mod:`proxy_tasks.finetune` - fine-tune a copy of an encoder and score it.
 
-Every user-caused error raises :class:`TaskError` (a ``ValueError``).
+Every user-caused error raises :class:`TaskError` (a ``ValueError``).  Imports nothing of ``layermap`` (it sits below
+every layer of it, docs/architecture.md).
 """
 
 from .data import Example, TaskData, data_fingerprint, load_task
