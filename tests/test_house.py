@@ -32,7 +32,6 @@ KNOWN_CIRCLES: set[str] = {
 }
 KNOWN_UPWARD: set[str] = {
     "layermap.evolution.evolve -> layermap.study.synthetic",
-    "proxy_tasks.data -> layermap.distill.identity",
 }
 KNOWN_LONG: set[str] = {
     "layermap.final.compare", "layermap.config", "layermap.study.replay", "layermap.evolution.fitness",
