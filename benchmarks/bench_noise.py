@@ -33,7 +33,7 @@ from layermap.distill.identity import teacher_label
 from layermap.distill.models import teacher_identity
 from layermap.evolution.fitness import ProxyEvaluator
 from layermap.mapping import LayerMapping, baselines, enumerate_space, format_genes
-from layermap.evolution.records import json_safe
+from layermap.storage.records import json_safe
 from layermap.stats import kendall_tau, reliability, spearman_rho
 
 HEADS = ("finetune", "probe")

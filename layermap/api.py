@@ -80,7 +80,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
 def load_result(run_dir: str | Path):
     """The :class:`SearchResult` a run folder holds (finished or not)."""
     from .evolution.results import load_result as _load
-    from .evolution.store import open_run
+    from .storage.runs import open_run
 
     _, store, row = open_run(run_dir)
     with store:
@@ -100,7 +100,8 @@ def verdict(run, *, noise_std: float | None = None):
     e.g. from ``benchmarks/bench_noise.py``) is used for every genome; by default the run's ``search.noise_std``,
     else each record's own standard error."""
     from .evolution.results import SearchResult
-    from .evolution.store import Store, open_run
+    from .storage.store import Store
+    from .storage.runs import open_run
     from .evolution.verdict import run_verdict
 
     if isinstance(run, SearchResult):

@@ -19,7 +19,8 @@ from layermap.config import load_config
 from layermap.distill.corpus import default_cache_dir
 from layermap.evolution.evolve import SHARED_CACHE_NAME, run_search
 from layermap.mapping import baselines
-from layermap.evolution.store import Store, open_run
+from layermap.storage.store import Store
+from layermap.storage.runs import open_run
 from layermap.study.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]

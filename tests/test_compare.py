@@ -37,7 +37,7 @@ def test_compare_writes_the_table_and_loadable_students(compare_toml, tmp_path):
     assert rows[("1-2", "average")]["proxy_fitness"] == 55.0
     assert rows[("2-4", "average")]["kind"] == ["uniform"] and rows[("1-2", "sst2")]["kind"] == ["bottom"]
     assert all("accuracy" in m for m in rows[("2-4", "sst2")]["metrics"])
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
 
     with Store(out / "layermap.sqlite") as store:       # every cell records where it was computed
         cell = store.lookup_cell(compare_mod.compare_fingerprint(_config(compare_toml)), ("distill", "1-2", 0, "", -1))
@@ -197,7 +197,8 @@ def test_cli_compare_bad_input_is_one_sentence_and_exit_2(compare_toml, tmp_path
 
 
 def test_cli_compare_refuses_a_run_folder_without_a_finished_evaluation(tmp_path, capsys):
-    from layermap.evolution.store import RunInfo, Store, write_run_info
+    from layermap.storage.runs import RunInfo, write_run_info
+    from layermap.storage.store import Store
 
     run = tmp_path / "run"
     run.mkdir()
@@ -287,7 +288,7 @@ def test_teacher_from_reads_a_folder_written_before_the_teachers_own_key(compare
     real = compare_mod.teacher_cell_fingerprint
     monkeypatch.setattr(compare_mod, "teacher_cell_fingerprint", old_key)
     run_compare(config, ["2-4"], first, progress=False)
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
 
     with Store(first / "layermap.sqlite") as store:    # move the teacher cells to the legacy key
         store._db.execute("UPDATE cells SET fingerprint = (SELECT fingerprint FROM cells WHERE kind = 'finetune' AND "
@@ -546,7 +547,7 @@ JUDGE = ("compare.finetune_learning_rates=[1e-3, 3e-3]", "compare.select_example
 
 def test_the_judges_recipe_chooses_each_familys_rate_on_the_selection_split_and_scores_the_held_out_split(
         compare_toml, tmp_path):
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
     from layermap.final import recipe
 
     config = _config(compare_toml, *JUDGE)
@@ -626,7 +627,7 @@ def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare
 
 def test_recipe_from_takes_another_folders_rates_for_its_families_and_refuses_another_recipe(compare_toml, tmp_path,
                                                                                              capsys):
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
     from layermap.final import recipe
 
     first = tmp_path / "a"

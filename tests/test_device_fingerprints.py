@@ -9,10 +9,10 @@ from layermap.config import RunSettings, load_config
 from layermap.evolution import executors as ex
 from layermap.evolution.evolve import former_device_class, resume_search, run_search
 from layermap.evolution.fitness import ProxyEvaluator
-from layermap.evolution.records import EvaluationRecord, TaskScore
+from layermap.storage.records import EvaluationRecord, TaskScore
 from layermap.evolution.search_state import SeedSetEvaluator
 from layermap.evolution.shaped_evaluator import ShapedEvaluator
-from layermap.evolution.store import StoreError
+from layermap.storage.store import StoreError
 from layermap.final import compare as compare_mod
 
 RAY_GPU = ["run.executor=ray", "run.device=auto", "run.gpus_per_eval=1"]
@@ -135,7 +135,7 @@ def test_a_compare_cell_from_another_device_class_fails_instead_of_being_cached(
 def test_a_ray_driver_keys_the_reference_rows_by_the_device_it_measures_them_on(tiny_config_toml, tmp_path):
     """The driver measures the reference rows on its own device (here the CPU), whatever its GPU workers compute on."""
     from layermap.evolution.references import build_references
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
 
     gpu = ProxyEvaluator(load_config(str(tiny_config_toml), RAY_GPU))
     cpu = ProxyEvaluator(load_config(str(tiny_config_toml)))

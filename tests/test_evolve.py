@@ -22,7 +22,8 @@ from layermap.evolution.evolve import resume_search, run_search
 from layermap.mapping import baselines, satisfies
 from layermap.evolution.operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes,
                                 select_survivors)
-from layermap.evolution.store import Store, StoreError, lock_run, read_run_info
+from layermap.storage.store import Store, StoreError
+from layermap.storage.runs import lock_run, read_run_info
 from layermap.study.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -335,7 +336,7 @@ class FlakyEvaluator(CountingEvaluator):
         text = "-".join(map(str, genes))
         if text in self.flaky:
             self.calls.append(text)
-            from layermap.evolution.records import EvaluationRecord
+            from layermap.storage.records import EvaluationRecord
 
             return EvaluationRecord.failure(text, f"RuntimeError: CUDA out of memory ({text})", {"total": 0.0})
         return super().evaluate(genes)

@@ -77,7 +77,7 @@ def test_a_split_search_runs_and_every_output_says_what_a_gene_means(tiny_config
     assert main(argv) == 0
     summary = capsys.readouterr().out
     assert "best " in summary and "starts from" in summary and "truncation" in summary and "random" in summary
-    from layermap.evolution.store import open_run
+    from layermap.storage.runs import open_run
 
     _, store, row = open_run(out)
     with store:
@@ -164,7 +164,7 @@ def test_an_old_random_initialisation_run_keeps_its_fingerprints_and_opens_as_be
     """results/demo-run (coupled, random initialisation) under today's code: the proxy's fitness and reference
     fingerprints are the ones its store recorded, and `layermap show` reads it without a word about teacher layers."""
     from layermap.evolution.fitness import ProxyEvaluator
-    from layermap.evolution.store import open_run
+    from layermap.storage.runs import open_run
 
     run = Path(__file__).resolve().parents[1] / "results" / "demo-run"
     _, store, row = open_run(run)

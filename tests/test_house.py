@@ -34,7 +34,7 @@ KNOWN_UPWARD: set[str] = {
 }
 KNOWN_LONG: set[str] = {
     "layermap.final.compare", "layermap.config", "layermap.study.replay", "layermap.evolution.fitness",
-    "layermap.evolution.store", "layermap.final.compare.run_compare", "layermap.distill.population.distill_population",
+    "layermap.final.compare.run_compare", "layermap.distill.population.distill_population",
 }
 
 

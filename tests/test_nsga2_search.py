@@ -21,7 +21,8 @@ from layermap.config import ConfigError, load_config
 from layermap.evolution import nsga2
 from layermap.evolution.evolve import resume_search, run_search
 from layermap.evolution.front import load_front
-from layermap.evolution.store import Store, read_run_info
+from layermap.storage.store import Store
+from layermap.storage.runs import read_run_info
 from layermap.mapping import LayerMapping, baseline, enumerate_space
 from layermap.shape import ShapedGenome, ShapeGrid
 from layermap.study.synthetic import SyntheticEvaluator, read_call_log

@@ -20,8 +20,9 @@ from layermap.distill import population as pop
 from layermap.evolution.evolve import resume_search, run_search
 from layermap.evolution.executors import LocalExecutor, ProcessExecutor, evaluate_chunk_safely
 from layermap.evolution.fitness import ProxyEvaluator
-from layermap.evolution.records import EvaluationRecord
-from layermap.evolution.store import Store, read_run_info
+from layermap.storage.records import EvaluationRecord
+from layermap.storage.store import Store
+from layermap.storage.runs import read_run_info
 from layermap.study.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pytest
 from layermap.config import ConfigError, load_config
 from layermap.evolution.fitness import ProxyEvaluator
 from layermap.stats import average_ranks, kendall_tau, reliability, spearman_rho
-from layermap.evolution.records import EvaluationRecord, TaskScore
+from layermap.storage.records import EvaluationRecord, TaskScore
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_old_records_without_the_new_fields_still_load():
 def test_committed_demo_store_still_loads():
     from pathlib import Path
 
-    from layermap.evolution.store import open_run
+    from layermap.storage.runs import open_run
 
     run = Path(__file__).resolve().parents[1] / "results" / "demo-run"
     if not (run / "run.json").is_file():
@@ -153,7 +153,7 @@ def test_within_noise_of_best_applies_the_stated_rule():
 
 def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_toml):
     from layermap.cli.search import register
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
 
     class Ev:                                  # a fixed landscape with standard errors
         fingerprint = "f" * 32

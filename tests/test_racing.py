@@ -13,9 +13,10 @@ import pytest
 from layermap.cli.main import main
 from layermap.config import load_config
 from layermap.evolution.evolve import resume_search, run_search
-from layermap.evolution.records import EvaluationRecord
+from layermap.storage.records import EvaluationRecord
 from layermap.evolution.replicates import combine, final_pick
-from layermap.evolution.store import Store, read_run_info
+from layermap.storage.store import Store
+from layermap.storage.runs import read_run_info
 from layermap.mapping import enumerate_space, format_genes
 from layermap.stats import paired_one_sided, replicate_mean
 from layermap.study.noisy_replay import noisy_replay

@@ -42,7 +42,8 @@ def test_the_teacher_scored_as_a_student_equals_its_row_and_the_constant_is_the_
 
 def test_rows_are_cached_once_per_fingerprint_and_survive_resume(tiny_config_toml, tmp_path, monkeypatch, capsys):
     from layermap.evolution.evolve import resume_search, run_search
-    from layermap.evolution.store import Store, read_run_info
+    from layermap.storage.store import Store
+    from layermap.storage.runs import read_run_info
 
     calls = []
     real = ProxyEvaluator.compute_references

@@ -18,8 +18,9 @@ from layermap.cli.main import main
 from layermap.config import ConfigError, load_config
 from layermap.evolution import search_state
 from layermap.evolution.evolve import run_search
-from layermap.evolution.records import EvaluationRecord
-from layermap.evolution.store import Store, open_run, read_run_info
+from layermap.storage.records import EvaluationRecord
+from layermap.storage.store import Store
+from layermap.storage.runs import open_run, read_run_info
 from layermap.evolution.verdict import verdict_of
 from layermap.mapping import baseline_names
 from layermap.stats import paired_one_sided, pooled_residual_std, seed_set_shifts, shift_adjusted_mean

@@ -164,7 +164,7 @@ def _shared_proxy_fitness(config, mappings) -> dict[str, float]:
     try:
         from ..final.compare import resolve_mappings
         from ..evolution.fitness import ProxyEvaluator
-        from ..evolution.store import Store
+        from ..storage.store import Store
 
         evaluator = ProxyEvaluator(config)
         genomes = resolve_mappings(mappings, evaluator.student_layers, evaluator.teacher_layers, config.student.init)

@@ -215,7 +215,7 @@ def _not_learnt(refs, top, noise_std) -> str | None:
 
 def _show_front(args: argparse.Namespace) -> int:
     """``layermap show`` of an nsga2 run: generations with their hypervolume, then the Pareto front."""
-    from ..evolution.evolve import run_status
+    from ..storage.runs import run_status
     from ..evolution.front import load_front, member_json
     from ..evolution.references import format_headroom
 

@@ -8,7 +8,7 @@ milliseconds, with the samples.
 
 A latency belongs to the device that measured it, so the cache key is (:func:`device_identity`, shape text,
 :func:`latency_key`: the settings that change a timing, the runtime and the library version).  It lives in the
-store's ``latency`` table (:meth:`layermap.evolution.store.Store.lookup_latency`), apart from accuracy records:
+store's ``latency`` table (:meth:`layermap.storage.store.Store.lookup_latency`), apart from accuracy records:
 an accuracy fingerprint stays shareable across devices, a latency is re-measured on another.
 """
 
@@ -36,7 +36,7 @@ class LatencyError(LayermapError):
 
 
 class LatencyStore(Protocol):
-    """What :func:`cached_latency` needs of a store (:class:`layermap.evolution.store.Store` has it)."""
+    """What :func:`cached_latency` needs of a store (:class:`layermap.storage.store.Store` has it)."""
 
     def lookup_latency(self, device: str, shape: str, settings: str) -> dict | None: ...
 

@@ -37,13 +37,14 @@ from ..mapping import enumerate_space
 from .operators import (GenomeSpace, crossover_two_point, crossover_uniform, genome_space, select_survivors,
                         select_tournament)
 from .racing import Racing
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from .results import GenerationStats, SearchResult, load_result
 from .search_state import SearchState, evaluate
 from .search_state import close as close_executor
 from .worker import Evaluator
-from .store import (STORE_NAME, ClaimHeartbeat, GenerationRow, RunInfo, RunRow, Store, StoreError, claim_owner, lock_run,
-                    now, open_run, write_run_info)
+from ..storage.store import STORE_NAME, GenerationRow, RunRow, Store, StoreError, now
+from ..storage.claims import ClaimHeartbeat, claim_owner
+from ..storage.runs import RunInfo, lock_run, open_run, write_run_info
 
 CONFIG_NAME = "config.toml"
 WORST = -math.inf       # the selection fitness of a failed genome
@@ -280,23 +281,6 @@ def _remove_if_nothing_finished(run_dir: Path, store_path: Path, run_id: str, ma
             run_dir.rmdir()
         except OSError:
             pass
-
-
-def run_status(run_dir: str | Path, row: RunRow) -> str:
-    """The run's status as ``show`` should say it: a ``running`` run whose driver is gone (killed) is ``interrupted``."""
-    if row.status != "running":
-        return row.status
-    lock = Path(run_dir) / "run.lock"
-    try:
-        import fcntl
-
-        with open(lock, "rb") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)       # fails while a driver holds the lock
-    except ImportError:  # pragma: no cover - not POSIX
-        return row.status
-    except OSError:
-        return row.status if lock.exists() else "interrupted"
-    return "interrupted"
 
 
 def check_proxy_inputs(config: Config) -> None:

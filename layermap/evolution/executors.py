@@ -52,7 +52,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 from ..config import RunSettings
 from ..errors import LayermapError
 from ..mapping import format_genes
-from .records import COMPLETE, FAILED, EvaluationRecord, environment
+from ..storage.records import COMPLETE, FAILED, EvaluationRecord, environment
 from .worker import Evaluator, Worker, missing_members, require_evaluator
 
 Genes = tuple[int, ...]

@@ -41,7 +41,7 @@ from ..mapping import LayerMapping
 from ..distill.models import StudentSpec, Teacher, build_student, init_student_from_teacher, load_teacher, load_teacher_config, \
     pick_device, quiet_transformers, teacher_identity
 from ..stats import mean_and_stderr, sample_var
-from .records import EvaluationRecord, TaskScore, environment
+from ..storage.records import EvaluationRecord, TaskScore, environment
 from .worker import evaluate_each
 
 if TYPE_CHECKING:

@@ -22,11 +22,12 @@ from ..distill.identity import teacher_label
 from ..errors import LayermapError
 from ..mapping import LayerMapping
 from ..shape import StudentShape
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from .references import References, references_of
 from .results import GenerationStats
 from .shaped_evaluator import shape_and_genes
-from .store import RunRow, open_run
+from ..storage.store import RunRow
+from ..storage.runs import open_run
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 from ..stats import mean_and_stderr, replicate_mean, sample_var
-from .records import EvaluationRecord, TaskScore
+from ..storage.records import EvaluationRecord, TaskScore
 
 
 class SeedSetsUnsupported(TypeError):

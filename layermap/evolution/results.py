@@ -12,11 +12,11 @@ from pathlib import Path
 
 from ..extraction import Genome, SplitGenome, is_split
 from ..mapping import LayerMapping
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from .references import References, references_of
 from .operators import genome_space
 from .replicates import combined_records, final_pick, racing_pick
-from .store import RunRow, Store
+from ..storage.store import RunRow, Store
 
 
 @dataclass(frozen=True)

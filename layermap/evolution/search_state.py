@@ -31,11 +31,11 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..logs import get_logger, live_progress
 from ..mapping import parse_genes
-from . import store as store_mod
+from ..storage import store as store_mod
 from .executors import Executor, create_executor, evaluate_chunk_safely, genome_job
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from .replicates import seed_set_evaluator
-from .store import BUSY, CLAIMED, KNOWN, Store
+from ..storage.store import BUSY, CLAIMED, KNOWN, Store
 from .worker import Evaluator, require_evaluator
 
 Job = tuple[str, int]          # (genome text, seed set)

@@ -18,7 +18,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from ..shape import ShapedGenome, StudentShape
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from .worker import Evaluator, evaluate_each, require_evaluator
 
 

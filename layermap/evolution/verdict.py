@@ -13,10 +13,10 @@ from ..errors import LayermapError
 from ..extraction import baseline_texts
 from ..mapping import baseline_names
 from ..stats import OWN_SPREAD_MIN, paired_one_sided, pooled_residual_std, seed_set_shifts
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from .replicates import combined_records, racing_pick
 from .results import confirm_seed_sets, final_seed_sets, run_genome, run_noise_std
-from .store import RunRow, Store
+from ..storage.store import RunRow, Store
 
 PAIRED_ALPHA = 0.05     # one-sided level of the paired test of a racing run's answer against the best baseline
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, runtime_checkable
 
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 
 
 @runtime_checkable

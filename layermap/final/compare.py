@@ -44,8 +44,9 @@ from ..evolution.executors import Executor, create_executor, describe_exception
 from ..logs import get_logger, live_progress
 from ..extraction import canonical_text, check_config_extraction, gene_legend, parse_genome, start_mapping, truncation
 from ..mapping import LayerMapping, baselines
-from ..evolution.records import COMPLETE, FAILED, EvaluationRecord, environment
-from ..evolution.store import STORE_NAME, Store, lock_run, now
+from ..storage.records import COMPLETE, FAILED, EvaluationRecord, environment
+from ..storage.store import STORE_NAME, Store, now
+from ..storage.runs import lock_run
 
 _log = get_logger(__name__)
 COMPARE_FORMAT = 2          # 2: the teacher's identity covers its tokenizer; hub names carry their resolved commit
@@ -552,7 +553,7 @@ def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = T
     """The run's best ``top`` genomes (+ the four baselines), their proxy fitnesses and its settings."""
     from ..evolution.replicates import combined_records
     from ..evolution.results import load_result
-    from ..evolution.store import open_run
+    from ..storage.runs import open_run
 
     if not Path(run_dir).is_dir():
         raise CompareError(f"run folder {os.fspath(run_dir)!r} does not exist; give the --out folder of 'layermap evolve'")

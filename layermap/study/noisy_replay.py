@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import LayermapError
-from ..evolution.records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from ..evolution.replicates import racing_pick
 from ..mapping import format_genes, parse_genes
 from .replay import (METHODS, Genes, Table, TableError, TableEvaluator, aging_evolution, ga_config, gaussian_draw,

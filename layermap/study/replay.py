@@ -47,7 +47,7 @@ from ..config import Config, ConfigError, digest, parse_override
 from ..errors import LayermapError
 from ..mapping import baselines, format_genes, parse_genes, satisfies
 from ..stats import pearson, spearman_rho
-from ..evolution.records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from ..evolution.worker import evaluate_each
 
 Genes = tuple[int, ...]

@@ -45,7 +45,7 @@ from typing import Sequence
 from ..config import digest
 from ..errors import LayermapError
 from ..mapping import format_genes, parse_genes
-from ..evolution.records import EvaluationRecord, TaskScore
+from ..storage.records import EvaluationRecord, TaskScore
 from ..evolution.worker import evaluate_each
 
 KIND = "synthetic"
