@@ -18,7 +18,9 @@ import torch
 from layermap.config import ConfigError, load_config
 from layermap.distill import population as pop
 from layermap.evolution.evolve import resume_search, run_search
-from layermap.evolution.executors import LocalExecutor, ProcessExecutor, evaluate_chunk_safely
+from layermap.executors.local import LocalExecutor
+from layermap.executors.process import ProcessExecutor
+from layermap.executors.safety import evaluate_chunk_safely
 from layermap.evolution.fitness import ProxyEvaluator
 from layermap.storage.records import EvaluationRecord
 from layermap.storage.store import Store

@@ -31,7 +31,7 @@ from deap import base, creator, tools
 from ..config import Config, ConfigError, dump_toml, load_config, parse_override
 from ..distill.corpus import default_cache_dir
 from ..errors import LayermapError
-from .executors import Executor
+from ..executors.registry import Executor
 from ..logs import get_logger
 from ..mapping import enumerate_space
 from .operators import (GenomeSpace, crossover_two_point, crossover_uniform, genome_space, select_survivors,
@@ -41,7 +41,7 @@ from ..storage.records import EvaluationRecord
 from .results import GenerationStats, SearchResult, load_result
 from .search_state import SearchState, evaluate
 from .search_state import close as close_executor
-from .worker import Evaluator
+from ..executors.protocol import Evaluator
 from ..storage.store import STORE_NAME, GenerationRow, RunRow, Store, StoreError, now
 from ..storage.claims import ClaimHeartbeat, claim_owner
 from ..storage.runs import RunInfo, lock_run, open_run, write_run_info

@@ -42,7 +42,8 @@ from ..distill.models import StudentSpec, Teacher, build_student, init_student_f
     pick_device, quiet_transformers, teacher_identity
 from ..stats import mean_and_stderr, sample_var
 from ..storage.records import EvaluationRecord, TaskScore, environment
-from .worker import evaluate_each
+from ..executors.protocol import evaluate_each
+from ..executors.safety import GenomeJobs
 
 if TYPE_CHECKING:
     from .references import References
@@ -80,14 +81,15 @@ def finetune_settings(config: Config):
                             max_seq_len=p.seq_len, seed=p.seed)
 
 
-class ProxyEvaluator:
-    """Picklable proxy-fitness function: holds the config, loads heavy state lazily per process."""
+class ProxyEvaluator(GenomeJobs):
+    """Picklable proxy-fitness function: holds the config, loads heavy state lazily per process.  An evaluator and a
+    worker (:class:`~layermap.executors.protocol.Worker`: its jobs are genomes, :class:`~layermap.executors.safety.GenomeJobs`)."""
 
     def __init__(self, config: Config, *, progress: bool = False) -> None:
         self.config = config
         self.progress = progress
         self._device = config.run.device
-        from .executors import fingerprint_device_class
+        from ..executors.devices import fingerprint_device_class
 
         self._device_class = fingerprint_device_class(config.run) if config.run.executor == "ray" else None
         self._fingerprint: str | None = None

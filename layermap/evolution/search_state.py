@@ -32,11 +32,12 @@ from ..config import Config
 from ..logs import get_logger, live_progress
 from ..mapping import parse_genes
 from ..storage import store as store_mod
-from .executors import Executor, create_executor, evaluate_chunk_safely, genome_job
+from ..executors.registry import Executor, create_executor
+from ..executors.safety import evaluate_chunk_safely, genome_failure, genome_job
 from ..storage.records import EvaluationRecord
 from .replicates import seed_set_evaluator
 from ..storage.store import BUSY, CLAIMED, KNOWN, Store
-from .worker import Evaluator, require_evaluator
+from ..executors.protocol import Evaluator, require_evaluator
 
 Job = tuple[str, int]          # (genome text, seed set)
 
@@ -111,6 +112,11 @@ class SeedSetEvaluator:
 
     def chunk_size(self, population: int) -> int:
         return max(1, int(population))
+
+    def failure(self, job: Sequence, error: str) -> EvaluationRecord:
+        """The failed record of a ``(genes, seed set)`` job whose process died."""
+        genes, seed_set = job
+        return dataclasses.replace(genome_failure(genes, error), seed_set=seed_set)
 
     def run_jobs(self, chunk: Sequence[Sequence]) -> list[EvaluationRecord]:
         out: list[EvaluationRecord | None] = [None] * len(chunk)

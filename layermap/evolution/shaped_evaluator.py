@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 from ..shape import ShapedGenome, StudentShape
 from ..storage.records import EvaluationRecord
-from .worker import Evaluator, evaluate_each, require_evaluator
+from ..executors.protocol import Evaluator, evaluate_each, require_evaluator
+from ..executors.safety import GenomeJobs
 
 
 def is_shaped(text: str) -> bool:
@@ -37,8 +38,10 @@ def shape_and_genes(text: str, fixed: StudentShape) -> tuple[StudentShape, tuple
     return fixed, parse_genes(text)
 
 
-class ShapedEvaluator:
-    """An evaluator that takes shaped genome texts as well as mapping genes (module docstring)."""
+class ShapedEvaluator(GenomeJobs):
+    """An evaluator that takes shaped genome texts as well as mapping genes (module docstring).  Its worker members
+    (:class:`~layermap.executors.safety.GenomeJobs`) are its own, never the base evaluator's: a chunk goes through
+    its own ``evaluate``."""
 
     def __init__(self, base: Evaluator) -> None:
         self.base = require_evaluator(base)

@@ -40,11 +40,12 @@ from .comparison import AVERAGE, Cell, build_table, kinds_of, loyalty, rivals_te
 from ..config import Config, DistillSettings, digest, dump_toml
 from ..distill.identity import teacher_label
 from ..errors import LayermapError
-from ..evolution.executors import Executor, create_executor, describe_exception
+from ..executors.registry import Executor, create_executor
+from ..executors.safety import describe_exception
 from ..logs import get_logger, live_progress
 from ..extraction import canonical_text, check_config_extraction, gene_legend, parse_genome, start_mapping, truncation
 from ..mapping import LayerMapping, baselines
-from ..storage.records import COMPLETE, FAILED, EvaluationRecord, environment
+from ..storage.records import COMPLETE, FAILED, environment
 from ..storage.store import STORE_NAME, Store, now
 from ..storage.runs import lock_run
 
@@ -151,7 +152,7 @@ def teacher_cell_fingerprint(config: Config) -> str:
     the library versions and the device class; not the student, the corpus or the distillation budget, so that every
     compare folder with this teacher and these fine-tuning settings keys its teacher row alike (``--teacher-from``)."""
     from ..distill.models import teacher_identity
-    from ..evolution.executors import fingerprint_device_class
+    from ..executors.devices import fingerprint_device_class
     from ..evolution.fitness import _major_minor
 
     c = config
@@ -168,7 +169,7 @@ def _device_and_cache(config: Config) -> dict:
     """What shapes a cell beside the settings, entering only where it differs from what every folder before it had
     (so those keep their key): the device class the distillations and fine-tunings run on (a CUDA run differs from a
     CPU run of the same seeds), and the float16 teacher cache (its students differ from the live teacher's)."""
-    from ..evolution.executors import fingerprint_device_class
+    from ..executors.devices import fingerprint_device_class
 
     shaping: dict = {}
     device = fingerprint_device_class(config.run)
@@ -200,7 +201,7 @@ class CompareWorker:
     workers' in a Ray driver; after ``set_device``, this process's own), which every cell must be computed on."""
 
     def __init__(self, config: Config, out: str | Path, fingerprint: str, *, progress: bool = False) -> None:
-        from ..evolution.executors import fingerprint_device_class
+        from ..executors.devices import fingerprint_device_class
 
         self.config = config
         self.out = Path(out).resolve()
@@ -234,6 +235,10 @@ class CompareWorker:
 
     def run_jobs(self, jobs: Sequence[Job]) -> list[dict]:
         return [self.run_job(tuple(job)) for job in jobs]
+
+    def failure(self, job: Job, error: str) -> dict:
+        """The failed cell of a job whose process died."""
+        return {"status": FAILED, "error": error, "kind": job[0], "timings": {}}
 
     @property
     def init(self) -> str:
@@ -831,8 +836,6 @@ class _Runner:
                   disable=not (self.progress and live)) as bar:
             for job, record in self.executor.submit(jobs):
                 job = tuple(job)
-                if isinstance(record, EvaluationRecord):        # the worker process died
-                    record = {"status": FAILED, "error": record.error, "kind": job[0], "timings": record.timings}
                 self.store.save_cell(self.fp_of(job), job, record)
                 self.finished.append(job)
                 self.count += 1

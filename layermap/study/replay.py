@@ -48,7 +48,7 @@ from ..errors import LayermapError
 from ..mapping import baselines, format_genes, parse_genes, satisfies
 from ..stats import pearson, spearman_rho
 from ..storage.records import EvaluationRecord
-from ..evolution.worker import evaluate_each
+from ..executors.protocol import evaluate_each
 
 Genes = tuple[int, ...]
 METHODS = ("ga", "random", "local", "aging")

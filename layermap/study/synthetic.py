@@ -46,7 +46,7 @@ from ..config import digest
 from ..errors import LayermapError
 from ..mapping import format_genes, parse_genes
 from ..storage.records import EvaluationRecord, TaskScore
-from ..evolution.worker import evaluate_each
+from ..executors.protocol import evaluate_each
 
 KIND = "synthetic"
 SHAPE_WEIGHT = 10.0
