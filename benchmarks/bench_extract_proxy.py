@@ -62,7 +62,7 @@ def judge_scores(folder: Path) -> dict[str, float]:
 
 def head_scores(name: str, overrides: tuple[str, ...], genomes: list[str], args) -> dict:
     from layermap.config import load_config
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
 
     base = (f'teacher.name="{args.teacher}"', f'proxy.glue_dir="{args.glue_dir}"', f'corpus.path="{args.corpus}"',
             "proxy.allow_invalid=['*']")

@@ -31,7 +31,7 @@ import torch
 
 from _common import add_common_args, machine, write
 from layermap.config import load_config
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.mapping import LayerMapping, baseline
 
 
@@ -77,7 +77,7 @@ def point(ev: ProxyEvaluator, steps: int) -> dict:
 
 
 def report(log: list[dict], refs: dict[str, dict]) -> dict:
-    from layermap.evolution.references import References
+    from layermap.evaluators.references import References
 
     out = []
     for entry in log:

@@ -74,12 +74,25 @@ def _target(name: str, modules: dict[str, Path]) -> str | None:
     return name or None
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The ids of the nodes inside ``if TYPE_CHECKING:`` blocks: imports for annotations alone, never executed."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            skipped.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    return skipped
+
+
 def imports_of(module: str, path: Path, modules: dict[str, Path]) -> dict[str, int]:
-    """The project modules ``module`` imports, each with the line of its first import (nested imports included)."""
+    """The project modules ``module`` imports, each with the line of its first import (imports inside functions
+    included; those under ``if TYPE_CHECKING:``, for annotations alone, left out)."""
     tree = ast.parse(path.read_text("utf-8"))
     is_package = path.name == "__init__.py"
     found: dict[str, int] = {}
+    skipped = _type_checking_only(tree)
     for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]

@@ -167,7 +167,7 @@ def _f(x, fmt="{:.2f}"):
 
 def _room(x) -> str:
     """A headroom as the tables print it ("–" where it was not measured, never "-0 %")."""
-    from layermap.evolution.references import format_headroom
+    from layermap.evaluators.references import format_headroom
 
     return "–" if x is None else format_headroom(x)
 

@@ -53,7 +53,7 @@ def search(config_or_preset: Config | str, out: str | Path, *, overrides: Sequen
     """Run a new layer-mapping search into ``out`` and return its :class:`SearchResult`."""
     check_transformers()
     from .evolution.evolve import run_search
-    from .evolution.fitness import ProxyEvaluator
+    from .evaluators.proxy import ProxyEvaluator
 
     config = resolve_config(config_or_preset, overrides, **sections)
     _say_pipeline_check(config)
@@ -131,7 +131,7 @@ def fitness(mapping, config: Config | str, *, overrides: Sequence[str] = (), **s
     """The proxy fitness of one mapping (a :class:`LayerMapping` or :class:`~layermap.extraction.SplitGenome`, genes,
     or text such as ``"2-4-6"``, or with teacher initialisation ``"1-2-3+2-4-6"``) -> an :class:`EvaluationRecord`."""
     check_transformers()
-    from .evolution.fitness import ProxyEvaluator
+    from .evaluators.proxy import ProxyEvaluator
     from .extraction import SplitGenome, parse_genome, require_teacher_init
     from .mapping import LayerMapping
 

@@ -59,3 +59,23 @@ def check_transformers() -> None:
     if release(found)[:len(TRANSFORMERS_FLOOR)] < TRANSFORMERS_FLOOR:
         raise UnsupportedVersion(f"transformers {found} is older than {floor}, the oldest version layermap supports; "
                                  f"upgrade it (pip install 'transformers>={floor}')")
+
+
+FINGERPRINT_LIBRARIES = ("torch", "transformers")    # the libraries whose release line a fingerprint holds
+
+
+def major_minor(text: str | None) -> str | None:
+    """``2.13.0+cpu`` -> ``2.13``: the part of a version a fingerprint holds (None for none)."""
+    return ".".join(str(text).split(".")[:2]) if text else None
+
+
+def library_versions() -> dict[str, str | None]:
+    """The one dict of library versions every fingerprint holds (the proxy fitness, a compare folder, a teacher
+    cell): each of :data:`FINGERPRINT_LIBRARIES` at its release line (``{"torch": "2.13", "transformers": "4.57"}``),
+    read from the installed distribution's metadata (torch's own ``__version__`` where it has none, a source build)."""
+    found = {name: installed_version(name) for name in FINGERPRINT_LIBRARIES}
+    if found["torch"] is None:
+        import torch
+
+        found["torch"] = torch.__version__
+    return {name: major_minor(text) for name, text in found.items()}

@@ -7,7 +7,7 @@ import json
 
 import layermap
 from layermap.final.compare import CompareResult  # noqa: F401  (importing the submodule must not shadow the function)
-from layermap.evolution.fitness import ProxyEvaluator  # noqa: F401
+from layermap.evaluators.proxy import ProxyEvaluator
 
 def test_the_api_names_survive_importing_their_submodules():
     assert callable(layermap.fitness) and callable(layermap.compare)

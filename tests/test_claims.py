@@ -21,7 +21,7 @@ from layermap.evolution.evolve import SHARED_CACHE_NAME, run_search
 from layermap.mapping import baselines
 from layermap.storage.store import Store
 from layermap.storage.runs import open_run
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["search.population=8", "search.generations=3", "search.seed=3"]

@@ -358,7 +358,7 @@ def test_the_average_headroom_floor_is_the_mean_of_the_task_floors():
     assert room["6-4-0"]["average"] == pytest.approx(((70.57 + 72.39) / 2 - floor) / (teacher - floor))
     assert room["6-4-0"]["average"] == pytest.approx(0.054, abs=0.001)            # was 19 %
     assert room["2-4-6"]["mrpc"] == pytest.approx((74.49 - 74.80) / (77.65 - 74.80))
-    from layermap.evolution.references import build_references, learnt_sentence
+    from layermap.evaluators.references import build_references, learnt_sentence
 
     proxy = build_references([{"sst2": 78.10, "mrpc": 77.65}], [{"sst2": 67.43, "mrpc": 72.62}],
                              [{"sst2": 50.92, "mrpc": 74.80}])

@@ -11,10 +11,10 @@ from layermap.executors.local import LocalExecutor
 from layermap.executors.safety import (GenomeWorker, as_worker, evaluate_chunk_safely, evaluate_safely,
                                        on_fingerprint_device)
 from layermap.evolution.evolve import former_device_class, resume_search, run_search
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.storage.records import EvaluationRecord, TaskScore
 from layermap.evolution.search_state import SeedSetEvaluator
-from layermap.evolution.shaped_evaluator import ShapedEvaluator
+from layermap.evaluators.shaped import ShapedEvaluator
 from layermap.storage.store import StoreError
 from layermap.final import compare as compare_mod
 
@@ -101,7 +101,7 @@ def test_a_search_whose_records_come_from_another_device_class_caches_none_of_th
 def test_every_worker_and_evaluator_the_executors_run_keeps_the_contract(tiny_config_toml, compare_toml, tmp_path):
     from layermap.executors.protocol import Evaluator, Worker
     from layermap.study.replay import TableEvaluator
-    from layermap.study.synthetic import SyntheticEvaluator
+    from layermap.evaluators.synthetic import SyntheticEvaluator
 
     gpu = ProxyEvaluator(load_config(str(tiny_config_toml), RAY_GPU))        # device class cuda on this CPU machine
     synthetic = SyntheticEvaluator(teacher_layers=6, student_layers=3)
@@ -142,7 +142,7 @@ def test_a_compare_cell_from_another_device_class_fails_instead_of_being_cached(
 
 def test_a_ray_driver_keys_the_reference_rows_by_the_device_it_measures_them_on(tiny_config_toml, tmp_path):
     """The driver measures the reference rows on its own device (here the CPU), whatever its GPU workers compute on."""
-    from layermap.evolution.references import build_references
+    from layermap.evaluators.references import build_references
     from layermap.storage.store import Store
 
     gpu = ProxyEvaluator(load_config(str(tiny_config_toml), RAY_GPU))

@@ -24,7 +24,7 @@ from layermap.evolution.operators import (crossover_two_point, crossover_uniform
                                 select_survivors)
 from layermap.storage.store import Store, StoreError
 from layermap.storage.runs import lock_run, read_run_info
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 

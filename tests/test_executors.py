@@ -18,7 +18,7 @@ from layermap.executors.local import LocalExecutor
 from layermap.executors.registry import create_executor
 from layermap.executors.safety import evaluate_safely
 from layermap.executors.protocol import evaluate_each
-from layermap.study.synthetic import SyntheticEvaluator
+from layermap.evaluators.synthetic import SyntheticEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 GENOMES = [(1, 2, 3), (2, 4, 6), (0, 0, 6), (3, 3, 3), (4, 5, 6), (1, 1, 1)]

@@ -10,7 +10,7 @@ import pytest
 
 from layermap.config import ConfigError, load_config
 from layermap.evolution.operators import GenomeSpace
-from layermap.evolution.references import build_references
+from layermap.evaluators.references import build_references
 from layermap.extraction import (ExtractionError, SplitGenome, as_split, baseline_genomes, baseline_texts,
                                  check_extraction, gene_legend, gene_sentence, genes_of, init_layers, parse_genome,
                                  truncation)
@@ -160,7 +160,7 @@ def test_teacher_initialisation_reference_rows_floor_at_their_best():
     sentence = refs.validity()["sst2"].sentence()
     assert "the plain truncation (the bottom teacher layers, no distillation) 76.0" in sentence
     assert "a random student with no distillation 55.0" in sentence
-    from layermap.evolution.references import learnt_sentence
+    from layermap.evaluators.references import learnt_sentence
 
     assert "(truncation, random or the constant predictor)" in learnt_sentence(
         build_references([{"sst2": 60.0}], {"truncation": [{"sst2": 59.9}], "random": [{"sst2": 50.0}]},

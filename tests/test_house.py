@@ -30,10 +30,9 @@ KNOWN_CIRCLES: set[str] = {
     "layermap.plots -> layermap.plots_front -> layermap.plots",
 }
 KNOWN_UPWARD: set[str] = {
-    "layermap.evolution.evolve -> layermap.study.synthetic",
 }
 KNOWN_LONG: set[str] = {
-    "layermap.final.compare", "layermap.config", "layermap.study.replay", "layermap.evolution.fitness",
+    "layermap.final.compare", "layermap.config", "layermap.study.replay",
     "layermap.final.compare.run_compare", "layermap.distill.population.distill_population",
 }
 

@@ -15,7 +15,7 @@ from proxy_tasks import hub as hub_mod
 from layermap.final.compare import compare_fingerprint
 from layermap.config import load_config
 from layermap.distill.corpus import corpus_identity
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.distill.models import teacher_identity
 from proxy_tasks import data_fingerprint
 

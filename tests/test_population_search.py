@@ -21,11 +21,11 @@ from layermap.evolution.evolve import resume_search, run_search
 from layermap.executors.local import LocalExecutor
 from layermap.executors.process import ProcessExecutor
 from layermap.executors.safety import evaluate_chunk_safely
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.storage.records import EvaluationRecord
 from layermap.storage.store import Store
 from layermap.storage.runs import read_run_info
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,7 +238,7 @@ def test_bad_population_and_precision_settings_are_one_sentence_and_exit_2(tiny_
 def test_older_format_stores_stay_readable(tmp_path, capsys):
     """results/demo-run-2026-11 was written under FITNESS_FORMAT 2: show, export and plot read it as before."""
     from layermap.cli.main import main
-    from layermap.evolution.fitness import FITNESS_FORMAT
+    from layermap.evaluators.proxy_identity import FITNESS_FORMAT
 
     assert FITNESS_FORMAT == 3
     run = ROOT / "results" / "demo-run-2026-11"

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from layermap.config import ConfigError, load_config
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.stats import average_ranks, kendall_tau, reliability, spearman_rho
 from layermap.storage.records import EvaluationRecord, TaskScore
 
@@ -81,12 +81,12 @@ def test_fingerprint_keeps_old_key_for_defaults_and_changes_with_head_and_repeat
     import dataclasses
 
     from layermap.config import digest
-    from layermap.evolution.fitness import _proxy_identity
+    from layermap.evaluators.proxy_identity import proxy_identity
 
     legacy = {k: getattr(config.proxy, k) for k in config.proxy.__dataclass_fields__
               if k not in ("glue_dir", "head", "repeats", "probe_pairs", "probe_c", "reference_seed_sets",
                            "allow_invalid", "task_noise")}
-    assert _proxy_identity(config.proxy) == legacy           # records made before head/repeats keep their key
+    assert proxy_identity(config.proxy) == legacy           # records made before head/repeats keep their key
     base = ProxyEvaluator(config).fingerprint
     probe = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.head='probe'"])).fingerprint
     rep = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.repeats=2"])).fingerprint

@@ -27,7 +27,7 @@ from layermap.stats import paired_one_sided, pooled_residual_std, seed_set_shift
 from layermap.study.noisy_replay import noisy_replay
 from layermap.study.null_confirmation import null_rejection_rate, shift_bias
 from layermap.study.replay import load_table
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 RACING = ['search.strategy="racing"', "search.population=6", "search.generations=3", "search.seed=5",

@@ -163,7 +163,7 @@ def _shared_proxy_fitness(config, mappings) -> dict[str, float]:
         return {}
     try:
         from ..final.compare import resolve_mappings
-        from ..evolution.fitness import ProxyEvaluator
+        from ..evaluators.proxy import ProxyEvaluator
         from ..storage.store import Store
 
         evaluator = ProxyEvaluator(config)

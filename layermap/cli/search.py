@@ -181,7 +181,7 @@ def show_command(args: argparse.Namespace) -> int:
                               for name, task in record.tasks.items())
             room = ""
             if result.references is not None:
-                from ..evolution.references import format_headroom
+                from ..evaluators.references import format_headroom
 
                 h = result.references.headroom(record.task_scores)
                 room = f"  headroom {format_headroom(h['mean'])}"
@@ -208,7 +208,7 @@ def _meaning(result: SearchResult):
 
 
 def _not_learnt(refs, top, noise_std) -> str | None:
-    from ..evolution.references import learnt_sentence
+    from ..evaluators.references import learnt_sentence
 
     return learnt_sentence(refs, top[0].fitness if top else None, noise_std)
 
@@ -217,7 +217,7 @@ def _show_front(args: argparse.Namespace) -> int:
     """``layermap show`` of an nsga2 run: generations with their hypervolume, then the Pareto front."""
     from ..storage.runs import run_status
     from ..evolution.front import load_front, member_json
-    from ..evolution.references import format_headroom
+    from ..evaluators.references import format_headroom
 
     front = load_front(args.run_dir)
     row = front.row
@@ -323,10 +323,10 @@ def _absolute_store_path(config):
 
 def _new_evaluator(config, synthetic_teacher_layers: int | None):
     if synthetic_teacher_layers is not None:
-        from ..study.synthetic import SyntheticEvaluator
+        from ..evaluators.synthetic import SyntheticEvaluator
 
         return SyntheticEvaluator(teacher_layers=synthetic_teacher_layers, student_layers=config.student.layers)
-    from ..evolution.fitness import ProxyEvaluator
+    from ..evaluators.proxy import ProxyEvaluator
 
     return ProxyEvaluator(config)
 
@@ -359,7 +359,7 @@ def _print_summary(result: SearchResult) -> None:
 def _print_references(refs, best, best_refs=None) -> None:
     """The yardsticks of a run: the reference rows, the seed noise, each task's validity, the best's headroom (against
     ``best_refs``, the rows of the best's own shape in a joint shape search, where given)."""
-    from ..evolution.references import describe, headroom_line
+    from ..evaluators.references import describe, headroom_line
 
     if refs is None:
         return
@@ -375,7 +375,7 @@ def _print_references(refs, best, best_refs=None) -> None:
 def _verdict_or_not_learnt(verdict, refs, best) -> str:
     """The verdict's sentence, or, when the best (or the teacher) is within noise of the floor, the sentence that the
     students have not learnt and the ranking is noise."""
-    from ..evolution.references import learnt_sentence
+    from ..evaluators.references import learnt_sentence
 
     return learnt_sentence(refs, best.fitness if best else None, verdict.noise_std) or verdict.sentence
 

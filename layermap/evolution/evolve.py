@@ -374,10 +374,10 @@ def former_device_class(evaluator: Evaluator, fingerprint: str) -> str | None:
 def default_evaluator_factory(row: RunRow) -> Callable[[Config], Evaluator]:
     """The evaluator a run was made with: the synthetic landscape it describes, else the proxy fitness."""
     if row.description.get("kind") == "synthetic":
-        from ..study.synthetic import rebuild_synthetic
+        from ..evaluators.synthetic import rebuild_synthetic
 
         return lambda config: rebuild_synthetic(row.description)
-    from .fitness import ProxyEvaluator
+    from ..evaluators.proxy import ProxyEvaluator
 
     return lambda config: ProxyEvaluator(config)
 
@@ -409,7 +409,7 @@ def _drive(search: SearchState, start: GenerationRow | None) -> SearchResult:
         if search.claims is not None:
             search.owner = claim_owner(search.run_id)
             heartbeat = ClaimHeartbeat(search.claims.path, search.owner).start()
-        from .references import ensure_references
+        from ..evaluators.references import ensure_references
 
         ensure_references(search.evaluator, search.store, search.config.proxy.allow_invalid)   # refuses an invalid task
         search.store.set_run_status(search.run_id, "running")

@@ -23,9 +23,9 @@ from ..errors import LayermapError
 from ..mapping import LayerMapping
 from ..shape import StudentShape
 from ..storage.records import EvaluationRecord
-from .references import References, references_of
+from ..evaluators.references import References, references_of
 from .results import GenerationStats
-from .shaped_evaluator import shape_and_genes
+from ..evaluators.shaped import shape_and_genes
 from ..storage.store import RunRow
 from ..storage.runs import open_run
 

@@ -60,7 +60,7 @@ from .operators import crossover_two_point, initial_genomes, mutate_genes, parse
 from .results import GenerationStats
 from .search_state import SearchState, evaluate
 from .shaped import crossover_shaped, initial_shaped, mutate_shaped
-from .shaped_evaluator import ShapedEvaluator, shape_and_genes
+from ..evaluators.shaped import ShapedEvaluator, shape_and_genes
 
 REFERENCE_MARGIN = 1.1      # the reference point's costs: this times the largest shape's
 FAILED = -1e12              # a failed genome's fitness when only failures are left to breed from

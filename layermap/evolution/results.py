@@ -13,9 +13,9 @@ from pathlib import Path
 from ..extraction import Genome, SplitGenome, is_split
 from ..mapping import LayerMapping
 from ..storage.records import EvaluationRecord
-from .references import References, references_of
+from ..evaluators.references import References, references_of
 from .operators import genome_space
-from .replicates import combined_records, final_pick, racing_pick
+from ..evaluators.replicates import combined_records, final_pick, racing_pick
 from ..storage.store import RunRow, Store
 
 

@@ -35,7 +35,7 @@ from ..storage import store as store_mod
 from ..executors.registry import Executor, create_executor
 from ..executors.safety import evaluate_chunk_safely, genome_failure, genome_job
 from ..storage.records import EvaluationRecord
-from .replicates import seed_set_evaluator
+from ..evaluators.replicates import seed_set_evaluator
 from ..storage.store import BUSY, CLAIMED, KNOWN, Store
 from ..executors.protocol import Evaluator, require_evaluator
 

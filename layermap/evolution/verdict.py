@@ -14,7 +14,7 @@ from ..extraction import baseline_texts
 from ..mapping import baseline_names
 from ..stats import OWN_SPREAD_MIN, paired_one_sided, pooled_residual_std, seed_set_shifts
 from ..storage.records import EvaluationRecord
-from .replicates import combined_records, racing_pick
+from ..evaluators.replicates import combined_records, racing_pick
 from .results import confirm_seed_sets, final_seed_sets, run_genome, run_noise_std
 from ..storage.store import RunRow, Store
 

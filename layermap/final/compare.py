@@ -45,6 +45,7 @@ from ..executors.safety import describe_exception
 from ..logs import get_logger, live_progress
 from ..extraction import canonical_text, check_config_extraction, gene_legend, parse_genome, start_mapping, truncation
 from ..mapping import LayerMapping, baselines
+from ..versions import library_versions, major_minor
 from ..storage.records import COMPLETE, FAILED, environment
 from ..storage.store import STORE_NAME, Store, now
 from ..storage.runs import lock_run
@@ -111,7 +112,6 @@ def compare_fingerprint(config: Config, *, legacy: Mapping[str, Any] | None = No
     rows, mappings, executors or paths).  ``legacy``: [compare] keys to hash as a folder of the time they entered the
     fingerprint did (:func:`accepted_fingerprints`)."""
     from ..distill.corpus import corpus_identity
-    from ..evolution.fitness import _major_minor
     from ..distill.models import teacher_identity
 
     c = config
@@ -124,7 +124,7 @@ def compare_fingerprint(config: Config, *, legacy: Mapping[str, Any] | None = No
                        if k not in _NOT_SHAPING and k not in recipe.RECIPE_DEFAULTS}, **(legacy or {})},
         "losses": {k: getattr(c.distill, k) for k in ("weight_decay", "max_grad_norm", "attention_weight",
                                                        "hidden_weight", "embedding_weight")},
-        "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
+        "versions": library_versions(),
     }
     if c.distill.precision != "fp32":          # enters only when not fp32, so folders from before it keep their key
         parts["precision"] = c.distill.precision
@@ -153,12 +153,11 @@ def teacher_cell_fingerprint(config: Config) -> str:
     compare folder with this teacher and these fine-tuning settings keys its teacher row alike (``--teacher-from``)."""
     from ..distill.models import teacher_identity
     from ..executors.devices import fingerprint_device_class
-    from ..evolution.fitness import _major_minor
 
     c = config
     parts = {"format": COMPARE_FORMAT, "kind": TEACHER, "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
              "finetune": {k: getattr(c.compare, k) for k in _TEACHER_SHAPING},
-             "versions": {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")},
+             "versions": library_versions(),
              "device": fingerprint_device_class(c.run)}
     if recipe.recipe_settings(c):
         parts["recipe"] = recipe.recipe_settings(c)
@@ -556,7 +555,7 @@ class RunPlan:
 
 def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = True) -> RunPlan:
     """The run's best ``top`` genomes (+ the four baselines), their proxy fitnesses and its settings."""
-    from ..evolution.replicates import combined_records
+    from ..evaluators.replicates import combined_records
     from ..evolution.results import load_result
     from ..storage.runs import open_run
 
@@ -940,7 +939,7 @@ def reference_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict
     """The compare table's yardsticks, per task and on the average: the fine-tuned teacher and the fine-tuned students
     with no distillation (mean and std over their seed units: ``no distillation``, or with teacher initialisation
     ``truncation`` and ``random``, :data:`REFERENCE_STUDENTS`), and the best constant predictor of each dev set."""
-    from ..evolution.references import constant_scores
+    from ..evaluators.references import constant_scores
 
     rows: dict[str, dict] = {}
     groups = [("teacher", teacher_jobs)] + [(REFERENCE_STUDENTS[key], [j for j in reference_jobs if j[1] == key])
@@ -967,7 +966,7 @@ def _constant(data, *, scored: bool) -> float:
     ``scored``, else the dev splits."""
     from proxy_tasks.holdout import SCORE
 
-    from ..evolution.references import constant_scores
+    from ..evaluators.references import constant_scores
 
     if scored and SCORE in data.held_out:
         labels = np.asarray([e.label for e in data.held_out[SCORE]])
@@ -1048,7 +1047,7 @@ def reference_floor(refs: Mapping, tasks: Sequence[str], column: str) -> float |
     teacher initialisation max(truncation, random, constant); for the average, the mean over ``tasks`` of each task's
     floor (:func:`layermap.evolution.references.average_floor`, as the proxy takes it), never the max of the rows'
     averages.  None where a row is missing."""
-    from ..evolution.references import average_floor
+    from ..evaluators.references import average_floor
 
     columns = tasks if column == AVERAGE else [column]
     values = {name: {t: refs[name].get(t, {}).get("mean") for t in columns} for name in floor_names(refs)}
@@ -1096,7 +1095,6 @@ def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequ
     when its recorded teacher identity, fine-tuning settings and device class are this compare's and its record's
     library versions match.  A folder that is not a compare folder is one sentence; cells it lacks are computed."""
     from ..distill.models import teacher_identity
-    from ..evolution.fitness import _major_minor, major_minor
 
     info = source / INFO_NAME
     if not (info.is_file() and (source / STORE_NAME).is_file()):
@@ -1115,7 +1113,7 @@ def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequ
         table = json.loads(table_path.read_text("utf-8"))
         if table.get("teacher", {}).get("identity") == teacher_identity(config.teacher.name, config.teacher.revision):
             legacy_fp = recorded.get("fingerprint")
-    versions = {"torch": _major_minor("torch"), "transformers": _major_minor("transformers")}
+    versions = library_versions()
     found: dict = {}
     other = Store(source / STORE_NAME)
     try:
@@ -1295,7 +1293,7 @@ def reference_lines(table: Mapping) -> list[str]:
     """The yardsticks as a Markdown table (teacher, no distillation or truncation and random, constant; mean ± std
     over seed units) and each
     mapping's headroom recovered on the average, with a sentence when the students have not learnt."""
-    from ..evolution.references import format_headroom
+    from ..evaluators.references import format_headroom
 
     refs, tasks = table["references"], [*table["tasks"], AVERAGE]
 
@@ -1332,7 +1330,7 @@ def not_learnt_sentence(table: Mapping) -> str | None:
     """The sentence a table carries when its students cannot be ranked (:func:`layermap.evolution.references.not_learnt`,
     the proxy's rule): it names the condition that fired, the teacher's average less than the noise margin above the
     floor, or the best mapping's (the teacher then given with its own distance from the floor)."""
-    from ..evolution.references import noise_margin, not_learnt
+    from ..evaluators.references import noise_margin, not_learnt
 
     refs = table["references"]
     best = max((r["mean"] for r in table["rows"] if r["task"] == AVERAGE and r["mean"] is not None), default=None)

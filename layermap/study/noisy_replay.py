@@ -41,7 +41,7 @@ from typing import Sequence
 
 from ..errors import LayermapError
 from ..storage.records import EvaluationRecord
-from ..evolution.replicates import racing_pick
+from ..evaluators.replicates import racing_pick
 from ..mapping import format_genes, parse_genes
 from .replay import (METHODS, Genes, Table, TableError, TableEvaluator, aging_evolution, ga_config, gaussian_draw,
                      landscape_stats, local_search, quantile, random_search, SHIFT_KEY)
