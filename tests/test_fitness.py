@@ -104,7 +104,7 @@ def test_no_distillation_scores_the_teacher_extracted_student_as_it_is(tiny_conf
     import torch
 
     config = load_config(str(tiny_config_toml), ("distill.max_steps=0", "distill.epochs=0", 'student.init="teacher"',
-                                                 "student.hidden_size=0"))
+                                                 "student.hidden_size=0", "student.heads=0"))
     ev = ProxyEvaluator(config)
     record = ev.evaluate((1, 2))
     assert record.ok and math.isnan(record.distill_loss) and record.timings["distill"] < 1.0

@@ -63,7 +63,7 @@ SETTINGS_COMMANDS = ("distill", "fitness", "evolve", "compare", "validate", "qua
 # flags of those commands that name no setting
 NOT_SETTINGS = frozenset({"-h", "--help", "--config", "--set", "--out", "--resume", "--synthetic", "--quiet", "--json",
                           "--mapping", "--mappings", "--top", "--no-baselines", "--teacher-finetune", "--render-only",
-                          "--no-references", "--teacher-from", "--quantize"})
+                          "--no-references", "--teacher-from", "--recipe-from", "--quantize"})
 
 # old flag name -> new
 RENAMED_FLAGS = {"--cache": "--store"}
