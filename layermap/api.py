@@ -52,7 +52,7 @@ def search(config_or_preset: Config | str, out: str | Path, *, overrides: Sequen
            **sections: dict):
     """Run a new layer-mapping search into ``out`` and return its :class:`SearchResult`."""
     check_transformers()
-    from .evolution.evolve import run_search
+    from .searching.run import run_search
     from .evaluators.proxy import ProxyEvaluator
 
     config = resolve_config(config_or_preset, overrides, **sections)
@@ -72,7 +72,7 @@ def _say_pipeline_check(config: Config) -> None:
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool = True):
     """Continue a killed or unfinished search; returns its :class:`SearchResult`."""
     check_transformers()
-    from .evolution.evolve import resume_search
+    from .searching.run import resume_search
 
     return resume_search(run_dir, progress=progress, overrides=overrides)
 
@@ -155,10 +155,10 @@ def compare(run_dir_or_mappings, out: str | Path, *, config: Config | str | None
     run's settings; ``config`` then supplies only its ``[compare]`` section) or a list of mappings
     (``["2-4-6", "uniform"]``, with ``config`` giving every setting)."""
     check_transformers()
-    from .final.compare import run_compare
+    from .final.run import run_compare
 
     if isinstance(run_dir_or_mappings, (str, Path)):
-        from .final.compare import plan_from_run
+        from .final.run import plan_from_run
         from .config import config_from_dict
 
         plan = plan_from_run(run_dir_or_mappings, top=top)

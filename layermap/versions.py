@@ -69,13 +69,25 @@ def major_minor(text: str | None) -> str | None:
     return ".".join(str(text).split(".")[:2]) if text else None
 
 
+RECORDED_LIBRARIES = ("torch", "transformers", "numpy", "scikit-learn", "layermap")    # what a record's environment names
+
+
+def installed_versions(packages: tuple[str, ...] = RECORDED_LIBRARIES) -> dict[str, str]:
+    """The one builder of library versions: each installed package of ``packages`` at its full version
+    (``{"torch": "2.13.0+cpu", ...}``, read from the distribution's metadata; one not installed is left out).  A
+    record's environment holds these (:func:`layermap.storage.records.environment`); a fingerprint holds their
+    release lines (:func:`library_versions`)."""
+    found = {name: installed_version(name) for name in packages}
+    return {name: text for name, text in found.items() if text is not None}
+
+
 def library_versions() -> dict[str, str | None]:
-    """The one dict of library versions every fingerprint holds (the proxy fitness, a compare folder, a teacher
-    cell): each of :data:`FINGERPRINT_LIBRARIES` at its release line (``{"torch": "2.13", "transformers": "4.57"}``),
-    read from the installed distribution's metadata (torch's own ``__version__`` where it has none, a source build)."""
-    found = {name: installed_version(name) for name in FINGERPRINT_LIBRARIES}
-    if found["torch"] is None:
+    """The dict of library versions every fingerprint holds (the proxy fitness, a compare folder, a teacher cell):
+    each of :data:`FINGERPRINT_LIBRARIES` at its release line (``{"torch": "2.13", "transformers": "4.57"}``), from
+    :func:`installed_versions` (torch's own ``__version__`` where it has no metadata, a source build)."""
+    found = installed_versions(FINGERPRINT_LIBRARIES)
+    if "torch" not in found:
         import torch
 
         found["torch"] = torch.__version__
-    return {name: major_minor(text) for name, text in found.items()}
+    return {name: major_minor(found.get(name)) for name in FINGERPRINT_LIBRARIES}

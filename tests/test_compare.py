@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from layermap.cli.main import main
-from layermap.final.compare import CompareError, run_compare, student_dir
+from layermap.final.jobs import CompareError, student_dir
+from layermap.final.run import run_compare
 from layermap.config import load_config
 
-compare_mod = importlib.import_module("layermap.final.compare")
+compare_mod = importlib.import_module("layermap.final.run")
+fingerprints_mod = importlib.import_module("layermap.final.fingerprints")
 
 def _config(path: Path, *overrides: str):
     return load_config(str(path), overrides)
@@ -349,7 +351,7 @@ def _demo_table():
 
 
 def test_the_average_headroom_floor_is_the_mean_of_the_task_floors():
-    from layermap.final.compare import headroom_rows
+    from layermap.final.report import headroom_rows
 
     table = _demo_table()
     floor = (67.43 + 74.80) / 2                                    # not max(70.02, 62.86) = 70.02
@@ -366,7 +368,7 @@ def test_the_average_headroom_floor_is_the_mean_of_the_task_floors():
 
 
 def test_the_not_learnt_sentence_names_the_condition_that_fired():
-    from layermap.final.compare import reference_lines
+    from layermap.final.report import reference_lines
 
     table = _demo_table()
     table["headroom"] = {}
@@ -465,7 +467,7 @@ def test_a_folder_made_without_reference_rows_or_while_the_key_was_fingerprinted
 
     then = tmp_path / "then"                           # made while compare.references was in the fingerprint
     with monkeypatch.context() as patch:
-        patch.setattr(compare_mod, "_NOT_SHAPING", compare_mod._NOT_SHAPING - {"references"})
+        patch.setattr(fingerprints_mod, "_NOT_SHAPING", fingerprints_mod._NOT_SHAPING - {"references"})
         run_compare(_config(compare_toml, *settings, "compare.references=true"), ["2-4"], then, progress=False)
     recorded = json.loads((then / "compare.json").read_text())["fingerprint"]
     assert recorded != compare_mod.compare_fingerprint(_config(compare_toml, *settings))
@@ -513,7 +515,7 @@ def test_a_quantize_failure_leaves_the_table_written_and_says_one_sentence(compa
 
 
 def test_the_int8_columns_compare_like_with_like():
-    from layermap.final.compare import quantized_lines
+    from layermap.final.report import quantized_lines
 
     lat = {k: {"median_ms": v} for k, v in (("torch-fp32", 9.0), ("onnx-fp32", 8.0), ("onnx-int8", 5.0))}
     table = {"quantized": {"2-4-6": {

@@ -10,13 +10,14 @@ from layermap.executors.devices import fingerprint_device_class, worker_device
 from layermap.executors.local import LocalExecutor
 from layermap.executors.safety import (GenomeWorker, as_worker, evaluate_chunk_safely, evaluate_safely,
                                        on_fingerprint_device)
-from layermap.evolution.evolve import former_device_class, resume_search, run_search
+from layermap.searching.run import former_device_class, resume_search, run_search
 from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.storage.records import EvaluationRecord, TaskScore
-from layermap.evolution.search_state import SeedSetEvaluator
+from layermap.searching.state import SeedSetEvaluator
 from layermap.evaluators.shaped import ShapedEvaluator
 from layermap.storage.store import StoreError
-from layermap.final import compare as compare_mod
+from layermap.final import fingerprints as fingerprints_mod
+from layermap.final import run as compare_mod
 
 RAY_GPU = ["run.executor=ray", "run.device=auto", "run.gpus_per_eval=1"]
 
@@ -207,7 +208,7 @@ def test_compare_fingerprint_names_the_device_class_and_the_teacher_cache(compar
 def test_a_cpu_compare_without_teacher_cache_keeps_its_former_key(compare_toml):
     """Folders made before the device class and teacher_cache entered (CPU, no cache) keep their fingerprint."""
     config = load_config(str(compare_toml), ["compare.teacher_cache=false"])
-    assert compare_mod._device_and_cache(config) == {}
+    assert fingerprints_mod._device_and_cache(config) == {}
 
 
 def test_tf32_for_ray_workers_given_no_gpu_is_one_sentence(tiny_config_toml):

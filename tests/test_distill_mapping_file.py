@@ -9,7 +9,7 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import load_config
-from layermap.evolution.evolve import run_search
+from layermap.searching.run import run_search
 from layermap.evaluators.synthetic import SyntheticEvaluator
 
 SHAPED = ["search.strategy=nsga2", "search.objectives=['fitness','params']", "shape.search=true",

@@ -13,7 +13,7 @@ import torch
 from layermap.executors.devices import pick_worker_device
 from layermap.config import RunSettings, load_config
 from layermap.errors import LayermapError
-from layermap.evolution.evolve import run_search
+from layermap.searching.run import run_search
 from layermap.executors.local import LocalExecutor
 from layermap.executors.registry import create_executor
 from layermap.executors.safety import evaluate_safely

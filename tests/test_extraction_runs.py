@@ -134,7 +134,8 @@ def test_the_final_stage_of_teacher_initialisation_reads_against_the_truncation_
     import torch
     from transformers import AutoModel
 
-    from layermap.final.compare import render_folder, run_compare, student_dir
+    from layermap.final.jobs import student_dir
+    from layermap.final.run import render_folder, run_compare
 
     config = _config(compare_toml, "compare.init='teacher'", "compare.references=true", "compare.max_steps=0",
                      "compare.epochs=0", "compare.teacher_cache=false")

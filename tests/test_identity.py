@@ -12,7 +12,7 @@ import pytest
 
 from layermap.distill import identity
 from proxy_tasks import hub as hub_mod
-from layermap.final.compare import compare_fingerprint
+from layermap.final.fingerprints import compare_fingerprint
 from layermap.config import load_config
 from layermap.distill.corpus import corpus_identity
 from layermap.evaluators.proxy import ProxyEvaluator

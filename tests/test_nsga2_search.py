@@ -18,8 +18,8 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import ConfigError, load_config
-from layermap.evolution import nsga2
-from layermap.evolution.evolve import resume_search, run_search
+from layermap.searching import nsga2
+from layermap.searching.run import resume_search, run_search
 from layermap.evolution.front import load_front
 from layermap.storage.store import Store
 from layermap.storage.runs import read_run_info
@@ -69,7 +69,7 @@ def test_nsga2_finds_the_known_front_of_the_two_objective_landscape(tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     from layermap.config import load_config
-    from layermap.evolution.evolve import run_search
+    from layermap.searching.run import run_search
     from layermap.study.synthetic import SyntheticEvaluator
     config = load_config(None, sys.argv[3].split("|"))
     ev = SyntheticEvaluator(teacher_layers=4, student_layers=2, delay=0.05, log_path=sys.argv[2])

@@ -178,7 +178,7 @@ def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_tom
                                     fitness_replicates=[f - 0.4, f + 0.4],
                                     tasks={"sst2": TaskScore({"accuracy": f}, f, [f - 0.4, f + 0.4], 0.57)})
 
-    from layermap.evolution.evolve import run_search
+    from layermap.searching.run import run_search
 
     config = load_config(str(tiny_config_toml), ["search.seed_mappings=['2-4', '1-2']", "search.population=4",
                                                  "search.generations=1", "run.shared_fitness=false"])

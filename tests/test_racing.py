@@ -12,7 +12,7 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import load_config
-from layermap.evolution.evolve import resume_search, run_search
+from layermap.searching.run import resume_search, run_search
 from layermap.storage.records import EvaluationRecord
 from layermap.evaluators.replicates import combine, final_pick
 from layermap.storage.store import Store

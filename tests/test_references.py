@@ -41,7 +41,7 @@ def test_the_teacher_scored_as_a_student_equals_its_row_and_the_constant_is_the_
 
 
 def test_rows_are_cached_once_per_fingerprint_and_survive_resume(tiny_config_toml, tmp_path, monkeypatch, capsys):
-    from layermap.evolution.evolve import resume_search, run_search
+    from layermap.searching.run import resume_search, run_search
     from layermap.storage.store import Store
     from layermap.storage.runs import read_run_info
 
@@ -236,7 +236,7 @@ def test_a_measured_task_noise_raises_the_rows_own_and_can_make_a_task_invalid()
 
 def test_the_proxy_and_the_final_stage_share_one_not_learnt_rule():
     from layermap.evaluators.references import noise_margin, not_learnt
-    from layermap.final.compare import reference_lines
+    from layermap.final.report import reference_lines
 
     assert abs(noise_margin(1.0) - 2.7719) < 1e-3
     assert not_learnt(60.0, 59.0, 58.0, 1.0) == "teacher"        # the teacher 2 < 2.77 above the floor

@@ -11,7 +11,7 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import Config, ConfigError, load_config
-from layermap.evolution.evolve import resume_search, run_search
+from layermap.searching.run import resume_search, run_search
 from layermap.mapping import enumerate_space, format_genes
 from layermap.study.replay import (METHODS, LandscapeRow, TableEvaluator, aging_evolution, build_table, censored_quantile,
                              draw_regret, evals_to, load_table, local_search, neighbours, random_search, regret_curve,

@@ -9,7 +9,7 @@ import pytest
 
 from layermap.config import load_config
 from layermap.errors import LayermapError
-from layermap.evolution.evolve import run_search
+from layermap.searching.run import run_search
 from layermap.mapping import LayerMapping
 from layermap.cli.search import register
 from layermap.evolution.export import textbrewer_matches

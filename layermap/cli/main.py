@@ -194,7 +194,7 @@ def _add_fitness(sub) -> None:
 def _cmd_fitness(args: argparse.Namespace) -> int:
     from .common import config_from_args
     from ..config import pipeline_check_line
-    from ..evolution.evolve import check_proxy_inputs
+    from ..searching.run import check_proxy_inputs
     from ..evaluators.proxy import ProxyEvaluator
 
     config = config_from_args(args)

@@ -99,7 +99,7 @@ def evolve_command(args: argparse.Namespace) -> int:
 
     progress = not args.quiet
     if args.resume:
-        from ..evolution.evolve import CONFIG_NAME, resume_search
+        from ..searching.run import CONFIG_NAME, resume_search
 
         result = resume_search(args.resume, progress=progress, overrides=_resume_overrides(args))
         config = load_config(str(Path(args.resume) / CONFIG_NAME))
@@ -117,10 +117,10 @@ def evolve_command(args: argparse.Namespace) -> int:
             raise LayermapError(f"--out {args.out} already exists and is not empty; {hint}")
         config = _absolute_store_path(config_from_args(args))
         if args.synthetic is None:
-            from ..evolution.evolve import check_proxy_inputs
+            from ..searching.run import check_proxy_inputs
 
             check_proxy_inputs(config)          # before the run folder exists
-        from ..evolution.evolve import run_search
+        from ..searching.run import run_search
 
         result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
     _print_summary(result)
@@ -301,7 +301,7 @@ def _resume_overrides(args: argparse.Namespace) -> list[str]:
     """The run's settings may change on --resume only where a fitness cannot (RESUMABLE_RUN_KEYS): the
     flags go through the same table as a new run's, and a flag for any other setting is refused."""
     from ..config import format_override
-    from ..evolution.evolve import RESUMABLE_RUN_KEYS
+    from ..searching.run import RESUMABLE_RUN_KEYS
 
     given = [flag for flag in _NEW_RUN_ONLY if getattr(args, flag.lstrip("-"), None) is not None]
     settings = flag_settings_given(args)

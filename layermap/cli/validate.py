@@ -24,7 +24,7 @@ def validate_command(args: argparse.Namespace) -> int:
     from proxy_tasks import get_task
 
     from ..config import pipeline_check_line
-    from ..evolution.evolve import check_proxy_inputs
+    from ..searching.run import check_proxy_inputs
     from ..mapping import baselines, space_size
     from ..distill.models import StudentSpec, load_teacher_config
 

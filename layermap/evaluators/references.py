@@ -35,7 +35,7 @@ floor has no headroom (printed as "no headroom", never divided by).
 **Per shape.** A joint shape-and-mapping search (``shape.search``) reads each genome against the undistilled student
 of *its own* shape: :func:`shape_fingerprint` keys the rows of a shape by the run's reference fingerprint with the
 shape's text; their teacher and constant rows are the run's (neither depends on the student), their no-distillation
-row is measured for the shape on the same seed sets (:meth:`layermap.evolution.fitness.ProxyEvaluator.shape_references`).
+row is measured for the shape on the same seed sets (:meth:`layermap.evaluators.proxy.ProxyEvaluator.shape_references`).
 
 **Cache.** Rows are measured once per fingerprint and kept in the run's store and in the cache folder
 (``<cache>/references/<fingerprint>.json``, :func:`cached_references`), written atomically through a temporary file of

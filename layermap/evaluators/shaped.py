@@ -7,7 +7,7 @@ takes the shaped text as its genome.  A plain mapping is evaluated by the base e
 
 Fingerprints: the wrapper has the base evaluator's fingerprint, so a shaped record is stored under the base
 fingerprint keyed by the shaped text (which holds the shape), and a fixed-shape record keeps the key it always had.
-The members of the evaluator contract (:class:`layermap.evolution.worker.Evaluator`: fingerprint, device class,
+The members of the evaluator contract (:class:`layermap.executors.protocol.Evaluator`: fingerprint, device class,
 prepare, set_device, evaluate, evaluate_many) are its own, the first two the base evaluator's; every other attribute
 (``teacher_layers``, ``references``, ``describe``, ...) is the base evaluator's.
 """

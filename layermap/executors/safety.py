@@ -37,7 +37,7 @@ def evaluate_safely(evaluator: Evaluator, genes: Sequence[int]) -> EvaluationRec
 
 def genome_job(genes: Sequence[int] | str) -> tuple[tuple[int, ...] | str, str]:
     """A job's genome as the evaluator takes it and its text: genes as ints, or a shaped or split genome's text as it is
-    (``L4-H256-A4-F1024:3-6-9-12``, :mod:`layermap.evolution.shaped_evaluator`; ``1-2-3+2-4-6``,
+    (``L4-H256-A4-F1024:3-6-9-12``, :mod:`layermap.evaluators.shaped`; ``1-2-3+2-4-6``,
     :mod:`layermap.extraction`)."""
     if isinstance(genes, str):
         return genes, genes
@@ -152,8 +152,8 @@ class GenomeWorker(GenomeJobs):
 
 
 def as_worker(runnable: Worker | Evaluator) -> Worker:
-    """What an executor runs: a :class:`~layermap.evolution.worker.Worker` as it is, an
-    :class:`~layermap.evolution.worker.Evaluator` in a :class:`GenomeWorker`; anything else is a TypeError naming the
+    """What an executor runs: a :class:`~layermap.executors.protocol.Worker` as it is, an
+    :class:`~layermap.executors.protocol.Evaluator` in a :class:`GenomeWorker`; anything else is a TypeError naming the
     members it lacks."""
     if isinstance(runnable, Worker):
         return runnable

@@ -43,7 +43,7 @@ class EvaluationRecord:
     threads, library versions.  It is recorded, not part of the fingerprint (see the README).
     ``seed_set`` is the seed set the record was computed under, relative to the run's seeds (seed set r:
     ``distill.seed + r`` and ``proxy.seed + r``; 0 for every record before replicates existed).  A record that
-    combines a genome's replicates (:func:`layermap.evolution.replicates.combine`) has ``fitness`` = their mean,
+    combines a genome's replicates (:func:`layermap.evaluators.replicates.combine`) has ``fitness`` = their mean,
     ``fitness_stderr`` = its standard error and ``seed_set_fitness`` = each seed set's fitness (seed set -> fitness).
     """
 
@@ -125,17 +125,14 @@ def json_safe(value):
 def environment(device) -> dict[str, str | int]:
     """Where a result is computed: device type and GPU name, torch threads, Python and library versions."""
     import platform
-    from importlib.metadata import PackageNotFoundError, version
 
     import torch
+
+    from ..versions import installed_versions
 
     env: dict[str, str | int] = {"device": str(getattr(device, "type", device)), "threads": torch.get_num_threads(),
                                  "python": platform.python_version(), "host": platform.node()}
     if env["device"] == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(device)
-    for package in ("torch", "transformers", "numpy", "scikit-learn", "layermap"):
-        try:
-            env[package] = version(package)
-        except PackageNotFoundError:
-            pass
+    env.update(installed_versions())
     return env
