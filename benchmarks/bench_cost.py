@@ -24,7 +24,7 @@ import torch
 from _common import add_common_args, machine, write
 from layermap.config import load_config
 from layermap.distill.loop import distill
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.mapping import LayerMapping, baseline
 
 

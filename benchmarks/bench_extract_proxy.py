@@ -5,7 +5,7 @@ names, with no distillation (``distill.max_steps = distill.epochs = 0``).  The j
 same students (a compare folder of them, ``compare.max_steps = compare.epochs = 0``, made by
 benchmarks/bench_judge.sh and extended to more genomes).  For each candidate head (the probe on SST-2 with 1,000 or
 4,000 examples, SST-2 + MRPC, ...) the script scores every genome on two seed sets with layermap's own
-:class:`~layermap.evolution.fitness.ProxyEvaluator` and reports:
+:class:`~layermap.evaluators.proxy.ProxyEvaluator` and reports:
 
 * Kendall's tau between the head's ranking (mean of the seed sets) and the judge's;
 * the head's own test–retest tau (seed set 0 against 1) and seed noise;
@@ -62,7 +62,7 @@ def judge_scores(folder: Path) -> dict[str, float]:
 
 def head_scores(name: str, overrides: tuple[str, ...], genomes: list[str], args) -> dict:
     from layermap.config import load_config
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
 
     base = (f'teacher.name="{args.teacher}"', f'proxy.glue_dir="{args.glue_dir}"', f'corpus.path="{args.corpus}"',
             "proxy.allow_invalid=['*']")

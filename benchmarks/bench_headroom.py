@@ -7,7 +7,7 @@ head count for a random student, whole teacher heads for an extracted one: 192 /
 and initialisation (``--inits random,teacher``; ``teacher`` = Extract-Then-Distill, the uniform mapping's teacher
 layers copied into the student), the uniform-mapping student is distilled for each of ``--steps`` (0 = the
 initialisation itself) and scored by the proxy head of ``--config``.  Beside it, the reference rows of that shape
-and initialisation (:mod:`layermap.evolution.references`: teacher, no distillation, constant predictor, over
+and initialisation (:mod:`layermap.evaluators.references`: teacher, no distillation, constant predictor, over
 ``proxy.reference_seed_sets`` seed sets) give every task's floor, headroom, seed noise and validity, so each point
 is read as **headroom recovered** = (student - floor) / (teacher - floor).  Run:
 
@@ -31,7 +31,7 @@ import torch
 
 from _common import add_common_args, machine, write
 from layermap.config import load_config
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.mapping import LayerMapping, baseline
 
 
@@ -77,7 +77,7 @@ def point(ev: ProxyEvaluator, steps: int) -> dict:
 
 
 def report(log: list[dict], refs: dict[str, dict]) -> dict:
-    from layermap.evolution.references import References
+    from layermap.evaluators.references import References
 
     out = []
     for entry in log:

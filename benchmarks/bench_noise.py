@@ -31,9 +31,9 @@ from _common import add_common_args, machine, write
 from layermap.config import load_config
 from layermap.distill.identity import teacher_label
 from layermap.distill.models import teacher_identity
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.mapping import LayerMapping, baselines, enumerate_space, format_genes
-from layermap.evolution.records import json_safe
+from layermap.storage.records import json_safe
 from layermap.stats import kendall_tau, reliability, spearman_rho
 
 HEADS = ("finetune", "probe")

@@ -20,7 +20,7 @@ from _common import add_common_args, machine, write
 from layermap.config import load_config
 from layermap.distill.identity import teacher_label
 from layermap.distill.models import teacher_identity
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.mapping import baseline
 
 

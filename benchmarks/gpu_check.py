@@ -121,7 +121,7 @@ def agreement(shape: bp.Shape, args, device: torch.device) -> dict:
 def sync_check(args, device: torch.device) -> dict:
     """A whole proxy evaluation, population and single genome, with every device sync of a step an error (on a CPU:
     every host read of a tensor's values, the same places)."""
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
 
     overrides = [f"distill.max_steps={args.sync_steps}", f"run.population={args.sync_k}", f'run.device="{device}"',
                  *args.overrides]

@@ -95,7 +95,7 @@ def _ref_std(row: dict, tasks: list[str]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     from layermap.evolution.front import load_front
-    from layermap.final.comparison import paired_difference, verdict_of
+    from layermap.final.comparison import paired_difference, paired_verdict
     from layermap.mapping import format_genes
     from layermap.shape import StudentShape
     from layermap.stats import holm, spearman_rho, kendall_tau
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             tests.append({"genome": s["genome"], "mean": d.mean, "low": d.low, "high": d.high, "n": d.n, "p": d.p})
     for t, p in zip(tests, holm([t["p"] for t in tests])):
         t["p_holm"] = p
-        t["verdict"] = verdict_of(t["mean"], p)
+        t["verdict"] = paired_verdict(t["mean"], p)
     result = {"run": Path(args.run).name, "objectives": list(front.objectives), "noise_std": front.noise_std,
               "latency_axis": latency_axis(front.row.config, latency_key),
               "proxy_references": front.references.to_json() if front.references is not None else None,
@@ -167,7 +167,7 @@ def _f(x, fmt="{:.2f}"):
 
 def _room(x) -> str:
     """A headroom as the tables print it ("–" where it was not measured, never "-0 %")."""
-    from layermap.evolution.references import format_headroom
+    from layermap.evaluators.references import format_headroom
 
     return "–" if x is None else format_headroom(x)
 

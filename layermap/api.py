@@ -52,8 +52,8 @@ def search(config_or_preset: Config | str, out: str | Path, *, overrides: Sequen
            **sections: dict):
     """Run a new layer-mapping search into ``out`` and return its :class:`SearchResult`."""
     check_transformers()
-    from .evolution.evolve import run_search
-    from .evolution.fitness import ProxyEvaluator
+    from .searching.run import run_search
+    from .evaluators.proxy import ProxyEvaluator
 
     config = resolve_config(config_or_preset, overrides, **sections)
     _say_pipeline_check(config)
@@ -72,7 +72,7 @@ def _say_pipeline_check(config: Config) -> None:
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool = True):
     """Continue a killed or unfinished search; returns its :class:`SearchResult`."""
     check_transformers()
-    from .evolution.evolve import resume_search
+    from .searching.run import resume_search
 
     return resume_search(run_dir, progress=progress, overrides=overrides)
 
@@ -80,7 +80,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
 def load_result(run_dir: str | Path):
     """The :class:`SearchResult` a run folder holds (finished or not)."""
     from .evolution.results import load_result as _load
-    from .evolution.store import open_run
+    from .storage.runs import open_run
 
     _, store, row = open_run(run_dir)
     with store:
@@ -100,7 +100,8 @@ def verdict(run, *, noise_std: float | None = None):
     e.g. from ``benchmarks/bench_noise.py``) is used for every genome; by default the run's ``search.noise_std``,
     else each record's own standard error."""
     from .evolution.results import SearchResult
-    from .evolution.store import Store, open_run
+    from .storage.store import Store
+    from .storage.runs import open_run
     from .evolution.verdict import run_verdict
 
     if isinstance(run, SearchResult):
@@ -130,7 +131,7 @@ def fitness(mapping, config: Config | str, *, overrides: Sequence[str] = (), **s
     """The proxy fitness of one mapping (a :class:`LayerMapping` or :class:`~layermap.extraction.SplitGenome`, genes,
     or text such as ``"2-4-6"``, or with teacher initialisation ``"1-2-3+2-4-6"``) -> an :class:`EvaluationRecord`."""
     check_transformers()
-    from .evolution.fitness import ProxyEvaluator
+    from .evaluators.proxy import ProxyEvaluator
     from .extraction import SplitGenome, parse_genome, require_teacher_init
     from .mapping import LayerMapping
 
@@ -154,10 +155,10 @@ def compare(run_dir_or_mappings, out: str | Path, *, config: Config | str | None
     run's settings; ``config`` then supplies only its ``[compare]`` section) or a list of mappings
     (``["2-4-6", "uniform"]``, with ``config`` giving every setting)."""
     check_transformers()
-    from .final.compare import run_compare
+    from .final.run import run_compare
 
     if isinstance(run_dir_or_mappings, (str, Path)):
-        from .final.compare import plan_from_run
+        from .final.run import plan_from_run
         from .config import config_from_dict
 
         plan = plan_from_run(run_dir_or_mappings, top=top)

@@ -210,7 +210,7 @@ class SearchSettings:
     seed: int = 0
     strategy: str = "ga"           # ga | racing (the GA on replicate means, elites re-evaluated under new seed sets) |
                                    # enumerate (every genome of the space, as generation 0) | enumerate-mapped (no zero gene)
-                                   # | nsga2 (a Pareto front over search.objectives, layermap.evolution.nsga2_search)
+                                   # | nsga2 (a Pareto front over search.objectives, layermap.searching.strategies.nsga2)
     noise_std: float = 0.0         # seed std of one fitness at this budget (benchmarks/bench_noise.py); show and the
                                    # run summary mark genomes within noise of the best with it; 0 = not measured
     replicate_cap: int = 4         # racing: the most seed sets one genome is evaluated under (the final pick needs this many)

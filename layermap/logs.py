@@ -1,7 +1,7 @@
 """Where layermap's messages go: the ``layermap`` logger, and the stderr handler the command line installs.
 
 Library code never prints to stderr; it logs through ``logging.getLogger("layermap")`` or a child
-(``layermap.evolution.evolve``, ``layermap.config``, ...): progress lines at INFO, warnings and deprecations
+(``layermap.searching.run``, ``layermap.config``, ...): progress lines at INFO, warnings and deprecations
 at WARNING.  Nothing is configured on import, so by Python's defaults a notebook shows the warnings
 and drops the progress lines; to see those too, or to silence or redirect everything::
 

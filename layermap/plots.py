@@ -484,7 +484,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: f
     run's ``search.noise_std``; ``noise_std`` (``layermap plot --noise-std``) replaces both for every genome."""
     from .extraction import baseline_genomes, baseline_texts
     from .evolution.results import load_result, run_genome
-    from .evolution.store import open_run
+    from .storage.runs import open_run
     from .evolution.verdict import run_noise_std
 
     if noise_std is not None and not (noise_std >= 0 and math.isfinite(noise_std)):

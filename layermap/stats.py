@@ -256,7 +256,7 @@ def seed_set_shifts(values: dict[str, dict[int, float]], anchors: Collection[str
     ``y[a][r] - y[a][0]`` over the anchors ``a`` that have both; a seed set no anchor has gets 0.
 
     Unbiased only because of what the anchors are: genomes evaluated under every seed set *whatever their scores*
-    (racing's baselines, :mod:`layermap.evolution.racing`).  Over genomes chosen for replication by their seed-set-0
+    (racing's baselines, :mod:`layermap.searching.strategies.racing`).  Over genomes chosen for replication by their seed-set-0
     value the same mean is biased: their ``e[g][0]`` is selected high, so ``y[g][r] - y[g][0]`` underestimates
     ``beta_r`` by the winner's curse (50 equal genomes, the 5 best on seed set 0 replicated: -1.70 sigma for a true
     shift of 0; :func:`layermap.study.null_confirmation.shift_bias`)."""

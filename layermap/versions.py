@@ -59,3 +59,35 @@ def check_transformers() -> None:
     if release(found)[:len(TRANSFORMERS_FLOOR)] < TRANSFORMERS_FLOOR:
         raise UnsupportedVersion(f"transformers {found} is older than {floor}, the oldest version layermap supports; "
                                  f"upgrade it (pip install 'transformers>={floor}')")
+
+
+FINGERPRINT_LIBRARIES = ("torch", "transformers")    # the libraries whose release line a fingerprint holds
+
+
+def major_minor(text: str | None) -> str | None:
+    """``2.13.0+cpu`` -> ``2.13``: the part of a version a fingerprint holds (None for none)."""
+    return ".".join(str(text).split(".")[:2]) if text else None
+
+
+RECORDED_LIBRARIES = ("torch", "transformers", "numpy", "scikit-learn", "layermap")    # what a record's environment names
+
+
+def installed_versions(packages: tuple[str, ...] = RECORDED_LIBRARIES) -> dict[str, str]:
+    """The one builder of library versions: each installed package of ``packages`` at its full version
+    (``{"torch": "2.13.0+cpu", ...}``, read from the distribution's metadata; one not installed is left out).  A
+    record's environment holds these (:func:`layermap.storage.records.environment`); a fingerprint holds their
+    release lines (:func:`library_versions`)."""
+    found = {name: installed_version(name) for name in packages}
+    return {name: text for name, text in found.items() if text is not None}
+
+
+def library_versions() -> dict[str, str | None]:
+    """The dict of library versions every fingerprint holds (the proxy fitness, a compare folder, a teacher cell):
+    each of :data:`FINGERPRINT_LIBRARIES` at its release line (``{"torch": "2.13", "transformers": "4.57"}``), from
+    :func:`installed_versions` (torch's own ``__version__`` where it has no metadata, a source build)."""
+    found = installed_versions(FINGERPRINT_LIBRARIES)
+    if "torch" not in found:
+        import torch
+
+        found["torch"] = torch.__version__
+    return {name: major_minor(found.get(name)) for name in FINGERPRINT_LIBRARIES}

@@ -126,7 +126,7 @@ def data_fingerprint(task: str | TaskSpec, glue_dir: str | os.PathLike | None) -
     per process for each version of them (keyed by their inode, size and times). For the hub
     (``glue_dir`` None): the hub path and the commit its ``main`` revision resolves to, such as
     ``'nyu-mll/glue/sst2@<sha>'`` (``...@main`` with one warning line when no commit can be found;
-    see :mod:`layermap.distill.identity`).
+    see :mod:`proxy_tasks.hub`).
     Subsampling settings (``max_train`` ...) are *not* included; add them to a cache
     key yourself.
 
@@ -135,7 +135,7 @@ def data_fingerprint(task: str | TaskSpec, glue_dir: str | os.PathLike | None) -
     """
     spec = get_task(task)
     if glue_dir is None:
-        from layermap.distill.identity import hub_identity  # the hub's commit; imported lazily like datasets
+        from .hub import hub_identity  # the hub's commit
 
         repo, config = spec.hub_path[0], (spec.hub_path[1] if len(spec.hub_path) > 1 else None)
         commit = hub_identity(repo, "main", "dataset", config=config, what=f"GLUE task {spec.name}").rpartition("@")[2]

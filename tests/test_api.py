@@ -6,12 +6,12 @@ import importlib
 import json
 
 import layermap
-from layermap.final.compare import CompareResult  # noqa: F401  (importing the submodule must not shadow the function)
-from layermap.evolution.fitness import ProxyEvaluator  # noqa: F401
+from layermap.final.run import CompareResult  # noqa: F401  (importing the submodule must not shadow the function)
+from layermap.evaluators.proxy import ProxyEvaluator
 
 def test_the_api_names_survive_importing_their_submodules():
     assert callable(layermap.fitness) and callable(layermap.compare)
-    assert importlib.import_module("layermap.final.compare").run_compare
+    assert importlib.import_module("layermap.final.run").run_compare
     assert layermap.__version__ and "search" in layermap.__all__ and "compare" in dir(layermap)
 
 

@@ -356,7 +356,8 @@ def test_a_failed_first_check_leaves_no_stuck_run_folder(ctx, capsys):
 
 
 def test_show_says_interrupted_for_a_killed_run(ctx, capsys):
-    from layermap.evolution.store import Store, read_run_info
+    from layermap.storage.store import Store
+    from layermap.storage.runs import read_run_info
 
     run = ctx.run_dir()
     info = read_run_info(run)
@@ -367,7 +368,7 @@ def test_show_says_interrupted_for_a_killed_run(ctx, capsys):
     assert "(interrupted)" in capsys.readouterr().out
     assert main(["show", "--json", str(run)]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "interrupted"
-    from layermap.evolution.store import lock_run
+    from layermap.storage.runs import lock_run
 
     holder = lock_run(run)                                     # a live driver holds the lock
     try:

@@ -17,10 +17,11 @@ import pytest
 
 from layermap.config import load_config
 from layermap.distill.corpus import default_cache_dir
-from layermap.evolution.evolve import SHARED_CACHE_NAME, run_search
+from layermap.searching.run import SHARED_CACHE_NAME, run_search
 from layermap.mapping import baselines
-from layermap.evolution.store import Store, open_run
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.storage.store import Store
+from layermap.storage.runs import open_run
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["search.population=8", "search.generations=3", "search.seed=3"]
@@ -29,7 +30,7 @@ DRIVER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from layermap.config import load_config
-    from layermap.evolution.evolve import run_search
+    from layermap.searching.run import run_search
     from layermap.study.synthetic import SyntheticEvaluator
     config = load_config(None, sys.argv[4:])
     ev = SyntheticEvaluator(teacher_layers=8, student_layers=3, delay=0.1, log_path=sys.argv[2])
@@ -105,7 +106,7 @@ def test_a_live_claim_is_waited_for_until_it_goes_stale(tmp_path, monkeypatch, c
     uniform = "-".join(map(str, baselines(3, 6)["uniform"]))
     _claim_for_someone_else(uniform, ev, age=0)                        # live now, but nobody refreshes it
     clock = time.perf_counter()
-    with caplog.at_level(logging.INFO, logger="layermap"):            # the line is logged by layermap.evolution.evolve
+    with caplog.at_level(logging.INFO, logger="layermap"):            # the line is logged by layermap.searching.run
         run_search(load_config(None, SETTINGS), ev, tmp_path / "run", progress=True)
     assert 1.5 < time.perf_counter() - clock < 30
     assert _evaluations(tmp_path / "run")[uniform][0] == "complete"

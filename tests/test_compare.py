@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from layermap.cli.main import main
-from layermap.final.compare import CompareError, run_compare, student_dir
+from layermap.final.jobs import CompareError, student_dir
+from layermap.final.run import run_compare
 from layermap.config import load_config
 
-compare_mod = importlib.import_module("layermap.final.compare")
+compare_mod = importlib.import_module("layermap.final.run")
+fingerprints_mod = importlib.import_module("layermap.final.fingerprints")
 
 def _config(path: Path, *overrides: str):
     return load_config(str(path), overrides)
@@ -37,7 +39,7 @@ def test_compare_writes_the_table_and_loadable_students(compare_toml, tmp_path):
     assert rows[("1-2", "average")]["proxy_fitness"] == 55.0
     assert rows[("2-4", "average")]["kind"] == ["uniform"] and rows[("1-2", "sst2")]["kind"] == ["bottom"]
     assert all("accuracy" in m for m in rows[("2-4", "sst2")]["metrics"])
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
 
     with Store(out / "layermap.sqlite") as store:       # every cell records where it was computed
         cell = store.lookup_cell(compare_mod.compare_fingerprint(_config(compare_toml)), ("distill", "1-2", 0, "", -1))
@@ -197,7 +199,8 @@ def test_cli_compare_bad_input_is_one_sentence_and_exit_2(compare_toml, tmp_path
 
 
 def test_cli_compare_refuses_a_run_folder_without_a_finished_evaluation(tmp_path, capsys):
-    from layermap.evolution.store import RunInfo, Store, write_run_info
+    from layermap.storage.runs import RunInfo, write_run_info
+    from layermap.storage.store import Store
 
     run = tmp_path / "run"
     run.mkdir()
@@ -287,7 +290,7 @@ def test_teacher_from_reads_a_folder_written_before_the_teachers_own_key(compare
     real = compare_mod.teacher_cell_fingerprint
     monkeypatch.setattr(compare_mod, "teacher_cell_fingerprint", old_key)
     run_compare(config, ["2-4"], first, progress=False)
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
 
     with Store(first / "layermap.sqlite") as store:    # move the teacher cells to the legacy key
         store._db.execute("UPDATE cells SET fingerprint = (SELECT fingerprint FROM cells WHERE kind = 'finetune' AND "
@@ -348,7 +351,7 @@ def _demo_table():
 
 
 def test_the_average_headroom_floor_is_the_mean_of_the_task_floors():
-    from layermap.final.compare import headroom_rows
+    from layermap.final.report import headroom_rows
 
     table = _demo_table()
     floor = (67.43 + 74.80) / 2                                    # not max(70.02, 62.86) = 70.02
@@ -357,7 +360,7 @@ def test_the_average_headroom_floor_is_the_mean_of_the_task_floors():
     assert room["6-4-0"]["average"] == pytest.approx(((70.57 + 72.39) / 2 - floor) / (teacher - floor))
     assert room["6-4-0"]["average"] == pytest.approx(0.054, abs=0.001)            # was 19 %
     assert room["2-4-6"]["mrpc"] == pytest.approx((74.49 - 74.80) / (77.65 - 74.80))
-    from layermap.evolution.references import build_references, learnt_sentence
+    from layermap.evaluators.references import build_references, learnt_sentence
 
     proxy = build_references([{"sst2": 78.10, "mrpc": 77.65}], [{"sst2": 67.43, "mrpc": 72.62}],
                              [{"sst2": 50.92, "mrpc": 74.80}])
@@ -365,7 +368,7 @@ def test_the_average_headroom_floor_is_the_mean_of_the_task_floors():
 
 
 def test_the_not_learnt_sentence_names_the_condition_that_fired():
-    from layermap.final.compare import reference_lines
+    from layermap.final.report import reference_lines
 
     table = _demo_table()
     table["headroom"] = {}
@@ -464,7 +467,7 @@ def test_a_folder_made_without_reference_rows_or_while_the_key_was_fingerprinted
 
     then = tmp_path / "then"                           # made while compare.references was in the fingerprint
     with monkeypatch.context() as patch:
-        patch.setattr(compare_mod, "_NOT_SHAPING", compare_mod._NOT_SHAPING - {"references"})
+        patch.setattr(fingerprints_mod, "_NOT_SHAPING", fingerprints_mod._NOT_SHAPING - {"references"})
         run_compare(_config(compare_toml, *settings, "compare.references=true"), ["2-4"], then, progress=False)
     recorded = json.loads((then / "compare.json").read_text())["fingerprint"]
     assert recorded != compare_mod.compare_fingerprint(_config(compare_toml, *settings))
@@ -512,7 +515,7 @@ def test_a_quantize_failure_leaves_the_table_written_and_says_one_sentence(compa
 
 
 def test_the_int8_columns_compare_like_with_like():
-    from layermap.final.compare import quantized_lines
+    from layermap.final.report import quantized_lines
 
     lat = {k: {"median_ms": v} for k, v in (("torch-fp32", 9.0), ("onnx-fp32", 8.0), ("onnx-int8", 5.0))}
     table = {"quantized": {"2-4-6": {
@@ -546,7 +549,7 @@ JUDGE = ("compare.finetune_learning_rates=[1e-3, 3e-3]", "compare.select_example
 
 def test_the_judges_recipe_chooses_each_familys_rate_on_the_selection_split_and_scores_the_held_out_split(
         compare_toml, tmp_path):
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
     from layermap.final import recipe
 
     config = _config(compare_toml, *JUDGE)
@@ -626,7 +629,7 @@ def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare
 
 def test_recipe_from_takes_another_folders_rates_for_its_families_and_refuses_another_recipe(compare_toml, tmp_path,
                                                                                              capsys):
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
     from layermap.final import recipe
 
     first = tmp_path / "a"

@@ -193,8 +193,9 @@ def test_render_only_rewrites_an_old_folder_from_its_store_without_computing(tmp
 
     from layermap.config import digest
     from layermap.errors import LayermapError
-    from layermap.evolution.store import STORE_NAME, Store
-    from layermap.final.compare import FINETUNE, render_folder
+    from layermap.storage.store import STORE_NAME, Store
+    from layermap.final.jobs import FINETUNE
+    from layermap.final.run import render_folder
 
     fingerprint = "old-format-fingerprint"
     cells = _family_cells()

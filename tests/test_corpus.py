@@ -5,7 +5,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from layermap.distill import corpus as corpus_mod
-from layermap.distill import identity
+from proxy_tasks import hub
 from layermap.distill.corpus import CorpusError, corpus_identity, load_segments, slice_segments, tokenize_corpus
 
 
@@ -87,7 +87,7 @@ def test_datasets_name_is_loaded_with_datasets(tok, tmp_path, monkeypatch):
         calls.append((name, config, split))
         return datasets.Dataset.from_dict(rows)
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    monkeypatch.setattr(identity, "_resolve_online", lambda *args: None)   # no Hub: the HF cache names the commit
+    monkeypatch.setattr(hub, "_resolve_online", lambda *args: None)   # no Hub: the HF cache names the commit
     refs = tmp_path / "hub" / "datasets--wikitext" / "refs"
     refs.mkdir(parents=True)
     (refs / "main").write_text("cd" * 20)
@@ -96,7 +96,7 @@ def test_datasets_name_is_loaded_with_datasets(tok, tmp_path, monkeypatch):
     assert calls == [("wikitext", "wikitext-103-raw-v1", "train")] and len(seg) >= 2
     assert corpus_identity("wikitext:wikitext-103-raw-v1") == "datasets:wikitext:wikitext-103-raw-v1@" + "cd" * 20
     (refs / "main").write_text("ef" * 20)                  # the dataset moved on: its tokenised cache is not reused
-    monkeypatch.setattr(identity, "_REVISIONS", {})
+    monkeypatch.setattr(hub, "_REVISIONS", {})
     tokenize_corpus("wikitext:wikitext-103-raw-v1", tok, 16, cache_dir=str(tmp_path), progress=False)
     assert len(calls) == 2
 

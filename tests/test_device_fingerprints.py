@@ -6,24 +6,28 @@ from __future__ import annotations
 import pytest
 
 from layermap.config import RunSettings, load_config
-from layermap.evolution import executors as ex
-from layermap.evolution.evolve import former_device_class, resume_search, run_search
-from layermap.evolution.fitness import ProxyEvaluator
-from layermap.evolution.records import EvaluationRecord, TaskScore
-from layermap.evolution.search_state import SeedSetEvaluator
-from layermap.evolution.shaped_evaluator import ShapedEvaluator
-from layermap.evolution.store import StoreError
-from layermap.final import compare as compare_mod
+from layermap.executors.devices import fingerprint_device_class, worker_device
+from layermap.executors.local import LocalExecutor
+from layermap.executors.safety import (GenomeWorker, as_worker, evaluate_chunk_safely, evaluate_safely,
+                                       on_fingerprint_device)
+from layermap.searching.run import former_device_class, resume_search, run_search
+from layermap.evaluators.proxy import ProxyEvaluator
+from layermap.storage.records import EvaluationRecord, TaskScore
+from layermap.searching.state import SeedSetEvaluator
+from layermap.evaluators.shaped import ShapedEvaluator
+from layermap.storage.store import StoreError
+from layermap.final import fingerprints as fingerprints_mod
+from layermap.final import run as compare_mod
 
 RAY_GPU = ["run.executor=ray", "run.device=auto", "run.gpus_per_eval=1"]
 
 
 def test_ray_workers_device_class_is_what_they_are_given_not_the_drivers():
-    assert ex.fingerprint_device_class(RunSettings(executor="ray", device="auto", gpus_per_eval=0)) == "cpu"
-    assert ex.fingerprint_device_class(RunSettings(executor="ray", device="auto", gpus_per_eval=1)) == "cuda"
-    assert ex.fingerprint_device_class(RunSettings(executor="ray", device="cpu", gpus_per_eval=1)) == "cpu"
-    assert ex.worker_device(RunSettings(executor="ray", device="auto", gpus_per_eval=0.5)) == "cuda:0"
-    assert ex.fingerprint_device_class(RunSettings(executor="process", device="cpu")) == "cpu"
+    assert fingerprint_device_class(RunSettings(executor="ray", device="auto", gpus_per_eval=0)) == "cpu"
+    assert fingerprint_device_class(RunSettings(executor="ray", device="auto", gpus_per_eval=1)) == "cuda"
+    assert fingerprint_device_class(RunSettings(executor="ray", device="cpu", gpus_per_eval=1)) == "cpu"
+    assert worker_device(RunSettings(executor="ray", device="auto", gpus_per_eval=0.5)) == "cuda:0"
+    assert fingerprint_device_class(RunSettings(executor="process", device="cpu")) == "cpu"
 
 
 def test_a_ray_driver_without_a_gpu_fingerprints_its_gpu_workers_as_cuda(tiny_config_toml):
@@ -62,13 +66,13 @@ class _Stamping:
 
 
 def test_a_record_from_another_device_class_fails_instead_of_being_cached():
-    [(_, good)] = ex.LocalExecutor(_Stamping("cpu", "cpu")).submit([(1, 2)])
+    [(_, good)] = LocalExecutor(_Stamping("cpu", "cpu")).submit([(1, 2)])
     assert good.ok and good.environment["device"] == "cpu"
-    [(_, bad)] = ex.LocalExecutor(_Stamping("cuda", "cpu")).submit([(1, 2)])
+    [(_, bad)] = LocalExecutor(_Stamping("cuda", "cpu")).submit([(1, 2)])
     assert not bad.ok and bad.error.startswith("DeviceMismatch: this genome was evaluated on cpu, but the run's "
                                                "fingerprint is for cuda")
     assert bad.environment["device"] == "cpu"
-    chunked = ex.LocalExecutor(_Stamping("cuda", "cpu"), RunSettings(population=2)).submit([(1, 2), (2, 3)])
+    chunked = LocalExecutor(_Stamping("cuda", "cpu"), RunSettings(population=2)).submit([(1, 2), (2, 3)])
     assert [r.ok for _, r in chunked] == [False, False]
 
 
@@ -78,10 +82,10 @@ def test_the_search_s_wrapped_evaluator_refuses_a_record_from_another_device_cla
     for worker in (SeedSetEvaluator(_Stamping("cuda", "cpu")), SeedSetEvaluator(ShapedEvaluator(_Stamping("cuda", "cpu")))):
         assert worker.device_class == "cuda"
         for population in (1, 2):
-            out = list(ex.LocalExecutor(worker, RunSettings(population=population)).submit([((1, 2), 0), ((2, 3), 1)]))
+            out = list(LocalExecutor(worker, RunSettings(population=population)).submit([((1, 2), 0), ((2, 3), 1)]))
             assert [r.ok for _, r in out] == [False, False]
             assert all(r.error.startswith("DeviceMismatch: this genome was evaluated on cpu") for _, r in out)
-    [(_, same)] = ex.LocalExecutor(SeedSetEvaluator(_Stamping("cpu", "cpu"))).submit([((1, 2), 0)])
+    [(_, same)] = LocalExecutor(SeedSetEvaluator(_Stamping("cpu", "cpu"))).submit([((1, 2), 0)])
     assert same.ok
 
 
@@ -96,9 +100,9 @@ def test_a_search_whose_records_come_from_another_device_class_caches_none_of_th
 
 
 def test_every_worker_and_evaluator_the_executors_run_keeps_the_contract(tiny_config_toml, compare_toml, tmp_path):
-    from layermap.evolution.worker import Evaluator, Worker
+    from layermap.executors.protocol import Evaluator, Worker
     from layermap.study.replay import TableEvaluator
-    from layermap.study.synthetic import SyntheticEvaluator
+    from layermap.evaluators.synthetic import SyntheticEvaluator
 
     gpu = ProxyEvaluator(load_config(str(tiny_config_toml), RAY_GPU))        # device class cuda on this CPU machine
     synthetic = SyntheticEvaluator(teacher_layers=6, student_layers=3)
@@ -106,36 +110,41 @@ def test_every_worker_and_evaluator_the_executors_run_keeps_the_contract(tiny_co
                   TableEvaluator({"1-2": 50.0}, teacher_layers=4, student_layers=2)]
     for evaluator in evaluators:
         assert isinstance(evaluator, Evaluator), type(evaluator).__name__
-        for worker in (SeedSetEvaluator(evaluator), ex.GenomeWorker(evaluator), ex.as_worker(evaluator)):
+        for worker in (SeedSetEvaluator(evaluator), GenomeWorker(evaluator), as_worker(evaluator)):
             assert isinstance(worker, Worker), type(worker).__name__
             assert worker.device_class == evaluator.device_class and worker.fingerprint == evaluator.fingerprint
+            assert worker.run_jobs.__self__ is worker            # its own member, never one a wrapper forwards
     assert SeedSetEvaluator(ShapedEvaluator(gpu)).device_class == "cuda"
     compare = compare_mod.CompareWorker(load_config(str(compare_toml), RAY_GPU), tmp_path / "cmp", "fp")
-    assert isinstance(compare, Worker) and compare.device_class == "cuda" and ex.as_worker(compare) is compare
+    assert isinstance(compare, Worker) and compare.device_class == "cuda" and as_worker(compare) is compare
     with pytest.raises(TypeError, match="lacks device_class, prepare, set_device, evaluate_many"):
         SeedSetEvaluator(type("Bare", (), {"fingerprint": "x", "evaluate": lambda self, g: None})())
 
 
 def test_the_executors_probe_no_attribute_of_what_they_run():
-    import inspect
     import re
+    from pathlib import Path
 
-    probes = re.findall(r"(?:getattr|hasattr)\((\w+)", inspect.getsource(ex))
+    import layermap.executors
+
+    sources = "".join(p.read_text("utf-8") for p in Path(layermap.executors.__file__).parent.glob("*.py")
+                      if p.name != "protocol.py")             # the protocol names what a thing lacks, for its error
+    probes = re.findall(r"(?:getattr|hasattr)\((\w+)", sources)
     assert set(probes) <= {"pool"}, probes                    # only the process pool's own internals
 
 
 def test_a_compare_cell_from_another_device_class_fails_instead_of_being_cached(compare_toml, tmp_path):
     worker = compare_mod.CompareWorker(load_config(str(compare_toml), RAY_GPU), tmp_path / "cmp", "fp")
     cell = {"status": "complete", "score": 80.0, "environment": {"device": "cpu"}}
-    refused = ex.on_fingerprint_device(worker, cell)
+    refused = on_fingerprint_device(worker, cell)
     assert refused["status"] == "failed" and refused["error"].startswith("DeviceMismatch: this cell was evaluated on cpu")
-    assert ex.on_fingerprint_device(worker, {**cell, "environment": {"device": "cuda"}})["status"] == "complete"
+    assert on_fingerprint_device(worker, {**cell, "environment": {"device": "cuda"}})["status"] == "complete"
 
 
 def test_a_ray_driver_keys_the_reference_rows_by_the_device_it_measures_them_on(tiny_config_toml, tmp_path):
     """The driver measures the reference rows on its own device (here the CPU), whatever its GPU workers compute on."""
-    from layermap.evolution.references import build_references
-    from layermap.evolution.store import Store
+    from layermap.evaluators.references import build_references
+    from layermap.storage.store import Store
 
     gpu = ProxyEvaluator(load_config(str(tiny_config_toml), RAY_GPU))
     cpu = ProxyEvaluator(load_config(str(tiny_config_toml)))
@@ -149,11 +158,11 @@ def test_a_ray_driver_keys_the_reference_rows_by_the_device_it_measures_them_on(
 
 
 def test_records_without_an_environment_are_stamped_by_the_computing_process():
-    unstamped = ex.evaluate_safely(_Stamping("cpu", None), (1, 2))
+    unstamped = evaluate_safely(_Stamping("cpu", None), (1, 2))
     assert unstamped.ok and unstamped.environment["device"] == "cpu" and "torch" in unstamped.environment
-    failed = ex.evaluate_safely(_Stamping("cpu", None, fail=True), (1, 2))
+    failed = evaluate_safely(_Stamping("cpu", None, fail=True), (1, 2))
     assert not failed.ok and failed.environment["device"] == "cpu"
-    assert ex.evaluate_chunk_safely(_Stamping("cpu", None, fail=True), [(1, 2), (2, 3)])[1].environment["device"] == "cpu"
+    assert evaluate_chunk_safely(_Stamping("cpu", None, fail=True), [(1, 2), (2, 3)])[1].environment["device"] == "cpu"
 
 
 class _Fast(ProxyEvaluator):
@@ -199,7 +208,7 @@ def test_compare_fingerprint_names_the_device_class_and_the_teacher_cache(compar
 def test_a_cpu_compare_without_teacher_cache_keeps_its_former_key(compare_toml):
     """Folders made before the device class and teacher_cache entered (CPU, no cache) keep their fingerprint."""
     config = load_config(str(compare_toml), ["compare.teacher_cache=false"])
-    assert compare_mod._device_and_cache(config) == {}
+    assert fingerprints_mod._device_and_cache(config) == {}
 
 
 def test_tf32_for_ray_workers_given_no_gpu_is_one_sentence(tiny_config_toml):

@@ -9,8 +9,8 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import load_config
-from layermap.evolution.evolve import run_search
-from layermap.study.synthetic import SyntheticEvaluator
+from layermap.searching.run import run_search
+from layermap.evaluators.synthetic import SyntheticEvaluator
 
 SHAPED = ["search.strategy=nsga2", "search.objectives=['fitness','params']", "shape.search=true",
           "shape.hidden_sizes=[16,32]", "shape.heads=[2]", "shape.ffn_ratios=[2,4]", "search.constraint=increasing",

@@ -18,12 +18,13 @@ import pytest
 
 from layermap.config import ConfigError, load_config
 from layermap.errors import LayermapError
-from layermap.evolution.evolve import resume_search, run_search
+from layermap.searching.run import resume_search, run_search
 from layermap.mapping import baselines, satisfies
-from layermap.evolution.operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes,
+from layermap.searching.operators import (crossover_two_point, crossover_uniform, initial_genomes, mutate_genes,
                                 select_survivors)
-from layermap.evolution.store import Store, StoreError, lock_run, read_run_info
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.storage.store import Store, StoreError
+from layermap.storage.runs import lock_run, read_run_info
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +141,7 @@ def test_a_repeated_genome_is_evaluated_once(tmp_path, caplog):
     assert len(ev.calls) == len(set(ev.calls)) == 9
     assert sum(g.evaluated for g in result.generations) > len(ev.calls)          # repeats happened and were not re-run
     assert result.computed == len(ev.calls) and result.cached == 0
-    assert "offspring repeat a known genome after 50 breedings" in caplog.text       # logged by layermap.evolution.evolve
+    assert "offspring repeat a known genome after 50 breedings" in caplog.text       # logged by layermap.searching.run
 
 
 def test_mutants_always_differ_from_their_parent():
@@ -193,7 +194,7 @@ def test_failures_are_recorded_scored_worst_and_the_run_goes_on(tmp_path):
 
 
 def test_progress_without_a_terminal_is_one_line_per_evaluation(tmp_path, capsys):
-    """The lines are logged (``layermap.evolution.evolve``); the command line's handler (``console``) prints them."""
+    """The lines are logged (``layermap.searching.run``); the command line's handler (``console``) prints them."""
     from layermap.logs import console
 
     with console():
@@ -237,7 +238,7 @@ def test_search_reaches_the_synthetic_optimum(tmp_path, seed):
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     from layermap.config import load_config
-    from layermap.evolution.evolve import run_search
+    from layermap.searching.run import run_search
     from layermap.study.synthetic import SyntheticEvaluator
     config = load_config(None, ["search.population=8", "search.generations=4", "search.seed=3"])
     ev = SyntheticEvaluator(teacher_layers=8, student_layers=3, delay=0.08, log_path=sys.argv[2])
@@ -335,7 +336,7 @@ class FlakyEvaluator(CountingEvaluator):
         text = "-".join(map(str, genes))
         if text in self.flaky:
             self.calls.append(text)
-            from layermap.evolution.records import EvaluationRecord
+            from layermap.storage.records import EvaluationRecord
 
             return EvaluationRecord.failure(text, f"RuntimeError: CUDA out of memory ({text})", {"total": 0.0})
         return super().evaluate(genes)

@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from layermap.evolution import executors
+from layermap.executors.devices import pick_worker_device
 from layermap.config import RunSettings, load_config
 from layermap.errors import LayermapError
-from layermap.evolution.evolve import run_search
-from layermap.evolution.executors import LocalExecutor, create_executor, evaluate_safely
-from layermap.evolution.worker import evaluate_each
-from layermap.study.synthetic import SyntheticEvaluator
+from layermap.searching.run import run_search
+from layermap.executors.local import LocalExecutor
+from layermap.executors.registry import create_executor
+from layermap.executors.safety import evaluate_safely
+from layermap.executors.protocol import evaluate_each
+from layermap.evaluators.synthetic import SyntheticEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 GENOMES = [(1, 2, 3), (2, 4, 6), (0, 0, 6), (3, 3, 3), (4, 5, 6), (1, 1, 1)]
@@ -83,10 +85,10 @@ def test_registry_and_missing_ray_are_clear_errors(monkeypatch):
 def test_workers_are_pinned_round_robin_to_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert [executors._pick_device(slot, "auto") for slot in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
-    assert executors._pick_device(1, "cpu") == "cpu" and executors._pick_device(1, "cuda:3") == "cuda:3"
+    assert [pick_worker_device(slot, "auto") for slot in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert pick_worker_device(1, "cpu") == "cpu" and pick_worker_device(1, "cuda:3") == "cuda:3"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert executors._pick_device(1, "auto") == "cpu"
+    assert pick_worker_device(1, "auto") == "cpu"
 
 
 def test_process_executor_with_two_workers_matches_local(tmp_path):

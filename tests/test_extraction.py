@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from layermap.config import ConfigError, load_config
-from layermap.evolution.operators import GenomeSpace
-from layermap.evolution.references import build_references
+from layermap.searching.operators import GenomeSpace
+from layermap.evaluators.references import build_references
 from layermap.extraction import (ExtractionError, SplitGenome, as_split, baseline_genomes, baseline_texts,
                                  check_extraction, gene_legend, gene_sentence, genes_of, init_layers, parse_genome,
                                  truncation)
@@ -122,7 +122,7 @@ def test_split_operators_keep_each_part_in_its_range(constraint):
     assert len(set(population)) == 12
     for _ in range(300):
         a, b = list(rng.choice(population)), list(rng.choice(population))
-        from layermap.evolution.operators import crossover_two_point
+        from layermap.searching.operators import crossover_two_point
 
         child = space.repair(crossover_two_point(rng, a, b)[0])
         parent = list(child)
@@ -141,7 +141,7 @@ def test_split_operators_keep_each_part_in_its_range(constraint):
 def test_a_coupled_space_reads_as_before():
     space = GenomeSpace("coupled", 3, 6)
     assert space.text((2, 4, 6)) == "2-4-6" and space.genes("2-4-6") == (2, 4, 6)
-    from layermap.evolution.operators import initial_genomes
+    from layermap.searching.operators import initial_genomes
 
     assert space.initial(random.Random(3), 8) == initial_genomes(random.Random(3), 8, 3, 6, "free")
 
@@ -160,7 +160,7 @@ def test_teacher_initialisation_reference_rows_floor_at_their_best():
     sentence = refs.validity()["sst2"].sentence()
     assert "the plain truncation (the bottom teacher layers, no distillation) 76.0" in sentence
     assert "a random student with no distillation 55.0" in sentence
-    from layermap.evolution.references import learnt_sentence
+    from layermap.evaluators.references import learnt_sentence
 
     assert "(truncation, random or the constant predictor)" in learnt_sentence(
         build_references([{"sst2": 60.0}], {"truncation": [{"sst2": 59.9}], "random": [{"sst2": 50.0}]},

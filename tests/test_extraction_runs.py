@@ -20,7 +20,7 @@ def _config(path: Path, *overrides: str):
 
 
 def test_a_coupled_genome_equals_its_split_genome_in_every_number(tiny_config_toml):
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
 
     evaluator = ProxyEvaluator(_config(tiny_config_toml, *TEACHER_INIT))
     coupled, split = evaluator.evaluate((2, 4)), evaluator.evaluate("2-4+2-4")
@@ -47,7 +47,7 @@ def test_fitness_says_what_a_gene_means_with_teacher_initialisation(tiny_config_
 
 
 def test_teacher_initialisation_reads_against_the_truncation_and_a_random_student(tiny_config_toml):
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
 
     teacher_init = ProxyEvaluator(_config(tiny_config_toml, *TEACHER_INIT, "proxy.head='probe'"))
     refs = teacher_init.references()
@@ -62,7 +62,7 @@ def test_teacher_initialisation_reads_against_the_truncation_and_a_random_studen
 
 
 def test_a_student_the_extraction_cannot_cut_is_refused_before_the_evaluator_loads(tiny_config_toml):
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
     from layermap.extraction import ExtractionError
 
     with pytest.raises(ExtractionError, match="a 16-wide student has 2 heads, not 4"):
@@ -77,7 +77,7 @@ def test_a_split_search_runs_and_every_output_says_what_a_gene_means(tiny_config
     assert main(argv) == 0
     summary = capsys.readouterr().out
     assert "best " in summary and "starts from" in summary and "truncation" in summary and "random" in summary
-    from layermap.evolution.store import open_run
+    from layermap.storage.runs import open_run
 
     _, store, row = open_run(out)
     with store:
@@ -134,7 +134,8 @@ def test_the_final_stage_of_teacher_initialisation_reads_against_the_truncation_
     import torch
     from transformers import AutoModel
 
-    from layermap.final.compare import render_folder, run_compare, student_dir
+    from layermap.final.jobs import student_dir
+    from layermap.final.run import render_folder, run_compare
 
     config = _config(compare_toml, "compare.init='teacher'", "compare.references=true", "compare.max_steps=0",
                      "compare.epochs=0", "compare.teacher_cache=false")
@@ -163,8 +164,8 @@ def test_the_final_stage_of_teacher_initialisation_reads_against_the_truncation_
 def test_an_old_random_initialisation_run_keeps_its_fingerprints_and_opens_as_before(minilm, shared_data, capsys):
     """results/demo-run (coupled, random initialisation) under today's code: the proxy's fitness and reference
     fingerprints are the ones its store recorded, and `layermap show` reads it without a word about teacher layers."""
-    from layermap.evolution.fitness import ProxyEvaluator
-    from layermap.evolution.store import open_run
+    from layermap.evaluators.proxy import ProxyEvaluator
+    from layermap.storage.runs import open_run
 
     run = Path(__file__).resolve().parents[1] / "results" / "demo-run"
     _, store, row = open_run(run)

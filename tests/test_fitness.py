@@ -4,7 +4,7 @@ import pickle
 import pytest
 
 from layermap.config import load_config
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.mapping import LayerMapping
 
 

@@ -128,7 +128,7 @@ def test_distill_settings_are_what_the_command_built_by_hand_before():
 
 
 def test_resume_applies_the_same_table_and_refuses_shaping_flags():
-    from layermap.evolution.evolve import RESUMABLE_RUN_KEYS
+    from layermap.searching.run import RESUMABLE_RUN_KEYS
     from layermap.cli.search import _resume_overrides
 
     args = _parse("evolve", "--resume", "r", "--workers", "4", "--executor", "process", "--device", "cpu",

@@ -11,14 +11,15 @@ import shutil
 import pytest
 
 from layermap.distill import identity
-from layermap.final.compare import compare_fingerprint
+from proxy_tasks import hub as hub_mod
+from layermap.final.fingerprints import compare_fingerprint
 from layermap.config import load_config
 from layermap.distill.corpus import corpus_identity
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.distill.models import teacher_identity
 from proxy_tasks import data_fingerprint
 
-REAL_ONLINE = identity._resolve_online
+REAL_ONLINE = hub_mod._resolve_online
 SHA = "0123456789abcdef0123456789abcdef01234567"
 OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98"
 
@@ -33,13 +34,13 @@ def _warnings(caplog) -> list[str]:
 @pytest.fixture(autouse=True)
 def _fresh_memo(monkeypatch, tmp_path):
     """Every test starts with empty in-process memos, an empty fake HF cache and no Hub."""
-    monkeypatch.setattr(identity, "_REVISIONS", {})
+    monkeypatch.setattr(hub_mod, "_REVISIONS", {})
     monkeypatch.setattr(identity, "_DIGESTS", {})
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
                 "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(identity, "_resolve_online", lambda *a: None)
+    monkeypatch.setattr(hub_mod, "_resolve_online", lambda *a: None)
 
 
 def _fake_hub_repo(root, repo_type, repo_id, sha, revision="main"):
@@ -126,7 +127,7 @@ def test_the_hub_answer_comes_before_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     _fake_hub_repo(hub, "model", "org/bert-tiny", SHA)
     asked = []
-    monkeypatch.setattr(identity, "_resolve_online",
+    monkeypatch.setattr(hub_mod, "_resolve_online",
                         lambda repo, revision, kind: asked.append((repo, revision, kind)) or OTHER_SHA)
     assert teacher_identity("org/bert-tiny") == f"hub:org/bert-tiny@{OTHER_SHA}"
     assert asked == [("org/bert-tiny", "main", "model")]
@@ -135,7 +136,7 @@ def test_the_hub_answer_comes_before_the_cache(tmp_path, monkeypatch):
 def test_online_lookup_uses_hfapi_and_is_skipped_offline(monkeypatch):
     import huggingface_hub
 
-    monkeypatch.setattr(identity, "_resolve_online", REAL_ONLINE)          # the real one, with a fake HfApi
+    monkeypatch.setattr(hub_mod, "_resolve_online", REAL_ONLINE)          # the real one, with a fake HfApi
     calls = []
 
     class FakeApi:
@@ -148,10 +149,10 @@ def test_online_lookup_uses_hfapi_and_is_skipped_offline(monkeypatch):
             raise OSError("no network")
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    assert identity.resolve_revision("org/m", "main", "model") == SHA
-    assert identity._resolve_online("org/d", "main", "dataset") is None
+    assert hub_mod.resolve_revision("org/m", "main", "model") == SHA
+    assert hub_mod._resolve_online("org/d", "main", "dataset") is None
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert identity._resolve_online("org/m", "main", "model") is None
+    assert hub_mod._resolve_online("org/m", "main", "model") is None
     assert calls == [("model", "org/m", "main"), ("dataset", "org/d", "main")]
 
 
@@ -202,7 +203,7 @@ def test_a_hub_commit_changes_the_fitness_fingerprint(tiny_config_toml, tmp_path
     config = load_config(str(tiny_config_toml), ["teacher.name='org/bert-tiny'"])
     first = ProxyEvaluator(config).fingerprint
     (repo / "refs" / "main").write_text(OTHER_SHA)                     # main moved on the Hub
-    monkeypatch.setattr(identity, "_REVISIONS", {})                    # a new process
+    monkeypatch.setattr(hub_mod, "_REVISIONS", {})                    # a new process
     assert ProxyEvaluator(config).fingerprint != first
 
 

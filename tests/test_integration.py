@@ -10,7 +10,7 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import load_config
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from layermap.config import LatencySettings
 from layermap.deploy import latency as latency_mod
 from layermap.deploy.cost import count_flops, count_params, objective_costs, shape_costs
 from layermap.deploy.latency import Latency, cached_latency, latency_key, measure_shape, time_call
-from layermap.evolution.store import Store
+from layermap.storage.store import Store
 from layermap.shape import StudentShape
 
 FAST = LatencySettings(batch_size=1, seq_len=16, warmup=1, repeats=5)

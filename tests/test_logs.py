@@ -14,7 +14,7 @@ def _handlers():
 
 def test_console_prints_progress_lines_and_warnings_and_quiet_keeps_only_warnings(capsys):
     before = _handlers()
-    log = get_logger("layermap.evolution.evolve")
+    log = get_logger("layermap.searching.run")
     with console():
         log.info("gen 1/3  eval 1/4  1-2-3  fitness 61.00")
         log.warning("corpus 'x' has 3 bytes that are not UTF-8")
@@ -46,8 +46,8 @@ def test_a_notebook_can_show_silence_or_redirect_the_messages(capsys, caplog):
                 logger.removeHandler(h)
         logger.setLevel(level)
     with caplog.at_level(logging.INFO, logger="layermap"):        # any handler sees the records (here pytest's)
-        get_logger("layermap.evolution.evolve").info("redirected")
-    assert caplog.records[-1].name == "layermap.evolution.evolve" and caplog.records[-1].getMessage() == "redirected"
+        get_logger("layermap.searching.run").info("redirected")
+    assert caplog.records[-1].name == "layermap.searching.run" and caplog.records[-1].getMessage() == "redirected"
 
 
 def test_the_cli_prints_a_library_warning_as_one_line(tmp_path, capsys):

@@ -106,9 +106,9 @@ def test_hub_names_go_to_from_pretrained(tiny_teacher_dir, monkeypatch, tmp_path
         return load
     for cls in real:
         monkeypatch.setattr(cls, "from_pretrained", fake(cls))
-    from layermap.distill import identity
+    from proxy_tasks import hub
 
-    monkeypatch.setattr(identity, "_resolve_online", lambda *args: None)         # no Hub: the HF cache names the commit
+    monkeypatch.setattr(hub, "_resolve_online", lambda *args: None)         # no Hub: the HF cache names the commit
     refs = tmp_path / "hub" / "models--google--bert_uncased_L-4_H-256_A-4" / "refs"
     refs.mkdir(parents=True)
     (refs / "v1").write_text("ab" * 20)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from layermap.evolution.nsga2 import (NSGA2Error, Point, crowding_distances, dominates, front, hypervolume, select,
+from layermap.searching.nsga2 import (NSGA2Error, Point, crowding_distances, dominates, front, hypervolume, select,
                                       select_parents, sort_fronts)
 
 OBJ = ("fitness", "latency")

@@ -18,13 +18,14 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import ConfigError, load_config
-from layermap.evolution import nsga2
-from layermap.evolution.evolve import resume_search, run_search
+from layermap.searching import nsga2
+from layermap.searching.run import resume_search, run_search
 from layermap.evolution.front import load_front
-from layermap.evolution.store import Store, read_run_info
+from layermap.storage.store import Store
+from layermap.storage.runs import read_run_info
 from layermap.mapping import LayerMapping, baseline, enumerate_space
 from layermap.shape import ShapedGenome, ShapeGrid
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ["shape.search=true", "shape.hidden_sizes=[32,64]", "shape.heads=[2]", "shape.ffn_ratios=[2,4]"]
@@ -68,7 +69,7 @@ def test_nsga2_finds_the_known_front_of_the_two_objective_landscape(tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     from layermap.config import load_config
-    from layermap.evolution.evolve import run_search
+    from layermap.searching.run import run_search
     from layermap.study.synthetic import SyntheticEvaluator
     config = load_config(None, sys.argv[3].split("|"))
     ev = SyntheticEvaluator(teacher_layers=4, student_layers=2, delay=0.05, log_path=sys.argv[2])
@@ -208,7 +209,7 @@ def test_distill_takes_an_exported_front_member_with_the_flags_it_names(tmp_path
 
 
 def test_a_tiny_real_shaped_search_builds_each_shape_and_measures_its_latency_once(tiny_config_toml, tmp_path):
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
 
     settings = ["search.strategy=nsga2", "search.objectives=['fitness','latency']", "shape.search=true",
                 "shape.layers=[1,2]", "shape.hidden_sizes=[16,32]", "shape.heads=[2]", "shape.ffn_ratios=[2]",
@@ -266,7 +267,7 @@ class _RowsPerShape(SyntheticEvaluator):
         return {**super().describe(), "reference_fingerprint": "r" * 32}
 
     def _rows(self, layers: int, fingerprint: str):
-        from layermap.evolution.references import build_references
+        from layermap.evaluators.references import build_references
 
         row = lambda v: [{"syn_a": v, "syn_b": v}] * 2                          # noqa: E731 - two seed sets
         return build_references(row(100.0), [{"syn_a": 40.0 + 10 * layers, "syn_b": 40.5 + 10 * layers},
@@ -279,7 +280,7 @@ class _RowsPerShape(SyntheticEvaluator):
         return refs
 
     def shape_references(self, shape, store=None):
-        from layermap.evolution.references import shape_fingerprint
+        from layermap.evaluators.references import shape_fingerprint
 
         refs = self._rows(shape.layers, shape_fingerprint("r" * 32, shape.text))
         store.save_references(refs.fingerprint, refs.to_json())

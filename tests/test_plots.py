@@ -8,7 +8,7 @@ import pytest
 from layermap.final.comparison import Cell, build_table
 from layermap.plots import (bar_styles, comparison_data, diagram_data, draw_comparison, draw_evolution, draw_forest,
                             draw_gene_heatmap, draw_mapping_diagram, evolution_data, gene_frequency_data)
-from layermap.evolution.store import GenerationRow
+from layermap.storage.store import GenerationRow
 
 
 def _gen(g, population, fitnesses, evaluated):

@@ -17,12 +17,15 @@ import torch
 
 from layermap.config import ConfigError, load_config
 from layermap.distill import population as pop
-from layermap.evolution.evolve import resume_search, run_search
-from layermap.evolution.executors import LocalExecutor, ProcessExecutor, evaluate_chunk_safely
-from layermap.evolution.fitness import ProxyEvaluator
-from layermap.evolution.records import EvaluationRecord
-from layermap.evolution.store import Store, read_run_info
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.searching.run import resume_search, run_search
+from layermap.executors.local import LocalExecutor
+from layermap.executors.process import ProcessExecutor
+from layermap.executors.safety import evaluate_chunk_safely
+from layermap.evaluators.proxy import ProxyEvaluator
+from layermap.storage.records import EvaluationRecord
+from layermap.storage.store import Store
+from layermap.storage.runs import read_run_info
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,7 +115,7 @@ KILL_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[3])
     from test_population_search import ChunkedSynthetic
     from layermap.config import load_config
-    from layermap.evolution.evolve import run_search
+    from layermap.searching.run import run_search
     config = load_config(None, ["search.population=8", "search.generations=4", "search.seed=3", "run.population=4"])
     ev = ChunkedSynthetic(teacher_layers=8, student_layers=3, delay=0.08, log_path=sys.argv[2])
     run_search(config, ev, sys.argv[1], progress=False)
@@ -235,7 +238,7 @@ def test_bad_population_and_precision_settings_are_one_sentence_and_exit_2(tiny_
 def test_older_format_stores_stay_readable(tmp_path, capsys):
     """results/demo-run-2026-11 was written under FITNESS_FORMAT 2: show, export and plot read it as before."""
     from layermap.cli.main import main
-    from layermap.evolution.fitness import FITNESS_FORMAT
+    from layermap.evaluators.proxy_identity import FITNESS_FORMAT
 
     assert FITNESS_FORMAT == 3
     run = ROOT / "results" / "demo-run-2026-11"
@@ -259,7 +262,8 @@ def test_compare_distils_its_mappings_as_one_population(compare_toml, tmp_path):
 
     from transformers import AutoModel
 
-    from layermap.final.compare import run_compare, student_dir
+    from layermap.final.jobs import student_dir
+    from layermap.final.run import run_compare
 
     base = ["compare.seeds=1", "compare.tasks=['sst2']", "run.executor=\"local\""]
     genomes = ["2-4", "1-2", "0-4"]
@@ -282,7 +286,7 @@ def test_compare_distils_its_mappings_as_one_population(compare_toml, tmp_path):
 
 
 def test_compare_refuses_a_population_the_gpu_cannot_hold(compare_toml, tmp_path, monkeypatch):
-    from layermap.final.compare import CompareWorker
+    from layermap.final.worker import CompareWorker
 
     worker = CompareWorker(load_config(str(compare_toml), ["run.population=8"]), tmp_path / "cmp", "fp")
     worker._load_corpus()

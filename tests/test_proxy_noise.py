@@ -10,9 +10,9 @@ import math
 import pytest
 
 from layermap.config import ConfigError, load_config
-from layermap.evolution.fitness import ProxyEvaluator
+from layermap.evaluators.proxy import ProxyEvaluator
 from layermap.stats import average_ranks, kendall_tau, reliability, spearman_rho
-from layermap.evolution.records import EvaluationRecord, TaskScore
+from layermap.storage.records import EvaluationRecord, TaskScore
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_old_records_without_the_new_fields_still_load():
 def test_committed_demo_store_still_loads():
     from pathlib import Path
 
-    from layermap.evolution.store import open_run
+    from layermap.storage.runs import open_run
 
     run = Path(__file__).resolve().parents[1] / "results" / "demo-run"
     if not (run / "run.json").is_file():
@@ -81,12 +81,12 @@ def test_fingerprint_keeps_old_key_for_defaults_and_changes_with_head_and_repeat
     import dataclasses
 
     from layermap.config import digest
-    from layermap.evolution.fitness import _proxy_identity
+    from layermap.evaluators.proxy_identity import proxy_identity
 
     legacy = {k: getattr(config.proxy, k) for k in config.proxy.__dataclass_fields__
               if k not in ("glue_dir", "head", "repeats", "probe_pairs", "probe_c", "reference_seed_sets",
                            "allow_invalid", "task_noise")}
-    assert _proxy_identity(config.proxy) == legacy           # records made before head/repeats keep their key
+    assert proxy_identity(config.proxy) == legacy           # records made before head/repeats keep their key
     base = ProxyEvaluator(config).fingerprint
     probe = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.head='probe'"])).fingerprint
     rep = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.repeats=2"])).fingerprint
@@ -153,7 +153,7 @@ def test_within_noise_of_best_applies_the_stated_rule():
 
 def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_toml):
     from layermap.cli.search import register
-    from layermap.evolution.store import Store
+    from layermap.storage.store import Store
 
     class Ev:                                  # a fixed landscape with standard errors
         fingerprint = "f" * 32
@@ -178,7 +178,7 @@ def test_show_prints_plus_minus_and_marks_ties(tmp_path, capsys, tiny_config_tom
                                     fitness_replicates=[f - 0.4, f + 0.4],
                                     tasks={"sst2": TaskScore({"accuracy": f}, f, [f - 0.4, f + 0.4], 0.57)})
 
-    from layermap.evolution.evolve import run_search
+    from layermap.searching.run import run_search
 
     config = load_config(str(tiny_config_toml), ["search.seed_mappings=['2-4', '1-2']", "search.population=4",
                                                  "search.generations=1", "run.shared_fitness=false"])

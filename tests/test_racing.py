@@ -12,15 +12,16 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import load_config
-from layermap.evolution.evolve import resume_search, run_search
-from layermap.evolution.records import EvaluationRecord
-from layermap.evolution.replicates import combine, final_pick
-from layermap.evolution.store import Store, read_run_info
+from layermap.searching.run import resume_search, run_search
+from layermap.storage.records import EvaluationRecord
+from layermap.evaluators.replicates import combine, final_pick
+from layermap.storage.store import Store
+from layermap.storage.runs import read_run_info
 from layermap.mapping import enumerate_space, format_genes
 from layermap.stats import paired_one_sided, replicate_mean
 from layermap.study.noisy_replay import noisy_replay
 from layermap.study.replay import LandscapeRow, build_table
-from layermap.study.synthetic import SyntheticEvaluator
+from layermap.evaluators.synthetic import SyntheticEvaluator
 
 
 @dataclass
@@ -200,7 +201,7 @@ def test_noisy_replay_on_seed_sets_draws_each_seed_sets_value():
 def test_proxy_seed_set_raises_both_seeds_and_takes_their_fingerprint(tiny_config_toml):
     import dataclasses
 
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
 
     config = load_config(str(tiny_config_toml))
     base = ProxyEvaluator(config)
@@ -213,7 +214,7 @@ def test_proxy_seed_set_raises_both_seeds_and_takes_their_fingerprint(tiny_confi
 
 
 def test_a_racing_run_of_the_proxy_fitness_replicates_under_raised_seeds(tiny_config_toml, tmp_path):
-    from layermap.evolution.fitness import ProxyEvaluator
+    from layermap.evaluators.proxy import ProxyEvaluator
 
     config = load_config(str(tiny_config_toml), ['search.strategy="racing"', "search.population=2", "search.generations=1",
                                                  "search.replicate_cap=2", "search.seed_baselines=false",

@@ -12,9 +12,9 @@ from torch import nn
 
 from layermap.cli.main import main
 from layermap.config import load_config
-from layermap.evolution.fitness import ProxyEvaluator
-from layermap.evolution.references import (MIN_TASK_NOISE, VALIDITY_SIGMAS, InvalidProxyTask, build_references,
-                                           format_headroom, learnt_sentence)
+from layermap.evaluators.proxy import ProxyEvaluator
+from layermap.evaluators.references import (MIN_TASK_NOISE, VALIDITY_SIGMAS, InvalidProxyTask, build_references,
+                                            format_headroom, learnt_sentence)
 
 
 def _strict(tiny_config_toml: Path) -> Path:
@@ -41,8 +41,9 @@ def test_the_teacher_scored_as_a_student_equals_its_row_and_the_constant_is_the_
 
 
 def test_rows_are_cached_once_per_fingerprint_and_survive_resume(tiny_config_toml, tmp_path, monkeypatch, capsys):
-    from layermap.evolution.evolve import resume_search, run_search
-    from layermap.evolution.store import Store, read_run_info
+    from layermap.searching.run import resume_search, run_search
+    from layermap.storage.store import Store
+    from layermap.storage.runs import read_run_info
 
     calls = []
     real = ProxyEvaluator.compute_references
@@ -92,7 +93,7 @@ def test_two_runs_writing_the_same_rows_never_share_a_temporary_file(tiny_config
 
 def test_a_shape_s_rows_share_the_teacher_and_constant_and_measure_its_own_undistilled_student(tiny_config_toml,
                                                                                                  monkeypatch):
-    from layermap.evolution.references import shape_fingerprint
+    from layermap.evaluators.references import shape_fingerprint
     from layermap.shape import StudentShape
 
     ev = ProxyEvaluator(load_config(str(tiny_config_toml), ["proxy.head='probe'"]))
@@ -105,7 +106,9 @@ def test_a_shape_s_rows_share_the_teacher_and_constant_and_measure_its_own_undis
     assert rows.no_distillation.replicates == alone.no_distillation.replicates
     assert rows.no_distillation.replicates != base.no_distillation.replicates
     assert ev.shape_references(StudentShape(2, 16, 2, 32)) == base                    # the [student] shape's own
-    monkeypatch.setattr(ProxyEvaluator, "_student_rows", lambda *a: pytest.fail("measured twice"))
+    from layermap.evaluators import proxy_references
+
+    monkeypatch.setattr(proxy_references, "student_rows", lambda *a: pytest.fail("measured twice"))
     assert ev.shape_references(shape) == rows                                         # once per shape: cached
 
 
@@ -192,7 +195,7 @@ def test_the_pair_probe_reads_the_difference_of_the_sentences_where_the_joint_pr
     from proxy_tasks import get_task
     from proxy_tasks.data import Example, TaskData
     from proxy_tasks.probe import ProbeSettings, probe_and_score
-    from layermap.evolution.references import constant_scores
+    from layermap.evaluators.references import constant_scores
 
     tok = make_tokenizer(_write_vocab(tmp_path / "vocab.txt"))
     rng = random.Random(0)
@@ -232,8 +235,8 @@ def test_a_measured_task_noise_raises_the_rows_own_and_can_make_a_task_invalid()
 
 
 def test_the_proxy_and_the_final_stage_share_one_not_learnt_rule():
-    from layermap.evolution.references import noise_margin, not_learnt
-    from layermap.final.compare import reference_lines
+    from layermap.evaluators.references import noise_margin, not_learnt
+    from layermap.final.report import reference_lines
 
     assert abs(noise_margin(1.0) - 2.7719) < 1e-3
     assert not_learnt(60.0, 59.0, 58.0, 1.0) == "teacher"        # the teacher 2 < 2.77 above the floor

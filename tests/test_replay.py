@@ -11,12 +11,12 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import Config, ConfigError, load_config
-from layermap.evolution.evolve import resume_search, run_search
+from layermap.searching.run import resume_search, run_search
 from layermap.mapping import enumerate_space, format_genes
 from layermap.study.replay import (METHODS, LandscapeRow, TableEvaluator, aging_evolution, build_table, censored_quantile,
                              draw_regret, evals_to, load_table, local_search, neighbours, random_search, regret_curve,
                              replay, summarise, write_csv)
-from layermap.study.synthetic import SyntheticEvaluator
+from layermap.evaluators.synthetic import SyntheticEvaluator
 
 SPACE = [g for g in enumerate_space(3, 6, "non-decreasing") if 0 not in g]      # 56 genomes
 

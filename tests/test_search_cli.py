@@ -9,11 +9,12 @@ import pytest
 
 from layermap.config import load_config
 from layermap.errors import LayermapError
-from layermap.evolution.evolve import run_search
+from layermap.searching.run import run_search
 from layermap.mapping import LayerMapping
 from layermap.cli.search import register
 from layermap.evolution.export import textbrewer_matches
-from layermap.evolution.store import Store, read_run_info
+from layermap.storage.store import Store
+from layermap.storage.runs import read_run_info
 
 EVOLVE = ["evolve", "--synthetic", "8", "--set", "student.layers=3", "--set", "search.population=6",
           "--set", "search.generations=3", "--quiet"]

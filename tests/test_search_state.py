@@ -16,17 +16,18 @@ import pytest
 
 from layermap.cli.main import main
 from layermap.config import ConfigError, load_config
-from layermap.evolution import search_state
-from layermap.evolution.evolve import run_search
-from layermap.evolution.records import EvaluationRecord
-from layermap.evolution.store import Store, open_run, read_run_info
+from layermap.searching import state as search_state
+from layermap.searching.run import run_search
+from layermap.storage.records import EvaluationRecord
+from layermap.storage.store import Store
+from layermap.storage.runs import open_run, read_run_info
 from layermap.evolution.verdict import verdict_of
 from layermap.mapping import baseline_names
 from layermap.stats import paired_one_sided, pooled_residual_std, seed_set_shifts, shift_adjusted_mean
 from layermap.study.noisy_replay import noisy_replay
 from layermap.study.null_confirmation import null_rejection_rate, shift_bias
 from layermap.study.replay import load_table
-from layermap.study.synthetic import SyntheticEvaluator, read_call_log
+from layermap.evaluators.synthetic import SyntheticEvaluator, read_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 RACING = ['search.strategy="racing"', "search.population=6", "search.generations=3", "search.seed=5",
@@ -44,23 +45,34 @@ def run_rows(run_dir: Path) -> list[EvaluationRecord]:
 
 
 # -- the structure ---------------------------------------------------------------------------------------
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, level: int = 1) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
+        if isinstance(node, ast.ImportFrom) and node.level == level:
             found.add(node.module or "")
             found.update(alias.name for alias in node.names if not node.module)
     return found
 
 
 def test_racing_and_the_ga_share_one_evaluate_step_without_an_import_cycle():
-    evolution = ROOT / "layermap/evolution"
-    assert "evolve" not in _imports(evolution / "racing.py") and "evolve" not in _imports(evolution / "search_state.py")
-    assert "racing" not in _imports(evolution / "search_state.py")
-    source = (evolution / "evolve.py").read_text(encoding="utf-8")
-    assert '== "racing"' not in source and "strategy != \"racing\"" not in source    # evolve has no racing branch
-    assert "search_state" in _imports(evolution / "racing.py")
+    searching = ROOT / "layermap/searching"
+    strategies = searching / "strategies"
+    assert "run" not in _imports(searching / "state.py") and "strategies" not in str(_imports(searching / "state.py"))
+    for module in ("ga.py", "racing.py", "nsga2.py", "enumerate.py"):      # a strategy never reaches back to the run
+        assert not any("run" == m.split(".")[-1] for m in _imports(strategies / module, level=2)), module
+    source = (searching / "run.py").read_text(encoding="utf-8")
+    assert not any(f"strategy {op}" in source for op in ("==", "!=", "in")), "run.py branches on the strategy"
+    assert "state" in _imports(strategies / "racing.py", level=2) and "state" in _imports(strategies / "ga.py", level=2)
+
+
+def test_every_strategy_is_one_object_behind_one_protocol_and_one_registry():
+    from layermap.config import SEARCH_STRATEGIES
+    from layermap.searching.strategies.protocol import Strategy
+    from layermap.searching.strategies.registry import STRATEGIES
+
+    assert set(STRATEGIES) == set(SEARCH_STRATEGIES)
+    assert all(isinstance(cls(), Strategy) for cls in STRATEGIES.values())
 
 
 def test_one_executor_serves_every_seed_set(tmp_path, monkeypatch):
@@ -91,7 +103,7 @@ DRIVER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from layermap.config import load_config
-    from layermap.evolution.evolve import run_search
+    from layermap.searching.run import run_search
     from layermap.study.synthetic import SyntheticEvaluator
     config = load_config(None, sys.argv[4:])
     ev = SyntheticEvaluator(teacher_layers=6, student_layers=3, noise=2.0, noise_dist="gaussian", delay=0.05,

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from layermap.config import ConfigError, load_config
-from layermap.evolution.shaped import (crossover_shaped, is_valid, mutate_shaped, novel_offspring, random_shaped,
+from layermap.searching.shaped_operators import (crossover_shaped, is_valid, mutate_shaped, novel_offspring, random_shaped,
                                        resize_genes)
 from layermap.mapping import CONSTRAINTS
 from layermap.shape import ShapedGenome, ShapeError, ShapeGrid, StudentShape
@@ -137,7 +137,7 @@ def test_a_bad_grid_on_the_command_line_is_one_sentence_and_exit_2(capsys):
 
 
 def test_the_first_population_holds_the_baselines_at_the_anchor_and_uniform_at_other_depths():
-    from layermap.evolution.shaped import initial_shaped
+    from layermap.searching.shaped_operators import initial_shaped
 
     grid = ShapeGrid.resolve(**MINILM)
     anchor = StudentShape(3, 192, 12, 768)

@@ -8,8 +8,9 @@ import sqlite3
 
 import pytest
 
-from layermap.evolution.records import EvaluationRecord, TaskScore
-from layermap.evolution.store import SCHEMA_VERSION, RunInfo, Store, StoreError, open_run, read_run_info, write_run_info
+from layermap.storage.records import EvaluationRecord, TaskScore
+from layermap.storage.store import SCHEMA_VERSION, Store, StoreError
+from layermap.storage.runs import RunInfo, open_run, read_run_info, write_run_info
 
 
 def _warnings(caplog) -> list[str]:
@@ -127,7 +128,7 @@ def test_wal_failure_on_a_network_file_system_falls_back_to_a_rollback_journal(t
     """Issue 9.10: PRAGMA journal_mode=WAL fails over NFS; the store falls back with one warning line."""
     import sqlite3 as sqlite3_mod
 
-    from layermap.evolution import store as store_mod
+    from layermap.storage import store as store_mod
 
     real_connect = sqlite3_mod.connect
 
@@ -254,7 +255,7 @@ def test_claims_are_exclusive_until_released_stale_or_their_owner_is_gone(tmp_pa
     import os
     import time
 
-    import layermap.evolution.store as store_mod
+    from layermap.storage import claims as claims_mod
 
     a, b = "node1:11:run-a", "node2:22:run-b"
     with Store(tmp_path / "s.sqlite") as store:
@@ -282,7 +283,7 @@ def test_claims_are_exclusive_until_released_stale_or_their_owner_is_gone(tmp_pa
         assert store.claim("fp", "7-7-7", "node9:33:run-a") == "claimed"
         assert store.claim("fp", "7-7-7", a) == "claimed"
         dead = subprocess_pid()
-        me = store_mod.claim_owner("run-c")
+        me = claims_mod.claim_owner("run-c")
         assert me.split(":")[1:] == [str(os.getpid()), "run-c"]
         host = me.rsplit(":", 2)[0]
         assert store.claim("fp", "8-8-8", f"{host}:{dead}:run-d") == "claimed"
@@ -305,7 +306,7 @@ def subprocess_pid() -> int:
 def test_the_heartbeat_keeps_claims_live_from_its_own_thread(tmp_path):
     import time
 
-    from layermap.evolution.store import ClaimHeartbeat
+    from layermap.storage.claims import ClaimHeartbeat
 
     with Store(tmp_path / "s.sqlite") as store:
         store.claim("fp", "1-2-3", "h:1:a")
@@ -322,7 +323,7 @@ def test_the_heartbeat_keeps_claims_live_from_its_own_thread(tmp_path):
 def test_json_safe_writes_strict_json_through_dicts_lists_and_tuples():
     import json as _json
 
-    from layermap.evolution.records import json_safe
+    from layermap.storage.records import json_safe
 
     value = {"a": float("nan"), "b": [1.0, float("inf"), (2.0, float("-inf"))], "c": "x", "d": 3}
     assert json_safe(value) == {"a": None, "b": [1.0, None, [2.0, None]], "c": "x", "d": 3}

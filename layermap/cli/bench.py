@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..evolution.records import json_safe
+from ..storage.records import json_safe
 from ..errors import LayermapError
 from ..study.noisy_replay import NOISY_METHODS, format_noisy_report, noisy_replay
 from ..study.replay import METHODS, draw_regret, format_report, load_table, read_store_rows, replay, write_csv

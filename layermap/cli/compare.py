@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from ..final.compare import render_folder, run_compare
+    from ..final.run import render_folder, run_compare
 
     if args.render_only:
         if args.run_dir or args.mappings:
@@ -119,7 +119,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
 def _from_run(args: argparse.Namespace):
     """Settings, mappings (the run's best genomes + the baselines), proxy fitnesses and provenance of a run."""
-    from ..final.compare import plan_from_run
+    from ..final.run import plan_from_run
 
     plan = plan_from_run(args.run_dir, top=args.top, with_baselines=not args.no_baselines)
     return config_from_args(args, base=plan.settings(args.config)), plan.mappings, plan.proxy_fitness, plan.source
@@ -156,15 +156,15 @@ def mapping_files(config, mappings: list[str]):
 def _shared_proxy_fitness(config, mappings) -> dict[str, float]:
     """Proxy fitnesses of the mappings known to the user-wide fitness cache under these proxy settings (if any)."""
     from ..distill.corpus import default_cache_dir
-    from ..evolution.evolve import SHARED_CACHE_NAME
+    from ..searching.run import SHARED_CACHE_NAME
 
     path = default_cache_dir(config.run.cache_dir) / SHARED_CACHE_NAME
     if not path.is_file() or not config.teacher.name or not config.corpus.path:
         return {}
     try:
-        from ..final.compare import resolve_mappings
-        from ..evolution.fitness import ProxyEvaluator
-        from ..evolution.store import Store
+        from ..final.jobs import resolve_mappings
+        from ..evaluators.proxy import ProxyEvaluator
+        from ..storage.store import Store
 
         evaluator = ProxyEvaluator(config)
         genomes = resolve_mappings(mappings, evaluator.student_layers, evaluator.teacher_layers, config.student.init)

@@ -194,8 +194,8 @@ def _add_fitness(sub) -> None:
 def _cmd_fitness(args: argparse.Namespace) -> int:
     from .common import config_from_args
     from ..config import pipeline_check_line
-    from ..evolution.evolve import check_proxy_inputs
-    from ..evolution.fitness import ProxyEvaluator
+    from ..searching.run import check_proxy_inputs
+    from ..evaluators.proxy import ProxyEvaluator
 
     config = config_from_args(args)
     check_proxy_inputs(config)
@@ -218,7 +218,7 @@ def _cmd_fitness(args: argparse.Namespace) -> int:
             d["headroom"] = refs.headroom(scores)
         print(json.dumps(d, indent=2))
         return 0
-    from ..evolution.references import describe, format_headroom, headroom_line, learnt_sentence
+    from ..evaluators.references import describe, format_headroom, headroom_line, learnt_sentence
 
     print(f"mapping {record.genome}   fingerprint {evaluator.fingerprint}")
     if meaning:

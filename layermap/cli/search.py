@@ -99,7 +99,7 @@ def evolve_command(args: argparse.Namespace) -> int:
 
     progress = not args.quiet
     if args.resume:
-        from ..evolution.evolve import CONFIG_NAME, resume_search
+        from ..searching.run import CONFIG_NAME, resume_search
 
         result = resume_search(args.resume, progress=progress, overrides=_resume_overrides(args))
         config = load_config(str(Path(args.resume) / CONFIG_NAME))
@@ -117,10 +117,10 @@ def evolve_command(args: argparse.Namespace) -> int:
             raise LayermapError(f"--out {args.out} already exists and is not empty; {hint}")
         config = _absolute_store_path(config_from_args(args))
         if args.synthetic is None:
-            from ..evolution.evolve import check_proxy_inputs
+            from ..searching.run import check_proxy_inputs
 
             check_proxy_inputs(config)          # before the run folder exists
-        from ..evolution.evolve import run_search
+        from ..searching.run import run_search
 
         result = run_search(config, _new_evaluator(config, args.synthetic), out, progress=progress)
     _print_summary(result)
@@ -181,7 +181,7 @@ def show_command(args: argparse.Namespace) -> int:
                               for name, task in record.tasks.items())
             room = ""
             if result.references is not None:
-                from ..evolution.references import format_headroom
+                from ..evaluators.references import format_headroom
 
                 h = result.references.headroom(record.task_scores)
                 room = f"  headroom {format_headroom(h['mean'])}"
@@ -208,16 +208,16 @@ def _meaning(result: SearchResult):
 
 
 def _not_learnt(refs, top, noise_std) -> str | None:
-    from ..evolution.references import learnt_sentence
+    from ..evaluators.references import learnt_sentence
 
     return learnt_sentence(refs, top[0].fitness if top else None, noise_std)
 
 
 def _show_front(args: argparse.Namespace) -> int:
     """``layermap show`` of an nsga2 run: generations with their hypervolume, then the Pareto front."""
-    from ..evolution.evolve import run_status
+    from ..storage.runs import run_status
     from ..evolution.front import load_front, member_json
-    from ..evolution.references import format_headroom
+    from ..evaluators.references import format_headroom
 
     front = load_front(args.run_dir)
     row = front.row
@@ -301,7 +301,7 @@ def _resume_overrides(args: argparse.Namespace) -> list[str]:
     """The run's settings may change on --resume only where a fitness cannot (RESUMABLE_RUN_KEYS): the
     flags go through the same table as a new run's, and a flag for any other setting is refused."""
     from ..config import format_override
-    from ..evolution.evolve import RESUMABLE_RUN_KEYS
+    from ..searching.run import RESUMABLE_RUN_KEYS
 
     given = [flag for flag in _NEW_RUN_ONLY if getattr(args, flag.lstrip("-"), None) is not None]
     settings = flag_settings_given(args)
@@ -323,10 +323,10 @@ def _absolute_store_path(config):
 
 def _new_evaluator(config, synthetic_teacher_layers: int | None):
     if synthetic_teacher_layers is not None:
-        from ..study.synthetic import SyntheticEvaluator
+        from ..evaluators.synthetic import SyntheticEvaluator
 
         return SyntheticEvaluator(teacher_layers=synthetic_teacher_layers, student_layers=config.student.layers)
-    from ..evolution.fitness import ProxyEvaluator
+    from ..evaluators.proxy import ProxyEvaluator
 
     return ProxyEvaluator(config)
 
@@ -359,7 +359,7 @@ def _print_summary(result: SearchResult) -> None:
 def _print_references(refs, best, best_refs=None) -> None:
     """The yardsticks of a run: the reference rows, the seed noise, each task's validity, the best's headroom (against
     ``best_refs``, the rows of the best's own shape in a joint shape search, where given)."""
-    from ..evolution.references import describe, headroom_line
+    from ..evaluators.references import describe, headroom_line
 
     if refs is None:
         return
@@ -375,7 +375,7 @@ def _print_references(refs, best, best_refs=None) -> None:
 def _verdict_or_not_learnt(verdict, refs, best) -> str:
     """The verdict's sentence, or, when the best (or the teacher) is within noise of the floor, the sentence that the
     students have not learnt and the ranking is noise."""
-    from ..evolution.references import learnt_sentence
+    from ..evaluators.references import learnt_sentence
 
     return learnt_sentence(refs, best.fitness if best else None, verdict.noise_std) or verdict.sentence
 

@@ -24,7 +24,7 @@ def validate_command(args: argparse.Namespace) -> int:
     from proxy_tasks import get_task
 
     from ..config import pipeline_check_line
-    from ..evolution.evolve import check_proxy_inputs
+    from ..searching.run import check_proxy_inputs
     from ..mapping import baselines, space_size
     from ..distill.models import StudentSpec, load_teacher_config
 
@@ -109,8 +109,8 @@ def _check_task_data(tasks: dict, glue_dir: str) -> None:
 def _check_references(config) -> None:
     """Measure (or read from the cache) the reference rows, print them and refuse an invalid proxy task (one sentence,
     exit 2) unless proxy.allow_invalid names it: the same check evolve makes before its first evaluation."""
-    from ..evolution.fitness import ProxyEvaluator
-    from ..evolution.references import describe, ensure_references
+    from ..evaluators.proxy import ProxyEvaluator
+    from ..evaluators.references import describe, ensure_references
 
     print("reference rows (measured once per setting, then cached; the teacher's probe takes a few CPU-minutes):",
           flush=True)

@@ -8,7 +8,7 @@ milliseconds, with the samples.
 
 A latency belongs to the device that measured it, so the cache key is (:func:`device_identity`, shape text,
 :func:`latency_key`: the settings that change a timing, the runtime and the library version).  It lives in the
-store's ``latency`` table (:meth:`layermap.evolution.store.Store.lookup_latency`), apart from accuracy records:
+store's ``latency`` table (:meth:`layermap.storage.store.Store.lookup_latency`), apart from accuracy records:
 an accuracy fingerprint stays shareable across devices, a latency is re-measured on another.
 """
 
@@ -17,9 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -28,6 +25,7 @@ import torch
 from ..config import LatencySettings
 from ..errors import LayermapError
 from ..shape import StudentShape
+from .timing import Latency, random_inputs, time_call  # noqa: F401 - this module's measurements
 
 TORCH_FP32 = "torch-fp32"
 ONNX_INT8 = "onnx-int8"
@@ -37,47 +35,12 @@ class LatencyError(LayermapError):
     """A latency that cannot be measured as asked (e.g. CUDA asked for on a machine without it)."""
 
 
-@dataclass(frozen=True)
-class Latency:
-    """One measurement: the median and inter-quartile range of ``repeats`` timings, in milliseconds."""
-
-    median_ms: float
-    spread_ms: float                   # inter-quartile range (75th - 25th percentile)
-    min_ms: float
-    repeats: int
-    samples_ms: tuple[float, ...] = field(default=(), repr=False)
-
-    def to_dict(self) -> dict:
-        return {"median_ms": self.median_ms, "spread_ms": self.spread_ms, "min_ms": self.min_ms,
-                "repeats": self.repeats, "samples_ms": list(self.samples_ms)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Latency":
-        return cls(float(d["median_ms"]), float(d["spread_ms"]), float(d["min_ms"]), int(d["repeats"]),
-                   tuple(float(x) for x in d.get("samples_ms", ())))
-
-
 class LatencyStore(Protocol):
-    """What :func:`cached_latency` needs of a store (:class:`layermap.evolution.store.Store` has it)."""
+    """What :func:`cached_latency` needs of a store (:class:`layermap.storage.store.Store` has it)."""
 
     def lookup_latency(self, device: str, shape: str, settings: str) -> dict | None: ...
 
     def save_latency(self, device: str, shape: str, settings: str, record: dict) -> None: ...
-
-
-def time_call(fn: Callable[[], object], *, warmup: int, repeats: int, sync: Callable[[], None] = lambda: None) -> Latency:
-    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones (``sync()`` before each clock read)."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        samples.append(1000.0 * (time.perf_counter() - start))
-    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (samples[0],) * 3
-    return Latency(statistics.median(samples), q3 - q1, min(samples), repeats, tuple(samples))
 
 
 def device_identity(device: str = "cpu") -> str:
@@ -116,13 +79,6 @@ def _onnxruntime_version() -> str:
     return onnxruntime.__version__
 
 
-def random_inputs(vocab_size: int, settings: LatencySettings, *, seed: int = 0) -> dict[str, torch.Tensor]:
-    """``input_ids``, ``attention_mask`` (all ones) and ``token_type_ids`` (zeros), each (batch, seq) int64."""
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab_size, (settings.batch_size, settings.seq_len), generator=generator)  # (B, S)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-
-
 def measure_model(model: torch.nn.Module, settings: LatencySettings) -> Latency:
     """The forward latency of ``model`` (a ``transformers`` encoder) under ``settings``; the model is put in eval
     mode on ``settings.device`` and left there."""
@@ -151,12 +107,12 @@ def measure_shape(teacher_config, shape: StudentShape, settings: LatencySettings
 
 def measure_shape_int8(teacher_config, shape: StudentShape, settings: LatencySettings) -> Latency:
     """The latency of a randomly initialised student of ``shape`` exported to ONNX and quantised to int8 by ONNX
-    Runtime's dynamic quantisation (:mod:`layermap.deploy.quantize`; the ``deploy`` extra), run by an ONNX Runtime
+    Runtime's dynamic quantisation (:mod:`layermap.deploy.onnx_runtime`; the ``deploy`` extra), run by an ONNX Runtime
     session with ``settings.threads`` threads on the CPU."""
     import tempfile
 
     from ..distill.models import StudentSpec, build_student
-    from .quantize import export_onnx, measure_session, open_session, quantize_int8, require_onnxruntime
+    from .onnx_runtime import export_onnx, measure_session, open_session, quantize_int8, require_onnxruntime
 
     require_onnxruntime()
     if settings.device != "cpu":

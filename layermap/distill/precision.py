@@ -5,7 +5,7 @@
 * ``bf16``: ``torch.autocast`` to bfloat16 around the forward passes and the losses; weights, gradients and
   the AdamW state stay float32 (no loss scaling is needed with bfloat16's exponent range).
 
-The precision changes fitness values, so it enters the fingerprint (:mod:`layermap.evolution.fitness`).
+The precision changes fitness values, so it enters the fingerprint (:mod:`layermap.evaluators.proxy`).
 """
 
 from __future__ import annotations

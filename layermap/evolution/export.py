@@ -11,9 +11,10 @@ from ..distill.identity import teacher_label
 from ..errors import LayermapError
 from ..extraction import Genome, SplitGenome, gene_sentence, init_layers
 from ..mapping import LayerMapping, format_genes
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from .results import SearchResult, load_result
-from .store import RunRow, open_run
+from ..storage.store import RunRow
+from ..storage.runs import open_run
 
 FORMATS = ("json", "textbrewer")
 ATTENTION_INDEXES = ("hf", "textbrewer-examples")

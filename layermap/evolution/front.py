@@ -1,6 +1,6 @@
 """The Pareto front of an nsga2 run, read back from its store: what ``show``, ``plot`` and ``export --front`` give.
 
-:func:`load_front` reads the last finished generation's checkpoint (:mod:`layermap.evolution.nsga2_search`): the
+:func:`load_front` reads the last finished generation's checkpoint (:mod:`layermap.searching.strategies.nsga2`): the
 objectives, the hypervolume's reference point, the noise-aware front of every genome the run evaluated (ties
 marked) and every evaluated genome's objective values, with the records of the front members (task scores, for the
 headroom recovered where the run has reference rows).  Each member's headroom is read against the reference rows of
@@ -22,11 +22,12 @@ from ..distill.identity import teacher_label
 from ..errors import LayermapError
 from ..mapping import LayerMapping
 from ..shape import StudentShape
-from .records import EvaluationRecord
-from .references import References, references_of
+from ..storage.records import EvaluationRecord
+from ..evaluators.references import References, references_of
 from .results import GenerationStats
-from .shaped_evaluator import shape_and_genes
-from .store import RunRow, open_run
+from ..evaluators.shaped import shape_and_genes
+from ..storage.store import RunRow
+from ..storage.runs import open_run
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..distill.identity import teacher_label
-from .records import EvaluationRecord
+from ..storage.records import EvaluationRecord
 from .results import SearchResult, confirm_seed_sets, final_seed_sets, load_result, run_genome
-from .store import RunRow, open_run
+from ..storage.store import RunRow
+from ..storage.runs import open_run
 from .verdict import Verdict, best_vs_baselines, ranked_records, resolve_noise, verdict_of, within_noise_of_best
 
 
@@ -34,7 +35,7 @@ def run_report(run_dir: str | Path, top: int = 5, noise_std: float | None = None
                noise_std_from: str = "noise_std") -> RunReport:
     """Read the run in ``run_dir``: its ``top`` best genomes and the verdict, with ``noise_std`` as every
     genome's standard error if given, else the run's ``search.noise_std``, else each record's own."""
-    from .evolve import run_status
+    from ..storage.runs import run_status
 
     _, store, row = open_run(run_dir)
     with store:

@@ -1,6 +1,6 @@
 """What a search produced, read back from its store: per-generation statistics and the result.
 
-Written by :mod:`layermap.evolution.evolve` (one ``generations`` row per finished generation, one
+Written by :mod:`layermap.searching.run` (one ``generations`` row per finished generation, one
 ``evaluations`` row per genome) and read here by the search itself, ``layermap show`` and
 ``layermap export``.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 
 from ..extraction import Genome, SplitGenome, is_split
 from ..mapping import LayerMapping
-from .records import EvaluationRecord
-from .references import References, references_of
-from .operators import genome_space
-from .replicates import combined_records, final_pick, racing_pick
-from .store import RunRow, Store
+from ..storage.records import EvaluationRecord
+from ..evaluators.references import References, references_of
+from ..searching.operators import genome_space
+from ..evaluators.replicates import combined_records, final_pick, racing_pick
+from ..storage.store import RunRow, Store
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,11 @@ class SearchResult:
 def load_result(store: Store, row: RunRow, run_dir: str | Path | None = None, wall_time: float = 0.0) -> SearchResult:
     """The result of a run (finished or not) as recorded in its store.
 
-    Each genome's record combines its replicates (:func:`layermap.evolution.replicates.combine`: the mean over
+    Each genome's record combines its replicates (:func:`layermap.evaluators.replicates.combine`: the mean over
     seed sets, with its standard error; a genome evaluated once keeps its record).  The best genome is the
     highest fitness (the earliest on ties), so it exists as soon as one evaluation has finished; for a racing
     run it is the best mean on the race's seed sets among genomes with all of them
-    (:func:`layermap.evolution.replicates.racing_pick`)."""
+    (:func:`layermap.evaluators.replicates.racing_pick`)."""
     gens = store.generations(row.run_id)
     done = [r.record for r in store.run_evaluations(row.run_id) if r.record is not None and r.record.ok]
     memo = combined_records(done, run_noise_std(row.config))
@@ -139,7 +139,7 @@ def confirm_seed_sets(config: dict) -> int:
 
 
 def run_pick(records: list[EvaluationRecord], config: dict) -> EvaluationRecord | None:
-    """The run's answer: for a racing run :func:`layermap.evolution.replicates.racing_pick` on its race's seed sets,
+    """The run's answer: for a racing run :func:`layermap.evaluators.replicates.racing_pick` on its race's seed sets,
     else the best fitness (the earliest on ties)."""
     if (config or {}).get("search", {}).get("strategy") == "racing":
         return racing_pick(records, final_seed_sets(config) - confirm_seed_sets(config))

@@ -13,10 +13,10 @@ from ..errors import LayermapError
 from ..extraction import baseline_texts
 from ..mapping import baseline_names
 from ..stats import OWN_SPREAD_MIN, paired_one_sided, pooled_residual_std, seed_set_shifts
-from .records import EvaluationRecord
-from .replicates import combined_records, racing_pick
+from ..storage.records import EvaluationRecord
+from ..evaluators.replicates import combined_records, racing_pick
 from .results import confirm_seed_sets, final_seed_sets, run_genome, run_noise_std
-from .store import RunRow, Store
+from ..storage.store import RunRow, Store
 
 PAIRED_ALPHA = 0.05     # one-sided level of the paired test of a racing run's answer against the best baseline
 
@@ -64,7 +64,7 @@ def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teac
 
     With ``min_seed_sets`` > 1 (a racing run: ``search.replicate_cap``) of which the last ``confirm`` are the
     confirmation's (``search.confirm_seed_sets``), the best and the baseline are chosen on the race's seed sets
-    ``0 .. min_seed_sets - confirm - 1`` alone (:func:`layermap.evolution.replicates.racing_pick`), and ``paired``
+    ``0 .. min_seed_sets - confirm - 1`` alone (:func:`layermap.evaluators.replicates.racing_pick`), and ``paired``
     holds the one-sided paired test of the best against the baseline (:func:`layermap.stats.paired_one_sided`) on the
     confirmation seed sets only, so the data that chose them never tests them (``confirm = 0``: on every common seed
     set, the data that chose them); ``beyond_noise`` is then ``p < PAIRED_ALPHA``.  ``genome``: the run's
@@ -104,7 +104,7 @@ def best_vs_baselines(records: list[EvaluationRecord], student_layers: int, teac
 
 def pick_best(records: list[EvaluationRecord], min_seed_sets: int = 1, confirm: int = 0) -> EvaluationRecord:
     """The best of ``records`` (sorted best first): for a racing run (``min_seed_sets`` > 1) the racing rule on the
-    race's seed sets (:func:`layermap.evolution.replicates.racing_pick`), else the first."""
+    race's seed sets (:func:`layermap.evaluators.replicates.racing_pick`), else the first."""
     return racing_pick(records, min_seed_sets - confirm) if min_seed_sets > 1 else records[0]
 
 

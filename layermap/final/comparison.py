@@ -22,7 +22,7 @@ Pure functions over finished cells (no training, no I/O except :func:`write_tabl
   keeps the raw ``p``, the adjusted ``p_adjusted``, the verdict the raw p's alone would give
   (``uncorrected_verdict``) and every comparator's test (``comparisons``).  The intervals stay per comparison.
 * loyalty (Xu et al. 2021) compares a student's dev outputs with those of one fixed fine-tuned teacher (the teacher
-  fine-tuned with seed 0, :func:`layermap.final.compare.teacher_outputs`):
+  fine-tuned with seed 0, :func:`layermap.final.jobs.teacher_outputs`):
   label loyalty = % of examples where their predicted classes agree; probability loyalty =
   100 · mean(1 − √JS(p_student, p_teacher)) with the Jensen–Shannon divergence in bits (so in
   [0, 1]); a regression task reports the Pearson correlation (%) with the teacher's scores.
@@ -79,7 +79,7 @@ class Paired:
     p: float | None = None   # two-sided paired t-test, uncorrected
 
 
-def verdict_of(mean: float, p: float | None, alpha: float = ALPHA) -> str:
+def paired_verdict(mean: float, p: float | None, alpha: float = ALPHA) -> str:
     """``better`` / ``worse`` when ``p`` is below ``alpha`` (by the sign of the mean difference), else no
     significant difference."""
     if p is None or p >= alpha or mean == 0:
@@ -118,7 +118,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], reference: str = "
     test = floored_paired_t([float(x) for x in d], minimum_sd)
     half = t_quantile(0.5 + level / 2, test["df"]) * test["stderr"]
     low, high = mean - half, mean + half
-    verdict = BETTER if low > 0 else WORSE if high < 0 else SAME        # the same as verdict_of(mean, p, 1 - level)
+    verdict = BETTER if low > 0 else WORSE if high < 0 else SAME        # the same as paired_verdict(mean, p, 1 - level)
     return Paired(reference, mean, low, high, n, verdict, test["p"])
 
 

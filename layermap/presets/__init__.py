@@ -1,0 +1,1 @@
+"""The shipped settings presets (``smoke``, ``demo``, ``paper``, ``gpu``) as TOML package data; no code, imports nothing."""

@@ -17,11 +17,11 @@ one genome, its *final pick*:
 * ``ga``, ``random``, ``local``, ``aging``: each genome is evaluated once (seed set 0) and the pick is the
   best value seen, which is what these searches report (the GA's hall of fame, the others' incumbent);
   ``local`` and ``aging`` steer by the noisy values too.
-* ``racing``: the shipped ``search.strategy = "racing"`` (:mod:`layermap.evolution.racing`) driven by a noisy
+* ``racing``: the shipped ``search.strategy = "racing"`` (:mod:`layermap.searching.strategies.racing`) driven by a noisy
   :class:`layermap.study.replay.TableEvaluator`, with ``search.noise_std`` set to the noise's std (the
   table's measured seed std for ``seed sets``) unless ``--set`` gives one.  Its evaluations are cut at the
   budget and the pick is the racing rule on what was evaluated by then: the best mean among genomes with
-  the most replicates up to the cap (:func:`layermap.evolution.replicates.final_pick`); the final race the
+  the most replicates up to the cap (:func:`layermap.evaluators.replicates.final_pick`); the final race the
   run would add after its last generation is not given extra budget.
 
 The measure is the *regret* of the pick: the table's best mean minus the pick's mean (0 = the optimum);
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import LayermapError
-from ..evolution.records import EvaluationRecord
-from ..evolution.replicates import racing_pick
+from ..storage.records import EvaluationRecord
+from ..evaluators.replicates import racing_pick
 from ..mapping import format_genes, parse_genes
 from .replay import (METHODS, Genes, Table, TableError, TableEvaluator, aging_evolution, ga_config, gaussian_draw,
                      landscape_stats, local_search, quantile, random_search, SHIFT_KEY)
@@ -234,7 +234,7 @@ def format_noisy_report(result: dict) -> str:
 def _run(table: Table, budget: int, seed: int, overrides: Sequence[str], draw: _Draw) -> list[tuple[str, int, float]]:
     """The real search (``run_search``) against the noisy table; its evaluations ``(genome, seed set, value)`` in
     order, cut at the budget."""
-    from ..evolution.evolve import run_search
+    from ..searching.run import run_search
 
     config = ga_config(table, budget, seed, overrides)
     evaluator = draw.evaluator()
@@ -251,7 +251,7 @@ def _best_seen(log: Sequence[tuple[str, int, float]]) -> Genes:
 
 def _racing_pick(log: Sequence[tuple[str, int, float]], cap: int) -> Genes:
     """The racing rule on the evaluations made: the best mean on the race's seed sets (``0 .. cap - 1``) among genomes
-    with the most of them (:func:`layermap.evolution.replicates.racing_pick`)."""
+    with the most of them (:func:`layermap.evaluators.replicates.racing_pick`)."""
     values: dict[str, dict[int, float]] = {}
     for text, r, value in log:
         values.setdefault(text, {})[r] = value

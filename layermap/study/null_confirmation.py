@@ -4,7 +4,7 @@ and the bias of its seed-set shift estimate.
 Each simulated run has ``genomes`` genomes of equal true fitness (the first ``baselines`` of them baselines) and
 ``cap`` seed sets; the fitness of genome g under seed set r is ``shift_r + e_gr`` with a common shift ``shift_r ~
 N(0, shift_std^2)`` (every genome of seed set r moves alike, as ``proxy.seed + r`` does) and ``e_gr ~ N(0,
-noise^2)``.  The run then does what racing does with its seed sets (:mod:`layermap.evolution.racing`): seed set 0
+noise^2)``.  The run then does what racing does with its seed sets (:mod:`layermap.searching.strategies.racing`): seed set 0
 ranks every genome; every baseline (racing's anchors) and the ``racers`` best are replicated on the race's seed sets
 ``0 .. cap - confirm - 1``; the pick is the best racer by its mean there, the reference the best baseline there.  The
 verdict's one-sided paired test (:func:`layermap.stats.paired_one_sided`, with the run's pooled residual std of the

@@ -6,7 +6,7 @@ seed sets (``results/benchmarks/landscape.csv``, or the SQLite store of a ``sear
 replayed against it without training, the way NAS benchmarks do, and each replay is reduced to its
 *trajectory*: the distinct table genomes in the order the search evaluated them.
 
-* ``ga``      the shipped genetic algorithm itself: :func:`layermap.evolution.evolve.run_search` (its operators,
+* ``ga``      the shipped genetic algorithm itself: :func:`layermap.searching.run.run_search` (its operators,
               selection, novelty rule and elitism) driven by :class:`TableEvaluator`, a table lookup,
               in a temporary folder.  The search settings are the shipped defaults (``--set`` changes
               them), the order constraint is the table's, and the generations are extended until the
@@ -47,13 +47,13 @@ from ..config import Config, ConfigError, digest, parse_override
 from ..errors import LayermapError
 from ..mapping import baselines, format_genes, parse_genes, satisfies
 from ..stats import pearson, spearman_rho
-from ..evolution.records import EvaluationRecord
-from ..evolution.worker import evaluate_each
+from ..storage.records import EvaluationRecord
+from ..executors.protocol import evaluate_each
+from ..searching.novelty import NOVELTY_TRIES, novel
 
 Genes = tuple[int, ...]
 METHODS = ("ga", "random", "local", "aging")
 TARGETS = (("optimum", None), ("top1", 0.01), ("top5", 0.05))
-NOVELTY_TRIES = 50
 
 
 class TableError(LayermapError):
@@ -271,10 +271,7 @@ def aging_evolution(table: Table, budget: int, rng: random.Random, population: i
         if not options:
             child = parent
         else:
-            for _ in range(NOVELTY_TRIES):
-                child = rng.choice(options)
-                if child not in seen:
-                    break
+            child, _ = novel(lambda: rng.choice(options), lambda g: g, seen, NOVELTY_TRIES)
         visit(child)
         pop.append(child)
         pop.popleft()
@@ -403,7 +400,7 @@ def _replace(section, **values):
 
 def ga_search(table: Table, budget: int, seed: int, overrides: Sequence[str] = ()) -> tuple[list[Genes], int]:
     """The real GA (``run_search``) against the table; the trajectory and how many offspring fell outside it."""
-    from ..evolution.evolve import run_search
+    from ..searching.run import run_search
 
     config = ga_config(table, budget, seed, overrides)
     evaluator = TableEvaluator({format_genes(g): v for g, v in table.fitness.items()}, table.teacher_layers,
