@@ -40,7 +40,7 @@ class EvaluationRecord:
     empty / ``None`` for a single replicate.  The standard error covers fine-tuning seeds only: the
     distillation seed is fixed inside a fitness (measure its effect with ``benchmarks/bench_noise.py``).
     ``environment`` says where the record was computed (:func:`environment`): device, GPU name, torch
-    threads, library versions.  It is recorded, not part of the fingerprint (see the README).
+    threads, library versions.  It is recorded, not part of the fingerprint (docs/engine.md, "run.population, distill.precision and the device class").
     ``seed_set`` is the seed set the record was computed under, relative to the run's seeds (seed set r:
     ``distill.seed + r`` and ``proxy.seed + r``; 0 for every record before replicates existed).  A record that
     combines a genome's replicates (:func:`layermap.evaluators.replicates.combine`) has ``fitness`` = their mean,
