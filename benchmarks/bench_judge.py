@@ -43,10 +43,16 @@ def _cells(folder: Path) -> list[dict]:
     return [dict(kind=k, mapping=m, d=d, task=t, s=s, record=json.loads(r)) for k, m, d, t, s, r in rows]
 
 
+def _init_label(folder: Path) -> str:
+    """'random' or 'extracted': the folder's student initialisation, as its table records it."""
+    table = json.loads((folder / "comparison.json").read_text("utf-8"))
+    return "extracted" if table.get("student", {}).get("init") == "teacher" else "random"
+
+
 def _student_name(folder: Path, cell: dict) -> str:
     if cell["kind"] == "teacher":
         return "teacher"
-    label = {"random": "random", "extracted": "extracted"}.get(folder.name, folder.name)
+    label = _init_label(folder)
     return f"{label} {'no distillation' if cell['mapping'] == 'no-distillation' else cell['mapping']}"
 
 
@@ -204,6 +210,18 @@ def distill_seconds(folder: Path) -> float | None:
     return float(np.mean(times)) if times else None
 
 
+def selection_seconds(folder: Path) -> float:
+    """Mean CPU-seconds a student family's rate selection costs (every grid rate on every task; the teacher's left
+    out: later compares read it with --teacher-from)."""
+    with sqlite3.connect(f"file:{folder / 'layermap.sqlite'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT mapping, record FROM cells WHERE status = 'complete' AND kind = 'select' AND "
+                          "mapping != 'teacher'").fetchall()
+    per_family: dict[str, float] = {}
+    for mapping, record in rows:
+        per_family[mapping] = per_family.get(mapping, 0.0) + float(json.loads(record).get("timings", {}).get("total", 0))
+    return float(np.mean(list(per_family.values()))) if per_family else 0.0
+
+
 def units_for(sd: float, target: float, most: int = 200) -> int | None:
     """The fewest verdict units whose detectable difference is at most ``target`` points (None beyond ``most``)."""
     return next((n for n in range(2, most + 1) if detectable_difference(sd, n) <= target), None)
@@ -229,7 +247,8 @@ def folder_resolution(folder: Path, students: dict, home: dict, tasks: list[str]
         seconds = cell_seconds({n: u for n, u in own.items() if n != "teacher"})
         cell = float(np.mean(list(seconds.values()))) if seconds else 0.0
         out["cost_per_cell"] = {str(target): {"units": (n := units_for(cells["sd"], target)), "cpu_seconds_per_mapping":
-                                              None if n is None else (distill_seconds(folder) or 0.0) + n * cell * len(tasks)}
+                                              None if n is None else selection_seconds(folder)
+                                              + (distill_seconds(folder) or 0.0) + n * cell * len(tasks)}
                                 for target in (1.5, 1.0)}
     out["examples"] = example_component(own, home, tasks, draws).get(folder.name)
     if paired:
@@ -242,8 +261,9 @@ def folder_resolution(folder: Path, students: dict, home: dict, tasks: list[str]
         out["unit"] = ("a distillation seed (its mean over the fine-tuning seeds)" if distill_seeds >= 2
                        else "a fine-tuning seed")
         out["unit_cpu_seconds"] = per_unit
+        out["selection_cpu_seconds"] = select = selection_seconds(folder)
         out["cost"] = {str(target): {"units": (n := units_for(paired["sd"], target)),
-                                     "cpu_seconds_per_mapping": None if n is None else n * per_unit}
+                                     "cpu_seconds_per_mapping": None if n is None else select + n * per_unit}
                        for target in (1.5, 1.0)}
     return out
 

@@ -17,7 +17,7 @@ into ``OUT/study.json`` and ``OUT/study.md``, and the figure ``OUT/study.png|svg
 against latency, with each shape's undistilled student and the teacher).
 
     python benchmarks/study_front.py --run results/front-demo/search --final results/front-demo/final \\
-        --baseline results/compare-demo --baseline-mapping 2-4-6 --out results/front-demo
+        --baseline results/compare-demo-2026-12-03 --baseline-mapping 2-4-6 --out results/front-demo
 """
 
 from __future__ import annotations
