@@ -289,6 +289,9 @@ def main(argv=None) -> int:
                          "folder": home[n].name, "cell_seconds": seconds.get(n)} for n, v in sorted(scores.items())},
         "folders": {f.name: folder_resolution(f, students, home, tasks[f], args.draws) for f in folders},
         "split_half": split_half(scores), "split_half_dev": split_half(dev),
+        # within one folder (one regime: the teacher left out), where the students are closer together
+        "split_half_within": {f.name: split_half({n: v for n, v in scores.items() if home[n] == f and n != "teacher"})
+                              for f in folders},
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -332,6 +335,9 @@ def _print(result: dict) -> None:
         return
     print(f"split-half Kendall tau over {len(t['students'])} students: {t['tau']:.2f}"
           + (f" (dev sets: {result['split_half_dev']['tau']:.2f})" if result.get("split_half_dev") else ""))
+    for f, w in result["split_half_within"].items():
+        if w:
+            print(f"  within {f}: Kendall tau {w['tau']:.2f} over {len(w['students'])} students")
 
 
 def _plot(result: dict, path: Path) -> None:
@@ -343,7 +349,9 @@ def _plot(result: dict, path: Path) -> None:
     t = result["split_half"] or {"students": [], "first": [0.0], "second": [0.0], "tau": float("nan")}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     ax = axes[0]
-    ax.scatter(t["first"], t["second"], color="tab:blue")
+    colours = ["black" if n == "teacher" else "tab:orange" if n.startswith("extracted") else "tab:blue"
+               for n in t["students"]]
+    ax.scatter(t["first"], t["second"], color=colours)
     for name, x, y in zip(t["students"], t["first"], t["second"]):
         ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     lo = min(t["first"] + t["second"]) - 1
@@ -365,7 +373,8 @@ def _plot(result: dict, path: Path) -> None:
     ax.set_ylabel("smallest difference detected at 80 % power (points)")
     ax.set_title("Resolution of the final stage")
     ax.legend(fontsize=8)
-    fig.suptitle(f"The judge ({result['scored_on']}); repeatability on {', '.join(result['tasks'])}", fontsize=10)
+    fig.suptitle(f"The judge: scores on {result['scored_on']}; repeatability on {', '.join(result['tasks'])} "
+                 "(blue: random students, orange: teacher-extracted, black: the teacher)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
