@@ -173,6 +173,6 @@ def compare(run_dir_or_mappings, out: str | Path, *, config: Config | str | None
 
 def plot(folder: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the figures of a run folder or a compare folder (PNG and SVG); returns their paths."""
-    from .plots import plot_folder
+    from .plots.folder import plot_folder
 
     return plot_folder(folder, out)

@@ -145,7 +145,7 @@ def test_show_plot_and_export_front_of_a_tiny_synthetic_run(tmp_path, capsys):
 
     assert main(["plot", str(run)]) == 0
     assert (run / "plots" / "front.png").stat().st_size > 0
-    from layermap.plots_front import front_data
+    from layermap.plots.front import front_data
 
     fd = front_data(front)
     assert fd.axis == "params" and fd.x == sorted(fd.x) and len(fd.hypervolume) == 3
@@ -316,7 +316,7 @@ def test_a_front_member_is_read_against_its_own_shape_s_undistilled_student(tmp_
     assert main(["export", str(tmp_path / "run"), "--front", str(tmp_path / "front")]) == 0
     exported = [json.loads(p.read_text())["metadata"] for p in sorted((tmp_path / "front").glob("front-*.json"))]
     assert [e["headroom"] for e in exported] == pytest.approx([x.headroom for x in front.members])
-    from layermap.plots_front import front_data
+    from layermap.plots.front import front_data
 
     fd = front_data(front)
     assert sorted(fd.own_floor) == sorted(x.references.no_distillation.fitness for x in front.members)

@@ -189,7 +189,7 @@ def _print_result(result) -> None:
 
 
 def plot_command(args: argparse.Namespace) -> int:
-    from ..plots import plot_folder
+    from ..plots.folder import plot_folder
 
     files = plot_folder(args.folder, args.output, noise_std=args.noise_std)
     for path in files:

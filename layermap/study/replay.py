@@ -50,6 +50,7 @@ from ..stats import pearson, spearman_rho
 from ..storage.records import EvaluationRecord
 from ..executors.protocol import evaluate_each
 from ..searching.novelty import NOVELTY_TRIES, novel
+from ..plots.study import draw_regret  # noqa: F401  (drawn in plots/study.py; re-exported from its old home)
 
 Genes = tuple[int, ...]
 METHODS = ("ga", "random", "local", "aging")
@@ -602,35 +603,6 @@ def replay(table: Table, *, seeds: int = 20, budget: int | None = None, methods:
     lambda_ = settings.offspring or settings.population
     ga_settings["shipped_evaluations"] = Config().search.population + Config().search.generations * lambda_
     return ReplayResult(table, budget, seeds, trajectories, outside, ga_settings)
-
-
-# -- the regret plot (data extraction above is pure; drawing here) -----------------------------------------
-def draw_regret(result_json: dict, title: str | None = None):
-    """Median anytime regret per method with its interquartile band; returns a matplotlib Figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..plots import PAPER_RC
-
-    with plt.rc_context(PAPER_RC):
-        fig, ax = plt.subplots(figsize=(4.5, 2.8))
-        for method, entry in result_json["methods"].items():
-            med = entry["regret"]["median"]
-            t = list(range(1, len(med) + 1))
-            nan = float("nan")
-            ax.plot(t, [nan if v is None else v for v in med], label=method, lw=1.2)
-            ax.fill_between(t, [nan if v is None else v for v in entry["regret"]["q1"]],
-                            [nan if v is None else v for v in entry["regret"]["q3"]], alpha=0.15)
-        table = result_json["table"]
-        ax.set_xlabel("distinct genomes evaluated")
-        ax.set_ylabel("regret (fitness points below the optimum)")
-        ax.set_title(title or f"{table['genomes']} genomes, {len(table['seed_sets'])} seed set(s), "
-                              f"{result_json['seeds']} replays: median and IQR")
-        ax.legend(frameon=False)
-        fig.tight_layout()
-    return fig
 
 
 def format_report(result: dict) -> str:
