@@ -122,7 +122,7 @@ def export(run, path: str | Path | None = None, format: str = "json", *, attenti
     adaptors in ``<name>.adaptor.py`` beside it.  ``attention_index``: how the attention matches count layers,
     ``"hf"`` (Hugging Face's ``outputs.attentions``, 0-based: entry k-1 is layer k) or ``"textbrewer-examples"``
     (entry k is layer k, as in TextBrewer's examples)."""
-    from .evolution.export import export_run
+    from .exporting.writer import export_run
 
     return export_run(_run_folder(run), path, format, attention_index=attention_index)
 

@@ -107,3 +107,15 @@ def test_old_import_paths_work_with_a_warning(old):
         assert all(hasattr(module, k) for k in public), f"{old} lacks names of {target.__name__}"
         own = [k for k in public if getattr(getattr(target, k), "__module__", None) == target.__name__]
         assert all(getattr(module, k) is getattr(target, k) for k in own), f"{old} gives other objects than {target.__name__}"
+
+
+def test_every_package_ships_in_the_wheel():
+    """pyproject.toml finds the packages instead of listing them, so a package the move adds cannot be left out."""
+    import fnmatch
+    import tomllib
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"]["find"]
+    packages = [".".join(init.parent.relative_to(ROOT).parts)
+                for init in [*(ROOT / "layermap").rglob("__init__.py"), ROOT / "proxy_tasks" / "__init__.py"]]
+    left_out = [p for p in packages if not any(fnmatch.fnmatchcase(p, pattern) for pattern in find["include"])]
+    assert not left_out, f"packages pyproject.toml does not ship: {left_out}"

@@ -20,7 +20,9 @@ from pathlib import Path
 from .common import add_config_args, config_from_args, flag_settings_given
 from ..errors import LayermapError
 from ..evolution.results import SearchResult
-from ..evolution.export import ATTENTION_INDEXES, export_run, record_entry, render_export
+from ..exporting.mapping_json import record_entry
+from ..exporting.textbrewer import ATTENTION_INDEXES
+from ..exporting.writer import export_run, render_export
 from ..evolution.verdict import noise_note, standard_error
 
 
