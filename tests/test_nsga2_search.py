@@ -20,7 +20,7 @@ from layermap.cli.main import main
 from layermap.config import ConfigError, load_config
 from layermap.searching import nsga2
 from layermap.searching.run import resume_search, run_search
-from layermap.evolution.front import load_front
+from layermap.report.front import load_front
 from layermap.storage.store import Store
 from layermap.storage.runs import read_run_info
 from layermap.mapping import LayerMapping, baseline, enumerate_space
@@ -326,7 +326,7 @@ def test_a_front_member_is_read_against_its_own_shape_s_undistilled_student(tmp_
 
 
 def test_a_run_without_per_shape_rows_says_not_measured_and_gets_them_later(tmp_path, capsys):
-    from layermap.evolution import front as front_mod
+    from layermap.report import front as front_mod
 
     config = load_config(None, [*SHAPED, "search.generations=1", "search.population=6", "run.shared_fitness=false"])
     ev = _RowsPerShape(teacher_layers=4, student_layers=2)

@@ -130,7 +130,7 @@ def mapping_files(config, mappings: list[str]):
     file that names a student shape (a front member) sets ``[student]`` to it (every such file must name the same)."""
     import dataclasses
 
-    from ..evolution.front import shape_of_mapping_file
+    from ..exporting.front import shape_of_mapping_file
     from ..extraction import genome_from_json
 
     out, shapes = [], {}

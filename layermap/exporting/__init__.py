@@ -3,6 +3,6 @@ best mapping), ``mapping_json`` (the mapping with its provenance), ``textbrewer`
 provenance beside them and the adaptor module, whose template ``adaptor_template.py`` is a real module shipped as
 package data).  Named ``exporting`` because ``layermap.export`` is the public API's function (docs/architecture.md).
 
-May import a run read back (``evolution.results``, ``report``), ``storage``, ``distill.identity``, the genomes and
+May import a run read back (``report.results``, ``report``), ``storage``, ``distill.identity``, the genomes and
 the top-level modules; never ``final``, ``plots``, ``study`` or ``cli``.
 """

@@ -1,6 +1,6 @@
 """A run's best mapping as JSON with its provenance (``layermap export``, the default format), and a record as
 ``show --json`` and ``export`` give it.  Imports ``storage``, ``extraction``, ``distill.identity`` and a run read
-back (``evolution.results``).
+back (``report.results``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from ..distill.identity import teacher_label
 from ..extraction import gene_sentence
 from ..storage.records import EvaluationRecord
-from ..evolution.results import SearchResult
+from ..report.results import SearchResult
 from ..storage.store import RunRow
 
 def record_entry(record: EvaluationRecord) -> dict:

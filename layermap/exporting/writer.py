@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import LayermapError
 from ..extraction import Genome
-from ..evolution.results import load_result
+from ..report.results import load_result
 from ..storage.runs import open_run
 from .mapping_json import provenance
 from .textbrewer import ATTENTION_INDEXES, textbrewer_files

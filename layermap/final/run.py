@@ -101,7 +101,7 @@ class RunPlan:
 def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = True) -> RunPlan:
     """The run's best ``top`` genomes (+ the four baselines), their proxy fitnesses and its settings."""
     from ..evaluators.replicates import combined_records
-    from ..evolution.results import load_result
+    from ..report.results import load_result
     from ..storage.runs import open_run
 
     if not Path(run_dir).is_dir():

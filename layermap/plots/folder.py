@@ -1,6 +1,6 @@
 """Every figure of a folder (``layermap plot FOLDER``): a run folder's (:mod:`~layermap.plots.search`, or for an nsga2
 run its front, :mod:`~layermap.plots.front`) or a compare folder's (:mod:`~layermap.plots.compare`).  Imports the
-other ``plots`` modules and ``evolution.front`` (is a run an nsga2 run?)."""
+other ``plots`` modules and ``report.front`` (is a run an nsga2 run?)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def plot_folder(folder: str | Path, out: str | Path | None = None, *, noise_std:
     if (folder / "comparison.json").is_file():
         return plot_compare(folder, out)
     if (folder / "run.json").is_file():
-        from ..evolution.front import is_nsga2_run
+        from ..report.front import is_nsga2_run
 
         if noise_std is not None and not (noise_std >= 0 and math.isfinite(noise_std)):
             raise LayermapError(f"--noise-std must be a standard deviation >= 0, got {noise_std}")

@@ -1,6 +1,6 @@
 """The figure of an nsga2 run: its Pareto front and hypervolume curve (``layermap plot RUN_DIR``).
 
-:func:`front_data` reads a :class:`layermap.evolution.front.RunFront` into plain lists (tested); :func:`draw_front`
+:func:`front_data` reads a :class:`layermap.report.front.RunFront` into plain lists (tested); :func:`draw_front`
 draws two panels: fitness against the second objective (latency, params or FLOPs; params when fitness is the only
 objective) with every evaluated genome in grey, the front as a step line with ± 1 standard error bars (ties hollow), the
 fixed-shape baselines (the uniform mapping at each grid depth of the ``[student]`` width) as crosses, the
@@ -8,7 +8,7 @@ teacher's and the ``[student]`` shape's undistilled student's reference rows whe
 front member the undistilled student of its own shape (the floor its headroom is read against); and the
 hypervolume per generation against the stated reference point.
 
-Imports ``plots.style`` and a run's front read back (``evolution.front``).
+Imports ``plots.style`` and a run's front read back (``report.front``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def draw_front(data: FrontData):
 
 def plot_front(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """``RUN_DIR/plots/front.png`` and ``.svg`` of an nsga2 run."""
-    from ..evolution.front import load_front
+    from ..report.front import load_front
 
     out = Path(out) if out else Path(run_dir) / "plots"
     return save_figure(draw_front(front_data(load_front(run_dir))), out, "front")

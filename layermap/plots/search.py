@@ -7,7 +7,7 @@
 * gene-frequency heatmap: per student layer, the share of the population mapping it to each teacher layer (0 = no
   loss), generation by generation.
 
-Imports ``plots.style``, ``plots.mappings``, a run read back (``evolution.results``, ``evolution.verdict``,
+Imports ``plots.style``, ``plots.mappings``, a run read back (``report.results``, ``report.verdict``,
 ``storage.runs``) and the genome helpers.
 """
 
@@ -177,9 +177,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, noise_std: f
     The evolution curve's noise band is each genome's replicate standard error where it has one, else the
     run's ``search.noise_std``; ``noise_std`` (``layermap plot --noise-std``) replaces both for every genome."""
     from ..extraction import baseline_genomes, baseline_texts
-    from ..evolution.results import load_result, run_genome
+    from ..report.results import load_result, run_genome
     from ..storage.runs import open_run
-    from ..evolution.verdict import run_noise_std
+    from ..report.verdict import run_noise_std
 
     if noise_std is not None and not (noise_std >= 0 and math.isfinite(noise_std)):
         raise LayermapError(f"--noise-std must be a standard deviation >= 0, got {noise_std}")
