@@ -20,7 +20,8 @@ from ..storage.records import json_safe
 from ..errors import LayermapError
 from ..study.noisy_replay import NOISY_METHODS, format_noisy_report, noisy_replay
 from ..plots.study import draw_regret
-from ..study.replay import METHODS, format_report, load_table, read_store_rows, replay, write_csv
+from ..study.landscape import load_table, read_store_rows, write_csv
+from ..study.replay import METHODS, format_report, replay
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

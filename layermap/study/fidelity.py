@@ -37,7 +37,7 @@ from ..mapping import format_genes
 from ..stats import kendall_tau, pearson, reliability, spearman_rho
 from ..final.comparison import AVERAGE
 from ..plots.study import draw_fidelity  # noqa: F401  (drawn in plots/study.py; re-exported from its old home)
-from .replay import load_table
+from .landscape import load_table
 
 EXACT_UP_TO = 8
 PERMUTATIONS = 20_000
