@@ -29,7 +29,6 @@ KNOWN_CIRCLES: set[str] = set()
 KNOWN_UPWARD: set[str] = {
 }
 KNOWN_LONG: set[str] = {
-    "layermap.config",
     "layermap.distill.population.distill_population",
 }
 
