@@ -94,7 +94,7 @@ def _ref_std(row: dict, tasks: list[str]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from layermap.evolution.front import load_front
+    from layermap.report.front import load_front
     from layermap.final.comparison import paired_difference, paired_verdict
     from layermap.mapping import format_genes
     from layermap.shape import StudentShape

@@ -29,8 +29,8 @@ _EXPORTS = {
     "Config": "layermap.config", "load_config": "layermap.config",
     "search": "layermap.api", "resume": "layermap.api", "load_result": "layermap.api", "fitness": "layermap.api",
     "compare": "layermap.api", "plot": "layermap.api", "verdict": "layermap.api", "export": "layermap.api",
-    "Verdict": "layermap.evolution.verdict",
-    "SearchResult": "layermap.evolution.results", "EvaluationRecord": "layermap.storage.records", "CompareResult": "layermap.final.run",
+    "Verdict": "layermap.report.verdict",
+    "SearchResult": "layermap.report.results", "EvaluationRecord": "layermap.storage.records", "CompareResult": "layermap.final.run",
     "LayermapError": "layermap.errors", "log_to_stderr": "layermap.logs",
 }
 __all__ = ["__version__", *_EXPORTS]

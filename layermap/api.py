@@ -79,7 +79,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
 
 def load_result(run_dir: str | Path):
     """The :class:`SearchResult` a run folder holds (finished or not)."""
-    from .evolution.results import load_result as _load
+    from .report.results import load_result as _load
     from .storage.runs import open_run
 
     _, store, row = open_run(run_dir)
@@ -88,21 +88,21 @@ def load_result(run_dir: str | Path):
 
 
 def _run_folder(run) -> Path:
-    from .evolution.results import SearchResult
+    from .report.results import SearchResult
 
     return Path(run.run_dir) if isinstance(run, SearchResult) else Path(run)
 
 
 def verdict(run, *, noise_std: float | None = None):
-    """The :class:`~layermap.evolution.verdict.Verdict` on a run (a run folder or a loaded :class:`SearchResult`):
+    """The :class:`~layermap.report.verdict.Verdict` on a run (a run folder or a loaded :class:`SearchResult`):
     its best genome against its best evaluated baseline, the difference, the noise it must exceed, the genomes
     tied with the best, and the sentence ``layermap show`` ends with.  ``noise_std`` (the seed std of one fitness,
     e.g. from ``benchmarks/bench_noise.py``) is used for every genome; by default the run's ``search.noise_std``,
     else each record's own standard error."""
-    from .evolution.results import SearchResult
+    from .report.results import SearchResult
     from .storage.store import Store
     from .storage.runs import open_run
-    from .evolution.verdict import run_verdict
+    from .report.verdict import run_verdict
 
     if isinstance(run, SearchResult):
         store = Store(run.store_path, upgrade=False)
@@ -122,7 +122,7 @@ def export(run, path: str | Path | None = None, format: str = "json", *, attenti
     adaptors in ``<name>.adaptor.py`` beside it.  ``attention_index``: how the attention matches count layers,
     ``"hf"`` (Hugging Face's ``outputs.attentions``, 0-based: entry k-1 is layer k) or ``"textbrewer-examples"``
     (entry k is layer k, as in TextBrewer's examples)."""
-    from .evolution.export import export_run
+    from .exporting.writer import export_run
 
     return export_run(_run_folder(run), path, format, attention_index=attention_index)
 
@@ -173,6 +173,6 @@ def compare(run_dir_or_mappings, out: str | Path, *, config: Config | str | None
 
 def plot(folder: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the figures of a run folder or a compare folder (PNG and SVG); returns their paths."""
-    from .plots import plot_folder
+    from .plots.folder import plot_folder
 
     return plot_folder(folder, out)

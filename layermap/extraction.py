@@ -225,6 +225,14 @@ def require_teacher_init(genome: Genome, init: str, where: str = "mapping") -> G
     return genome
 
 
+def genome_text(genes: Sequence[int], student_layers: int, genome: str = "coupled") -> str:
+    """The text of a search individual's genes: ``2-4-6`` (``search.genome = "coupled"``: M genes), or for a split
+    genome (2M genes: the init part, then the imitation part) ``1-2-3+2-4-6``."""
+    if genome != "split":
+        return format_genes(genes)
+    return f"{format_genes(genes[:student_layers])}{SPLIT}{format_genes(genes[student_layers:])}"
+
+
 def genes_of(text: str) -> tuple[int, ...]:
     """The imitation genes of a genome text (coupled, split or shaped): what each student layer imitates."""
     body = text.split(":", 1)[1] if ":" in text else text

@@ -20,7 +20,7 @@ from layermap.cli.main import main
 from layermap.config import ConfigError, load_config
 from layermap.searching import nsga2
 from layermap.searching.run import resume_search, run_search
-from layermap.evolution.front import load_front
+from layermap.report.front import load_front
 from layermap.storage.store import Store
 from layermap.storage.runs import read_run_info
 from layermap.mapping import LayerMapping, baseline, enumerate_space
@@ -145,7 +145,7 @@ def test_show_plot_and_export_front_of_a_tiny_synthetic_run(tmp_path, capsys):
 
     assert main(["plot", str(run)]) == 0
     assert (run / "plots" / "front.png").stat().st_size > 0
-    from layermap.plots_front import front_data
+    from layermap.plots.front import front_data
 
     fd = front_data(front)
     assert fd.axis == "params" and fd.x == sorted(fd.x) and len(fd.hypervolume) == 3
@@ -316,7 +316,7 @@ def test_a_front_member_is_read_against_its_own_shape_s_undistilled_student(tmp_
     assert main(["export", str(tmp_path / "run"), "--front", str(tmp_path / "front")]) == 0
     exported = [json.loads(p.read_text())["metadata"] for p in sorted((tmp_path / "front").glob("front-*.json"))]
     assert [e["headroom"] for e in exported] == pytest.approx([x.headroom for x in front.members])
-    from layermap.plots_front import front_data
+    from layermap.plots.front import front_data
 
     fd = front_data(front)
     assert sorted(fd.own_floor) == sorted(x.references.no_distillation.fitness for x in front.members)
@@ -326,7 +326,7 @@ def test_a_front_member_is_read_against_its_own_shape_s_undistilled_student(tmp_
 
 
 def test_a_run_without_per_shape_rows_says_not_measured_and_gets_them_later(tmp_path, capsys):
-    from layermap.evolution import front as front_mod
+    from layermap.report import front as front_mod
 
     config = load_config(None, [*SHAPED, "search.generations=1", "search.population=6", "run.shared_fitness=false"])
     ev = _RowsPerShape(teacher_layers=4, student_layers=2)

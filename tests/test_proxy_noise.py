@@ -142,7 +142,7 @@ def _record(genome: str, fitness: float, se: float | None) -> EvaluationRecord:
 
 
 def test_within_noise_of_best_applies_the_stated_rule():
-    from layermap.evolution.verdict import within_noise_of_best
+    from layermap.report.verdict import within_noise_of_best
 
     recs = [_record("1-2-3", 64.0, 0.5), _record("0-0-6", 62.7, 0.5), _record("2-4-6", 62.5, 0.5)]
     # 2 * sqrt(0.5^2 + 0.5^2) = 1.414: 1.3 behind ties, 1.5 behind does not
@@ -275,7 +275,7 @@ def test_fitness_json_prints_the_standard_error(tiny_config_toml, capsys):
 
 # -- the best against the best baseline, with the run's measured noise ---------------------------------
 def test_best_vs_baselines_says_whether_the_lead_exceeds_noise():
-    from layermap.evolution.verdict import baseline_sentence, best_vs_baselines
+    from layermap.report.verdict import baseline_sentence, best_vs_baselines
 
     recs = [_record("2-5-6", 61.2, None), _record("0-0-6", 60.9, None), _record("1-2-3", 58.7, None)]
     tie = best_vs_baselines(recs, 3, 6, noise_std=0.88)

@@ -12,7 +12,7 @@ from layermap.errors import LayermapError
 from layermap.searching.run import run_search
 from layermap.mapping import LayerMapping
 from layermap.cli.search import register
-from layermap.evolution.export import textbrewer_matches
+from layermap.exporting.textbrewer import textbrewer_matches
 from layermap.storage.store import Store
 from layermap.storage.runs import read_run_info
 

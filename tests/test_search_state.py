@@ -21,7 +21,7 @@ from layermap.searching.run import run_search
 from layermap.storage.records import EvaluationRecord
 from layermap.storage.store import Store
 from layermap.storage.runs import open_run, read_run_info
-from layermap.evolution.verdict import verdict_of
+from layermap.report.verdict import verdict_of
 from layermap.mapping import baseline_names
 from layermap.stats import paired_one_sided, pooled_residual_std, seed_set_shifts, shift_adjusted_mean
 from layermap.study.noisy_replay import noisy_replay

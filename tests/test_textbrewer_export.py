@@ -153,9 +153,35 @@ def test_a_student_with_fewer_heads_trains_two_steps_on_head_averaged_attention(
 
 
 def test_the_export_bakes_in_the_runs_head_counts():
-    from layermap.evolution.export import heads_differ
+    from layermap.exporting.textbrewer import heads_differ
 
     def row(teacher_heads, student_heads):
         return type("Row", (), {"description": {"teacher_heads": teacher_heads, "student": {"heads": student_heads}}})()
 
     assert heads_differ(row(12, 4)) is True and heads_differ(row(12, 12)) is False and heads_differ(row(None, 4)) is None
+
+
+def test_the_adaptor_template_is_a_real_module_shipped_as_package_data_and_rendered_settings_are_set():
+    """The adaptor is no string inside the code: ``adaptor_template.py`` parses, runs as a working (hf) adaptor, is
+    package data in pyproject.toml, and the export sets its numbering, head averaging and attention tuple."""
+    import tomllib
+    from importlib import resources
+    from pathlib import Path
+
+    from layermap.exporting.textbrewer import render_adaptor
+    from layermap.mapping import LayerMapping
+
+    template = resources.files("layermap.exporting").joinpath("adaptor_template.py")
+    spec = importlib.util.spec_from_file_location("adaptor_template", str(template))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.ATTENTION_INDEX == "hf" and module.AVERAGE_HEADS is None
+    assert all(callable(getattr(module, name)) for name in ("prepare", "adaptor_T", "adaptor_S", "score_adaptor"))
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text("utf-8"))
+    assert "adaptor_template.py" in pyproject["tool"]["setuptools"]["package-data"]["layermap.exporting"]
+
+    text = render_adaptor(LayerMapping((0, 2, 0, 6), teacher_layers=6), "textbrewer-examples", "t", True)
+    assert text.startswith('"""TextBrewer adaptors for the layer mapping 0-2-0-6 that layermap exported (teacher t).')
+    assert 'ATTENTION_INDEX = "textbrewer-examples"\n' in text and "AVERAGE_HEADS = True " in text
+    assert '"attention": (None,) + tuple(attentions)}' in text and "{MAPPING}" not in text
+    compile(text, "intermediate_matches.adaptor.py", "exec")

@@ -19,7 +19,9 @@ from pathlib import Path
 from ..storage.records import json_safe
 from ..errors import LayermapError
 from ..study.noisy_replay import NOISY_METHODS, format_noisy_report, noisy_replay
-from ..study.replay import METHODS, draw_regret, format_report, load_table, read_store_rows, replay, write_csv
+from ..plots.study import draw_regret
+from ..study.landscape import load_table, read_store_rows, write_csv
+from ..study.replay import METHODS, format_report, replay
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -102,7 +104,8 @@ def landscape_command(args: argparse.Namespace) -> int:
 
 
 def fidelity_command(args: argparse.Namespace) -> int:
-    from ..study.fidelity import draw_fidelity, fidelity, final_scores, format_report, proxy_scores, read_comparison
+    from ..plots.study import draw_fidelity
+    from ..study.fidelity import fidelity, final_scores, format_report, proxy_scores, read_comparison
 
     comparison = read_comparison(args.compare_dir)
     final = final_scores(comparison)

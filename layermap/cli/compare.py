@@ -130,7 +130,7 @@ def mapping_files(config, mappings: list[str]):
     file that names a student shape (a front member) sets ``[student]`` to it (every such file must name the same)."""
     import dataclasses
 
-    from ..evolution.front import shape_of_mapping_file
+    from ..exporting.front import shape_of_mapping_file
     from ..extraction import genome_from_json
 
     out, shapes = [], {}
@@ -189,7 +189,7 @@ def _print_result(result) -> None:
 
 
 def plot_command(args: argparse.Namespace) -> int:
-    from ..plots import plot_folder
+    from ..plots.folder import plot_folder
 
     files = plot_folder(args.folder, args.output, noise_std=args.noise_std)
     for path in files:

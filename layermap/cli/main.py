@@ -89,7 +89,7 @@ def _student_flags_of(args: argparse.Namespace) -> tuple[int, int, int, int]:
     line need ``--student-layers``."""
     import json
 
-    from ..evolution.front import shape_of_mapping_file, student_flags
+    from ..exporting.front import shape_of_mapping_file, student_flags
     from ..extraction import genome_from_json
 
     if not _is_mapping_file(args.mapping):

@@ -19,9 +19,11 @@ from pathlib import Path
 
 from .common import add_config_args, config_from_args, flag_settings_given
 from ..errors import LayermapError
-from ..evolution.results import SearchResult
-from ..evolution.export import ATTENTION_INDEXES, export_run, record_entry, render_export
-from ..evolution.verdict import noise_note, standard_error
+from ..report.results import SearchResult
+from ..exporting.mapping_json import record_entry
+from ..exporting.textbrewer import ATTENTION_INDEXES
+from ..exporting.writer import export_run, render_export
+from ..report.verdict import noise_note, standard_error
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -130,8 +132,8 @@ def evolve_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from ..evolution.front import is_nsga2_run
-    from ..evolution.report import run_report
+    from ..report.front import is_nsga2_run
+    from ..report.show import run_report
 
     if is_nsga2_run(args.run_dir):
         return _show_front(args)
@@ -216,7 +218,8 @@ def _not_learnt(refs, top, noise_std) -> str | None:
 def _show_front(args: argparse.Namespace) -> int:
     """``layermap show`` of an nsga2 run: generations with their hypervolume, then the Pareto front."""
     from ..storage.runs import run_status
-    from ..evolution.front import load_front, member_json
+    from ..exporting.front import member_json
+    from ..report.front import load_front
     from ..evaluators.references import format_headroom
 
     front = load_front(args.run_dir)
@@ -271,7 +274,7 @@ def _flat(entry: dict) -> dict:
 
 def export_command(args: argparse.Namespace) -> int:
     if args.front is not None:
-        from ..evolution.front import export_front
+        from ..exporting.front import export_front
 
         if args.output is not None or args.format != "json":
             raise LayermapError("--front writes one JSON per front member into its folder; give it without -o and --format")

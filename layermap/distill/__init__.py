@@ -8,5 +8,5 @@ device ahead of its steps, the loops' one host read), ``loop`` (the distillation
 ``output`` (a student folder that ``from_pretrained`` loads).
 
 May import the top-level modules (``config``, ``mapping``, ``errors``, ``logs``) and
-``proxy_tasks``; never ``evolution``, ``final``, ``study`` or ``cli``.
+``proxy_tasks``; nothing above (``deploy``, ``storage``, ``searching``, ``final``, ``study``, ``cli``: docs/architecture.md).
 """

@@ -375,7 +375,7 @@ def references_of(store, description: dict, config: dict | None = None, shape_te
     payload = store.lookup_references(fp) if fp else None
     if not payload:
         return None
-    from ..config import _task_noise
+    from ..config.sections import _task_noise
 
     return References.from_json(payload).with_measured_noise(_task_noise(tuple(
         ((config or {}).get("proxy") or {}).get("task_noise") or ())))

@@ -31,7 +31,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -62,8 +62,6 @@ _log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
-
-
 class CompareResult:
     out: Path
     table: dict
@@ -75,8 +73,6 @@ class CompareResult:
 
 
 @dataclass(frozen=True)
-
-
 class RunPlan:
     """What a compare takes from a search's run folder."""
 
@@ -101,7 +97,7 @@ class RunPlan:
 def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = True) -> RunPlan:
     """The run's best ``top`` genomes (+ the four baselines), their proxy fitnesses and its settings."""
     from ..evaluators.replicates import combined_records
-    from ..evolution.results import load_result
+    from ..report.results import load_result
     from ..storage.runs import open_run
 
     if not Path(run_dir).is_dir():
@@ -134,6 +130,165 @@ def plan_from_run(run_dir: str | Path, *, top: int = 1, with_baselines: bool = T
     return RunPlan(dict(row.config), mappings, fitness, source)
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """The store key of each job of one compare: a distillation's is the compare fingerprint, a fine-tuning cell's
+    that fingerprint with its task and task data, a teacher cell's the teacher's own (no student in it), a recipe
+    selection's its family's cell key with the learning rate it tries."""
+
+    fingerprint: str
+    cell_fp: Mapping[str, str]               # task -> a student cell's key
+    teacher_cell_fp: Mapping[str, str]       # task -> a teacher cell's key
+    rates: tuple[float, ...]                 # the recipe's learning-rate grid
+
+    @classmethod
+    def of(cls, config: Config, fingerprint: str, tasks: Sequence[str], data_fp: Mapping[str, str]) -> "_Keys":
+        teacher_fp = teacher_cell_fingerprint(config)
+        return cls(fingerprint, {t: digest([fingerprint, t, data_fp[t]])[:32] for t in tasks},
+                   {t: digest([teacher_fp, t, data_fp[t]])[:32] for t in tasks}, recipe.grid(config))
+
+    def __call__(self, job: Job) -> str:
+        if job.kind == recipe.SELECT:
+            base = self.teacher_cell_fp[job.task] if job.mapping == TEACHER_MAPPING else self.cell_fp[job.task]
+            return recipe.select_fingerprint(base, self.rates[job.seed])
+        if job.kind == TEACHER:
+            return self.teacher_cell_fp[job.task]
+        return self.fingerprint if job.kind == DISTILL else self.cell_fp[job.task]
+
+
+@dataclass
+class _Plan:
+    """One compare's jobs and what is known of them: ``done`` maps each job to its complete cell row (from the store,
+    borrowed, or computed by this invocation), None while it is missing."""
+
+    genomes: list[str]
+    tasks: list[str]
+    units: list[tuple[int, int]]             # (distillation seed, fine-tuning seed)
+    init: str
+    wanted: list[Job]                        # the mappings' fine-tuning cells
+    teacher_jobs: list[Job]
+    reference_jobs: list[Job]                # the undistilled students' cells (compare.references)
+    done: dict = field(default_factory=dict)
+
+    def missing(self) -> list[Job]:
+        return [job for job in self.wanted + self.reference_jobs if self.done[job] is None]
+
+    def teacher_missing(self) -> list[Job]:
+        return [job for job in self.teacher_jobs if self.done[job] is None]
+
+
+def _checked_inputs(config: Config, mappings: Sequence[str], quantize: bool):
+    """Check what a compare needs before any work: the int8 extra, the teacher a student is cut from, the lengths
+    against the teacher's positions, the corpus; -> (teacher config, genomes, tasks, task data fingerprints)."""
+    from proxy_tasks import data_fingerprint, get_task
+
+    from ..distill.corpus import check_source
+    from ..distill.models import load_teacher_config
+
+    if quantize:                                      # before any work: the extra, and a device the int8 runtime runs on
+        from ..deploy.quantize import check_int8_device
+
+        check_int8_device(config.latency)
+    teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
+    check_config_extraction(config, teacher_cfg)        # compare.init = teacher: a student the teacher can be cut into
+    genomes = resolve_mappings(mappings, config.student.layers, int(teacher_cfg.num_hidden_layers),
+                               config.compare.init or config.student.init)
+    tasks = [get_task(t).name for t in config.compare.tasks]
+    max_pos = getattr(teacher_cfg, "max_position_embeddings", None)
+    for key in ("seq_len", "finetune_seq_len"):
+        if max_pos is not None and getattr(config.compare, key) > max_pos:
+            raise CompareError(f"compare.{key} = {getattr(config.compare, key)} exceeds the teacher's "
+                               f"max_position_embeddings ({max_pos}); lower it")
+    check_source(config.corpus.path)
+    return teacher_cfg, genomes, tasks, {t: data_fingerprint(t, config.proxy.glue_dir or None) for t in tasks}
+
+
+def _plan(config: Config, genomes: list[str], tasks: list[str], teacher_finetune: bool, store: Store,
+          keys: _Keys) -> _Plan:
+    """Every job the table needs, each looked up in the store (a teacher cell of a folder from before the teacher's
+    own key under the student cell key)."""
+    init = config.compare.init or config.student.init
+    units = [(d, s) for d in range(config.compare.distill_seeds) for s in range(config.compare.seeds)]
+    refs = config.compare.references
+    teacher_seeds = range(config.compare.seeds) if refs else range(1 if teacher_finetune else 0)
+    plan = _Plan(genomes, tasks, units, init, [Job(FINETUNE, m, d, t, s) for m in genomes for t in tasks for d, s in units],
+                 [Job(TEACHER, TEACHER_MAPPING, 0, t, s) for t in tasks for s in teacher_seeds],
+                 [Job(FINETUNE, name, d, t, s) for name in reference_students(init) for t in tasks
+                  for d, s in units] if refs else [])
+    plan.done = {job: store.lookup_cell(keys(job), job) for job in plan.wanted + plan.teacher_jobs + plan.reference_jobs}
+    for job in plan.teacher_jobs:
+        if plan.done[job] is None:
+            plan.done[job] = store.lookup_cell(keys.cell_fp[job.task], job)
+    return plan
+
+
+def _run_phases(runner: "_Runner", out: Path, plan: _Plan, phase1: list[Job], distill_jobs: list[Job],
+                selection: list[Job], select_missing: list[Job], teacher_missing: list[Job], missing: list[Job],
+                families: list[str], config: Config) -> set:
+    """Phase 1 (distillations, and the teacher's cells unless a recipe is selected), each family's learning rate on
+    the selection split, then phase 2 (the cells); -> the (mapping, distillation seed) students that failed."""
+    done, failed_students = plan.done, set()
+    try:
+        for job, record in runner.run(phase1, prepare_corpus=bool(distill_jobs) and distills(config)):
+            done[job] = record if record["status"] == COMPLETE else None
+            if job.kind == DISTILL and record["status"] != COMPLETE:
+                failed_students.add((job.mapping, job.distill_seed))
+        if selection:                          # each family's learning rate, on the selection split
+            for job, record in runner.run([j for j in select_missing if (j.mapping, 0) not in failed_students],
+                                          prepare_corpus=False):
+                done[job] = record if record["status"] == COMPLETE else None
+            recipe.write_choices(out, recipe.choose_rates(done, families, plan.tasks, recipe.grid(config)))
+        phase2 = ([] if not selection else teacher_missing) + \
+            [job for job in missing if (job.mapping, job.distill_seed) not in failed_students]
+        for job, record in runner.run(phase2, prepare_corpus=False):
+            done[job] = record if record["status"] == COMPLETE else None
+    finally:
+        runner.close()
+    return failed_students
+
+
+def _assemble_table(config: Config, out: Path, plan: _Plan, teacher_cfg, worker: CompareWorker, runner: "_Runner",
+                    missing: list[Job], kinds: Mapping, proxy_fitness: Mapping[str, float] | None,
+                    source: Mapping[str, Any] | None, recipe_from: str | Path | None, fingerprint: str,
+                    clock: float) -> dict:
+    """The comparison table of the cells in ``plan.done``, with its references, headroom, resolution, recipe, dev
+    rows and the run's own entries (teacher, student, budget, cells counted, wall time)."""
+    from ..distill.models import teacher_identity
+
+    done, tasks, teacher_jobs, wanted = plan.done, plan.tasks, plan.teacher_jobs, plan.wanted
+    teacher, ambiguous = teacher_outputs(out, tasks, borrowed=any(
+        (done[job] or {}).get("borrowed_from") for job in teacher_jobs if job.seed == LOYALTY_SEED))
+    cells = _cells(out, wanted, done, teacher if teacher_jobs else {})
+    table = build_table(cells, plan.genomes, tasks, plan.units, kinds=kinds, proxy_fitness=proxy_fitness)
+    if teacher_jobs:
+        table["loyalty_teacher"] = _loyalty_entry(teacher, ambiguous)
+    if config.compare.references:
+        table["references"] = reference_rows(config, tasks, done, teacher_jobs, plan.reference_jobs, worker)
+        table["headroom"] = headroom_rows(table)
+    table["resolution"] = table_resolution(table)
+    table["recipe"] = recipe.recipe_entry(config, out, [TEACHER_MAPPING, *reference_students(plan.init), *plan.genomes])
+    if recipe_from is not None:
+        table["recipe"]["rates_from"] = Path(recipe_from).name
+    if config.compare.score_examples:
+        table["dev"] = dev_rows(config, tasks, done, wanted, teacher_jobs, plan.reference_jobs, worker)
+    computed = sum(1 for job in missing if done[job] is not None)
+    total = len(wanted) + len(plan.reference_jobs)
+    table.update(
+        fingerprint=fingerprint, created=now(), source=dict(source or {}),
+        teacher={"name": teacher_label(config.teacher.name), "layers": int(teacher_cfg.num_hidden_layers),
+                 "identity": teacher_identity(config.teacher.name, config.teacher.revision)},  # no machine path
+        student={"layers": config.student.layers, "hidden_size": config.student.hidden_size or int(teacher_cfg.hidden_size),
+                 "init": worker.init},
+        budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
+        teacher_scores={job.task: done[job]["score"] for job in teacher_jobs if job.seed == 0 and done[job] is not None},
+        teacher_from=_teacher_from_entry([done[job] for job in teacher_jobs]),
+        cells={"computed": computed, "cached": total - len(missing), "failed": len(missing) - computed, "total": total,
+               "distillations": sum(1 for j in runner.finished if j.kind == DISTILL)},
+        wall_time=time.perf_counter() - clock,
+    )
+    return table
+
+
 def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, proxy_fitness: Mapping[str, float] | None = None,
                 source: Mapping[str, Any] | None = None, teacher_finetune: bool = False, progress: bool = True,
                 executor: Executor | None = None, teacher_from: str | Path | None = None,
@@ -150,68 +305,25 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
     exported to ONNX and quantised to int8 (:func:`quantize_students`; the ``deploy`` extra), its int8 columns in the
     table.
 
-    Long because it is the final stage read top to bottom in one place (inputs checked, jobs keyed, cells looked up
-    or borrowed, the recipe selected, the two phases run, the table assembled) and its steps share the keyed maps
-    ``done`` and ``fp_of``; the work itself lives in the modules it calls (jobs, fingerprints, worker, borrow,
-    report, int8)."""
-    from proxy_tasks import data_fingerprint, get_task
-
-    from ..distill.corpus import check_source
-    from ..distill.models import load_teacher_config, teacher_identity
-
+    Read top to bottom: inputs checked (:func:`_checked_inputs`), jobs keyed (:class:`_Keys`) and looked up
+    (:func:`_plan`), cells borrowed, the recipe's selection planned, the phases run (:func:`_run_phases`), the table
+    assembled (:func:`_assemble_table`) and written."""
     clock = time.perf_counter()
-    if quantize:                                      # before any work: the extra, and a device the int8 runtime runs on
-        from ..deploy.quantize import check_int8_device
-
-        check_int8_device(config.latency)
-    teacher_cfg = load_teacher_config(config.teacher.name, config.teacher.revision)
-    check_config_extraction(config, teacher_cfg)        # compare.init = teacher: a student the teacher can be cut into
-    n_layers, m_layers = int(teacher_cfg.num_hidden_layers), config.student.layers
-    init = config.compare.init or config.student.init
-    genomes = resolve_mappings(mappings, m_layers, n_layers, init)
-    tasks = [get_task(t).name for t in config.compare.tasks]
-    max_pos = getattr(teacher_cfg, "max_position_embeddings", None)
-    for key in ("seq_len", "finetune_seq_len"):
-        if max_pos is not None and getattr(config.compare, key) > max_pos:
-            raise CompareError(f"compare.{key} = {getattr(config.compare, key)} exceeds the teacher's "
-                               f"max_position_embeddings ({max_pos}); lower it")
-    check_source(config.corpus.path)
-    data_fp = {t: data_fingerprint(t, config.proxy.glue_dir or None) for t in tasks}
+    teacher_cfg, genomes, tasks, data_fp = _checked_inputs(config, mappings, quantize)
     out = Path(out)
     fingerprint = _claim_folder(out, config, compare_fingerprint(config))
     lock = lock_run(out)
     store = Store(out / STORE_NAME)
     try:
+        n_layers, m_layers = int(teacher_cfg.num_hidden_layers), config.student.layers
         kinds = kinds_of(genomes, {k: "-".join(map(str, g)) for k, g in baselines(m_layers, n_layers).items()})
-        units = [(d, s) for d in range(config.compare.distill_seeds) for s in range(config.compare.seeds)]
-        cell_fp = {t: digest([fingerprint, t, data_fp[t]])[:32] for t in tasks}
-        teacher_fp = teacher_cell_fingerprint(config)
-        teacher_cell_fp = {t: digest([teacher_fp, t, data_fp[t]])[:32] for t in tasks}
-
-        rates = recipe.grid(config)
-
-        def fp_of(job: Job) -> str:
-            if job.kind == recipe.SELECT:
-                base = teacher_cell_fp[job.task] if job.mapping == TEACHER_MAPPING else cell_fp[job.task]
-                return recipe.select_fingerprint(base, rates[job.seed])
-            if job.kind == TEACHER:
-                return teacher_cell_fp[job.task]
-            return fingerprint if job.kind == DISTILL else cell_fp[job.task]
-
-        wanted = [Job(FINETUNE, m, d, t, s) for m in genomes for t in tasks for d, s in units]
-        refs = config.compare.references
-        teacher_seeds = range(config.compare.seeds) if refs else range(1 if teacher_finetune else 0)
-        teacher_jobs = [Job(TEACHER, TEACHER_MAPPING, 0, t, s) for t in tasks for s in teacher_seeds]
-        reference_jobs = [Job(FINETUNE, name, d, t, s) for name in reference_students(init) for t in tasks
-                          for d, s in units] if refs else []
-        done = {job: store.lookup_cell(fp_of(job), job) for job in wanted + teacher_jobs + reference_jobs}
-        for job in teacher_jobs:                   # a folder from before the teacher's own key: its row, under the cell key
-            if done[job] is None:
-                done[job] = store.lookup_cell(cell_fp[job.task], job)
-        borrowed = (_borrow_teacher_cells(Path(teacher_from), store, config, [j for j in teacher_jobs if done[j] is None],
-                                          fp_of, data_fp, out) if teacher_from is not None else {})
+        keys = _Keys.of(config, fingerprint, tasks, data_fp)
+        plan = _plan(config, genomes, tasks, teacher_finetune, store, keys)
+        done, rates = plan.done, keys.rates
+        borrowed = (_borrow_teacher_cells(Path(teacher_from), store, config, plan.teacher_missing(), keys, data_fp, out)
+                    if teacher_from is not None else {})
         done.update(borrowed)
-        missing = [job for job in wanted + reference_jobs if done[job] is None]
+        missing = plan.missing()
         students = list(dict.fromkeys((job.mapping, job.distill_seed) for job in missing if job.mapping not in REFERENCE_STUDENTS))
         distill_jobs = [Job(DISTILL, m, d, "", -1) for m, d in students
                         if not ((student_dir(out, m, d) / "config.json").is_file()
@@ -219,74 +331,32 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
         worker = CompareWorker(config, out, fingerprint)
         for t in tasks:                            # before any work: a training file that cannot spare the held-out splits
             worker._task(t)
-        teacher_missing = [job for job in teacher_jobs if done[job] is None]
+        teacher_missing = plan.teacher_missing()
         families = list(dict.fromkeys([TEACHER_MAPPING] * bool(teacher_missing) + [j.mapping for j in missing]))
         if recipe_from is not None and len(rates) > 1:
             given = _borrow_rates(Path(recipe_from), config, families, tasks)
             recipe.write_choices(out, given)
             families = [f for f in families if f not in given]
         selection = [Job(*job) for job in recipe.select_jobs(families, tasks, rates)]
-        done.update({job: store.lookup_cell(fp_of(job), job) for job in selection})
+        done.update({job: store.lookup_cell(keys(job), job) for job in selection})
         if teacher_from is not None and selection:
             done.update(_borrow_teacher_cells(Path(teacher_from), store, config, [j for j in selection if j.mapping == TEACHER_MAPPING
-                                                                                  and done[j] is None], fp_of, data_fp, out))
+                                                                                  and done[j] is None], keys, data_fp, out))
         phase1 = distill_jobs + ([] if selection else teacher_missing)
         worker.distill_groups = {d: [j.mapping for j in distill_jobs if j.distill_seed == d] for d in {j.distill_seed for j in distill_jobs}}
         select_missing = [job for job in selection if done[job] is None]
-        runner = _Runner(store, fp_of, worker, config, executor, progress,
+        runner = _Runner(store, keys, worker, config, executor, progress,
                          total=len(phase1) + len(select_missing) + len(missing) + (len(teacher_missing) if selection else 0))
-        failed_students = set()
-        try:
-            for job, record in runner.run(phase1, prepare_corpus=bool(distill_jobs) and distills(config)):
-                done[job] = record if record["status"] == COMPLETE else None
-                if job.kind == DISTILL and record["status"] != COMPLETE:
-                    failed_students.add((job.mapping, job.distill_seed))
-            if selection:                          # each family's learning rate, on the selection split
-                for job, record in runner.run([j for j in select_missing if (j.mapping, 0) not in failed_students],
-                                              prepare_corpus=False):
-                    done[job] = record if record["status"] == COMPLETE else None
-                recipe.write_choices(out, recipe.choose_rates(done, families, tasks, rates))
-            phase2 = ([] if not selection else teacher_missing) + \
-                [job for job in missing if (job.mapping, job.distill_seed) not in failed_students]
-            for job, record in runner.run(phase2, prepare_corpus=False):
-                done[job] = record if record["status"] == COMPLETE else None
-        finally:
-            runner.close()
-        teacher, ambiguous = teacher_outputs(out, tasks, borrowed=any(
-            (done[job] or {}).get("borrowed_from") for job in teacher_jobs if job.seed == LOYALTY_SEED))
-        cells = _cells(out, wanted, done, teacher if teacher_jobs else {})
-        table = build_table(cells, genomes, tasks, units, kinds=kinds, proxy_fitness=proxy_fitness)
-        if teacher_jobs:
-            table["loyalty_teacher"] = _loyalty_entry(teacher, ambiguous)
-        if refs:
-            table["references"] = reference_rows(config, tasks, done, teacher_jobs, reference_jobs, worker)
-            table["headroom"] = headroom_rows(table)
-        table["resolution"] = table_resolution(table)
-        table["recipe"] = recipe.recipe_entry(config, out, [TEACHER_MAPPING, *reference_students(init), *genomes])
-        if recipe_from is not None:
-            table["recipe"]["rates_from"] = Path(recipe_from).name
-        if config.compare.score_examples:
-            table["dev"] = dev_rows(config, tasks, done, wanted, teacher_jobs, reference_jobs, worker)
-        computed = sum(1 for job in missing if done[job] is not None)
-        table.update(
-            fingerprint=fingerprint, created=now(), source=dict(source or {}),
-            teacher={"name": teacher_label(config.teacher.name), "layers": n_layers,  # no machine path in a table
-                     "identity": teacher_identity(config.teacher.name, config.teacher.revision)},
-            student={"layers": m_layers, "hidden_size": config.student.hidden_size or int(teacher_cfg.hidden_size),
-                     "init": worker.init},
-            budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
-            teacher_scores={job.task: done[job]["score"] for job in teacher_jobs if job.seed == 0 and done[job] is not None},
-            teacher_from=_teacher_from_entry([done[job] for job in teacher_jobs]),
-            cells={"computed": computed, "cached": len(wanted) + len(reference_jobs) - len(missing),
-                   "failed": len(missing) - computed, "total": len(wanted) + len(reference_jobs),
-                   "distillations": sum(1 for j in runner.finished if j.kind == DISTILL)},
-            wall_time=time.perf_counter() - clock,
-        )
+        failed_students = _run_phases(runner, out, plan, phase1, distill_jobs, selection, select_missing, teacher_missing,
+                                      missing, families, config)
+        table = _assemble_table(config, out, plan, teacher_cfg, worker, runner, missing, kinds, proxy_fitness, source,
+                                recipe_from, fingerprint, clock)
         write_table(out, table, header=_header(table), footer=dev_lines(table))
         if quantize:                                  # after the table: a failure here loses none of it
             _quantize_into(table, config, out, [m for m in genomes if (m, 0) not in failed_students], tasks, progress)
-        return CompareResult(out, table, computed, len(wanted) + len(reference_jobs) - len(missing), len(missing) - computed,
-                             table["cells"]["distillations"], table["wall_time"])
+        cells = table["cells"]
+        return CompareResult(out, table, cells["computed"], cells["cached"], cells["failed"], cells["distillations"],
+                             table["wall_time"])
     finally:
         store.close()
         lock.close()

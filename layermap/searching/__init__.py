@@ -4,7 +4,7 @@ operators), ``shaped_operators`` (a shaped genome's), ``nsga2`` (noise-aware fro
 (offspring new to the run, written once for every strategy) and ``strategies/`` (ga, racing, enumerate, nsga2 behind
 one protocol and one registry).
 
-May import ``evolution`` (its ``results`` and ``front``, to move to ``report/``), ``evaluators``, ``executors``,
+May import ``report`` (a run read back: its result and front), ``evaluators``, ``executors``,
 ``storage``, ``deploy``, ``distill``, ``proxy_tasks`` and the top-level modules; nothing above
 (docs/architecture.md).
 """

@@ -55,7 +55,7 @@ class Point:
 @dataclass(frozen=True)
 class FrontPoint:
     """A point of the noise-aware front as :func:`front` computes it (a run's front read back from its checkpoint is
-    :class:`layermap.evolution.front.FrontMember`)."""
+    :class:`layermap.report.front.FrontMember`)."""
 
     point: Point
     tied: bool          # on the front only because its fitness is within noise of a genome that Pareto-dominates it

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 from typing import Callable, MutableSequence, Sequence
 
 from ..errors import LayermapError
-from ..extraction import SPLIT, SplitGenome, as_split, baseline_texts, parse_genome
-from ..mapping import (LayerMapping, MappingError, baselines, enumerate_space, format_genes, parse_genes, repair,
+from ..extraction import SPLIT, SplitGenome, as_split, baseline_texts, genome_text, parse_genome
+from ..mapping import (LayerMapping, MappingError, baselines, enumerate_space, parse_genes, repair,
                        satisfies, space_size)
 
 Genes = tuple[int, ...]
@@ -179,10 +179,7 @@ class GenomeSpace:
         return self.kind == "split"
 
     def text(self, genes: Sequence[int]) -> str:
-        if not self.split:
-            return format_genes(genes)
-        m = self.student_layers
-        return f"{format_genes(genes[:m])}{SPLIT}{format_genes(genes[m:])}"
+        return genome_text(genes, self.student_layers, self.kind)
 
     def genes(self, text: str) -> Genes:
         """The individual's genes of a genome text (a coupled text in a split search: its split equal, ``u(g)+g``)."""

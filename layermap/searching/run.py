@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 from ..config import Config, ConfigError, dump_toml, load_config, parse_override
 from ..distill.corpus import default_cache_dir
 from ..errors import LayermapError
-from ..evolution.results import SearchResult, load_result
+from ..report.results import SearchResult, load_result
 from ..executors.protocol import Evaluator
 from ..executors.registry import Executor
 from ..storage.claims import ClaimHeartbeat, claim_owner

@@ -77,7 +77,7 @@ class SeedSetEvaluator:
     """The search's worker (:class:`layermap.executors.protocol.Worker`): one for every seed set, a job is ``(genes, seed
     set)``; seed set ``r``'s evaluator (``evaluator.with_seed_set(r)``) is made once per process and kept.  Chunks
     (``run.population``) are evaluated per seed set with ``evaluate_many`` as before
-    (:func:`layermap.evolution.executors.evaluate_chunk_safely`).  Its fingerprint and device class are the run's
+    (:func:`layermap.executors.safety.evaluate_chunk_safely`).  Its fingerprint and device class are the run's
     evaluator's (seed set 0's): every seed set computes on the same device class."""
 
     def __init__(self, evaluator: Evaluator) -> None:

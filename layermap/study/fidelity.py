@@ -36,7 +36,8 @@ from ..errors import LayermapError
 from ..mapping import format_genes
 from ..stats import kendall_tau, pearson, reliability, spearman_rho
 from ..final.comparison import AVERAGE
-from .replay import load_table
+from ..plots.study import draw_fidelity  # noqa: F401  (drawn in plots/study.py; re-exported from its old home)
+from .landscape import load_table
 
 EXACT_UP_TO = 8
 PERMUTATIONS = 20_000
@@ -231,28 +232,3 @@ def format_report(results: Mapping[str, Mapping]) -> str:
         for m in r["mappings"]:
             lines.append(f"  {m['mapping']:<10} {m['proxy']:7.2f}  {m['final']:7.2f}")
     return "\n".join(lines)
-
-
-def draw_fidelity(results: Mapping[str, Mapping], *, title: str | None = None):
-    """Scatter of final score against proxy fitness, one panel per proxy source (error bars: replicate std)."""
-    import matplotlib
-
-    from ..plots import PAPER_RC, WIDTH, _figure
-
-    font = PAPER_RC["font.size"]
-    with matplotlib.rc_context(PAPER_RC):
-        fig = _figure(WIDTH, 2.6)
-        axes = fig.subplots(1, len(results), squeeze=False)[0]
-        for ax, (source, r) in zip(axes, results.items()):
-            for m in r["mappings"]:
-                xerr = statistics.stdev(m["proxy_replicates"]) if len(m["proxy_replicates"]) > 1 else None
-                yerr = statistics.stdev(m["final_replicates"]) if len(m["final_replicates"]) > 1 else None
-                ax.errorbar(m["proxy"], m["final"], xerr=xerr, yerr=yerr, fmt="o", ms=3, lw=0.6, color="0.2", capsize=1.5)
-                ax.annotate(m["mapping"], (m["proxy"], m["final"]), xytext=(2, 2), textcoords="offset points",
-                            fontsize=font - 2)
-            ax.set_xlabel(f"proxy fitness ({Path(str(source)).name})")
-            ax.set_ylabel("final GLUE average")
-            ax.set_title(f"τ = {r['kendall_tau']:+.2f} (p = {r['tau_p_value']:.2f}), n = {r['n']}", fontsize=font)
-        if title:
-            fig.suptitle(title, fontsize=font)
-        return fig

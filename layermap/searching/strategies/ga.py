@@ -19,7 +19,7 @@ import time
 
 from deap import base, creator, tools
 
-from ...evolution.results import GenerationStats
+from ...report.results import GenerationStats
 from ...logs import get_logger
 from ...storage.store import GenerationRow
 from ..novelty import NOVELTY_TRIES, offspring

@@ -32,7 +32,7 @@ Pseudocode (mu = search.population, lambda = search.offspring or mu, G = search.
         front <- the noise-aware front of every genome the run evaluated (ties marked)
         hypervolume <- of that archive's Pareto front up to the reference; checkpoint(gen)
     the reference rows of every front member's shape (its undistilled student; once per shape, cached), which its
-        headroom is read against (:func:`layermap.evolution.front.measure_front_references`)
+        headroom is read against (:func:`layermap.report.front.measure_front_references`)
 
 Each checkpoint holds the population, the generator state, the reference point, the front (genome, objective
 values, standard error, tied, params, flops), every evaluated genome's objective values and which of them are the
@@ -53,7 +53,7 @@ from typing import Any
 
 from ...deploy.cost import objective_costs
 from ...evaluators.shaped import ShapedEvaluator, shape_and_genes
-from ...evolution.results import GenerationStats
+from ...report.results import GenerationStats
 from ...logs import get_logger
 from ...mapping import baseline, baselines, format_genes, parse_genes, repair
 from ...shape import ShapedGenome, ShapeGrid, StudentShape
@@ -231,7 +231,7 @@ def evolve_nsga2(search: SearchState, start: GenerationRow | None) -> None:
         search.seen.update(children)
         population = _survivors(search, space, costs, list(dict.fromkeys(population + children)), mu)
         _checkpoint(search, space, costs, reference, gen, population, evaluated, clock)
-    from ...evolution.front import measure_front_references
+    from ...report.front import measure_front_references
 
     measure_front_references(search.evaluator, [m.point.genome for m in archive_front(search, space, costs)[1]],
                              space.fixed, search.store)

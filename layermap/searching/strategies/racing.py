@@ -36,7 +36,7 @@ Selection, the hall of fame and the checkpointed fitnesses are the shift-adjuste
 the *final race* brings the leader, and the best baseline, to ``R - C`` seed sets (repeating while a newly replicated
 leader loses its lead): the leader is the run's answer (:func:`layermap.evaluators.replicates.racing_pick`).  Then
 the *confirmation* evaluates it and the best baseline under the ``C`` fresh seed sets, and the summary's one-sided
-paired test of the answer against the best baseline uses those seed sets only (``layermap.evolution.verdict``), so
+paired test of the answer against the best baseline uses those seed sets only (``layermap.report.verdict``), so
 the data that chose the two never tests them: under no true difference it rejects at most its nominal 5 %.
 
 The race draws no random numbers and depends only on the records, so a resumed run follows the same trajectory
