@@ -611,7 +611,7 @@ def test_the_recipes_bad_input_is_one_sentence_and_exit_2_before_any_work(compar
     assert not (out / "students").exists()
 
 
-def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare_toml, tmp_path):
+def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare_toml, tmp_path, capsys):
     import torch
     from transformers import AutoModel
 
@@ -625,6 +625,10 @@ def test_no_distillation_compares_teacher_extracted_students_as_they_are(compare
     assert json.loads((student_dir(out, "3-4", 0) / "distill_log.json").read_text())["steps"] == 0
     assert torch.equal(student.encoder.layer[0].attention.self.query.weight, teacher.encoder.layer[2].attention.self.query.weight)
     assert "No distillation: each student is its initialisation" in (out / "comparison.md").read_text()
+    from layermap.cli.compare import _print_result
+
+    _print_result(result)                                  # the closing line names what was done: no distillation
+    assert "2 students saved as initialised (no distillation)" in capsys.readouterr().out
 
 
 def test_recipe_from_takes_another_folders_rates_for_its_families_and_refuses_another_recipe(compare_toml, tmp_path,

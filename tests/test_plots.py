@@ -53,6 +53,9 @@ def test_comparison_data_and_every_drawing_returns_a_figure():
     assert data.reference == "2-4-6" and data.verdicts == ["better", "reference"]
     assert data.labels == ["1-2-6 (given)", "2-4-6 (uniform)"]          # listed with --mappings
     assert comparison_data({**table, "source": {"run_dir": "runs/demo"}}).labels[0] == "1-2-6 (searched)"
+    assert data.score_label == "dev score (%)"                          # no held-out scoring split: the dev sets
+    held_out = comparison_data({**table, "recipe": {"scored_on": "score", "score_examples": 1000}})
+    assert held_out.score_label == "score on the held-out scoring split (%)"   # the judge's recipe reads held-out data
     from matplotlib.figure import Figure
 
     figures = [draw_comparison(data), draw_evolution(evolution_data(GENERATIONS)),

@@ -177,9 +177,11 @@ def _shared_proxy_fitness(config, mappings) -> dict[str, float]:
 
 def _print_result(result) -> None:
     t = result.table
+    distills = bool(t.get("budget", {}).get("max_steps") or t.get("budget", {}).get("epochs"))
     print((Path(result.out) / "comparison.md").read_text("utf-8"))
     print(f"cells: {result.computed} computed, {result.cached} cached, {result.failed} failed; "
-          f"{result.distilled} distillations run; wall time {result.wall_time:.0f}s")
+          f"{result.distilled} {'students saved as initialised (no distillation)' if not distills else 'distillations run'}; "
+          f"wall time {result.wall_time:.0f}s")
     print(f"written: {result.out}/comparison.md, comparison.csv, comparison.json   (layermap plot {result.out})")
     if t["cells"].get("missing"):
         print(f"{t['cells']['missing']} cells of the table are missing from the store; rerun 'layermap compare' with "

@@ -54,6 +54,7 @@ class ComparisonData:
     verdicts: list[str]           # per mapping, on the average
     correction: str = "Holm–Bonferroni"   # what the verdicts are corrected by
     references: dict[str, list[float]] = field(default_factory=dict)   # reference row -> its mean per task (NaN: none)
+    score_label: str = "dev score (%)"   # where the scores were read: the dev sets, or the held-out scoring split
 
 
 
@@ -83,8 +84,10 @@ def comparison_data(table: Mapping) -> ComparisonData:
     names = [get_task(t).glue_dir_name if t != "average" else "average" for t in tasks]
     refs = {name: [nan_list([row.get(t, {}).get("mean")])[0] for t in tasks]
             for name, row in (table.get("references") or {}).items()}
+    scored = (table.get("recipe") or {}).get("scored_on") == "score"
     return ComparisonData(names, mappings, labels, means, stds, table.get("reference"), verdicts,
-                          correction_name(table), references=refs)
+                          correction_name(table), references=refs,
+                          score_label="score on the held-out scoring split (%)" if scored else "dev score (%)")
 
 
 def forest_data(table: Mapping) -> ForestData:
@@ -198,7 +201,7 @@ def draw_comparison(data: ComparisonData):
                       label=f"{name} (reference)")          # one line across each task's group of bars
         ax.set_xticks(x)
         ax.set_xticklabels(data.tasks)
-        ax.set_ylabel("dev score (%)")
+        ax.set_ylabel(data.score_label)
         ax.axvline(t - 1.5, color="0.6", lw=0.6, ls="--")
         top = np.nanmax(data.means + data.stds) if np.isfinite(data.means).any() else 1.0
         low = np.nanmin(data.means - data.stds) if np.isfinite(data.means).any() else 0.0
