@@ -28,9 +28,7 @@ WHY = "Long because"
 KNOWN_CIRCLES: set[str] = set()
 KNOWN_UPWARD: set[str] = {
 }
-KNOWN_LONG: set[str] = {
-    "layermap.distill.population.distill_population",
-}
+KNOWN_LONG: set[str] = set()
 
 
 def _docstring(node: ast.AST) -> str:

@@ -96,7 +96,13 @@ def distill_population(students: Sequence[PreTrainedModel], teacher: TeacherSour
     """Distil ``students[i]`` with ``mappings[i]`` in lockstep, in place; one :class:`StudentResult` per student.
 
     The students must share one config (the same spec); their initial weights may differ (``student.init =
-    teacher`` extracts a different student per mapping)."""
+    teacher`` extracts a different student per mapping).
+
+    Long because it is one vmapped training loop: the per-student loss (``one_student``) closes over the stacked
+    weights, the plan and the loss weights, and the step reads the teacher, runs the students, clips, steps and syncs
+    once per ``sync_every``; cut into helpers, a dozen device tensors would cross their signatures on the hot path,
+    and the bit-for-bit equivalence with :func:`~layermap.distill.loop.distill` (tests/test_population.py) is easier
+    to keep where the whole step reads in one place."""
     if len(students) != len(mappings) or not students:
         raise ValueError(f"{len(students)} students for {len(mappings)} mappings; give one mapping per student")
     device = torch.device(device)
