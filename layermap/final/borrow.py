@@ -14,8 +14,10 @@ from ..config import Config, digest
 from ..versions import library_versions, major_minor
 from ..storage.store import STORE_NAME, Store
 from ..logs import get_logger
+from ..mapping import baseline
 from .fingerprints import _TEACHER_SHAPING, _folder_settings
-from .jobs import CompareError, INFO_NAME, Job, LOYALTY_SEED, _folder_settings_of, _outputs_path, teacher_outputs
+from .jobs import (CompareError, INFO_NAME, Job, LOYALTY_SEED, TRUNCATION, _folder_settings_of, _outputs_path,
+                   teacher_outputs)
 
 _log = get_logger(__name__)
 
@@ -34,11 +36,25 @@ def _borrow_rates(source: Path, config: Config, families: Sequence[str], tasks: 
     if differ:
         raise CompareError(f"--recipe-from {source} chose its rates under another recipe ({', '.join(differ)} "
                            "differ); give a folder with this compare's fine-tuning settings")
-    chosen = recipe.read_choices(source)
+    chosen = _with_truncation_genes(source, recorded, recipe.read_choices(source))
     given = {f: dict(chosen[f]) for f in families if all(t in chosen.get(f, {}) for t in tasks)}
     _log.info(f"learning rates of {len(given)} of {len(families)} student famil{'y' if len(families) == 1 else 'ies'} "
               f"read from {source}")
     return given
+
+
+def _with_truncation_genes(source: Path, recorded: Mapping, chosen: dict) -> dict:
+    """``chosen`` with the source's ``truncation`` family also under its genes (``1-2-3`` for 3 of 6 layers): in a
+    teacher-initialised folder the plain truncation is the bottom-layers extraction, so a folder that distils that
+    genome reads the rate its undistilled self was given (the table records where each rate came from)."""
+    if recorded.get("compare.init") != "teacher" or TRUNCATION not in chosen:
+        return chosen
+    try:
+        table = json.loads((source / "comparison.json").read_text("utf-8"))
+        genes = baseline("bottom", int(table["student"]["layers"]), int(table["teacher"]["layers"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return chosen
+    return {"-".join(map(str, genes)): chosen[TRUNCATION], **chosen}
 
 
 def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequence[Job], fp_of, data_fp: Mapping,
