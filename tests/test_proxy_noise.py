@@ -84,7 +84,7 @@ def test_fingerprint_keeps_old_key_for_defaults_and_changes_with_head_and_repeat
     from layermap.evaluators.proxy_identity import proxy_identity
 
     legacy = {k: getattr(config.proxy, k) for k in config.proxy.__dataclass_fields__
-              if k not in ("glue_dir", "head", "repeats", "probe_pairs", "probe_c", "reference_seed_sets",
+              if k not in ("glue_dir", "head", "repeats", "pooling", "probe_pairs", "probe_c", "reference_seed_sets",
                            "allow_invalid", "task_noise")}
     assert proxy_identity(config.proxy) == legacy           # records made before head/repeats keep their key
     base = ProxyEvaluator(config).fingerprint
@@ -96,6 +96,20 @@ def test_fingerprint_keeps_old_key_for_defaults_and_changes_with_head_and_repeat
     probe_seed = load_config(str(tiny_config_toml), ["proxy.head='probe'", "proxy.seed=4"])
     assert ProxyEvaluator(probe_lr).fingerprint == probe != ProxyEvaluator(probe_seed).fingerprint
     assert digest(legacy)  # sanity: JSON-able
+
+
+def test_the_finetune_heads_pooling_keys_a_fitness_only_when_it_is_mean_and_reaches_the_head(config, tiny_config_toml):
+    from layermap.evaluators.proxy_scoring import finetune_settings
+
+    mean = load_config(str(tiny_config_toml), ["proxy.pooling='mean'"])
+    assert ProxyEvaluator(mean).fingerprint != ProxyEvaluator(config).fingerprint
+    assert finetune_settings(mean).pooling == "mean" and finetune_settings(config).pooling == "cls"
+    probe = ["proxy.head='probe'"]                     # the probe fine-tunes nothing: pooling does not key it
+    assert (ProxyEvaluator(load_config(str(tiny_config_toml), [*probe, "proxy.pooling='mean'"])).fingerprint
+            == ProxyEvaluator(load_config(str(tiny_config_toml), probe)).fingerprint)
+    with pytest.raises(ConfigError, match="proxy.pooling must be 'cls' or 'mean'"):
+        load_config(str(tiny_config_toml), ["proxy.pooling='max'"])
+    assert ProxyEvaluator(mean).evaluate((2, 4)).ok
 
 
 # -- probe head --------------------------------------------------------------------------------

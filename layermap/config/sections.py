@@ -121,6 +121,8 @@ class ProxySettings:
     seed: int = 0
     teacher_cache: bool = True     # reuse the teacher's outputs across genomes
     head: str = "finetune"         # finetune (a copy of the student is fine-tuned per task) | probe (frozen student, linear probe)
+    pooling: str = "cls"           # finetune head: what it reads, cls (first token) | mean (mean of the token states; the
+                                   # judge's, fair to teacher-extracted students)
     repeats: int = 1               # fine-tuning seeds per task (proxy.seed + r); fitness = their mean, with its standard error
     probe_pairs: str = "apart"     # probe head, pair tasks: apart (each sentence alone, [u, v, |u-v|, u*v]) | joint
     probe_c: float = 0.0           # probe head: the logistic regression's C (ridge alpha for stsb); 0 = chosen by
@@ -148,6 +150,8 @@ class ProxySettings:
                 raise ConfigError(f"proxy.{k} must be >= 0 (0 = all), got {getattr(self, k)}")
         if self.head not in PROXY_HEADS:
             raise ConfigError(f"proxy.head must be 'finetune' or 'probe', got {self.head!r}")
+        if self.pooling not in ("cls", "mean"):
+            raise ConfigError(f"proxy.pooling must be 'cls' or 'mean', got {self.pooling!r}")
         if isinstance(self.repeats, bool) or self.repeats < 1:
             raise ConfigError(f"proxy.repeats must be at least 1, got {self.repeats}")
         if self.probe_pairs not in ("apart", "joint"):

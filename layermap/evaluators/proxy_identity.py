@@ -42,15 +42,17 @@ def identity_parts(config: Config, student: dict, device_class: str) -> dict:
 
 
 def proxy_identity(proxy) -> dict:
-    """The proxy settings that change a fitness.  ``head`` and ``repeats`` enter only when they differ
+    """The proxy settings that change a fitness.  ``head``, ``repeats`` and ``pooling`` enter only when they differ
     from the single fine-tuning run every record before them had, so those records keep their key."""
     d = {k: getattr(proxy, k) for k in proxy.__dataclass_fields__ if k not in _NOT_FITNESS}
     if d.get("head") == "finetune":
         del d["head"]
     if d.get("repeats") == 1:
         del d["repeats"]
+    if d.get("pooling") == "cls":
+        del d["pooling"]
     if d.get("head") == "probe":                 # the probe does not fine-tune: its settings do not matter
-        for k in ("epochs", "batch_size", "learning_rate"):    # (seed stays: it draws the task subsamples)
+        for k in ("epochs", "batch_size", "learning_rate", "pooling"):    # (seed stays: it draws the task subsamples)
             d.pop(k, None)
     else:                                        # fine-tuning does not probe
         for k in ("probe_pairs", "probe_c"):

@@ -29,7 +29,7 @@ def finetune_settings(config: Config):
 
     p = config.proxy
     return FinetuneSettings(epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.learning_rate,
-                            max_seq_len=p.seq_len, seed=p.seed)
+                            max_seq_len=p.seq_len, seed=p.seed, pooling=p.pooling)
 
 
 def probe_settings(proxy):
