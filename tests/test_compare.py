@@ -655,7 +655,8 @@ def test_recipe_from_takes_another_folders_rates_for_its_families_and_refuses_an
 def test_recipe_from_an_undistilled_extracted_folder_gives_the_truncation_genome_the_truncations_rate(compare_toml,
                                                                                                      tmp_path):
     """The budget benchmark distils 1-2 (the bottom layers) and must fine-tune it at the rate its undistilled self,
-    the 'truncation' reference row of the 0-step folder, was given: no selection of its own."""
+    the 'truncation' reference row of the 0-step folder, was given: no selection of its own; a split genome reads
+    the rate of the genes it starts from."""
     from layermap.storage.store import Store
     from layermap.final import recipe
 
@@ -667,8 +668,9 @@ def test_recipe_from_an_undistilled_extracted_folder_gives_the_truncation_genome
     assert "truncation" in recipe.read_choices(first)
     second = tmp_path / "steps2"
     config = _config(compare_toml, *extracted, "compare.references=false", "compare.max_steps=2")
-    run_compare(config, ["1-2", "2-4"], second, progress=False, recipe_from=first)
+    run_compare(config, ["1-2", "2-4", "3-4+1-2"], second, progress=False, recipe_from=first)
     assert recipe.read_choices(second)["1-2"] == recipe.read_choices(first)["truncation"]
+    assert recipe.read_choices(second)["3-4+1-2"] == recipe.read_choices(first)["3-4"]   # a split genome: its start's
     with Store(second / "layermap.sqlite") as store:
         selected = {r[0] for r in store._db.execute("SELECT mapping FROM cells WHERE kind = 'select'")}
     assert selected == {"2-4"}                       # 1-2 read the truncation's rate; 2-4 has none in the 0-step folder

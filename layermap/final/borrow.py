@@ -37,10 +37,19 @@ def _borrow_rates(source: Path, config: Config, families: Sequence[str], tasks: 
         raise CompareError(f"--recipe-from {source} chose its rates under another recipe ({', '.join(differ)} "
                            "differ); give a folder with this compare's fine-tuning settings")
     chosen = _with_truncation_genes(source, recorded, recipe.read_choices(source))
-    given = {f: dict(chosen[f]) for f in families if all(t in chosen.get(f, {}) for t in tasks)}
+    given = {f: dict(chosen[_undistilled_self(f, chosen)]) for f in families
+             if all(t in chosen.get(_undistilled_self(f, chosen), {}) for t in tasks)}
     _log.info(f"learning rates of {len(given)} of {len(families)} student famil{'y' if len(families) == 1 else 'ies'} "
               f"read from {source}")
     return given
+
+
+def _undistilled_self(family: str, chosen: Mapping) -> str:
+    """The family whose rate ``family`` reads: its own, else for a split genome (``1-2-3+2-4-6``) the genes it starts
+    from (``1-2-3``), the student it is before distillation."""
+    if family in chosen or "+" not in family:
+        return family
+    return family.split("+", 1)[0]
 
 
 def _with_truncation_genes(source: Path, recorded: Mapping, chosen: dict) -> dict:
