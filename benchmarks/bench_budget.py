@@ -122,12 +122,13 @@ def build(zero: Path, folders: list[Path], task: str) -> dict:
     points = []
     for run in runs:
         for mapping, by_seed in sorted(run["students"].items()):
-            if mapping == "teacher" or mapping not in undistilled:
+            start = mapping.split("+", 1)[0]           # a split genome's undistilled self: the genes it starts from
+            if mapping == "teacher" or start not in undistilled:
                 continue
             points.append({"mapping": mapping, "steps": run["steps"], "lr": run["lr"], "folder": run["folder"],
                            **_summary(by_seed), "dev": _summary(by_seed, "dev")["mean"],
                            "rate": sorted({v["rate"] for v in by_seed.values()}),
-                           "diff_self": _differences(by_seed, undistilled[mapping]),
+                           "starts_from": start, "diff_self": _differences(by_seed, undistilled[start]),
                            "diff_truncation": _differences(by_seed, undistilled[TRUNCATION])})
     tests = {"vs_self": _test(points, "self", "vs_self"), "vs_truncation": _test(points, "truncation", "vs_truncation")}
     zero_points = [{"mapping": m, "steps": 0, "lr": None, **_summary(by), "dev": _summary(by, "dev")["mean"]}
@@ -203,7 +204,7 @@ def plot(result: dict, out: Path) -> list[Path]:
         for i, g in enumerate(genomes):
             for j, lr in enumerate(rates):
                 pts = sorted((p for p in result["points"] if p["mapping"] == g and p["lr"] == lr), key=lambda p: p["steps"])
-                z = zero.get(g)
+                z = zero.get(g.split("+", 1)[0])
                 xs = ([0] if z else []) + [p["steps"] for p in pts]
                 ms = ([z["mean"]] if z else []) + [p["mean"] for p in pts]
                 ss = ([z["std"] or 0] if z else []) + [p["std"] or 0 for p in pts]

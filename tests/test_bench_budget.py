@@ -26,13 +26,16 @@ def test_the_budget_benchmark_reads_each_distilled_genome_against_its_undistille
                                                 "compare.epochs=0"]), ["1-2", "2-4"], zero, progress=False)
     budget = tmp_path / "s2-lr1e-3"
     run_compare(load_config(str(compare_toml), [*EXTRACTED, "compare.references=false", "compare.max_steps=2",
-                                                "compare.learning_rate=1e-3"]), ["1-2", "2-4"], budget,
+                                                "compare.learning_rate=1e-3"]), ["1-2", "2-4", "1-2+2-4"], budget,
                 progress=False, recipe_from=zero)
     out = tmp_path / "out"
     assert bench_budget.main(["--zero", str(zero), "--folders", str(budget), "--out", str(out), "--task", "sst2"]) == 0
     result = json.loads((out / "budget.json").read_text())
     assert result["truncation_genes"] == "1-2"
-    assert {(p["mapping"], p["steps"], p["lr"]) for p in result["points"]} == {("1-2", 2, 1e-3), ("2-4", 2, 1e-3)}
+    assert {(p["mapping"], p["steps"], p["lr"]) for p in result["points"]} == {("1-2", 2, 1e-3), ("2-4", 2, 1e-3),
+                                                                                ("1-2+2-4", 2, 1e-3)}
+    split = next(p for p in result["points"] if p["mapping"] == "1-2+2-4")
+    assert split["starts_from"] == "1-2" and split["diff_truncation"] == split["diff_self"]   # read against its start
     assert set(result["yardsticks"]) == {"teacher", "truncation", "random"}
     for p in result["points"]:
         assert len(p["diff_self"]) == 2 and len(p["diff_truncation"]) == 2      # paired over both fine-tuning seeds
