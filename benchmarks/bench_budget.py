@@ -131,6 +131,10 @@ def build(zero: Path, folders: list[Path], task: str) -> dict:
                            "starts_from": start, "diff_self": _differences(by_seed, undistilled[start]),
                            "diff_truncation": _differences(by_seed, undistilled[TRUNCATION])})
     tests = {"vs_self": _test(points, "self", "vs_self"), "vs_truncation": _test(points, "truncation", "vs_truncation")}
+    budgets = [{"steps": st, "lr": lr, "genomes": sorted({p["mapping"] for p in points if (p["steps"], p["lr"]) == (st, lr)}),
+                "diff_self": [d for p in points if (p["steps"], p["lr"]) == (st, lr) for d in p["diff_self"]]}
+               for st, lr in dict.fromkeys((p["steps"], p["lr"]) for p in points)]
+    tests["overall"] = _test(budgets, "self", "vs_self")
     zero_points = [{"mapping": m, "steps": 0, "lr": None, **_summary(by), "dev": _summary(by, "dev")["mean"]}
                    for m, by in sorted(undistilled.items()) if m not in ("teacher", "random", TRUNCATION)]
     noise, noise_df = _pooled_sd([[v["score"] for v in by.values()]
@@ -142,7 +146,13 @@ def build(zero: Path, folders: list[Path], task: str) -> dict:
     return {"benchmark": "distillation budget of teacher-extracted students (issue 30)", "task": task,
             "zero": zero.name, "truncation_genes": bottom, "yardsticks": yardsticks,
             "seed_noise": {"sd": noise, "df": noise_df}, "zero_points": zero_points, "points": points,
-            "tests": tests, "cpu_seconds_per_1000_steps": cost}
+            "overall": budgets, "tests": tests, "cpu_seconds_per_1000_steps": cost}
+
+
+def _task_name(task: str) -> str:
+    from proxy_tasks.registry import TASKS
+
+    return TASKS[task].glue_dir_name if task in TASKS else task
 
 
 def _fmt(x: float | None, nd: int = 2) -> str:
@@ -151,7 +161,7 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 
 def text(result: dict) -> str:
     y, noise = result["yardsticks"], result["seed_noise"]
-    lines = [f"When distillation pays: teacher-extracted 3-layer students, {result['task'].upper()} scoring split "
+    lines = [f"When distillation pays: teacher-extracted 3-layer students, {_task_name(result['task'])} scoring split "
              f"(the final stage's recipe), mean ± std over fine-tuning seeds.",
              "Yardsticks (undistilled, same recipe): " + ", ".join(
                  f"{k} {_fmt(v['mean'])} ± {_fmt(v['std'])}" for k, v in y.items())
@@ -170,6 +180,15 @@ def text(result: dict) -> str:
             cells += [f"{_fmt(e['mean'])}{ci}", word]
         lines.append(f"| {p['mapping']} | {p['steps']} | {p['lr']:g} | {_fmt(p['mean'])} ± {_fmt(p['std'])} | "
                      f"{_fmt(p['dev'])} | " + " | ".join(cells) + " |")
+    lines += ["", "Over the genomes of a budget (every genome's paired differences from its undistilled self, one test a "
+              "budget, Holm over the budgets):", "",
+              "| steps | lr | genomes | Δ vs undistilled self (95 % CI) | n | verdict |", "|---|---|---|---|---|---|"]
+    for b in result["overall"]:
+        e = b["vs_self"]
+        ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
+        word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
+        lines.append(f"| {b['steps']} | {b['lr']:g} | {', '.join(b['genomes'])} | {_fmt(e['mean'])}{ci} | {e['n']} | "
+                     f"{word} |")
     t = result["tests"]
     lines += ["", f"Tests: paired over the shared fine-tuning seeds, std floored at {MIN_DIFF_SD} points, Holm over "
               f"the {len(result['points'])} points of each question; pooled std of a difference: vs self "
@@ -186,6 +205,7 @@ def plot(result: dict, out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     from matplotlib import rc_context
+    from matplotlib.ticker import NullLocator
 
     from layermap.plots.style import BAR_COLOURS, PAPER_RC, WIDTH, figure, save_figure
 
@@ -194,7 +214,7 @@ def plot(result: dict, out: Path) -> list[Path]:
     zero = {z["mapping"]: z for z in result["zero_points"]}
     y = result["yardsticks"]
     with rc_context(PAPER_RC):
-        fig = figure(WIDTH * 0.62, 2.6)
+        fig = figure(WIDTH, 3.0)
         ax = fig.add_subplot(1, 1, 1)
         for name, style in (("teacher", ("k", "--")), (TRUNCATION, ("#555555", ":")), ("random", ("#999999", "-."))):
             if name in y and y[name]["mean"] is not None:
@@ -217,11 +237,13 @@ def plot(result: dict, out: Path) -> list[Path]:
         ax.set_xticks(steps)
         ax.set_xticklabels([str(s) for s in steps])
         ax.set_xlabel("task-agnostic distillation steps (batch 32, 64 tokens)")
-        ax.set_ylabel(f"{result['task'].upper()} accuracy, held-out scoring split (%)")
+        ax.set_ylabel(f"{_task_name(result['task'])} accuracy, held-out scoring split (%)")
         noise = result["seed_noise"]["sd"]
-        ax.set_title(f"Extracted 3 × 384 students: distil, or keep the layers? (error bars: seed std; "
-                     f"seed noise {noise:.2f})" if noise else "Extracted 3 × 384 students")
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        ax.set_title("Teacher-extracted students: distil, or keep the layers?")
+
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title_fontsize=7,
+                  title=f"error bars: std over fine-tuning seeds\n(seed noise of one fine-tuning {noise:.2f})")
         return save_figure(fig, out, "budget")
 
 
