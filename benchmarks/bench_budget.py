@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from layermap.final.borrow import truncation_genes, undistilled_self  # noqa: E402
 from layermap.final.resolution import detectable_difference  # noqa: E402
 from layermap.stats import MIN_DIFF_SD, floored_paired_t, holm, sample_var  # noqa: E402
 
@@ -56,9 +57,9 @@ def read_folder(folder: Path, task: str) -> dict:
     s = _settings(folder)
     steps = int(s.get("compare.max_steps") or 0)
     students: dict[str, dict[int, dict]] = {}
-    for kind, mapping, _d, t, seed, score, record, _wall in _rows(folder, ("finetune", "teacher")):
-        if t != task or score is None:
-            continue
+    for kind, mapping, d, t, seed, score, record, _wall in _rows(folder, ("finetune", "teacher")):
+        if t != task or score is None or d != 0:   # distillation seed 0: the one student per genome the script
+            continue                                # pairs by fine-tuning seed (extract_final.py reads several)
         rec = json.loads(record)
         students.setdefault("teacher" if kind == "teacher" else mapping, {})[int(seed)] = {
             "score": float(score), "dev": rec.get("dev_score"), "rate": rec.get("learning_rate")}
@@ -91,13 +92,13 @@ def _test(points: list[dict], against: str, label: str) -> dict:
     tests = [floored_paired_t(d) if len(d) >= 2 else None for d in diffs]
     adjusted = holm([t["p"] if t else None for t in tests])
     sd, df = _pooled_sd([d for d in diffs if len(d) >= 2])
+    from scipy.stats import t as student
+
     for p, d, t, q in zip(points, diffs, tests, adjusted):
         n = len(d)
         entry = {"mean": float(np.mean(d)) if d else None, "n": n, "p_holm": q,
                  "detectable": detectable_difference(max(sd or 0.0, MIN_DIFF_SD), n) if n >= 2 else None}
         if t is not None:
-            from scipy.stats import t as student
-
             half = float(student.ppf(0.975, t["df"]) * t["stderr"])
             entry["ci"] = [t["mean"] - half, t["mean"] + half]
         entry["verdict"] = (("pays" if entry["mean"] > 0 else "costs") if q is not None and q < ALPHA
@@ -112,17 +113,15 @@ def build(zero: Path, folders: list[Path], task: str) -> dict:
     if TRUNCATION not in undistilled:
         raise SystemExit(f"{zero} has no truncation reference row on {task}; make it with bench_judge.sh "
                          "(compare.init = teacher, compare.references = true)")
-    truncation_genes = json.loads((zero / "comparison.json").read_text("utf-8"))
-    layers, t_layers = truncation_genes["student"]["layers"], truncation_genes["teacher"]["layers"]
-    from layermap.mapping import baseline
-
-    bottom = "-".join(map(str, baseline("bottom", layers, t_layers)))
+    bottom = truncation_genes(zero)
+    if bottom is None:
+        raise SystemExit(f"{zero} is not a compare folder of teacher-initialised students (compare.init = teacher)")
     undistilled.setdefault(bottom, undistilled[TRUNCATION])
     runs = sorted((read_folder(f, task) for f in folders), key=lambda r: (r["steps"], r["lr"] or 0))
     points = []
     for run in runs:
         for mapping, by_seed in sorted(run["students"].items()):
-            start = mapping.split("+", 1)[0]           # a split genome's undistilled self: the genes it starts from
+            start = undistilled_self(mapping, undistilled)   # a split genome's: the genes it starts from
             if mapping == "teacher" or start not in undistilled:
                 continue
             points.append({"mapping": mapping, "steps": run["steps"], "lr": run["lr"], "folder": run["folder"],

@@ -674,3 +674,27 @@ def test_recipe_from_an_undistilled_extracted_folder_gives_the_truncation_genome
     with Store(second / "layermap.sqlite") as store:
         selected = {r[0] for r in store._db.execute("SELECT mapping FROM cells WHERE kind = 'select'")}
     assert selected == {"2-4"}                       # 1-2 read the truncation's rate; 2-4 has none in the 0-step folder
+
+
+def test_recipe_from_reads_one_folder_a_task_the_first_given_winning(compare_toml, tmp_path):
+    """Deliver 4 of issue 30 judges distilled students on two tasks whose undistilled selves were judged in two
+    folders (one a task): --recipe-from is repeatable, a family's rate per task is taken from the first folder that
+    has it, and a family lacking a task in every folder is selected here."""
+    from layermap.storage.store import Store
+    from layermap.final import recipe
+
+    base = (*JUDGE[:-1], "compare.references=false")
+    sst2, rte = tmp_path / "sst2", tmp_path / "rte"
+    run_compare(_config(compare_toml, *base, "compare.tasks=['sst2']"), ["2-4", "1-2"], sst2, progress=False)
+    run_compare(_config(compare_toml, *base, "compare.tasks=['rte']"), ["2-4"], rte, progress=False)
+    recipe.write_choices(rte, {"2-4": {"sst2": 0.5}})           # a clash: the first folder given wins
+    both = tmp_path / "both"
+    run_compare(_config(compare_toml, *base, "compare.tasks=['sst2', 'rte']", "compare.max_steps=2"), ["2-4", "1-2"],
+                both, progress=False, recipe_from=[sst2, rte])
+    chosen = recipe.read_choices(both)
+    assert chosen["2-4"] == {"sst2": recipe.read_choices(sst2)["2-4"]["sst2"],
+                             "rte": recipe.read_choices(rte)["2-4"]["rte"]}
+    with Store(both / "layermap.sqlite") as store:
+        selected = {r[0] for r in store._db.execute("SELECT mapping FROM cells WHERE kind = 'select'")}
+    assert selected == {"1-2"}                      # 1-2 has no rte rate in either folder: selected here
+    assert json.loads((both / "comparison.json").read_text())["recipe"]["rates_from"] == "sst2, rte"

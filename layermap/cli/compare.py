@@ -45,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--glue-dir", default=None, help="local GLUE folder in the standard layout (proxy.glue_dir; default: the hub)")
     p.add_argument("--teacher-finetune", action="store_true",
                    help="also fine-tune the teacher once per task (seed 0) and report each student's loyalty to it")
-    p.add_argument("--recipe-from", default=None, metavar="DIR",
+    p.add_argument("--recipe-from", action="append", default=None, metavar="DIR",
                    help="take the learning rates another compare folder of the same fine-tuning recipe chose, for the "
-                        "student families it has (e.g. the same extracted students before distillation)")
+                        "student families it has (e.g. the same extracted students before distillation); repeatable "
+                        "(one folder a task; the first given wins)")
     p.add_argument("--teacher-from", default=None, metavar="DIR",
                    help="another compare folder with the same teacher and fine-tuning settings: read the teacher row's "
                         "fine-tuning cells from it instead of fine-tuning the teacher again")

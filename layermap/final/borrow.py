@@ -22,10 +22,29 @@ from .jobs import (CompareError, INFO_NAME, Job, LOYALTY_SEED, TRUNCATION, _fold
 _log = get_logger(__name__)
 
 
-def _borrow_rates(source: Path, config: Config, families: Sequence[str], tasks: Sequence[str]) -> dict:
-    """family -> task -> rate chosen in compare folder ``source`` (``--recipe-from``), for the families that have a
-    rate there for every task.  ``source`` must have been made with this fine-tuning recipe (the teacher, the task
-    data sizes, ``finetune_*`` and the recipe keys); else one sentence."""
+def _borrow_rates(sources: Sequence[Path], config: Config, families: Sequence[str], tasks: Sequence[str]) -> dict:
+    """family -> task -> rate chosen in the compare folders ``sources`` (``--recipe-from``, repeatable: e.g. the same
+    undistilled students judged on SST-2 in one folder and on MRPC in another), for the families that have a rate
+    for every task among them; where two folders chose a rate for one family and task, the first given wins.  Each
+    source must have been made with this fine-tuning recipe (the teacher, the task data sizes, ``finetune_*`` and the
+    recipe keys); else one sentence."""
+    merged: dict[str, dict[str, float]] = {}
+    for source in sources:
+        for family, by_task in _rates_of(Path(source), config).items():
+            for task, rate in by_task.items():
+                merged.setdefault(family, {}).setdefault(task, rate)
+    given = {f: dict(merged[undistilled_self(f, merged)]) for f in families
+             if all(t in merged.get(undistilled_self(f, merged), {}) for t in tasks)}
+    names = ", ".join(str(s) for s in sources)
+    _log.info(f"learning rates of {len(given)} of {len(families)} student famil{'y' if len(families) == 1 else 'ies'} "
+              f"read from {names}")
+    return given
+
+
+def _rates_of(source: Path, config: Config) -> dict:
+    """family -> task -> rate that compare folder ``source`` chose (the bottom-layers genome also under the truncation
+    row's rate, :func:`_with_truncation_genes`); one sentence where it is not such a folder or chose under another
+    recipe."""
     recorded = _folder_settings_of(source)
     if not recorded or not (source / recipe.RECIPE_NAME).is_file():
         raise CompareError(f"--recipe-from {source} is not a compare folder that chose learning rates (no {INFO_NAME} "
@@ -36,34 +55,39 @@ def _borrow_rates(source: Path, config: Config, families: Sequence[str], tasks: 
     if differ:
         raise CompareError(f"--recipe-from {source} chose its rates under another recipe ({', '.join(differ)} "
                            "differ); give a folder with this compare's fine-tuning settings")
-    chosen = _with_truncation_genes(source, recorded, recipe.read_choices(source))
-    given = {f: dict(chosen[_undistilled_self(f, chosen)]) for f in families
-             if all(t in chosen.get(_undistilled_self(f, chosen), {}) for t in tasks)}
-    _log.info(f"learning rates of {len(given)} of {len(families)} student famil{'y' if len(families) == 1 else 'ies'} "
-              f"read from {source}")
-    return given
+    return _with_truncation_genes(source, recorded, recipe.read_choices(source))
 
 
-def _undistilled_self(family: str, chosen: Mapping) -> str:
-    """The family whose rate ``family`` reads: its own, else for a split genome (``1-2-3+2-4-6``) the genes it starts
-    from (``1-2-3``), the student it is before distillation."""
-    if family in chosen or "+" not in family:
+def undistilled_self(family: str, known) -> str:
+    """The family whose rate (and undistilled score) ``family`` reads among ``known``: its own, else for a split genome
+    (``1-2-3+2-4-6``) the genes it starts from (``1-2-3``), the student it is before distillation."""
+    if family in known or "+" not in family:
         return family
     return family.split("+", 1)[0]
+
+
+
+def truncation_genes(folder: Path) -> str | None:
+    """The genes of the plain truncation (the bottom layers, ``1-2-3`` for 3 of 6) of a teacher-initialised compare
+    folder: the genome its ``truncation`` reference row is; None for a folder of random students or one without a
+    table."""
+    try:
+        table = json.loads((Path(folder) / "comparison.json").read_text("utf-8"))
+        if table["student"].get("init") != "teacher":
+            return None
+        return "-".join(map(str, baseline("bottom", int(table["student"]["layers"]), int(table["teacher"]["layers"]))))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _with_truncation_genes(source: Path, recorded: Mapping, chosen: dict) -> dict:
     """``chosen`` with the source's ``truncation`` family also under its genes (``1-2-3`` for 3 of 6 layers): in a
     teacher-initialised folder the plain truncation is the bottom-layers extraction, so a folder that distils that
     genome reads the rate its undistilled self was given (the table records where each rate came from)."""
-    if recorded.get("compare.init") != "teacher" or TRUNCATION not in chosen:
+    genes = truncation_genes(source) if recorded.get("compare.init") == "teacher" else None
+    if genes is None or TRUNCATION not in chosen:
         return chosen
-    try:
-        table = json.loads((source / "comparison.json").read_text("utf-8"))
-        genes = baseline("bottom", int(table["student"]["layers"]), int(table["teacher"]["layers"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return chosen
-    return {"-".join(map(str, genes)): chosen[TRUNCATION], **chosen}
+    return {genes: chosen[TRUNCATION], **chosen}
 
 
 def _borrow_teacher_cells(source: Path, store: Store, config: Config, jobs: Sequence[Job], fp_of, data_fp: Mapping,

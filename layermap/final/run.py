@@ -249,7 +249,7 @@ def _run_phases(runner: "_Runner", out: Path, plan: _Plan, phase1: list[Job], di
 
 def _assemble_table(config: Config, out: Path, plan: _Plan, teacher_cfg, worker: CompareWorker, runner: "_Runner",
                     missing: list[Job], kinds: Mapping, proxy_fitness: Mapping[str, float] | None,
-                    source: Mapping[str, Any] | None, recipe_from: str | Path | None, fingerprint: str,
+                    source: Mapping[str, Any] | None, recipe_from: Sequence[Path], fingerprint: str,
                     clock: float) -> dict:
     """The comparison table of the cells in ``plan.done``, with its references, headroom, resolution, recipe, dev
     rows and the run's own entries (teacher, student, budget, cells counted, wall time)."""
@@ -267,8 +267,8 @@ def _assemble_table(config: Config, out: Path, plan: _Plan, teacher_cfg, worker:
         table["headroom"] = headroom_rows(table)
     table["resolution"] = table_resolution(table)
     table["recipe"] = recipe.recipe_entry(config, out, [TEACHER_MAPPING, *reference_students(plan.init), *plan.genomes])
-    if recipe_from is not None:
-        table["recipe"]["rates_from"] = Path(recipe_from).name
+    if recipe_from:
+        table["recipe"]["rates_from"] = ", ".join(Path(f).name for f in recipe_from)
     if config.compare.score_examples:
         table["dev"] = dev_rows(config, tasks, done, wanted, teacher_jobs, plan.reference_jobs, worker)
     computed = sum(1 for job in missing if done[job] is not None)
@@ -292,12 +292,12 @@ def _assemble_table(config: Config, out: Path, plan: _Plan, teacher_cfg, worker:
 def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, proxy_fitness: Mapping[str, float] | None = None,
                 source: Mapping[str, Any] | None = None, teacher_finetune: bool = False, progress: bool = True,
                 executor: Executor | None = None, teacher_from: str | Path | None = None,
-                quantize: bool = False, recipe_from: str | Path | None = None) -> CompareResult:
+                quantize: bool = False, recipe_from: str | Path | Sequence[str | Path] | None = None) -> CompareResult:
     """Compare ``mappings`` (genome texts or baseline names) at the ``[compare]`` budget in folder ``out``.
 
-    ``recipe_from``: another compare folder of the same fine-tuning recipe whose chosen learning rates
-    (``recipe.json``) are taken for the families it has (e.g. the same extracted students before distillation),
-    so only the others are selected here (:func:`_borrow_rates`).
+    ``recipe_from``: another compare folder (or several, the first given winning) of the same fine-tuning recipe whose
+    chosen learning rates (``recipe.json``) are taken for the families they have (e.g. the same extracted students
+    before distillation, one folder a task), so only the others are selected here (:func:`_borrow_rates`).
 
     ``teacher_from``: another compare folder whose teacher fine-tuning cells (same teacher, fine-tuning settings,
     task data, library versions and device class) are copied into this folder's store instead of fine-tuning the
@@ -311,6 +311,8 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
     clock = time.perf_counter()
     teacher_cfg, genomes, tasks, data_fp = _checked_inputs(config, mappings, quantize)
     out = Path(out)
+    recipe_from = [] if recipe_from is None else \
+        [Path(recipe_from)] if isinstance(recipe_from, (str, Path)) else [Path(f) for f in recipe_from]
     fingerprint = _claim_folder(out, config, compare_fingerprint(config))
     lock = lock_run(out)
     store = Store(out / STORE_NAME)
@@ -333,8 +335,8 @@ def run_compare(config: Config, mappings: Sequence[str], out: str | Path, *, pro
             worker._task(t)
         teacher_missing = plan.teacher_missing()
         families = list(dict.fromkeys([TEACHER_MAPPING] * bool(teacher_missing) + [j.mapping for j in missing]))
-        if recipe_from is not None and len(rates) > 1:
-            given = _borrow_rates(Path(recipe_from), config, families, tasks)
+        if recipe_from and len(rates) > 1:
+            given = _borrow_rates(recipe_from, config, families, tasks)
             recipe.write_choices(out, given)
             families = [f for f in families if f not in given]
         selection = [Job(*job) for job in recipe.select_jobs(families, tasks, rates)]
