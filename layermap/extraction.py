@@ -272,6 +272,20 @@ def canonical_text(genome: Genome) -> str:
     return genome.text
 
 
+def undistilled_student_text(text: str, teacher_layers: int, student_layers: int) -> str:
+    """The text of the student a genome makes when nothing is distilled with ``student.init = "teacher"``: the layers
+    it starts from (:func:`init_layers`) as a coupled genome, so ``0-0-6``, ``0-4-6`` and ``2-4-6`` (MiniLM-L6, 3
+    layers) are all ``2-4-6`` and ``1-2-3+2-4-6`` is ``1-2-3``: one student, one evaluation.  A shaped genome's text,
+    or one that does not parse, is its own."""
+    if ":" in text:
+        return text
+    try:
+        genome = parse_genome(text, teacher_layers, student_layers=student_layers)
+    except LayermapError:
+        return text
+    return format_genes(init_layers(genome))
+
+
 def truncation(student_layers: int, teacher_layers: int) -> LayerMapping:
     """The plain truncation: the bottom M teacher layers, ``1-2-..-M`` (what a user gets with no search and no
     distillation); a student deeper than the teacher has none."""

@@ -238,3 +238,27 @@ def test_paired_one_sided_has_a_floor():
     assert floored["stderr_from"] == "pooled" and floored["stderr"] == pytest.approx(1.0) and floored["p"] > 0.1
     fresh = paired_one_sided({0: 5.0, 1: 6.0, 2: 9.0}, {0: 1.0, 1: 2.0, 2: 3.0}, noise_std=1.0, keys=range(2, 3))
     assert fresh["n"] == 1 and fresh["seed_sets"] == [2] and fresh["difference"] == 6.0
+
+
+def test_with_no_distillation_genomes_that_make_one_student_are_evaluated_once(tmp_path):
+    """Teacher initialisation and no distillation: a gene 0 starts its layer from the uniform mapping's layer, so
+    0-0-6, 0-4-6 and 2-4-6 are one student (u = 2-4-6 for 3 of 6 layers), as are 0-4-5 and 2-4-5; the run computes
+    each student once and gives every such genome its record (noted as cached), where before it computed each.  With
+    distillation they are five students."""
+    twins = ["0-0-6", "2-4-6", "0-4-6", "2-4-5", "0-4-5"]
+
+    def calls_and_rows(steps: int, name: str):
+        log = tmp_path / f"{name}.log"
+        config = load_config(None, ['student.init="teacher"', f"distill.max_steps={steps}", "distill.epochs=0",
+                                    "search.population=6", "search.generations=1", "search.offspring=2",
+                                    "search.seed=3", f"search.seed_mappings={twins!r}", 'run.executor="local"',
+                                    "run.shared_fitness=false"])
+        run_search(config, SyntheticEvaluator(teacher_layers=6, student_layers=3, log_path=str(log)), tmp_path / name,
+                   progress=False)
+        return collections.Counter(read_call_log(log)), {r.genome: r.fitness for r in run_rows(tmp_path / name)}
+
+    calls, rows = calls_and_rows(0, "undistilled")
+    assert calls["2-4-6"] + calls["0-0-6"] + calls["0-4-6"] == 1 and calls["2-4-5"] + calls["0-4-5"] == 1, calls
+    assert rows["0-0-6"] == rows["2-4-6"] == rows["0-4-6"] and rows["0-4-5"] == rows["2-4-5"]
+    calls, _ = calls_and_rows(5, "distilled")
+    assert all(calls[t] == 1 for t in twins), calls

@@ -143,13 +143,18 @@ def evaluate(search: SearchState, jobs: Iterable[Job], generation: int) -> int:
     """Give the run a record of every ``(genome, seed set)`` job; compute only what neither the run, the store nor
     the shared cache knows (see the module docstring).  Returns the number of distinct jobs."""
     distinct = list(dict.fromkeys((text, int(r)) for text, r in jobs))
-    pending, cached = [], 0
+    pending, cached, same = [], 0, {}
+    student = _student_of(search)
     for text, r in distinct:
         if known(search, text, r) is not None:
             continue
         record = search.backlog.pop((text, r), None)       # resumed: computed by this run after its last checkpoint
         if record is not None:
             _remember(search, text, r, record)
+            continue
+        twin = _twin(search, student, text, r, pending)
+        if twin is not None:                               # the same student under another genome: evaluated once
+            same[(text, r)] = twin
             continue
         fp = fingerprint_of(search, r)
         record = search.store.lookup(fp, text) or (search.shared.lookup(fp, text) if search.shared else None)
@@ -169,6 +174,10 @@ def evaluate(search: SearchState, jobs: Iterable[Job], generation: int) -> int:
                 said = True
             time.sleep(store_mod.CLAIM_POLL_SECONDS)
         pending = busy
+    for (text, r), twin in same.items():
+        record = known(search, twin, r)
+        if record is not None:
+            _use_cached(search, dataclasses.replace(record, genome=text), r, generation)   # noted as cached
     return len(distinct)
 
 
@@ -181,6 +190,32 @@ def close(search: SearchState) -> None:
 # -- helpers ------------------------------------------------------------------------------------------
 def _name(job: Job) -> str:
     return job[0] if job[1] == 0 else f"{job[0]} (seed set {job[1]})"
+
+
+def _student_of(search: SearchState):
+    """With ``student.init = "teacher"`` and no distillation, the function naming the student a genome text makes
+    (:func:`layermap.extraction.undistilled_student_text`: ``0-0-6`` and ``2-4-6`` are one student); else None (a
+    distilled student also depends on what its layers imitate)."""
+    c = search.config
+    if c.student.init != "teacher" or c.distill.max_steps or c.distill.epochs:
+        return None
+    from ..extraction import undistilled_student_text
+
+    return lambda text: undistilled_student_text(text, search.teacher_layers, search.student_layers)
+
+
+def _twin(search: SearchState, student, text: str, seed_set: int, pending: list[Job]) -> str | None:
+    """Another genome text of the same student (``student``, :func:`_student_of`) that the run knows under
+    ``seed_set`` or is about to compute, else None."""
+    if student is None:
+        return None
+    key = student(text)
+    known_texts = search.memo if seed_set == 0 else {t for t, by in search.replicas.items() if seed_set in by}
+    for other in itertools.chain((key,), known_texts, (t for t, r in pending if r == seed_set)):
+        if other != text and student(other) == key and (known(search, other, seed_set) is not None
+                                                        or (other, seed_set) in pending):
+            return other
+    return None
 
 
 def _remember(search: SearchState, text: str, seed_set: int, record: EvaluationRecord) -> None:
