@@ -165,3 +165,12 @@ def test_teacher_initialisation_reference_rows_floor_at_their_best():
     assert "(truncation, random or the constant predictor)" in learnt_sentence(
         build_references([{"sst2": 60.0}], {"truncation": [{"sst2": 59.9}], "random": [{"sst2": 50.0}]},
                          [{"sst2": 50.0}]), 59.0)
+
+
+def test_the_undistilled_student_of_a_genome_is_the_layers_it_starts_from():
+    from layermap.extraction import undistilled_student_text
+
+    assert [undistilled_student_text(t, 6, 3) for t in ("0-0-6", "0-4-6", "2-4-6", "1-2-3+2-4-6", "1-2-4+0-0-0")] == \
+        ["2-4-6", "2-4-6", "2-4-6", "1-2-3", "1-2-4"]
+    assert undistilled_student_text("L2-H64-A2-F128:1-2", 6, 2) == "L2-H64-A2-F128:1-2"   # a shaped genome: its own
+    assert undistilled_student_text("not a genome", 6, 3) == "not a genome"
