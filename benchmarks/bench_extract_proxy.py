@@ -15,6 +15,10 @@ benchmarks/bench_judge.sh and extended to more genomes).  For each candidate hea
 
 Heads already in ``--out`` for the same genomes are kept; those measured on other genomes move to ``heads_earlier``.
 
+``--headroom N``: only the reference rows of each head, on N seed sets (``headroom`` in ``--out``): each row's score
+per seed set and its own seed std, the rows' pooled noise (what layermap's validity rule reads) and the same without
+the random row, and the gap between the teacher and the plain truncation in units of each.
+
     python benchmarks/bench_extract_proxy.py --judge results/judge/extracted --teacher T --glue-dir G --corpus C \\
         --out results/benchmarks/extract_proxy.json
 """
@@ -44,6 +48,11 @@ HEADS = {
     # the judge's head (mean of the token states) at half its examples and one rate between the extracted students'
     # chosen 1e-4 and 3e-4: 94 steps
     "finetune sst2 1k mean": ('proxy.head="finetune"', 'proxy.tasks=["sst2"]', "proxy.max_train=1000",
+                              'proxy.pooling="mean"', "proxy.learning_rate=2e-4", "proxy.epochs=3"),
+    # for headroom (--headroom): twice the examples, for a steadier teacher; and CoLA, where depth should matter more
+    "finetune sst2 2k mean": ('proxy.head="finetune"', 'proxy.tasks=["sst2"]', "proxy.max_train=2000",
+                              'proxy.pooling="mean"', "proxy.learning_rate=2e-4", "proxy.epochs=3"),
+    "finetune cola 1k mean": ('proxy.head="finetune"', 'proxy.tasks=["cola"]', "proxy.max_train=1000",
                               'proxy.pooling="mean"', "proxy.learning_rate=2e-4", "proxy.epochs=3"),
 }
 
@@ -98,6 +107,36 @@ def head_scores(name: str, overrides: tuple[str, ...], genomes: list[str], args)
             "seconds_per_genome": float(np.mean(seconds))}
 
 
+def headroom(name: str, overrides: tuple[str, ...], seed_sets: int, args) -> dict:
+    """The reference rows of head ``name`` on ``seed_sets`` seed sets, with no noise floor from ``proxy.task_noise``:
+    per row its scores and seed std; the pooled noise (teacher and undistilled students, as validity reads it) and the
+    pooled noise without the random row; the teacher's gap over the truncation in each."""
+    from layermap.config import load_config
+    from layermap.evaluators.proxy import ProxyEvaluator
+
+    base = (f'teacher.name="{args.teacher}"', f'proxy.glue_dir="{args.glue_dir}"', f'corpus.path="{args.corpus}"',
+            "proxy.allow_invalid=['*']", "proxy.task_noise=[]", f"proxy.reference_seed_sets={seed_sets}")
+    t0 = time.perf_counter()
+    refs = ProxyEvaluator(load_config(args.config, (*base, *EXTRACT, *overrides))).references()
+    (task,) = refs.tasks
+    rows = {r.name: {"scores": list(r.replicates[task]),
+                     "std": float(np.std(r.replicates[task], ddof=1)) if len(r.replicates[task]) > 1 else None}
+            for r in refs.rows}
+    pooled = lambda names: float(np.sqrt(np.mean([rows[n]["std"] ** 2 for n in names])))  # noqa: E731
+    gap = float(np.mean(rows["teacher"]["scores"]) - np.mean(rows["truncation"]["scores"]))
+    from layermap.evaluators.references import MIN_TASK_NOISE
+
+    rule, without_random = refs.sigma[task], max(pooled(["teacher", "truncation"]), MIN_TASK_NOISE)   # the rule's floor
+    v = refs.validity()[task]
+    out = {"task": task, "seed_sets": seed_sets, "rows": rows, "noise_rule": rule, "noise_without_random": without_random,
+           "gap_teacher_truncation": gap, "gap_in_noises": gap / rule, "gap_in_noises_without_random": gap / without_random,
+           "valid": bool(v.valid), "floor": v.floor, "seconds": time.perf_counter() - t0}
+    print(f"{name:<22} teacher {np.mean(rows['teacher']['scores']):.2f} truncation "
+          f"{np.mean(rows['truncation']['scores']):.2f} gap {gap:.2f} = {gap / rule:.1f} noises ({rule:.2f}; "
+          f"{gap / without_random:.1f} without the random row) -> {'valid' if v.valid else 'invalid'}", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--judge", required=True, help="compare folder of the extracted students (no distillation)")
@@ -108,7 +147,15 @@ def main(argv=None) -> int:
     ap.add_argument("--heads", default=",".join(HEADS))
     ap.add_argument("--seed-sets", type=int, default=2)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--headroom", type=int, default=0, metavar="N",
+                    help="only the heads' reference rows on N seed sets (the 'headroom' entry of --out)")
     args = ap.parse_args(argv)
+    if args.headroom:
+        result = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+        for name in args.heads.split(","):
+            result.setdefault("headroom", {})[name] = headroom(name, HEADS[name], args.headroom, args)
+            Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        return 0
     judge = judge_scores(Path(args.judge))
     genomes = sorted(judge)
     result = {"judge": judge, "judge_folder": Path(args.judge).name, "genomes": genomes, "heads": {}}
