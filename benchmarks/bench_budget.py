@@ -130,10 +130,18 @@ def build(zero: Path, folders: list[Path], task: str) -> dict:
                            "starts_from": start, "diff_self": _differences(by_seed, undistilled[start]),
                            "diff_truncation": _differences(by_seed, undistilled[TRUNCATION])})
     tests = {"vs_self": _test(points, "self", "vs_self"), "vs_truncation": _test(points, "truncation", "vs_truncation")}
-    budgets = [{"steps": st, "lr": lr, "genomes": sorted({p["mapping"] for p in points if (p["steps"], p["lr"]) == (st, lr)}),
-                "diff_self": [d for p in points if (p["steps"], p["lr"]) == (st, lr) for d in p["diff_self"]]}
-               for st, lr in dict.fromkeys((p["steps"], p["lr"]) for p in points)]
+    coupled = [p for p in points if "+" not in p["mapping"]]      # the budget question: a genome distilled with itself
+    budgets = [{"steps": st, "lr": lr, "genomes": sorted({p["mapping"] for p in coupled if (p["steps"], p["lr"]) == (st, lr)}),
+                "diff_self": [d for p in coupled if (p["steps"], p["lr"]) == (st, lr) for d in p["diff_self"]]}
+               for st, lr in dict.fromkeys((p["steps"], p["lr"]) for p in coupled)]
     tests["overall"] = _test(budgets, "self", "vs_self")
+    split = _split_against_coupled(points, runs)
+    split_overall = None
+    if split:
+        tests["split_vs_coupled"] = _test(split, "coupled", "vs_coupled")
+        split_overall = {"mapping": ", ".join(sp["mapping"] for sp in split), "coupled": "each its start",
+                         "steps": None, "lr": None, "diff_coupled": [d for sp in split for d in sp["diff_coupled"]]}
+        tests["split_overall"] = _test([split_overall], "coupled", "vs_coupled")     # one test over them all
     zero_points = [{"mapping": m, "steps": 0, "lr": None, **_summary(by), "dev": _summary(by, "dev")["mean"]}
                    for m, by in sorted(undistilled.items()) if m not in ("teacher", "random", TRUNCATION)]
     noise, noise_df = _pooled_sd([[v["score"] for v in by.values()]
@@ -145,7 +153,24 @@ def build(zero: Path, folders: list[Path], task: str) -> dict:
     return {"benchmark": "distillation budget of teacher-extracted students (issue 30)", "task": task,
             "zero": zero.name, "truncation_genes": bottom, "yardsticks": yardsticks,
             "seed_noise": {"sd": noise, "df": noise_df}, "zero_points": zero_points, "points": points,
-            "overall": budgets, "tests": tests, "cpu_seconds_per_1000_steps": cost}
+            "overall": budgets, "split": split, "split_overall": split_overall, "tests": tests, "cpu_seconds_per_1000_steps": cost}
+
+
+def _split_against_coupled(points: list[dict], runs: list[dict]) -> list[dict]:
+    """Each split genome (``1-2-3+2-4-6``: starts from 1-2-3, imitates 2-4-6) against the coupled genome of its start
+    (``1-2-3``: starts from and imitates 1-2-3) distilled at the same budget and rate: the paired differences over
+    their shared fine-tuning seeds (Deliver 1 of issue 30: does imitating other layers than one starts from pay?)."""
+    by_run = {(r["steps"], r["lr"]): r["students"] for r in runs}
+    out = []
+    for p in points:
+        if "+" not in p["mapping"]:
+            continue
+        students = by_run[(p["steps"], p["lr"])]
+        if p["starts_from"] not in students:
+            continue
+        out.append({"mapping": p["mapping"], "coupled": p["starts_from"], "steps": p["steps"], "lr": p["lr"],
+                    "diff_coupled": _differences(students[p["mapping"]], students[p["starts_from"]])})
+    return out
 
 
 def _task_name(task: str) -> str:
@@ -187,6 +212,24 @@ def text(result: dict) -> str:
         ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
         word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
         lines.append(f"| {b['steps']} | {b['lr']:g} | {', '.join(b['genomes'])} | {_fmt(e['mean'])}{ci} | {e['n']} | "
+                     f"{word} |")
+    if result.get("split"):
+        lines += ["", "Split genomes against the coupled genome of their start, distilled at the same budget (paired over "
+                  "the shared fine-tuning seeds, Holm over the split genomes):", "",
+                  "| split genome | coupled | steps | lr | Δ (95 % CI) | verdict |", "|---|---|---|---|---|---|"]
+        for sp in result["split"]:
+            e = sp["vs_coupled"]
+            ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
+            word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
+            word = {"pays": "split better", "costs": "split worse"}.get(word, word)
+            lines.append(f"| {sp['mapping']} | {sp['coupled']} | {sp['steps']} | {sp['lr']:g} | {_fmt(e['mean'])}{ci} | "
+                         f"{word} |")
+        sp = result["split_overall"]
+        e = sp["vs_coupled"]
+        ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
+        word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
+        word = {"pays": "split better", "costs": "split worse"}.get(word, word)
+        lines.append(f"| all of them, one test ({e['n']} differences) | each its start | | | {_fmt(e['mean'])}{ci} | "
                      f"{word} |")
     t = result["tests"]
     lines += ["", f"Tests: paired over the shared fine-tuning seeds, std floored at {MIN_DIFF_SD} points, Holm over "

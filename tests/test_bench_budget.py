@@ -43,8 +43,12 @@ def test_the_budget_benchmark_reads_each_distilled_genome_against_its_undistille
         assert p["vs_self"]["detectable"] > 0
     one_two = next(p for p in result["points"] if p["mapping"] == "1-2")
     assert one_two["diff_self"] == one_two["diff_truncation"]       # the truncation is 1-2's undistilled self
-    (overall,) = result["overall"]                          # one budget: every genome's differences in one test
-    assert overall["genomes"] == ["1-2", "1-2+2-4", "2-4"] and overall["vs_self"]["n"] == 6
+    (overall,) = result["overall"]                  # one budget: every coupled genome's differences in one test
+    assert overall["genomes"] == ["1-2", "2-4"] and overall["vs_self"]["n"] == 4
+    (split,) = result["split"]                      # the split genome against the coupled genome of its start
+    assert (split["mapping"], split["coupled"]) == ("1-2+2-4", "1-2") and len(split["diff_coupled"]) == 2
+    assert split["vs_coupled"]["verdict"] in ("pays", "costs", "no difference")
+    assert "| 1-2+2-4 | 1-2 | 2 | 0.001 |" in (out / "budget.txt").read_text()
     assert result["seed_noise"]["df"] > 0 and list(result["cpu_seconds_per_1000_steps"]) == ["2 steps, lr 0.001"]
     assert (out / "budget.png").stat().st_size > 0 and "| 2-4 | 2 | 0.001 |" in (out / "budget.txt").read_text()
 
