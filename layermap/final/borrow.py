@@ -66,14 +66,14 @@ def undistilled_self(family: str, known) -> str:
     return family.split("+", 1)[0]
 
 
-
 def truncation_genes(folder: Path) -> str | None:
     """The genes of the plain truncation (the bottom layers, ``1-2-3`` for 3 of 6) of a teacher-initialised compare
     folder: the genome its ``truncation`` reference row is; None for a folder of random students or one without a
     table."""
     try:
         table = json.loads((Path(folder) / "comparison.json").read_text("utf-8"))
-        if table["student"].get("init") != "teacher":
+        init = table["student"].get("init") or (_folder_settings_of(Path(folder)) or {}).get("compare.init")
+        if init != "teacher":                       # (a table from before it recorded the initialisation: the settings)
             return None
         return "-".join(map(str, baseline("bottom", int(table["student"]["layers"]), int(table["teacher"]["layers"]))))
     except (OSError, ValueError, KeyError, TypeError):
