@@ -175,7 +175,10 @@ def plot(r: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from proxy_tasks.registry import TASKS
+
     columns = [*r["tasks"], "average"]
+    names = {t: TASKS[t].glue_dir_name if t in TASKS else t for t in r["tasks"]}
     fig, axes = plt.subplots(1, len(columns), figsize=(3.4 * len(columns), 3.4), sharey=False)
     x = np.arange(len(r["genomes"]))
     for ax, t in zip(np.atleast_1d(axes), columns):
@@ -192,7 +195,7 @@ def plot(r: dict, out: Path) -> None:
         hi = max(vals + [r["yardsticks"].get("teacher", {}).get(t) or max(vals)]) + 1.5
         ax.set_ylim(lo, hi)
         ax.set_xticks(x, r["genomes"])
-        ax.set_title({"average": "average"}.get(t, t.upper()), fontsize=10)
+        ax.set_title(names.get(t, t), fontsize=10)
         ax.set_ylabel("score, scoring split (%)" if t == columns[0] else "")
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"Kept teacher layers, undistilled vs {r['budget'].get('max_steps')} distillation steps "
