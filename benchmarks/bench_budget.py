@@ -183,6 +183,14 @@ def _fmt(x: float | None, nd: int = 2) -> str:
     return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
 
+def _cells(e: dict, words: dict | None = None) -> tuple[str, str]:
+    """A test entry's difference with its 95 % interval, and its verdict ('none > X seen' for a null, X what the
+    test could have seen; ``words`` renames 'pays' / 'costs')."""
+    ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
+    word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
+    return f"{_fmt(e['mean'])}{ci}", (words or {}).get(word, word)
+
+
 def text(result: dict) -> str:
     y, noise = result["yardsticks"], result["seed_noise"]
     lines = [f"When distillation pays: teacher-extracted 3-layer students, {_task_name(result['task'])} scoring split "
@@ -198,39 +206,26 @@ def text(result: dict) -> str:
     for p in result["points"]:
         cells = []
         for key in ("vs_self", "vs_truncation"):
-            e = p[key]
-            ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
-            word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
-            cells += [f"{_fmt(e['mean'])}{ci}", word]
+            cells += _cells(p[key])
         lines.append(f"| {p['mapping']} | {p['steps']} | {p['lr']:g} | {_fmt(p['mean'])} ± {_fmt(p['std'])} | "
                      f"{_fmt(p['dev'])} | " + " | ".join(cells) + " |")
     lines += ["", "Over the genomes of a budget (every genome's paired differences from its undistilled self, one test a "
               "budget, Holm over the budgets):", "",
               "| steps | lr | genomes | Δ vs undistilled self (95 % CI) | n | verdict |", "|---|---|---|---|---|---|"]
     for b in result["overall"]:
-        e = b["vs_self"]
-        ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
-        word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
-        lines.append(f"| {b['steps']} | {b['lr']:g} | {', '.join(b['genomes'])} | {_fmt(e['mean'])}{ci} | {e['n']} | "
-                     f"{word} |")
+        diff, word = _cells(b["vs_self"])
+        lines.append(f"| {b['steps']} | {b['lr']:g} | {', '.join(b['genomes'])} | {diff} | {b['vs_self']['n']} | {word} |")
     if result.get("split"):
         lines += ["", "Split genomes against the coupled genome of their start, distilled at the same budget (paired over "
                   "the shared fine-tuning seeds, Holm over the split genomes):", "",
                   "| split genome | coupled | steps | lr | Δ (95 % CI) | verdict |", "|---|---|---|---|---|---|"]
+        split_words = {"pays": "split better", "costs": "split worse"}
         for sp in result["split"]:
-            e = sp["vs_coupled"]
-            ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
-            word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
-            word = {"pays": "split better", "costs": "split worse"}.get(word, word)
-            lines.append(f"| {sp['mapping']} | {sp['coupled']} | {sp['steps']} | {sp['lr']:g} | {_fmt(e['mean'])}{ci} | "
-                         f"{word} |")
-        sp = result["split_overall"]
-        e = sp["vs_coupled"]
-        ci = f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]" if "ci" in e else ""
-        word = e["verdict"] if e["verdict"] != "no difference" else f"none > {_fmt(e['detectable'], 1)} seen"
-        word = {"pays": "split better", "costs": "split worse"}.get(word, word)
-        lines.append(f"| all of them, one test ({e['n']} differences) | each its start | | | {_fmt(e['mean'])}{ci} | "
-                     f"{word} |")
+            diff, word = _cells(sp["vs_coupled"], split_words)
+            lines.append(f"| {sp['mapping']} | {sp['coupled']} | {sp['steps']} | {sp['lr']:g} | {diff} | {word} |")
+        e = result["split_overall"]["vs_coupled"]
+        diff, word = _cells(e, split_words)
+        lines.append(f"| all of them, one test ({e['n']} differences) | each its start | | | {diff} | {word} |")
     t = result["tests"]
     lines += ["", f"Tests: paired over the shared fine-tuning seeds, std floored at {MIN_DIFF_SD} points, Holm over "
               f"the {len(result['points'])} points of each question; pooled std of a difference: vs self "
