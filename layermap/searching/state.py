@@ -18,6 +18,7 @@ Seed set ``r`` evaluates a genome with ``distill.seed + r`` and ``proxy.seed + r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import random
 import sys
@@ -201,7 +202,11 @@ def _student_of(search: SearchState):
         return None
     from ..extraction import undistilled_student_text
 
-    return lambda text: undistilled_student_text(text, search.teacher_layers, search.student_layers)
+    @functools.lru_cache(maxsize=None)             # _twin asks again for every genome the run knows: parse each once
+    def student(text: str) -> str:
+        return undistilled_student_text(text, search.teacher_layers, search.student_layers)
+
+    return student
 
 
 def _twin(search: SearchState, student, text: str, seed_set: int, pending: list[Job]) -> str | None:
