@@ -75,12 +75,17 @@ def judge_scores(folder: Path) -> dict[str, float]:
     return out
 
 
+def _paths(args) -> tuple[str, ...]:
+    """The overrides every head shares: the teacher, the data, and every task kept whatever its validity."""
+    return (f'teacher.name="{args.teacher}"', f'proxy.glue_dir="{args.glue_dir}"', f'corpus.path="{args.corpus}"',
+            "proxy.allow_invalid=['*']")
+
+
 def head_scores(name: str, overrides: tuple[str, ...], genomes: list[str], args) -> dict:
     from layermap.config import load_config
     from layermap.evaluators.proxy import ProxyEvaluator
 
-    base = (f'teacher.name="{args.teacher}"', f'proxy.glue_dir="{args.glue_dir}"', f'corpus.path="{args.corpus}"',
-            "proxy.allow_invalid=['*']")
+    base = _paths(args)
     per_set: dict[int, dict[str, float]] = {}
     seconds = []
     refs = None
@@ -114,8 +119,7 @@ def headroom(name: str, overrides: tuple[str, ...], seed_sets: int, args) -> dic
     from layermap.config import load_config
     from layermap.evaluators.proxy import ProxyEvaluator
 
-    base = (f'teacher.name="{args.teacher}"', f'proxy.glue_dir="{args.glue_dir}"', f'corpus.path="{args.corpus}"',
-            "proxy.allow_invalid=['*']", "proxy.task_noise=[]", f"proxy.reference_seed_sets={seed_sets}")
+    base = (*_paths(args), "proxy.task_noise=[]", f"proxy.reference_seed_sets={seed_sets}")
     t0 = time.perf_counter()
     refs = ProxyEvaluator(load_config(args.config, (*base, *EXTRACT, *overrides))).references()
     (task,) = refs.tasks
