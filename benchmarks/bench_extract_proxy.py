@@ -54,6 +54,9 @@ HEADS = {
                               'proxy.pooling="mean"', "proxy.learning_rate=2e-4", "proxy.epochs=3"),
     "finetune cola 1k mean": ('proxy.head="finetune"', 'proxy.tasks=["cola"]', "proxy.max_train=1000",
                               'proxy.pooling="mean"', "proxy.learning_rate=2e-4", "proxy.epochs=3"),
+    # CoLA with four times the examples: at 1k neither the teacher (MCC 8.4) nor the truncation learnt it
+    "finetune cola 4k mean": ('proxy.head="finetune"', 'proxy.tasks=["cola"]', "proxy.max_train=4000",
+                              'proxy.pooling="mean"', "proxy.learning_rate=2e-4", "proxy.epochs=3"),
 }
 
 

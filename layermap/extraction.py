@@ -369,6 +369,16 @@ def check_extraction(layers: int, hidden_size: int, heads: int, ffn: int, teache
                               f"{hidden // head_size} (distill: --heads {hidden // head_size}) {fix}")
 
 
+def slice_matters(init: str, hidden_size: int, heads: int, ffn: int, teacher_config) -> bool:
+    """Whether ``student.slice`` shapes a student: initialised from the teacher (``init``) and narrower than it in
+    residual width, heads or FFN units (sizes 0 filled as :meth:`StudentSpec.resolve` fills them).  Where it does not,
+    the slice enters no fingerprint."""
+    t_hidden, t_heads = int(teacher_config.hidden_size), int(teacher_config.num_attention_heads)
+    t_ffn = int(getattr(teacher_config, "intermediate_size", 4 * t_hidden))
+    hidden = hidden_size or t_hidden
+    return init == "teacher" and (hidden, heads or t_heads, ffn or 4 * hidden) != (t_hidden, t_heads, t_ffn)
+
+
 def check_config_extraction(config, teacher_config) -> None:
     """:func:`check_extraction` of ``config``'s student where it is initialised from the teacher (``student.init``, or
     for the final stage ``compare.init``); nothing otherwise.  (``search.genome = "split"`` without teacher

@@ -37,6 +37,7 @@ FLAG_SETTINGS: dict[str, tuple[str, ...]] = {
     "--heads": ("student.heads",),
     "--ffn": ("student.ffn",),
     "--init": ("student.init",),
+    "--slice": ("student.slice",),
     "--seq-len": ("corpus.seq_len",),
     "--max-segments": ("corpus.max_segments",),
     "--max-documents": ("corpus.max_documents",),

@@ -54,6 +54,9 @@ def _add_distill(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="student initialisation, corpus slice and batch order")
     p.add_argument("--init", choices=("random", "teacher"), default="random",
                    help="random initialisation, or teacher-layer extraction g(m) (ETD)")
+    p.add_argument("--slice", choices=("leading", "importance"), default="leading",
+                   help="with --init teacher and a narrower student: keep the teacher's first units (leading) or the "
+                        "ones its weights rank highest (importance)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints (0: none)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--cache-dir", default="", help="where the tokenised corpus is cached (default ~/.cache/layermap)")
@@ -128,6 +131,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from ..distill.models import (StudentSpec, build_student, check_seq_len, init_student_from_teacher, load_teacher,
                          load_teacher_config, pick_device)
     from ..distill.output import save_student
+    from ..extraction import slice_matters
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -146,7 +150,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         check_extraction(spec.layers, spec.hidden_size, spec.heads, spec.ffn, teacher_cfg)
     config = config_from_args(args)                  # the flags, through the one table (layermap.cli.common)
     config = config.replace(student=StudentSettings(layers=spec.layers, hidden_size=spec.hidden_size, heads=spec.heads,
-                                                    ffn=spec.ffn, init=config.student.init))   # widths resolved
+                                                    ffn=spec.ffn, init=config.student.init,
+                                                    slice=config.student.slice))                # widths resolved
     corpus, settings = config.corpus, config.distill
     check_source(corpus.path)
     teacher = load_teacher(config.teacher.name, device=device)
@@ -157,14 +162,16 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     if config.student.init == "teacher":
         from ..extraction import start_mapping
 
-        init_student_from_teacher(student, teacher.model, start_mapping(mapping))
+        init_student_from_teacher(student, teacher.model, start_mapping(mapping), config.student.slice)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_toml(config))
     started = time.time()
     _, stats = distill(student, LiveTeacher(teacher.model), mapping, segments, settings,
                        teacher_width=teacher.hidden_size, device=device, progress=not args.quiet,
                        checkpoint_dir=out / "checkpoints", desc=f"distilling {mapping}",
-                       run_digest=distill_run_digest(config, teacher.identity, segments.identity))
+                       run_digest=distill_run_digest(config, teacher.identity, segments.identity,
+                                                     sliced=slice_matters(config.student.init, spec.hidden_size,
+                                                                          spec.heads, spec.ffn, teacher_cfg)))
     save_student(out, student, teacher.tokenizer, mapping, stats, teacher=config.teacher.name)
     first = sum(stats.losses[:10]) / max(1, len(stats.losses[:10]))
     print(f"distilled {spec.layers}-layer student with mapping {mapping} in {time.time() - started:.0f}s: "

@@ -51,7 +51,11 @@ def validate_command(args: argparse.Namespace) -> int:
     evaluations = min(size, search.population + search.generations * offspring)
     print(f"settings: valid   teacher {config.teacher.name} ({n} layers, width {teacher.hidden_size}, "
           f"{teacher.num_attention_heads} heads)")
-    print(f"student: {spec.layers} layers, width {spec.hidden_size}, {spec.heads} heads, FFN {spec.ffn}, init {s.init}")
+    from ..extraction import slice_matters
+
+    sliced = slice_matters(s.init, spec.hidden_size, spec.heads, spec.ffn, teacher)
+    print(f"student: {spec.layers} layers, width {spec.hidden_size}, {spec.heads} heads, FFN {spec.ffn}, init {s.init}"
+          + (f" ({s.slice} slice)" if sliced else ""))
     if s.init == "teacher":
         from ..extraction import gene_legend
 

@@ -36,12 +36,25 @@ class StudentSettings:
     heads: int = 0                 # 0 = the teacher's
     ffn: int = 0                   # 0 = 4 * hidden_size
     init: str = "random"           # random | teacher
+    slice: str = "leading"         # init = teacher, narrower than the teacher: leading (the first units) | importance
+                                   # (the units the teacher's weights rank highest: layermap.distill.slicing)
 
     def __post_init__(self) -> None:
         if self.layers < 1:
             raise ConfigError(f"student.layers must be at least 1, got {self.layers}")
         if self.init not in ("random", "teacher"):
             raise ConfigError(f"student.init must be 'random' or 'teacher', got {self.init!r}")
+        if self.slice not in ("leading", "importance"):
+            raise ConfigError(f"student.slice must be 'leading' or 'importance', got {self.slice!r}")
+
+    def identity(self, sliced: bool = True) -> dict:
+        """These settings as a fingerprint takes them: ``slice`` only where it shapes the student (``sliced``:
+        :func:`layermap.extraction.slice_matters`) and is not the leading slice every key before it had, so stored
+        fitnesses, compare cells and checkpoints keep their keys."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if out["slice"] == "leading" or not sliced:
+            del out["slice"]
+        return out
         for k in ("hidden_size", "heads", "ffn"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"student.{k} must be >= 0 (0 = derive from the teacher), got {getattr(self, k)}")

@@ -245,12 +245,13 @@ def distill(student: PreTrainedModel, teacher: TeacherSource, mapping: LayerMapp
     return loss_fn, stats
 
 
-def distill_run_digest(config, teacher_identity: str, segments_identity: str) -> str:
+def distill_run_digest(config, teacher_identity: str, segments_identity: str, *, sliced: bool = True) -> str:
     """What a caller passes as ``distill(run_digest=...)``: the teacher, student, corpus and distillation
     settings of a :class:`layermap.config.Config` (``distill.checkpoint_every`` excluded), the teacher's
     identity (its weights digest) and the corpus slice's identity (its token ids)."""
     parts = {k: v for k, v in config.to_dict().items() if k in ("teacher", "student", "corpus", "distill")}
     parts["distill"] = {k: v for k, v in parts["distill"].items() if k != "checkpoint_every"}
+    parts["student"] = config.student.identity(sliced)    # (the slice only where it shapes the student: older keys)
     return digest({"config": parts, "teacher": teacher_identity, "segments": segments_identity})[:32]
 
 

@@ -208,41 +208,66 @@ def build_student(teacher_config, spec: StudentSpec, *, seed: int = 0) -> PreTra
     return student
 
 
-def init_student_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel, mapping: LayerMapping) -> None:
+def init_student_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel, mapping: LayerMapping,
+                              slicing: str = "leading") -> None:
     """Extract-Then-Distill style initialisation, in place.
 
     Embeddings are copied from the teacher; student layer ``m`` starts as teacher layer
     ``g(m)``, and a layer with gene 0 starts as the uniform baseline's layer for ``m``.
-    When widths differ every tensor is truncated to its leading slice (``W[:d_out, :d_in]``,
-    ``b[:d]``): a documented, simple extraction, not a learned one.  A student *wider* than the
-    teacher in any tensor is an error; which shapes the slice turns into an extraction of the teacher (whole
-    teacher heads) is checked before any work by :func:`layermap.extraction.check_extraction`.
+    When widths differ each tensor keeps the teacher units ``slicing`` (``student.slice``) chooses (:mod:`layermap.distill.slicing`):
+    ``leading`` the leading slice (``W[:d_out, :d_in]``, ``b[:d]``), ``importance`` the residual dimensions, heads
+    and FFN units the teacher's weights rank highest.  A student *wider* than the teacher in any tensor is an error;
+    which shapes the slice turns into an extraction of the teacher (whole teacher heads) is checked before any work
+    by :func:`layermap.extraction.check_extraction`.
     """
+    from .slicing import SLICES, Cut, SliceError, cut_indices, cut_tensor
+
+    if slicing not in SLICES:
+        raise ModelError(f"student.slice must be one of {', '.join(SLICES)}, got {slicing!r}")
     fallback = baseline("uniform", mapping.student_layers, mapping.teacher_layers)
     sources = [g if g > 0 else u for g, u in zip(mapping.genes, fallback)]
     t_state = teacher.state_dict()
     s_state = student.state_dict()
     s_layers, t_layers = _layer_prefix(student), _layer_prefix(teacher)
+    for key, s_tensor in s_state.items():                 # wider than the teacher anywhere: one sentence, no work
+        t_key = _teacher_key(key, s_layers, t_layers, sources)
+        if t_key in t_state:
+            _check_narrower(t_state[t_key], s_tensor.shape, key)
+    cut = Cut()
+    if slicing == "importance":
+        s_cfg, t_cfg = student.config, teacher.config
+        cut = cut_indices(t_state, t_layers, sources, hidden=s_cfg.hidden_size, heads=s_cfg.num_attention_heads,
+                          ffn=s_cfg.intermediate_size, head_size=t_cfg.hidden_size // t_cfg.num_attention_heads)
     new_state = {}
     for key, s_tensor in s_state.items():
-        t_key = key
-        if key.startswith(s_layers):
-            idx, rest = key[len(s_layers):].split(".", 1)
-            t_key = f"{t_layers}{sources[int(idx)] - 1}.{rest}"
+        t_key = _teacher_key(key, s_layers, t_layers, sources)
         if t_key not in t_state:
             new_state[key] = s_tensor          # e.g. a pooler the teacher lacks: keep the random init
             continue
-        new_state[key] = _truncate(t_state[t_key], s_tensor.shape, key)
+        in_layer = key.startswith(s_layers)
+        rest = key[len(s_layers):].split(".", 1)[1] if in_layer else None
+        try:
+            new_state[key] = cut_tensor(t_state[t_key], s_tensor.shape, key, cut, rest=rest,
+                                        layer=int(t_key[len(t_layers):].split(".", 1)[0]) if in_layer else None)
+        except SliceError as exc:
+            raise ModelError(str(exc)) from None
     student.load_state_dict(new_state)
 
 
-def _truncate(t: torch.Tensor, shape: torch.Size, key: str) -> torch.Tensor:
+def _teacher_key(key: str, s_layers: str, t_layers: str, sources: list[int]) -> str:
+    """The teacher parameter student parameter ``key`` starts from (its layer's source layer, 1-based)."""
+    if not key.startswith(s_layers):
+        return key
+    idx, rest = key[len(s_layers):].split(".", 1)
+    return f"{t_layers}{sources[int(idx)] - 1}.{rest}"
+
+
+def _check_narrower(t: torch.Tensor, shape: torch.Size, key: str) -> None:
     if t.dim() != len(shape) or any(a < b for a, b in zip(t.shape, shape)):
         raise ModelError(
             f"cannot initialise the student from the teacher: {key} is {tuple(shape)} in the student but {tuple(t.shape)} "
             "in the teacher; use --init random for a student wider than its teacher"
         )
-    return t[tuple(slice(0, n) for n in shape)].clone()
 
 
 def _layer_prefix(model: PreTrainedModel) -> str:

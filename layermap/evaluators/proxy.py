@@ -38,7 +38,7 @@ from ..distill.models import StudentSpec, build_student, init_student_from_teach
     teacher_identity
 from ..executors.protocol import evaluate_each
 from ..executors.safety import GenomeJobs
-from ..extraction import Genome, SplitGenome, check_config_extraction, parse_genome, start_mapping
+from ..extraction import Genome, SplitGenome, check_config_extraction, parse_genome, slice_matters, start_mapping
 from ..mapping import LayerMapping
 from ..storage.records import EvaluationRecord, TaskScore
 from . import proxy_references, proxy_scoring
@@ -102,8 +102,11 @@ class ProxyEvaluator(GenomeJobs):
 
     def _student_description(self) -> dict:
         spec = self.spec
+        s = self.config.student
+        sliced = s.slice != "leading" and slice_matters(s.init, spec.hidden_size, spec.heads, spec.ffn,
+                                                        self._teacher_config)       # (older records' keys hold)
         return {"layers": spec.layers, "hidden_size": spec.hidden_size, "heads": spec.heads, "ffn": spec.ffn,
-                "init": self.config.student.init}
+                "init": s.init, **({"slice": s.slice} if sliced else {})}
 
     @property
     def fingerprint(self) -> str:
@@ -227,7 +230,7 @@ class ProxyEvaluator(GenomeJobs):
         student = build_student(st.teacher.model.config, st.spec, seed=self.config.distill.seed)
         student.load_state_dict(st.init_state)
         if self.config.student.init == "teacher":
-            init_student_from_teacher(student, st.teacher.model, start_mapping(mapping))
+            init_student_from_teacher(student, st.teacher.model, start_mapping(mapping), self.config.student.slice)
         return student
 
     def genome(self, genes: Sequence[int] | str) -> Genome:

@@ -100,7 +100,8 @@ def student_rows(evaluator: "ProxyEvaluator", scorer: "ProxyEvaluator", st: Prox
     for name in student_row_names(evaluator.config.student.init):
         student = build_student(st.teacher.model.config, spec, seed=evaluator.config.distill.seed + r)
         if name == "truncation":
-            init_student_from_teacher(student, st.teacher.model, truncation(spec.layers, evaluator.teacher_layers))
+            init_student_from_teacher(student, st.teacher.model, truncation(spec.layers, evaluator.teacher_layers),
+                                      evaluator.config.student.slice)
         _log.info(f"reference rows, seed set {r + 1}: the student with no distillation"
                   + ("" if name == "no distillation" else f" ({name})"))
         scores, _ = scorer.score_student(student)

@@ -37,8 +37,9 @@ HEADS_NOTE = ("TextBrewer's attention_mse compares (B, H, L, L) maps elementwise
 INIT_NOTE = ("The run initialised each student from the teacher (student.init = 'teacher'): intermediate_matches say "
              "what each student layer imitates (a split genome's imitation part); TextBrewer does not initialise the "
              "student, so before distilling copy teacher layer starts_from[m-1] (1-based, '-'-separated) into student "
-             "layer m and the teacher's embeddings into the student's, each tensor's leading slice where the student "
-             "is narrower, as layermap did (layermap.distill.models.init_student_from_teacher).")
+             "layer m and the teacher's embeddings into the student's, where the student is narrower the units "
+             "student.slice names (leading: each tensor's leading slice; importance: layermap.distill.slicing), as "
+             "layermap did (layermap.distill.models.init_student_from_teacher).")
 PROJECTION_NOTE = ("TextBrewer builds one linear projection per hidden match (proj); layermap's fitness shares one "
                    "projection across all layers.")
 

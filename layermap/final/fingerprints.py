@@ -35,7 +35,7 @@ def compare_fingerprint(config: Config, *, legacy: Mapping[str, Any] | None = No
     parts = {
         "format": COMPARE_FORMAT,
         "teacher": teacher_identity(c.teacher.name, c.teacher.revision),
-        "student": {k: getattr(c.student, k) for k in c.student.__dataclass_fields__},
+        "student": c.student.identity(_sliced(c)),
         "corpus": corpus_identity(c.corpus.path), "corpus_seed": c.corpus.seed,
         "compare": {**{k: getattr(c.compare, k) for k in c.compare.__dataclass_fields__
                        if k not in _NOT_SHAPING and k not in recipe.RECIPE_DEFAULTS}, **(legacy or {})},
@@ -49,6 +49,18 @@ def compare_fingerprint(config: Config, *, legacy: Mapping[str, Any] | None = No
         parts["recipe"] = recipe.recipe_settings(c)
     parts.update(_device_and_cache(c))
     return digest(parts)[:32]
+
+
+def _sliced(config: Config) -> bool:
+    """Whether ``student.slice`` shapes the compared students (:func:`layermap.extraction.slice_matters`)."""
+    from ..distill.models import load_teacher_config
+    from ..extraction import slice_matters
+
+    s = config.student
+    if (config.compare.init or s.init) != "teacher" or s.slice == "leading":     # (no teacher config needed)
+        return False
+    return slice_matters("teacher", s.hidden_size, s.heads, s.ffn,
+                         load_teacher_config(config.teacher.name, config.teacher.revision))
 
 
 def accepted_fingerprints(config: Config) -> list[str]:

@@ -65,9 +65,11 @@ def reference_rows(config: Config, tasks: Sequence[str], done: Mapping[Job, dict
     groups = [("teacher", teacher_jobs)] + [(REFERENCE_STUDENTS[key], [j for j in reference_jobs if j.mapping == key])
                                            for key in dict.fromkeys(j.mapping for j in reference_jobs)]
     for name, jobs in groups:
-        per_task = {t: [done[j]["score"] for j in jobs if j.task == t and done.get(j) is not None] for t in tasks}
-        rows[name] = {t: {"mean": float(np.mean(v)) if v else None,
-                          "std": float(np.std(v, ddof=1)) if len(v) > 1 else None, "n": len(v)}
+        per_task = {t: {j.seed: done[j]["score"] for j in sorted(jobs, key=lambda j: j.seed)
+                        if j.task == t and done.get(j) is not None} for t in tasks}
+        rows[name] = {t: {"mean": float(np.mean(list(v.values()))) if v else None,
+                          "std": float(np.std(list(v.values()), ddof=1)) if len(v) > 1 else None, "n": len(v),
+                          "scores": {str(seed): score for seed, score in v.items()}}   # by fine-tuning seed: to pair
                       for t, v in per_task.items()}
     constant = {}
     for t in tasks:
@@ -222,6 +224,15 @@ def _teacher_from_entry(records: Sequence[dict | None]) -> dict | None:
     return {"folder": names[0], "cells": len(names)} if names else None
 
 
+def _slice_entry(config: Config, teacher_cfg, init: str) -> dict:
+    """``{"slice": ...}`` where the students are cut from the teacher and narrower than it (``student.slice`` chose
+    which of its units they keep); nothing otherwise."""
+    from ..extraction import slice_matters
+
+    s = config.student
+    return {"slice": s.slice} if slice_matters(init, s.hidden_size, s.heads, s.ffn, teacher_cfg) else {}
+
+
 def _budget(config: Config) -> dict:
     c = config.compare
     return {"max_steps": c.max_steps, "epochs": c.epochs, "batch_size": c.batch_size, "seq_len": c.seq_len,
@@ -250,7 +261,8 @@ def _header(table: dict) -> list[str]:
         "",
         f"Teacher `{teacher_label(table['teacher']['name'])}` ({table['teacher']['layers']} layers"
         + (f", {table['teacher']['identity']}" if table["teacher"].get("identity") else "") + f") → {s['layers']}-layer, "
-        f"{s['hidden_size']}-wide student, initialisation `{s['init']}`. "
+        f"{s['hidden_size']}-wide student, initialisation `{s['init']}`"
+        + (f" ({SLICE_WORDS[s['slice']]})" if s.get("slice") in SLICE_WORDS else "") + ". "
         + (_gene_words(table) if s["init"] == "teacher" else "")
         + (f"Full distillation: {steps} of {b['batch_size']} × {b['seq_len']} tokens, learning rate "
            f"{b['learning_rate']:g}. " if distilled else "No distillation: each student is its initialisation. ")
@@ -274,6 +286,11 @@ def _header(table: dict) -> list[str]:
     elif table.get("teacher_scores"):
         lines += ["", "Fine-tuned teacher (seed 0): " + ", ".join(f"{t} {v:.2f}" for t, v in table["teacher_scores"].items())]
     return lines
+
+
+SLICE_WORDS = {"leading": "cut from the teacher by the leading slice: its first heads, FFN units and residual dimensions",
+               "importance": "cut from the teacher by the importance slice: the heads, FFN units and residual dimensions "
+                             "its weights rank highest"}
 
 
 def _gene_words(table: Mapping) -> str:

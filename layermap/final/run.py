@@ -54,7 +54,7 @@ from .int8 import _quantize_into
 from .jobs import (CompareError, DISTILL, FINETUNE, INFO_NAME, Job, LOYALTY_SEED, REFERENCE_STUDENTS, TEACHER,
                    TEACHER_MAPPING, _canonical, _describe_job, distills, reference_students, resolve_mappings,
                    student_dir, teacher_outputs)
-from .report import (_budget, _cells, _header, _loyalty_entry, _teacher_from_entry, dev_lines, dev_rows,
+from .report import (_budget, _cells, _slice_entry, _header, _loyalty_entry, _teacher_from_entry, dev_lines, dev_rows,
                      headroom_rows, reference_rows)
 from .worker import CompareWorker
 
@@ -278,7 +278,7 @@ def _assemble_table(config: Config, out: Path, plan: _Plan, teacher_cfg, worker:
         teacher={"name": teacher_label(config.teacher.name), "layers": int(teacher_cfg.num_hidden_layers),
                  "identity": teacher_identity(config.teacher.name, config.teacher.revision)},  # no machine path
         student={"layers": config.student.layers, "hidden_size": config.student.hidden_size or int(teacher_cfg.hidden_size),
-                 "init": worker.init},
+                 "init": worker.init, **_slice_entry(config, teacher_cfg, worker.init)},
         budget=_budget(config), seeds=config.compare.seeds, distill_seeds=config.compare.distill_seeds,
         teacher_scores={job.task: done[job]["score"] for job in teacher_jobs if job.seed == 0 and done[job] is not None},
         teacher_from=_teacher_from_entry([done[job] for job in teacher_jobs]),

@@ -233,7 +233,7 @@ class CompareWorker:
         spec = StudentSpec.resolve(teacher.model.config, s.layers, s.hidden_size, s.heads, s.ffn)
         student = build_student(teacher.model.config, spec, seed=seed)
         if (init or self.init) == "teacher":
-            init_student_from_teacher(student, teacher.model, start_mapping(mapping))
+            init_student_from_teacher(student, teacher.model, start_mapping(mapping), s.slice)
         return student
 
     def _reference_student(self, name: str, seed: int):
