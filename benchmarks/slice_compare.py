@@ -102,12 +102,12 @@ def _summary(values: list[float]) -> dict:
             "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
 
 
-def _verdict(d: dict, p_key: str = "p_holm") -> str:
+def _verdict(d: dict, slices: dict, p_key: str = "p_holm") -> str:
     p = d.get(p_key, d.get("p"))
     if p is None:
         return "untested"
     if p < ALPHA:
-        return "b better" if d["mean"] > 0 else "a better"
+        return f"{slices['b'] if d['mean'] > 0 else slices['a']} better"
     return f"no difference larger than about {d['detectable']:.1f} points seen"
 
 
@@ -126,10 +126,10 @@ def markdown(summary: dict, a_name: str, b_name: str) -> str:
         ci = f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]" if "low" in d else f"{d['mean']:+.2f}"
         p = f"{d['p_holm']:.3f}" if d.get("p_holm") is not None else "–"
         lines.append(f"| {r['genome']} | {r['task']} | {len(r['seeds'])} | {_fmt(r['a'])} | {_fmt(r['b'])} | {ci} | {p} "
-                     f"| {_verdict(d)} |")
+                     f"| {_verdict(d, sl)} |")
     lines += ["", f"**Over every genome and seed** ({pooled['n']} paired differences, genomes treated as "
               f"independent): b − a = {pooled['mean']:+.2f} [{pooled['low']:+.2f}, {pooled['high']:+.2f}], "
-              f"p {pooled['p']:.4f}: {_verdict(pooled, 'p')}; this test detects {pooled['detectable']:.2f} points at 80 % "
+              f"p {pooled['p']:.4f}: {_verdict(pooled, sl, 'p')}; this test detects {pooled['detectable']:.2f} points at 80 % "
               "power.", "", "Yardsticks (mean over seeds, as each folder's table gives them):", "",
               "| row | " + " | ".join(f"{t} ({side})" for side in ("a", "b") for t in summary["tasks"]) + " |",
               "|---|" + "---|" * (2 * len(summary["tasks"]))]
