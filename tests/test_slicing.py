@@ -169,3 +169,9 @@ def test_the_final_stage_and_distill_cut_by_the_slice_the_settings_name(compare_
                                teacher.embeddings.word_embeddings.weight[:, :16])
     assert torch.equal(made["importance"].embeddings.word_embeddings.weight, expected.embeddings.word_embeddings.weight)
     assert not all(torch.equal(a, b) for a, b in zip(made["leading"].parameters(), made["importance"].parameters()))
+
+
+def test_a_teacher_without_bert_layernorms_is_refused_in_one_sentence():
+    state = {"encoder.layer.0.attention.self.value.weight": torch.zeros(8, 8)}
+    with pytest.raises(SliceError, match="has none such; use student.slice = 'leading'"):
+        cut_indices(state, "encoder.layer.", [1], hidden=4, heads=1, ffn=4, head_size=4)

@@ -233,24 +233,24 @@ def init_student_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel
         t_key = _teacher_key(key, s_layers, t_layers, sources)
         if t_key in t_state:
             _check_narrower(t_state[t_key], s_tensor.shape, key)
-    cut = Cut()
-    if slicing == "importance":
-        s_cfg, t_cfg = student.config, teacher.config
-        cut = cut_indices(t_state, t_layers, sources, hidden=s_cfg.hidden_size, heads=s_cfg.num_attention_heads,
-                          ffn=s_cfg.intermediate_size, head_size=t_cfg.hidden_size // t_cfg.num_attention_heads)
-    new_state = {}
-    for key, s_tensor in s_state.items():
-        t_key = _teacher_key(key, s_layers, t_layers, sources)
-        if t_key not in t_state:
-            new_state[key] = s_tensor          # e.g. a pooler the teacher lacks: keep the random init
-            continue
-        in_layer = key.startswith(s_layers)
-        rest = key[len(s_layers):].split(".", 1)[1] if in_layer else None
-        try:
+    try:
+        cut = Cut()
+        if slicing == "importance":
+            s_cfg, t_cfg = student.config, teacher.config
+            cut = cut_indices(t_state, t_layers, sources, hidden=s_cfg.hidden_size, heads=s_cfg.num_attention_heads,
+                              ffn=s_cfg.intermediate_size, head_size=t_cfg.hidden_size // t_cfg.num_attention_heads)
+        new_state = {}
+        for key, s_tensor in s_state.items():
+            t_key = _teacher_key(key, s_layers, t_layers, sources)
+            if t_key not in t_state:
+                new_state[key] = s_tensor          # e.g. a pooler the teacher lacks: keep the random init
+                continue
+            in_layer = key.startswith(s_layers)
+            rest = key[len(s_layers):].split(".", 1)[1] if in_layer else None
             new_state[key] = cut_tensor(t_state[t_key], s_tensor.shape, key, cut, rest=rest,
                                         layer=int(t_key[len(t_layers):].split(".", 1)[0]) if in_layer else None)
-        except SliceError as exc:
-            raise ModelError(str(exc)) from None
+    except SliceError as exc:
+        raise ModelError(str(exc)) from None
     student.load_state_dict(new_state)
 
 

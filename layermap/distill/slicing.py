@@ -125,6 +125,10 @@ def cut_indices(t_state: Mapping[str, torch.Tensor], layer_prefix: str, sources:
     for a student of ``hidden`` residual dimensions, ``heads`` heads of ``head_size`` and ``ffn`` FFN units whose
     layers start from the 1-based teacher layers ``sources``."""
     gammas = [t.float().abs() for k, t in t_state.items() if k.endswith("LayerNorm.weight") and t.dim() == 1]
+    if not gammas or len({g.shape[0] for g in gammas}) != 1:
+        raise SliceError("student.slice = 'importance' ranks residual dimensions by the teacher's LayerNorm weights "
+                         "(parameters named ...LayerNorm.weight, all of the hidden size), and this teacher has none "
+                         "such; use student.slice = 'leading' for this teacher")
     t_hidden = gammas[0].shape[0]
     kept = _top(torch.stack(gammas).sum(0), hidden) if hidden < t_hidden else torch.arange(t_hidden)
 
