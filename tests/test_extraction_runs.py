@@ -137,8 +137,8 @@ def test_the_final_stage_of_teacher_initialisation_reads_against_the_truncation_
     from layermap.final.jobs import student_dir
     from layermap.final.run import render_folder, run_compare
 
-    config = _config(compare_toml, "compare.init='teacher'", "compare.references=true", "compare.max_steps=0",
-                     "compare.epochs=0", "compare.teacher_cache=false")
+    config = _config(compare_toml, "compare.init='teacher'", "student.slice='leading'", "compare.references=true",
+                     "compare.max_steps=0", "compare.epochs=0", "compare.teacher_cache=false")
     out = tmp_path / "cmp"
     result = run_compare(config, ["1-2", "3-4+1-2", "1-2+1-2"], out, progress=False)
     table = json.loads((out / "comparison.json").read_text())

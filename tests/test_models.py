@@ -62,10 +62,10 @@ def test_init_from_teacher_copies_mapped_layers():
     assert torch.equal(student.embeddings.word_embeddings.weight, teacher.embeddings.word_embeddings.weight)
 
 
-def test_init_from_teacher_truncates_narrower_and_rejects_wider():
+def test_init_from_teacher_slices_narrower_and_rejects_wider():
     teacher = _tiny(layers=2, hidden=16)
     narrow = build_student(teacher.config, StudentSpec(1, 8, 2, 16))
-    init_student_from_teacher(narrow, teacher, LayerMapping((2,), 2))
+    init_student_from_teacher(narrow, teacher, LayerMapping((2,), 2), "leading")
     torch.testing.assert_close(narrow.encoder.layer[0].attention.self.key.weight,
                                teacher.encoder.layer[1].attention.self.key.weight[:8, :8])
     wide = build_student(teacher.config, StudentSpec(1, 32, 4, 64))

@@ -55,15 +55,16 @@ def test_importance_keeps_the_highest_ranked_units_in_the_teachers_order():
     torch.testing.assert_close(student.pooler.dense.weight, teacher.pooler.dense.weight[dims][:, dims])
 
 
-def test_the_leading_slice_is_unchanged_and_importance_differs_from_it():
+def test_the_leading_slice_is_unchanged_and_importance_the_default_differs_from_it():
     teacher = _mark(_teacher())
     leading = build_student(teacher.config, StudentSpec(1, 8, 2, 4))
-    init_student_from_teacher(leading, teacher, LayerMapping((2,), 2))
+    init_student_from_teacher(leading, teacher, LayerMapping((2,), 2), "leading")
     torch.testing.assert_close(leading.encoder.layer[0].output.dense.weight,
                                teacher.encoder.layer[1].output.dense.weight[:8, :4])
     important = build_student(teacher.config, StudentSpec(1, 8, 2, 4))
-    init_student_from_teacher(important, teacher, LayerMapping((2,), 2), "importance")
+    init_student_from_teacher(important, teacher, LayerMapping((2,), 2))
     assert not torch.equal(leading.encoder.layer[0].output.dense.weight, important.encoder.layer[0].output.dense.weight)
+    assert StudentSettings().slice == "importance"
 
 
 def test_a_student_as_wide_as_the_teacher_is_a_copy_under_either_slice():
@@ -101,8 +102,9 @@ def test_bad_slices_are_refused_in_one_sentence():
 
 
 def test_the_leading_slice_enters_no_fingerprint(compare_toml):
-    """Every stored fitness, compare cell and checkpoint keyed before student.slice keeps its key (the student's
-    settings hash as they did without it); the importance slice keys its own."""
+    """Every stored fitness, compare cell and checkpoint keyed before student.slice keeps its key where the student
+    is the same (the leading slice, a full-width or a random student: the settings hash as they did without it); the
+    importance slice of a narrower extracted student keys its own."""
     import dataclasses
 
     from layermap.config import load_config
@@ -110,7 +112,7 @@ def test_the_leading_slice_enters_no_fingerprint(compare_toml):
     from layermap.evaluators.proxy import ProxyEvaluator
     from layermap.final.fingerprints import compare_fingerprint
 
-    base = load_config(str(compare_toml), ['student.init="teacher"'])
+    base = load_config(str(compare_toml), ['student.init="teacher"', 'student.slice="leading"'])
     other = base.replace(student=dataclasses.replace(base.student, slice="importance"))
     assert "slice" not in base.student.identity() and other.student.identity()["slice"] == "importance"
     assert base.student.identity() == {k: getattr(base.student, k) for k in ("layers", "hidden_size", "heads", "ffn",
@@ -121,7 +123,7 @@ def test_the_leading_slice_enters_no_fingerprint(compare_toml):
     assert distill_run_digest(base, "t", "s") != distill_run_digest(other, "t", "s")
     assert distill_run_digest(base, "t", "s") == distill_run_digest(other, "t", "s", sliced=False)
     wide = load_config(str(compare_toml), ['student.init="teacher"', "student.hidden_size=0", "student.heads=0",
-                                           "student.ffn=64"])                 # the teacher's width: nothing to slice
+                                           "student.ffn=64", 'student.slice="leading"'])   # the teacher's width
     wide_important = wide.replace(student=dataclasses.replace(wide.student, slice="importance"))
     assert compare_fingerprint(wide) == compare_fingerprint(wide_important)
     assert ProxyEvaluator(wide).fingerprint == ProxyEvaluator(wide_important).fingerprint

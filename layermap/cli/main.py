@@ -54,9 +54,9 @@ def _add_distill(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="student initialisation, corpus slice and batch order")
     p.add_argument("--init", choices=("random", "teacher"), default="random",
                    help="random initialisation, or teacher-layer extraction g(m) (ETD)")
-    p.add_argument("--slice", choices=("leading", "importance"), default="leading",
-                   help="with --init teacher and a narrower student: keep the teacher's first units (leading) or the "
-                        "ones its weights rank highest (importance)")
+    p.add_argument("--slice", choices=("importance", "leading"), default="importance",
+                   help="with --init teacher and a narrower student: keep the units the teacher's weights rank highest "
+                        "(importance, the default) or its first units (leading)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints (0: none)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--cache-dir", default="", help="where the tokenised corpus is cached (default ~/.cache/layermap)")

@@ -36,8 +36,9 @@ class StudentSettings:
     heads: int = 0                 # 0 = the teacher's
     ffn: int = 0                   # 0 = 4 * hidden_size
     init: str = "random"           # random | teacher
-    slice: str = "leading"         # init = teacher, narrower than the teacher: leading (the first units) | importance
-                                   # (the units the teacher's weights rank highest: layermap.distill.slicing)
+    slice: str = "importance"      # init = teacher, narrower than the teacher: importance (the units the teacher's
+                                   # weights rank highest: layermap.distill.slicing; measured better, docs/extraction.md)
+                                   # | leading (the first units: layermap before issue 30's Deliver 5)
 
     def __post_init__(self) -> None:
         if self.layers < 1:

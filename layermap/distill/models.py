@@ -209,7 +209,7 @@ def build_student(teacher_config, spec: StudentSpec, *, seed: int = 0) -> PreTra
 
 
 def init_student_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel, mapping: LayerMapping,
-                              slicing: str = "leading") -> None:
+                              slicing: str = "importance") -> None:
     """Extract-Then-Distill style initialisation, in place.
 
     Embeddings are copied from the teacher; student layer ``m`` starts as teacher layer
