@@ -101,6 +101,7 @@ def test_a_split_search_runs_and_every_output_says_what_a_gene_means(tiny_config
     assert main(["export", str(out), "--format", "textbrewer", "-o", str(tmp_path / "matches.json")]) == 0
     provenance = json.loads((tmp_path / "matches.provenance.json").read_text())
     assert provenance["starts_from"] == best.split("+")[0] and provenance["imitates"] == best.split("+")[1]
+    assert provenance["slice"] == "importance"                  # the 16-wide student was cut by the default slice
     matches = json.loads((tmp_path / "matches.json").read_text())["intermediate_matches"]
     imitated = [int(g) for g in best.split("+")[1].split("-")]
     assert {(m["layer_S"], m["layer_T"]) for m in matches if m["feature"] == "hidden"} == \

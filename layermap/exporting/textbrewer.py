@@ -58,7 +58,7 @@ def textbrewer_files(mapping: Genome, row: RunRow, init: str, metadata: dict,
               "projection": PROJECTION_NOTE}
     if init == "teacher":                  # the matches say what each layer imitates; the start is the user's to make
         beside.update(imitates=format_genes(mapping.genes), starts_from=format_genes(init_layers(mapping)),
-                      initialisation=INIT_NOTE)
+                      initialisation=INIT_NOTE, **_slice_of(row))
     if isinstance(mapping, SplitGenome):
         beside["init_genes"] = list(mapping.init)
     average = heads_differ(row)
@@ -117,6 +117,17 @@ def heads_differ(row: RunRow) -> bool | None:
     student = d.get("student") if isinstance(d.get("student"), dict) else {}
     teacher, own = d.get("teacher_heads"), student.get("heads")
     return None if not teacher or not own else int(teacher) != int(own)
+
+
+def _slice_of(row: RunRow) -> dict:
+    """``{"slice": ...}``: which teacher units a narrower extracted student kept (the evaluator's description names a
+    slice only where it shaped the student and was not the leading one; a narrower student of a run without it was
+    cut by the leading slice); nothing for a student as wide as the teacher."""
+    student = row.description.get("student") if isinstance(row.description.get("student"), dict) else {}
+    if student.get("slice"):
+        return {"slice": student["slice"]}
+    own, teacher = widths(row)
+    return {"slice": "leading"} if own < teacher else {}
 
 
 def widths(row: RunRow) -> tuple[int, int]:
