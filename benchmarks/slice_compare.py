@@ -17,6 +17,9 @@ slice does to the best rate.
 
     python benchmarks/slice_compare.py --a results/judge/extracted-192 --b results/judge/extracted-192-importance \\
         --out results/judge/slices-192
+
+``--references DIR``: the yardsticks of a compare folder that has them, for two folders made without reference rows
+(distilled students fine-tuned at the rates of their undistilled selves, ``--recipe-from``).
 """
 
 from __future__ import annotations
@@ -72,8 +75,9 @@ def paired(differences: list[float]) -> dict:
             "high": test["mean"] + half, "p": test["p"], "detectable": detectable_difference(test["sd"], len(differences))}
 
 
-def compare(a: dict, b: dict) -> dict:
-    """The summary of two compare tables (module docstring)."""
+def compare(a: dict, b: dict, yardsticks: dict | None = None) -> dict:
+    """The summary of two compare tables (module docstring); ``yardsticks``: a third table whose reference rows stand
+    for both where theirs are missing (distilled folders made without reference rows)."""
     sa, sb = per_seed(a), per_seed(b)
     tasks = [t for t in a["tasks"] if t in b["tasks"]]
     genomes = [g for g in sa if g in sb]
@@ -89,9 +93,14 @@ def compare(a: dict, b: dict) -> dict:
     adjusted = holm([r["difference"].get("p") for r in rows])
     for r, p in zip(rows, adjusted):
         r["difference"]["p_holm"] = p
-    refs = {side: {name: {t: table["references"][name][t]["mean"] for t in tasks}
+    refs = {side: {name: {t: table["references"][name].get(t, {}).get("mean") for t in tasks}
                    for name in ("teacher", "random", "constant") if name in table.get("references", {})}
             for side, table in (("a", a), ("b", b))}
+    if yardsticks is not None:
+        for side, table in (("a", a), ("b", b)):
+            if not any(v is not None for row in refs[side].values() for v in row.values()):
+                refs[side] = {name: {t: yardsticks["references"][name].get(t, {}).get("mean") for t in tasks}
+                              for name in ("teacher", "random", "constant") if name in yardsticks.get("references", {})}
     return {"tasks": tasks, "slices": {"a": a["student"].get("slice", "leading"), "b": b["student"].get("slice", "leading")},
             "student": {k: a["student"].get(k) for k in ("layers", "hidden_size", "init")}, "rows": rows,
             "pooled": paired(everything), "references": refs}
@@ -134,6 +143,8 @@ def markdown(summary: dict, a_name: str, b_name: str) -> str:
               "| row | " + " | ".join(f"{t} ({side})" for side in ("a", "b") for t in summary["tasks"]) + " |",
               "|---|" + "---|" * (2 * len(summary["tasks"]))]
     names = [n for n in ("teacher", "random", "constant") if n in summary["references"]["a"]]
+    if not names:
+        lines[-4:] = ["", "No yardsticks: neither folder has reference rows (give --references)."]
     for name in names:
         cells = [summary["references"][side].get(name, {}).get(t) for side in ("a", "b") for t in summary["tasks"]]
         lines.append(f"| {name} | " + " | ".join("–" if c is None else f"{c:.2f}" for c in cells) + " |")
@@ -149,9 +160,12 @@ def main(argv=None) -> int:
     ap.add_argument("--a", required=True, help="compare folder of the first slice (e.g. leading)")
     ap.add_argument("--b", required=True, help="compare folder of the second slice (e.g. importance)")
     ap.add_argument("--out", required=True, help="path without extension: writes OUT.md and OUT.json")
+    ap.add_argument("--references", help="compare folder whose reference rows (teacher, random student, constant) "
+                                         "stand for folders made without them")
     args = ap.parse_args(argv)
     tables = [json.loads((Path(p) / "comparison.json").read_text()) for p in (args.a, args.b)]
-    summary = compare(*tables)
+    extra = json.loads((Path(args.references) / "comparison.json").read_text()) if args.references else None
+    summary = compare(*tables, yardsticks=extra)
     summary["folders"] = {"a": Path(args.a).name, "b": Path(args.b).name}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -45,3 +45,8 @@ def test_two_slices_are_paired_by_seed_per_genome_and_pooled(compare_toml, tmp_p
     assert r["pooled"]["n"] == 3 * len(r["rows"]) and r["pooled"]["detectable"] > 0
     md = out.with_suffix(".md").read_text()
     assert "| teacher |" in md and "| random |" in md and "detects" in md
+    bare = [{k: v for k, v in json.loads((folders[s] / "comparison.json").read_text()).items() if k != "references"}
+            for s in ("leading", "importance")]                        # folders made without reference rows
+    assert "No yardsticks" in slice_compare.markdown(slice_compare.compare(*bare), "a", "b")
+    borrowed = slice_compare.compare(*bare, yardsticks=table)
+    assert borrowed["references"]["a"]["teacher"] == {t: table["references"]["teacher"][t]["mean"] for t in r["tasks"]}
