@@ -90,6 +90,9 @@ def test_heads_and_units_are_ranked_in_each_source_layer():
 def test_bad_slices_are_refused_in_one_sentence():
     with pytest.raises(ConfigError, match="student.slice must be 'leading' or 'importance'"):
         StudentSettings(slice="magnitude")
+    for key in ("hidden_size", "heads", "ffn"):          # the checks after it still run (an edit once cut them off)
+        with pytest.raises(ConfigError, match=f"student.{key} must be >= 0"):
+            StudentSettings(**{key: -1})
     teacher = _teacher()
     student = build_student(teacher.config, StudentSpec(1, 8, 2, 4))
     with pytest.raises(ModelError, match="student.slice must be one of"):

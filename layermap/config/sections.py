@@ -47,6 +47,9 @@ class StudentSettings:
             raise ConfigError(f"student.init must be 'random' or 'teacher', got {self.init!r}")
         if self.slice not in ("leading", "importance"):
             raise ConfigError(f"student.slice must be 'leading' or 'importance', got {self.slice!r}")
+        for k in ("hidden_size", "heads", "ffn"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"student.{k} must be >= 0 (0 = derive from the teacher), got {getattr(self, k)}")
 
     def identity(self, sliced: bool = True) -> dict:
         """These settings as a fingerprint takes them: ``slice`` only where it shapes the student (``sliced``:
@@ -56,9 +59,6 @@ class StudentSettings:
         if out["slice"] == "leading" or not sliced:
             del out["slice"]
         return out
-        for k in ("hidden_size", "heads", "ffn"):
-            if getattr(self, k) < 0:
-                raise ConfigError(f"student.{k} must be >= 0 (0 = derive from the teacher), got {getattr(self, k)}")
 
 
 @dataclass(frozen=True)
