@@ -343,11 +343,7 @@ def check_extraction(layers: int, hidden_size: int, heads: int, ffn: int, teache
     docstring says why): deeper or wider than the teacher, or with a head size other than the teacher's.  Sizes given
     as 0 are the teacher's (hidden, heads) or ``4 x hidden`` (FFN), as :meth:`StudentSpec.resolve` fills them."""
     n = int(teacher_config.num_hidden_layers)
-    t_hidden, t_heads = int(teacher_config.hidden_size), int(teacher_config.num_attention_heads)
-    t_ffn = int(getattr(teacher_config, "intermediate_size", 4 * t_hidden))
-    hidden = hidden_size or t_hidden
-    heads = heads or t_heads
-    ffn = ffn or 4 * hidden
+    (hidden, heads, ffn), (t_hidden, t_heads, t_ffn) = _sizes(hidden_size, heads, ffn, teacher_config)
     head_size = t_hidden // t_heads
     fix = "or student.init = 'random'"
     if layers > n:
@@ -373,10 +369,17 @@ def slice_matters(init: str, hidden_size: int, heads: int, ffn: int, teacher_con
     """Whether ``student.slice`` shapes a student: initialised from the teacher (``init``) and narrower than it in
     residual width, heads or FFN units (sizes 0 filled as :meth:`StudentSpec.resolve` fills them).  Where it does not,
     the slice enters no fingerprint."""
+    student, teacher = _sizes(hidden_size, heads, ffn, teacher_config)
+    return init == "teacher" and student != teacher
+
+
+def _sizes(hidden_size: int, heads: int, ffn: int, teacher_config) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(hidden, heads, FFN) of the student, sizes given as 0 filled as :meth:`StudentSpec.resolve` fills them (the
+    teacher's hidden size and heads, ``4 x hidden``), and the same of the teacher."""
     t_hidden, t_heads = int(teacher_config.hidden_size), int(teacher_config.num_attention_heads)
     t_ffn = int(getattr(teacher_config, "intermediate_size", 4 * t_hidden))
     hidden = hidden_size or t_hidden
-    return init == "teacher" and (hidden, heads or t_heads, ffn or 4 * hidden) != (t_hidden, t_heads, t_ffn)
+    return (hidden, heads or t_heads, ffn or 4 * hidden), (t_hidden, t_heads, t_ffn)
 
 
 def check_config_extraction(config, teacher_config) -> None:

@@ -55,10 +55,13 @@ class StudentSettings:
         """These settings as a fingerprint takes them: ``slice`` only where it shapes the student (``sliced``:
         :func:`layermap.extraction.slice_matters`) and is not the leading slice every key before it had, so stored
         fitnesses, compare cells and checkpoints keep their keys."""
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        if out["slice"] == "leading" or not sliced:
-            del out["slice"]
-        return out
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "slice"}
+        return {**out, **self.slice_identity(sliced)}
+
+    def slice_identity(self, sliced: bool) -> dict:
+        """``{"slice": ...}`` where the slice shapes the student (``sliced``) and is not the leading one; else ``{}``
+        (the one rule of :meth:`identity` and of the proxy's student description)."""
+        return {"slice": self.slice} if sliced and self.slice != "leading" else {}
 
 
 @dataclass(frozen=True)

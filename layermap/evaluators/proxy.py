@@ -103,10 +103,9 @@ class ProxyEvaluator(GenomeJobs):
     def _student_description(self) -> dict:
         spec = self.spec
         s = self.config.student
-        sliced = s.slice != "leading" and slice_matters(s.init, spec.hidden_size, spec.heads, spec.ffn,
-                                                        self._teacher_config)       # (older records' keys hold)
+        sliced = slice_matters(s.init, spec.hidden_size, spec.heads, spec.ffn, self._teacher_config)
         return {"layers": spec.layers, "hidden_size": spec.hidden_size, "heads": spec.heads, "ffn": spec.ffn,
-                "init": s.init, **({"slice": s.slice} if sliced else {})}
+                "init": s.init, **s.slice_identity(sliced)}              # (older records' keys hold)
 
     @property
     def fingerprint(self) -> str:
