@@ -229,10 +229,6 @@ def init_student_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel
     t_state = teacher.state_dict()
     s_state = student.state_dict()
     s_layers, t_layers = _layer_prefix(student), _layer_prefix(teacher)
-    for key, s_tensor in s_state.items():                 # wider than the teacher anywhere: one sentence, no work
-        t_key = _teacher_key(key, s_layers, t_layers, sources)
-        if t_key in t_state:
-            _check_narrower(t_state[t_key], s_tensor.shape, key)
     try:
         cut = Cut()
         if slicing == "importance":
@@ -245,6 +241,7 @@ def init_student_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel
             if t_key not in t_state:
                 new_state[key] = s_tensor          # e.g. a pooler the teacher lacks: keep the random init
                 continue
+            _check_narrower(t_state[t_key], s_tensor.shape, key)   # wider than the teacher: one sentence
             in_layer = key.startswith(s_layers)
             rest = key[len(s_layers):].split(".", 1)[1] if in_layer else None
             new_state[key] = cut_tensor(t_state[t_key], s_tensor.shape, key, cut, rest=rest,
