@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from layermap.final.comparison import paired_difference  # noqa: E402
 from layermap.final.resolution import detectable_difference  # noqa: E402
 from layermap.stats import floored_paired_t, holm  # noqa: E402
 
@@ -65,14 +66,13 @@ def paired(differences: list[float]) -> dict:
     """Mean, 95 % interval and two-sided p of paired differences, their std floored at MIN_DIFF_SD as the compare
     tables do (:func:`layermap.stats.floored_paired_t`), and the smallest difference such a test detects at 80 %
     power."""
-    from scipy.stats import t as student
-
-    test = floored_paired_t(differences)
-    if test is None:
-        return {"n": len(differences), "mean": float(np.mean(differences)) if differences else None}
-    half = float(student.ppf(0.975, test["df"])) * test["stderr"]
-    return {"n": len(differences), "mean": test["mean"], "sd": test["sd"], "low": test["mean"] - half,
-            "high": test["mean"] + half, "p": test["p"], "detectable": detectable_difference(test["sd"], len(differences))}
+    n = len(differences)
+    if n < 2:
+        return {"n": n, "mean": float(np.mean(differences)) if differences else None}
+    d = paired_difference(differences, [0.0] * n)             # the compare tables' interval and p
+    sd = floored_paired_t(differences)["sd"]
+    return {"n": n, "mean": d.mean, "sd": sd, "low": d.low, "high": d.high, "p": d.p,
+            "detectable": detectable_difference(sd, n)}
 
 
 def compare(a: dict, b: dict, yardsticks: dict | None = None) -> dict:
